@@ -1,0 +1,99 @@
+"""Reading audio named by a Kaldi ``wav.scp`` entry, with checks.
+
+An entry is a path (``/a/b.wav``) or a Kaldi extended filename ending in a
+pipe (``sox x.flac -t wav - |``), whose command writes a wav file to stdout.
+Every problem raises :class:`AudioError` naming the file and the utterance.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+import numpy as np
+import soundfile as sf
+
+from speechkd.errors import AudioError
+
+
+def read_entry_bytes(entry: str, utt: str | None = None) -> bytes | str:
+    """Return the path for a plain entry, or the bytes a pipe entry produces."""
+    entry = entry.strip()
+    if not entry.endswith("|"):
+        return entry
+    cmd = entry[:-1].strip()
+    proc = subprocess.run(cmd, shell=True, capture_output=True)
+    if proc.returncode != 0:
+        raise AudioError(f"pipe command failed with status {proc.returncode}: "
+                         f"{proc.stderr.decode(errors='replace').strip()[-300:]}",
+                         path=cmd, utt=utt, field="wav.scp")
+    return proc.stdout
+
+
+def audio_info(entry: str, utt: str | None = None) -> tuple[int, int, int]:
+    """(sample_rate, channels, frames) of an entry, without reading samples of plain files."""
+    src = read_entry_bytes(entry, utt)
+    name = entry if isinstance(src, str) else f"{entry} (pipe)"
+    try:
+        info = sf.info(io.BytesIO(src) if isinstance(src, bytes) else src)
+    except FileNotFoundError:
+        raise AudioError("audio file does not exist", path=name, utt=utt,
+                         hint="check wav.scp, or run `speechkd data fix` to drop it") from None
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise AudioError(f"cannot read audio ({_short(e)})", path=name, utt=utt,
+                         hint="the file is corrupt or not a sound file; re-create it or drop it "
+                              "with `speechkd data fix`") from None
+    return int(info.samplerate), int(info.channels), int(info.frames)
+
+
+def load_audio(entry: str, *, sample_rate: int | None = None, utt: str | None = None,
+               mono: str = "error", min_samples: int = 1,
+               segment: tuple[float, float] | None = None) -> tuple[np.ndarray, int]:
+    """Read an entry as float32 in [-1, 1].
+
+    sample_rate: when given, a file at another rate is an error (resampling is
+        an explicit step, never a silent one).
+    mono: "error" refuses multi-channel audio; "first" keeps channel 0;
+        "mean" averages the channels.
+    segment: (start, end) in seconds, as in a Kaldi ``segments`` file (end < 0: to the end).
+    """
+    src = read_entry_bytes(entry, utt)
+    name = entry if isinstance(src, str) else f"{entry} (pipe)"
+    try:
+        wav, sr = sf.read(io.BytesIO(src) if isinstance(src, bytes) else src,
+                          dtype="float32", always_2d=True)
+    except FileNotFoundError:
+        raise AudioError("audio file does not exist", path=name, utt=utt,
+                         hint="check wav.scp, or run `speechkd data fix` to drop it") from None
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise AudioError(f"cannot read audio ({_short(e)})", path=name, utt=utt,
+                         hint="the file is corrupt or not a sound file; re-create it or drop it "
+                              "with `speechkd data fix`") from None
+    if sample_rate is not None and sr != sample_rate:
+        raise AudioError(f"sample rate is {sr} Hz, expected {sample_rate} Hz", path=name, utt=utt,
+                         field="sample_rate",
+                         hint=f"resample the corpus explicitly (e.g. `sox in.wav -r {sample_rate} out.wav`)")
+    if wav.shape[1] > 1:
+        if mono == "error":
+            raise AudioError(f"audio has {wav.shape[1]} channels, expected mono", path=name, utt=utt,
+                             field="channels", hint="down-mix it (e.g. `sox in.wav -c 1 out.wav`)")
+        wav = wav[:, :1] if mono == "first" else wav.mean(axis=1, keepdims=True)
+    wav = wav[:, 0]
+    if segment is not None:
+        start, end = segment
+        a = int(round(start * sr))
+        b = len(wav) if end < 0 else int(round(end * sr))
+        if a >= len(wav) or b <= a:
+            raise AudioError(f"segment {start:.3f}-{end:.3f}s lies outside the "
+                             f"{len(wav) / sr:.3f}s recording", path=name, utt=utt, field="segments")
+        wav = wav[a:b]
+    if len(wav) < min_samples:
+        raise AudioError(f"audio is empty or too short ({len(wav)} samples, need {min_samples})",
+                         path=name, utt=utt, hint="drop it with `speechkd data fix`")
+    if not np.all(np.isfinite(wav)):
+        raise AudioError("audio contains NaN or infinite samples", path=name, utt=utt)
+    return wav, sr
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__

@@ -1,0 +1,217 @@
+"""Typed configuration: dataclasses loaded from commented YAML with dotted overrides.
+
+Every config is a (possibly nested) dataclass whose fields carry defaults and a
+docstring-like ``metadata["help"]``. :func:`load_config` merges, in order, the
+dataclass defaults, a YAML file and ``key.sub=value`` overrides, and checks
+every key and type, so a typo in a config is an error naming the file and the
+field, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from speechkd.errors import ConfigError
+from speechkd.utils.io import atomic_write_text
+
+T = TypeVar("T")
+
+
+def field(default: Any = dataclasses.MISSING, *, help: str = "", default_factory: Any = dataclasses.MISSING):
+    """A dataclass field with a help string (shown by ``--print-config``)."""
+    kw: dict[str, Any] = {"metadata": {"help": help}}
+    if default_factory is not dataclasses.MISSING:
+        kw["default_factory"] = default_factory
+    else:
+        kw["default"] = default
+    return dataclasses.field(**kw)
+
+
+def to_dict(cfg: Any) -> dict:
+    """A plain dict (YAML-serialisable) of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def _coerce(value: Any, tp: Any, where: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where, source)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"value {value!r} matches none of {tp}", path=source, field=where)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a mapping, got {type(value).__name__} {value!r}",
+                              path=source, field=where)
+        return from_dict(tp, value, source=source, prefix=where + ".")
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"expected a list, got {value!r}", path=source, field=where)
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, f"{where}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(out) if (origin is tuple or tp is tuple) else out
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"expected a mapping, got {value!r}", path=source, field=where)
+        return dict(value)
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"must be one of {list(args)}, got {value!r}", path=source, field=where)
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"expected true/false, got {value!r}", path=source, field=where)
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"expected an integer, got {value!r}", path=source, field=where)
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"expected an integer, got {value!r}", path=source, field=where)
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"expected a number, got {value!r}", path=source, field=where)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"expected a number, got {value!r}", path=source, field=where)
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"expected a string, got {value!r}", path=source, field=where)
+    return value
+
+
+def from_dict(cls: type[T], data: dict, *, source: str = "<dict>", prefix: str = "") -> T:
+    """Build ``cls`` from a mapping, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a mapping, got {type(data).__name__}", path=source,
+                          field=prefix.rstrip(".") or None)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {', '.join(prefix + u for u in unknown)}; "
+                          f"known: {', '.join(sorted(fields))}", path=source)
+    kwargs = {k: _coerce(v, hints[k], prefix + k, source) for k, v in data.items()}
+    try:
+        cfg = cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e), path=source) from None
+    return cfg
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """``["a.b=3", "c=x"]`` -> ``{"a": {"b": 3}, "c": "x"}`` (values parsed as YAML scalars)."""
+    out: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value", field=item)
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict, upd: dict) -> dict:
+    out = dict(base)
+    for k, v in upd.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """Read a YAML mapping with errors that name the file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("config file does not exist", path=str(path))
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        loc = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"malformed YAML{loc}: {problem}", path=str(path),
+                          hint="fix the syntax (indentation, quotes, colons)") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"top level must be a mapping, got {type(data).__name__}", path=str(path))
+    return data
+
+
+def load_config(cls: type[T], path: str | os.PathLike | None = None,
+                overrides: list[str] | None = None) -> T:
+    """Defaults <- YAML file <- dotted overrides; every key and type checked."""
+    data = read_yaml(path) if path else {}
+    if overrides:
+        data = _merge(data, parse_overrides(overrides))
+    return from_dict(cls, data, source=str(path) if path else "<overrides>")
+
+
+def dump_config(cfg: Any, with_help: bool = True) -> str:
+    """YAML text of a config, each field preceded by its help as a comment."""
+    if not with_help:
+        return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+    lines: list[str] = []
+
+    def emit(obj: Any, indent: str) -> None:
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            h = f.metadata.get("help", "")
+            if h:
+                lines.append(f"{indent}# {h}")
+            if dataclasses.is_dataclass(v):
+                lines.append(f"{indent}{f.name}:")
+                emit(v, indent + "  ")
+            else:
+                dumped = yaml.safe_dump({f.name: v}, sort_keys=False, default_flow_style=True).strip()
+                lines.append(f"{indent}{dumped}")
+
+    emit(cfg, "")
+    return "\n".join(lines) + "\n"
+
+
+def save_config(cfg: Any, path: str | os.PathLike) -> None:
+    atomic_write_text(path, dump_config(cfg))

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages speechkd needs. Idempotent: packages already
+# present are skipped without touching the network.
+set -euo pipefail
+
+pkgs=(
+  espeak-ng libespeak-ng1            # phonemizer backend
+  flite                              # synthetic voices (slt, kal16, awb, rms)
+  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+  sox libsndfile1 ffmpeg             # audio tools; ffmpeg decodes G.722
+  asterisk-core-sounds-en-g722 asterisk-core-sounds-en   # real speech + transcripts
+  wordnet-base                       # prompt sentences
+  sonic-pi-samples lmms-common sound-theme-freedesktop    # CC0 noise / event sounds
+)
+[ "${SPEECHKD_WITH_BROWSER:-0}" = 1 ] && pkgs+=(chromium)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install_system: all ${#pkgs[@]} packages present"
+  exit 0
+fi
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+echo "install_system: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
