@@ -19,9 +19,12 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "
   exit 0
 fi
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-"$venv/bin/pip" install -q --upgrade "pip>=23" "setuptools<81" wheel
+pip() {  # quiet pip; drop the harmless notes about absent local index folders
+  "$venv/bin/pip" install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip --upgrade "pip>=23" "setuptools<81" wheel
 # torch first, pinned: a CPU build of 2.13.0 (a loose requirement would pull a CUDA build).
-"$venv/bin/pip" install -q "torch==2.13.0"
-"$venv/bin/pip" install -q -e ".[all]"
+pip "torch==2.13.0"
+pip -e ".[all]"
 echo "$want" > "$stamp"
 echo "install: done ($venv, $(du -sh "$venv" | cut -f1))"

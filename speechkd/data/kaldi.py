@@ -16,12 +16,15 @@ start with their speaker id so that utt2spk and spk2utt sort consistently
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechkd.errors import DataDirError
 from speechkd.utils.io import atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 REQUIRED = ("wav.scp", "text", "utt2spk")
 
@@ -83,11 +86,8 @@ class DataDir:
         return os.path.join(self.path, name) if self.path else name
 
 
-def read_table(path: str | os.PathLike, *, allow_empty_value: bool = False,
-               on_duplicate: str = "error") -> dict[str, str]:
-    """Read ``<key> <value...>`` lines. Duplicate keys are an error naming both lines."""
-    out: dict[str, str] = {}
-    where: dict[str, int] = {}
+def read_lines(path: str | os.PathLike) -> list[tuple[int, str, str]]:
+    """``(line number, key, value)`` of every non-blank line, in file order, unchecked."""
     path = str(path)
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
@@ -95,20 +95,37 @@ def read_table(path: str | os.PathLike, *, allow_empty_value: bool = False,
         raise DataDirError("file does not exist", path=path) from None
     except UnicodeDecodeError as e:
         raise DataDirError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from None
+    out = []
     for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
         parts = line.strip().split(maxsplit=1)
-        key = parts[0]
-        value = parts[1].strip() if len(parts) > 1 else ""
+        if parts:
+            out.append((n, parts[0], parts[1].strip() if len(parts) > 1 else ""))
+    return out
+
+
+def read_table(path: str | os.PathLike, *, allow_empty_value: bool = False,
+               on_duplicate: str = "error", on_bad_line: str = "error") -> dict[str, str]:
+    """Read ``<key> <value...>`` lines. Duplicate keys are an error naming both lines.
+
+    on_duplicate="first" keeps the first of duplicate keys; on_bad_line="skip"
+    drops lines with a key but no value. Both are logged as warnings.
+    """
+    out: dict[str, str] = {}
+    where: dict[str, int] = {}
+    path = str(path)
+    for n, key, value in read_lines(path):
         if not value and not allow_empty_value:
-            raise DataDirError(f"line {n} has a key but no value", path=path, utt=key,
-                               hint="remove the line or run `speechkd data fix`")
+            if on_bad_line == "error":
+                raise DataDirError(f"line {n} has a key but no value", path=path, utt=key,
+                                   hint="remove the line or run `speechkd data fix`")
+            logger.warning("%s: line %d: dropped '%s': key but no value", path, n, key)
+            continue
         if key in out:
             if on_duplicate == "error":
                 raise DataDirError(f"duplicate key on lines {where[key]} and {n}", path=path, utt=key,
                                    hint="ids must be unique; run `speechkd data fix` to keep the first")
-            continue  # "first": keep the first occurrence
+            logger.warning("%s: line %d: dropped duplicate '%s' (kept line %d)", path, n, key, where[key])
+            continue
         out[key] = value
         where[key] = n
     return out
@@ -121,8 +138,8 @@ def write_table(path: str | os.PathLike, table: dict[str, str]) -> None:
 
 
 def read_datadir(path: str | os.PathLike, *, lenient: bool = False) -> DataDir:
-    """Read a data dir. ``lenient`` keeps the first of duplicate keys and empty texts
-    (for :func:`speechkd.data.validate.fix_datadir`, which then reports them)."""
+    """Read a data dir. ``lenient`` keeps the first of duplicate keys and empty texts and
+    drops (with a warning) lines it cannot parse, for :func:`speechkd.data.validate.fix_datadir`."""
     path = str(path)
     if not os.path.isdir(path):
         raise DataDirError("data dir does not exist", path=path)
@@ -130,21 +147,25 @@ def read_datadir(path: str | os.PathLike, *, lenient: bool = False) -> DataDir:
         if not os.path.exists(os.path.join(path, name)):
             raise DataDirError(f"missing required file {name}", path=path,
                                hint="a data dir needs wav.scp, text and utt2spk")
-    dup = "first" if lenient else "error"
+    kw = {"on_duplicate": "first", "on_bad_line": "skip"} if lenient else {}
     dd = DataDir(
-        wav_scp=read_table(os.path.join(path, "wav.scp"), on_duplicate=dup),
-        text=read_table(os.path.join(path, "text"), allow_empty_value=True, on_duplicate=dup),
-        utt2spk=read_table(os.path.join(path, "utt2spk"), on_duplicate=dup),
+        wav_scp=read_table(os.path.join(path, "wav.scp"), **kw),
+        text=read_table(os.path.join(path, "text"), allow_empty_value=True, **kw),
+        utt2spk=read_table(os.path.join(path, "utt2spk"), **kw),
         path=path,
     )
     seg_path = os.path.join(path, "segments")
     if os.path.exists(seg_path):
         dd.segments = {}
-        for utt, value in read_table(seg_path, on_duplicate=dup).items():
+        for utt, value in read_table(seg_path, **kw).items():
             parts = value.split()
             try:
                 rec, start, end = parts[0], float(parts[1]), float(parts[2])
             except (IndexError, ValueError):
+                if lenient:
+                    logger.warning("%s: dropped '%s': expected '<utt> <recording> <start> <end>'",
+                                   seg_path, utt)
+                    continue
                 raise DataDirError(f"expected '<utt> <recording> <start> <end>', got '{utt} {value}'",
                                    path=seg_path, utt=utt) from None
             dd.segments[utt] = (rec, start, end)

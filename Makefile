@@ -1,0 +1,33 @@
+# speechkd: `make demo` and `make test` work on a fresh Debian machine (they install first).
+SHELL := /bin/bash
+VENV := tools/venv
+PY := $(VENV)/bin/python
+PRESET ?= demo
+NJ ?= 2
+
+.PHONY: install demo test test-fast clean-demo help
+
+help:
+	@echo "make demo   install, then run egs/mini_en/tts1 (preset $(PRESET)) and print where the results are"
+	@echo "make test   install, then run the test suite"
+
+install:
+	@bash tools/install.sh
+
+demo: install
+	cd egs/mini_en/tts1 && ./run.sh --preset $(PRESET) --nj $(NJ)
+	@echo
+	@echo "== speechkd demo finished (preset: $(PRESET); 'make demo PRESET=quality' runs the bigger one) =="
+	@echo "data dirs:        egs/mini_en/tts1/data/{train,dev,test}"
+	@echo "features:         egs/mini_en/tts1/dump/feats/"
+	@echo "results table:    egs/mini_en/tts1/exp/eval/asr_ground_truth/results.md"
+	@echo "stage logs:       egs/mini_en/tts1/exp/log/"
+
+test: install
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow"
+
+clean-demo:
+	rm -rf egs/*/*/data egs/*/*/dump egs/*/*/exp

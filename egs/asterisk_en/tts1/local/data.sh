@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Stage 0 of asterisk_en: decode the Asterisk prompts (G.722, Debian ffmpeg) into data/.
+set -euo pipefail
+preset=demo
+seed=1
+nj=2
+. ../../../recipes/utils/parse_options.sh
+
+case "$preset" in
+  tiny)    opts="--num-utts 24" ;;
+  demo|quality) opts="" ;;      # the whole corpus (~560 prompts)
+  *) echo "$0: unknown preset '$preset' (tiny|demo|quality)" >&2; exit 1 ;;
+esac
+# shellcheck disable=SC2086
+speechkd corpus asterisk_en --out data --seed "$seed" --nj "$nj" $opts

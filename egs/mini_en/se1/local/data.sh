@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Stage 0 of mini_en/se1: speech (flite "slt") and noise corpora.
+set -euo pipefail
+preset=demo
+seed=1
+nj=2
+. ../../../recipes/utils/parse_options.sh
+
+case "$preset" in
+  tiny)    num_utts=24 ;;
+  demo)    num_utts=600 ;;
+  quality) num_utts=1200 ;;
+  *) echo "$0: unknown preset '$preset' (tiny|demo|quality)" >&2; exit 1 ;;
+esac
+speechkd corpus mini_en --out data/speech --num-utts "$num_utts" --seed "$seed" --nj "$nj"
+speechkd corpus noise --out data/noise --seed "$seed" --nj "$nj"
