@@ -29,8 +29,9 @@ run_stage() {
     log "Stage $n ($name) FAILED (exit $rc) after $((SECONDS - t0)) s. Last lines of $slog:"
     tail -n 25 "$slog" >&2
     # run.pl names failing job logs: show their ends too.
-    grep -o 'log is in [^ ]*' "$slog" 2>/dev/null | awk '{print $4}' | sort -u | head -3 | while read -r jl; do
-      echo "---- $jl (tail) ----" >&2; tail -n 15 "$jl" >&2
+    local jl
+    for jl in $(grep -o 'log is in [^ ]*' "$slog" 2>/dev/null | awk '{print $4}' | sort -u | head -3 || true); do
+      if [ -f "$jl" ]; then echo "---- $jl (tail) ----" >&2; tail -n 15 "$jl" >&2; fi
     done
     log "Fix the problem, then rerun: $0 --stage $n --stop_stage $stop_stage"
     exit "$rc"

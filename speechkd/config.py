@@ -206,8 +206,9 @@ def dump_config(cfg: Any, with_help: bool = True) -> str:
                 lines.append(f"{indent}{f.name}:")
                 emit(v, indent + "  ")
             else:
-                dumped = yaml.safe_dump({f.name: v}, sort_keys=False, default_flow_style=True).strip()
-                lines.append(f"{indent}{dumped}")
+                value = yaml.safe_dump(v, default_flow_style=True, width=10_000).strip()
+                value = value.removesuffix("...").strip()  # document-end marker of bare scalars
+                lines.append(f"{indent}{f.name}: {value}")
 
     emit(cfg, "")
     return "\n".join(lines) + "\n"

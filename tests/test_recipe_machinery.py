@@ -1,0 +1,77 @@
+"""The shell machinery every recipe stands on: run.pl, parse_options.sh, run_stage."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+UTILS = ROOT / "recipes" / "utils"
+
+
+def sh(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_run_pl_substitutes_job_and_logs(tmp_path):
+    r = sh(f'{UTILS}/run.pl JOB=1:3 log/x.JOB.log echo "job JOB of" 3', tmp_path)
+    assert r.returncode == 0, r.stderr
+    for i in (1, 2, 3):
+        text = (tmp_path / f"log/x.{i}.log").read_text()
+        assert f"job {i} of 3" in text and "Ended (code 0)" in text
+
+
+def test_run_pl_reports_failed_jobs(tmp_path):
+    r = sh(f'{UTILS}/run.pl JOB=1:3 log/y.JOB.log "test JOB -ne 2"', tmp_path)
+    assert r.returncode != 0
+    assert "job 2 failed" in r.stderr and "log/y.2.log" in r.stderr
+    assert "job 1 failed" not in r.stderr and "1 / 3 jobs failed" in r.stderr
+
+
+def test_run_pl_max_jobs(tmp_path):
+    r = sh(f'{UTILS}/run.pl --max-jobs-run 1 JOB=1:4 log/z.JOB.log "echo JOB >> order.txt"', tmp_path)
+    assert r.returncode == 0
+    assert sorted((tmp_path / "order.txt").read_text().split()) == ["1", "2", "3", "4"]
+
+
+def test_parse_options(tmp_path):
+    script = f'nj=1; stop_stage=3; . {UTILS}/parse_options.sh; echo "$nj $stop_stage $*"'
+    r = subprocess.run(["bash", "-c", script, "x", "--nj", "4", "--stop-stage=7", "rest"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.stdout.strip() == "4 7 rest"
+    r = subprocess.run(["bash", "-c", script, "x", "--njj", "4"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and "unknown option --njj" in r.stderr
+
+
+STAGES = """#!/usr/bin/env bash
+set -euo pipefail
+stage=0; stop_stage=100; force=false
+. {utils}/parse_options.sh
+. {recipes}/lib.sh
+markers=exp/.done; logdir=exp/log
+one() {{ echo one >> ran.txt; }}
+two() {{ echo two >> ran.txt; echo "some output"; [ -f ok ] || {{ echo "boom: file ok missing" >&2; return 3; }}; }}
+run_stage 0 one one
+run_stage 1 two two
+"""
+
+
+def test_run_stage_markers_failure_and_rerun(tmp_path):
+    s = tmp_path / "run.sh"
+    s.write_text(STAGES.format(utils=UTILS, recipes=ROOT / "recipes"))
+    r = subprocess.run(["bash", str(s)], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 3
+    assert "Stage 1 (two) FAILED" in r.stderr and "boom: file ok missing" in r.stderr
+    assert "--stage 1" in r.stderr  # says how to rerun
+    assert (tmp_path / "exp/.done/0.one.done").exists()
+    assert not (tmp_path / "exp/.done/1.two.done").exists()
+    assert "boom" in (tmp_path / "exp/log/stage1.two.log").read_text()
+    (tmp_path / "ok").touch()
+    r = subprocess.run(["bash", str(s)], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "skipping" in r.stderr
+    # stage 0 ran once (skipped on rerun), stage 1 twice (failed, then passed)
+    assert (tmp_path / "ran.txt").read_text().split() == ["one", "two", "two"]
+    r = subprocess.run(["bash", str(s), "--stage", "0", "--stop_stage", "0", "--force", "true"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and (tmp_path / "ran.txt").read_text().split().count("one") == 2
