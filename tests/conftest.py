@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny generated audio and Kaldi data dirs (no downloads, milliseconds to make)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SR = 16000
+
+
+def write_wav(path: Path, *, seconds: float = 0.25, sr: int = SR, channels: int = 1,
+              kind: str = "sine", seed: int = 0) -> Path:
+    """A short 16-bit wav: a sine (``kind="sine"``) or seeded white noise."""
+    n = int(round(seconds * sr))
+    if kind == "sine":
+        wav = 0.3 * np.sin(2 * np.pi * (220 + 40 * seed) * np.arange(n) / sr)
+    else:
+        wav = 0.1 * np.random.default_rng(seed).standard_normal(n)
+    wav = np.repeat(wav[:, None], channels, axis=1).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, wav, sr, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture
+def tiny_datadir(tmp_path: Path) -> Path:
+    """A valid data dir ``tmp_path/data`` of 6 utterances (0.25 s each at 16 kHz, alternating
+    sine and noise) by speakers spkA and spkB; the wavs live in ``tmp_path/wav``."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    for i in range(6):
+        spk = "spkA" if i < 3 else "spkB"
+        utt = f"{spk}_{i:03d}"
+        wav = write_wav(tmp_path / "wav" / f"{utt}.wav", kind="sine" if i % 2 == 0 else "noise", seed=i)
+        rows.append((utt, spk, f"sentence number {i}", str(wav)))
+    (data / "wav.scp").write_text("".join(f"{u} {w}\n" for u, _, _, w in rows))
+    (data / "text").write_text("".join(f"{u} {t}\n" for u, _, t, _ in rows))
+    (data / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s, _, _ in rows))
+    (data / "spk2utt").write_text(
+        "".join(f"{s} {' '.join(u for u, s2, _, _ in rows if s2 == s)}\n" for s in ("spkA", "spkB")))
+    return data
