@@ -175,6 +175,7 @@ def normalize_text(text: str, lowercase: bool = False) -> str:
         t = re.sub(r"\d+", lambda m: f" {number_words(int(m.group()))} ", t.replace(",000", "000"))
         t = re.sub(r"[^\w\s'" + re.escape(PUNCT) + "]", " ", t).replace("_", " ")
     t = re.sub(r"\s+([" + re.escape(PUNCT) + "])", r"\1", t)
+    t = re.sub(r"([,;:!?])(?=[^\W\d_])", r"\1 ", t)  # "Hello,world" -> "Hello, world"
     t = re.sub(r"^[\s" + re.escape(PUNCT) + "]+", "", t)  # no leading pause
     return re.sub(r"\s+", " ", t).strip()
 

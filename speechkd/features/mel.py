@@ -1,0 +1,122 @@
+"""The log-mel spectrogram: one function used by dumps, models, losses and vocoders.
+
+For a waveform x and a :class:`~speechkd.features.config.FeatureConfig` c::
+
+    X[f, t]   = torch.stft(x, n_fft, hop_length, win_length, periodic window,
+                           center (reflect padding of n_fft/2), onesided)
+    M[m, t]   = sum_f B[m, f] * |X[f, t]| ** power          B = librosa.filters.mel(
+                                                               sr, n_fft, n_mels, fmin, fmax,
+                                                               htk=(mel_scale == "htk"),
+                                                               norm="slaney" or None)
+    logmel    = log(max(M, log_floor))    (natural log, or log10 when log_base == "10")
+
+returned time-major: ``[..., frames, n_mels]``, frames = ``c.num_frames(len(x))``.
+Everything later (teacher targets, student losses, vocoder inputs, evaluation)
+must call :func:`log_mel` (torch, batched, differentiable, any device) or
+:func:`log_mel_numpy` (one utterance, checks the sample rate); never a copy of
+the formula, so that all parts of a system agree by construction.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from speechkd.errors import AudioError
+from speechkd.features.config import FeatureConfig
+
+_TORCH_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+def _basis_key(cfg: FeatureConfig) -> tuple:
+    return (cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), float(cfg.fmax), cfg.mel_scale)
+
+
+@functools.lru_cache(maxsize=16)
+def _mel_basis_np(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, scale: str) -> np.ndarray:
+    import librosa
+
+    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                htk=(scale == "htk"), norm="slaney" if scale == "slaney" else None)
+    basis.setflags(write=False)
+    return basis
+
+
+def mel_basis(cfg: FeatureConfig) -> np.ndarray:
+    """The mel filter bank B, ``[n_mels, n_fft // 2 + 1]`` float32 (cached, read-only)."""
+    return _mel_basis_np(*_basis_key(cfg))
+
+
+def _cached(kind: str, cfg: FeatureConfig, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    key = (kind, *_basis_key(cfg), cfg.win_length, cfg.window, str(device), dtype)
+    t = _TORCH_CACHE.get(key)
+    if t is None:
+        if kind == "basis":
+            t = torch.from_numpy(np.array(mel_basis(cfg))).to(device=device, dtype=dtype)
+        else:
+            fn = torch.hann_window if cfg.window == "hann" else torch.hamming_window
+            t = fn(cfg.win_length, periodic=True, device=device, dtype=dtype)
+        _TORCH_CACHE[key] = t
+    return t
+
+
+def _as_batch(wav: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    if wav.dim() not in (1, 2):
+        raise ValueError(f"expected a waveform [samples] or [batch, samples], got shape {tuple(wav.shape)}")
+    if not torch.is_floating_point(wav):
+        raise ValueError(f"expected a float waveform, got {wav.dtype}")
+    wav2 = wav.unsqueeze(0) if wav.dim() == 1 else wav
+    need = cfg.n_fft // 2 + 1 if cfg.center else cfg.n_fft
+    if wav2.shape[-1] < need:
+        raise AudioError(f"waveform of {wav2.shape[-1]} samples is too short for n_fft={cfg.n_fft} "
+                         f"(need >= {need})", field="n_fft")
+    return wav2
+
+
+def stft_magnitude(wav: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """|X|: ``[batch, n_fft // 2 + 1, frames]`` (a 1-D input gets a batch of 1)."""
+    wav = _as_batch(wav, cfg)
+    window = _cached("window", cfg, wav.device, wav.dtype)
+    spec = torch.stft(wav, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+                      window=window, center=cfg.center, pad_mode="reflect", normalized=False,
+                      onesided=True, return_complex=True)
+    return spec.abs()
+
+
+def mel_from_magnitude(mag: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """log-mel ``[batch, frames, n_mels]`` from |X| ``[batch, freq, frames]``."""
+    basis = _cached("basis", cfg, mag.device, mag.dtype)
+    spec = mag if cfg.power == 1.0 else mag.pow(cfg.power)
+    mel = torch.matmul(basis, spec).clamp_min(cfg.log_floor)
+    out = torch.log(mel) if cfg.log_base == "e" else torch.log10(mel)
+    return out.transpose(-1, -2)
+
+
+def log_mel(wav: torch.Tensor, cfg: FeatureConfig, *, sample_rate: int | None = None) -> torch.Tensor:
+    """THE log-mel: ``[frames, n_mels]`` for ``[samples]``, ``[batch, frames, n_mels]`` for ``[batch, samples]``.
+
+    ``sample_rate``, when given, must equal ``cfg.sample_rate`` (never resampled).
+    Batched rows are treated independently; rows padded with zeros give extra
+    frames at their end only (up to n_fft/2 samples of reflection differ).
+    """
+    check_rate(sample_rate, cfg)
+    out = mel_from_magnitude(stft_magnitude(wav, cfg), cfg)
+    return out[0] if wav.dim() == 1 else out
+
+
+def log_mel_numpy(wav: np.ndarray, sample_rate: int, cfg: FeatureConfig) -> np.ndarray:
+    """Log-mel of one float waveform as float32 ``[frames, n_mels]`` (sample rate checked)."""
+    check_rate(sample_rate, cfg)
+    with torch.no_grad():
+        return log_mel(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32)), cfg).numpy()
+
+
+def check_rate(sample_rate: int | None, cfg: FeatureConfig, utt: str | None = None,
+               path: str | None = None) -> None:
+    """Audio at another rate than the FeatureConfig's is an error, never silently resampled."""
+    if sample_rate is not None and int(sample_rate) != cfg.sample_rate:
+        raise AudioError(f"audio is {sample_rate} Hz but the feature config says {cfg.sample_rate} Hz",
+                         path=path, utt=utt, field="sample_rate",
+                         hint="resample the audio explicitly, or set sample_rate in the feature config")
