@@ -2,6 +2,10 @@
 
     speechkd eval asr --data-dir data/test --out exp/eval/asr_gt [--num-utts 50] [--nj 2]
     speechkd eval asr --data-dir data/test --wav-dir exp/fastspeech/synth/test --out exp/eval/asr_fs
+    speechkd eval tts --data-dir data/test --wav-dir exp/fastspeech/synth/test --out exp/eval/fastspeech \
+        [--num-utts 50] [--nj 2] [--no-asr] [--allow-missing] [--f0-method dio|harvest]
+    speechkd eval se --ref-dir data/speech/test --enh-dir exp/student/enhanced/test \
+        [--noisy-dir data/test_noisy] --out exp/eval/student [--num-utts 50] [--nj 2]
 
 Writes ``results.json`` (summary and per-utterance rows) and ``results.md``.
 """
@@ -12,6 +16,7 @@ import argparse
 import os
 
 from speechkd.data.kaldi import read_datadir
+from speechkd.eval.stats import json_safe
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -26,8 +31,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--nj", type=int, default=1, help="parallel recogniser processes")
     p.add_argument("--title", default=None)
 
+    p = sub.add_parser("tts", help="MCD, log-F0 RMSE, V/UV error (and WER/CER) of synthesized audio")
+    p.add_argument("--data-dir", required=True, help="reference Kaldi data dir (ground-truth audio and text)")
+    p.add_argument("--wav-dir", required=True, help="directory of synthesized <utt>.wav")
+    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
+    p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N utterances (C order); 0 = all")
+    p.add_argument("--nj", type=int, default=1, help="parallel processes")
+    p.add_argument("--no-asr", action="store_true", help="skip the WER/CER of the offline recogniser")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="record a missing synthesized file instead of failing")
+    p.add_argument("--sample-rate", type=int, default=16000,
+                   help="common analysis rate: both signals are resampled to it")
+    p.add_argument("--f0-method", choices=["dio", "harvest"], default="dio",
+                   help="WORLD F0 estimator: dio + stonemask, or harvest (~7x slower, over-detects voicing)")
+    p.add_argument("--f0-range", type=float, nargs=2, default=[71.0, 800.0], metavar=("FLOOR", "CEIL"),
+                   help="F0 search range in Hz")
+    p.add_argument("--title", default=None)
+
+    p = sub.add_parser("se", help="PESQ-wb, STOI, ESTOI, SI-SDR (and improvements) of enhanced audio")
+    p.add_argument("--ref-dir", required=True, help="clean references: Kaldi data dir or directory of <utt>.wav")
+    p.add_argument("--enh-dir", required=True, help="enhanced audio: directory of <utt>.wav (or a data dir)")
+    p.add_argument("--noisy-dir", default=None, help="noisy input (data dir or <utt>.wav dir) for improvements")
+    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
+    p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N reference utterances; 0 = all")
+    p.add_argument("--nj", type=int, default=1, help="parallel processes")
+    p.add_argument("--allow-missing", action="store_true", help="record missing audio instead of failing")
+    p.add_argument("--title", default=None)
+
 
 def main(args: argparse.Namespace) -> int:
+    if args.what == "tts":
+        return _main_tts(args)
+    if args.what == "se":
+        return _main_se(args)
     from speechkd.eval.intelligibility import asr_markdown, evaluate_asr
 
     dd = read_datadir(args.data_dir)
@@ -43,4 +79,51 @@ def main(args: argparse.Namespace) -> int:
     print(f"{source}: {s['num_utts']} utts, WER {100 * s['wer']:.1f}% "
           f"(95% CI {100 * s['wer_ci95'][0]:.1f}-{100 * s['wer_ci95'][1]:.1f}), CER {100 * s['cer']:.1f}% "
           f"-> {os.path.join(args.out, 'results.md')}")
+    return 0
+
+
+def _main_tts(args: argparse.Namespace) -> int:
+    from speechkd.eval.tts_eval import TtsEvalConfig, evaluate_tts, tts_markdown
+
+    dd = read_datadir(args.data_dir)
+    utts = dd.utts[: args.num_utts] if args.num_utts > 0 else dd.utts
+    cfg = TtsEvalConfig(sample_rate=args.sample_rate, f0_method=args.f0_method,
+                        f0_floor=args.f0_range[0], f0_ceil=args.f0_range[1])
+    res = evaluate_tts(dd, utts, args.wav_dir, cfg, nj=args.nj, allow_missing=args.allow_missing,
+                       asr=not args.no_asr)
+    os.makedirs(args.out, exist_ok=True)
+    atomic_write_json(os.path.join(args.out, "results.json"),
+                      json_safe({"system": args.wav_dir, "reference": args.data_dir, **res}))
+    atomic_write_text(os.path.join(args.out, "results.md"),
+                      tts_markdown(res, args.title or f"TTS evaluation: {args.wav_dir}"))
+    s = res["summary"]
+    line = (f"{args.wav_dir}: {s['mcd']['n']} utts, MCD {s['mcd']['mean']:.2f} dB "
+            f"(95% CI {s['mcd']['ci95'][0]:.2f}-{s['mcd']['ci95'][1]:.2f}), "
+            f"log-F0 RMSE {s['f0_rmse_cents']['mean']:.0f} cents, V/UV error {100 * s['vuv_error']['mean']:.1f}%")
+    if res["asr"]:
+        line += f", WER {100 * res['asr']['wer']:.1f}%"
+    if res["missing"]:
+        line += f", {len(res['missing'])} missing"
+    print(f"{line} -> {os.path.join(args.out, 'results.md')}")
+    return 0
+
+
+def _main_se(args: argparse.Namespace) -> int:
+    from speechkd.eval.se_eval import evaluate_se, se_markdown
+
+    res = evaluate_se(args.ref_dir, args.enh_dir, args.noisy_dir, num_utts=args.num_utts, nj=args.nj,
+                      allow_missing=args.allow_missing)
+    os.makedirs(args.out, exist_ok=True)
+    atomic_write_json(os.path.join(args.out, "results.json"),
+                      json_safe({"system": args.enh_dir, "reference": args.ref_dir, "noisy": args.noisy_dir, **res}))
+    atomic_write_text(os.path.join(args.out, "results.md"),
+                      se_markdown(res, args.title or f"Speech enhancement evaluation: {args.enh_dir}"))
+    s = res["summary"]
+    line = (f"{args.enh_dir}: {s['si_sdr']['n']} utts, PESQ {s['pesq']['mean']:.2f}, "
+            f"STOI {s['stoi']['mean']:.3f}, ESTOI {s['estoi']['mean']:.3f}, SI-SDR {s['si_sdr']['mean']:.2f} dB")
+    if "si_sdr_delta" in s:
+        line += f" (SI-SDRi {s['si_sdr_delta']['mean']:+.2f} dB, PESQ {s['pesq_delta']['mean']:+.2f})"
+    if res["missing"]:
+        line += f", {len(res['missing'])} missing"
+    print(f"{line} -> {os.path.join(args.out, 'results.md')}")
     return 0

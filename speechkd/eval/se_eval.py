@@ -1,0 +1,188 @@
+"""Objective evaluation of enhanced speech against clean references.
+
+For every utterance of the reference set: PESQ-wb, STOI, ESTOI and SI-SDR of
+the enhanced audio (:mod:`speechkd.eval.se_metrics`); given the noisy input
+too, the same metrics of the noisy input and the improvements
+(SI-SDRi = SI-SDR(enhanced) − SI-SDR(noisy), ΔPESQ, ΔSTOI, ΔESTOI). Means
+with Student-t 95% CIs over utterances; metrics that could not be computed
+are NaN with the reason and are left out of the means (their count is kept).
+
+Audio sets are Kaldi data dirs (with ``wav.scp``) or directories of ``<utt>.wav``.
+Estimate and reference must have the same sample rate (an error names the file);
+PESQ is computed at 16 kHz, resampling explicitly when the audio is at another rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from speechkd.audio import load_audio
+from speechkd.errors import AudioError, SpeechkdError
+from speechkd.eval.se_metrics import PESQ_SAMPLE_RATE, pesq_wb, si_sdr, stoi_scores
+from speechkd.eval.stats import fmt_ci, summarize
+
+log = logging.getLogger(__name__)
+
+BASE = ("pesq", "stoi", "estoi", "si_sdr")
+MAX_LENGTH_MISMATCH = 0.05  # fraction of the reference length tolerated (STFT padding), trimmed away
+
+
+class AudioSet:
+    """Audio per utterance from a Kaldi data dir or a directory of ``<utt>.wav``."""
+
+    def __init__(self, path: str, role: str):
+        from speechkd.data.kaldi import read_datadir
+
+        self.path, self.role = path, role
+        if not os.path.isdir(path):
+            raise SpeechkdError(f"{role} directory does not exist", path=path)
+        self.dd = read_datadir(path) if os.path.exists(os.path.join(path, "wav.scp")) else None
+
+    def utts(self) -> list[str]:
+        if self.dd is not None:
+            return self.dd.utts
+        return sorted((f[:-4] for f in os.listdir(self.path) if f.endswith(".wav")), key=lambda u: u.encode())
+
+    def locate(self, utt: str) -> tuple[str, tuple[float, float] | None] | None:
+        """(entry, segment), or None when this set has no audio for ``utt``."""
+        if self.dd is not None:
+            return self.dd.audio(utt) if utt in self.dd.utt2spk else None
+        path = os.path.join(self.path, f"{utt}.wav")
+        return (path, None) if os.path.exists(path) else None
+
+
+def _match(est: np.ndarray, ref: np.ndarray, utt: str, name: str) -> np.ndarray:
+    """``est`` trimmed or zero-padded to the reference length when they differ slightly."""
+    if abs(len(est) - len(ref)) > MAX_LENGTH_MISMATCH * len(ref):
+        raise AudioError(f"length {len(est)} samples differs from the reference's {len(ref)} by more than "
+                         f"{MAX_LENGTH_MISMATCH:.0%}", path=name, utt=utt,
+                         hint="estimates must be time-aligned with their references")
+    if len(est) >= len(ref):
+        return est[: len(ref)]
+    return np.pad(est, (0, len(ref) - len(est)))
+
+
+def score(est: np.ndarray, ref: np.ndarray, sr: int) -> dict:
+    """{pesq, stoi, estoi, si_sdr} of ``est`` against ``ref`` (equal lengths, rate ``sr``),
+    with pesq_error / stoi_error saying why a score is NaN."""
+    if sr != PESQ_SAMPLE_RATE:
+        import librosa
+
+        r16 = librosa.resample(ref, orig_sr=sr, target_sr=PESQ_SAMPLE_RATE, res_type="soxr_hq")
+        e16 = librosa.resample(est, orig_sr=sr, target_sr=PESQ_SAMPLE_RATE, res_type="soxr_hq")
+    else:
+        r16, e16 = ref, est
+    t0 = time.perf_counter()
+    p, err = pesq_wb(r16, e16, PESQ_SAMPLE_RATE)
+    t1 = time.perf_counter()
+    st, est_, st_err = stoi_scores(ref, est, sr)
+    t2 = time.perf_counter()
+    out = {"pesq": p, "stoi": st, "estoi": est_, "si_sdr": si_sdr(est, ref),
+           "_pesq_s": t1 - t0, "_stoi_s": t2 - t1}
+    if err:
+        out["pesq_error"] = err
+    if st_err:
+        out["stoi_error"] = st_err
+    return out
+
+
+def _load(loc: tuple[str, tuple[float, float] | None], utt: str,
+          ref_sr: int | None = None) -> tuple[np.ndarray, int]:
+    """Mono audio of a located entry; a rate other than ``ref_sr`` is an error."""
+    wav, sr = load_audio(loc[0], utt=utt, segment=loc[1], mono="mean")
+    if ref_sr is not None and sr != ref_sr:
+        raise AudioError(f"sample rate is {sr} Hz but the clean reference is at {ref_sr} Hz",
+                         path=loc[0], utt=utt, field="sample_rate",
+                         hint="estimates must be written at the reference's rate; resample explicitly")
+    return wav, sr
+
+
+def _eval_job(job: tuple) -> dict:
+    utt, ref_loc, enh_loc, noisy_loc = job
+    ref, sr = _load(ref_loc, utt)
+    enh = _match(_load(enh_loc, utt, sr)[0], ref, utt, enh_loc[0])
+    row = {"utt": utt, "seconds": len(ref) / sr, "sample_rate": sr}
+    row.update(score(enh, ref, sr))
+    if noisy_loc is not None:
+        noisy = _match(_load(noisy_loc, utt, sr)[0], ref, utt, noisy_loc[0])
+        n = score(noisy, ref, sr)
+        row["_pesq_s"] += n.pop("_pesq_s")
+        row["_stoi_s"] += n.pop("_stoi_s")
+        row.update({f"{k}_noisy": v for k, v in n.items()})
+        for k in BASE:
+            row[f"{k}_delta"] = row[k] - row[f"{k}_noisy"]
+    return row
+
+
+def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num_utts: int = 0,
+                nj: int = 1, allow_missing: bool = False) -> dict:
+    """Evaluate the enhanced set against the clean reference set (and the noisy set, when given).
+
+    Utterances are those of the reference set (the first ``num_utts`` in C order
+    when > 0). Returns {"summary", "timing", "missing", "utts"}."""
+    ref_set, enh_set = AudioSet(ref_dir, "clean reference"), AudioSet(enh_dir, "enhanced audio")
+    noisy_set = AudioSet(noisy_dir, "noisy input") if noisy_dir else None
+    utts = ref_set.utts()
+    utts = utts[:num_utts] if num_utts > 0 else utts
+    if not utts:
+        raise SpeechkdError("no reference utterances", path=ref_dir)
+    jobs, missing = [], []
+    for utt in utts:
+        enh = enh_set.locate(utt)
+        noisy = noisy_set.locate(utt) if noisy_set else None
+        lost = [(s, os.path.join(s.path, f"{utt}.wav")) for s, loc in ((enh_set, enh), (noisy_set, noisy))
+                if s is not None and loc is None]
+        if lost:
+            s, path = lost[0]
+            if not allow_missing:
+                raise SpeechkdError(f"{s.role} is missing", path=path, utt=utt,
+                                    hint="run the enhancement stage, or pass --allow-missing to record it")
+            log.warning("%s: %s missing: %s", utt, s.role, path)
+            missing.append({"utt": utt, "path": path})
+            continue
+        jobs.append((utt, ref_set.locate(utt), enh, noisy))
+    if not jobs:
+        raise SpeechkdError("no enhanced audio to evaluate", path=enh_dir)
+    t0 = time.perf_counter()
+    if nj <= 1:
+        rows = [_eval_job(j) for j in jobs]
+    else:
+        with ProcessPoolExecutor(max_workers=nj) as ex:
+            rows = list(ex.map(_eval_job, jobs, chunksize=max(1, len(jobs) // (4 * nj))))
+    wall = time.perf_counter() - t0
+    # audio seconds scored: the enhanced set, and the noisy set when given
+    audio_s = sum(r["seconds"] for r in rows) * (2 if noisy_set else 1)
+    timing = {"wall_seconds": wall, "audio_seconds": audio_s,
+              "pesq_rtf": sum(r.pop("_pesq_s") for r in rows) / audio_s,
+              "stoi_estoi_rtf": sum(r.pop("_stoi_s") for r in rows) / audio_s}
+    keys = list(BASE) + ([f"{k}_noisy" for k in BASE] + [f"{k}_delta" for k in BASE] if noisy_set else [])
+    log.info("evaluated %d utterances in %.1f s", len(rows), wall)
+    return {"summary": summarize(rows, keys), "timing": timing, "missing": missing, "utts": rows}
+
+
+def se_markdown(res: dict, title: str) -> str:
+    s = res["summary"]
+    noisy = "si_sdr_noisy" in s
+    lines = [f"# {title}", "", "| audio | utterances | PESQ-wb | STOI | ESTOI | SI-SDR dB |",
+             "|---|---:|---:|---:|---:|---:|"]
+    rows = [("enhanced", "")] + ([("noisy input", "_noisy"), ("improvement", "_delta")] if noisy else [])
+    for name, sfx in rows:
+        lines.append(f"| {name} | {s['si_sdr' + sfx]['n']} | {fmt_ci(s['pesq' + sfx])} | "
+                     f"{fmt_ci(s['stoi' + sfx], 3)} | {fmt_ci(s['estoi' + sfx], 3)} | {fmt_ci(s['si_sdr' + sfx])} |")
+    n_nan = s["pesq"]["n_nan"]
+    lines += ["", "Means with Student-t 95% CIs over utterances. SI-SDR: Le Roux et al. 2019; "
+              "improvement = enhanced − noisy per utterance (SI-SDRi)."
+              + (f" PESQ could not score {n_nan} utterance(s): see results.json." if n_nan else ""), ""]
+    if res["missing"]:
+        lines += [f"Missing audio ({len(res['missing'])}): " + ", ".join(m["utt"] for m in res["missing"]), ""]
+    lines += ["| utt | PESQ | STOI | ESTOI | SI-SDR dB |" + (" SI-SDRi dB |" if noisy else ""),
+              "|---|---:|---:|---:|---:|" + ("---:|" if noisy else "")]
+    for r in res["utts"]:
+        line = f"| {r['utt']} | {r['pesq']:.2f} | {r['stoi']:.3f} | {r['estoi']:.3f} | {r['si_sdr']:.2f} |"
+        lines.append(line + (f" {r['si_sdr_delta']:.2f} |" if noisy else ""))
+    return "\n".join(lines) + "\n"
