@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "text": ("speechkd.text.cli", "show what a model sees for a sentence; build token lists"),
     "features": ("speechkd.features.cli", "dump log-mel, F0 and energy of a data dir (parallel, resumable)"),
     "eval": ("speechkd.eval.cli", "objective evaluation (ASR WER/CER of a data dir or of synthesized audio)"),
+    "listen": ("speechkd.listen.cli", "listening-test pages (MOS, CMOS, AB, ABX, MUSHRA); aggregate answers; serve"),
 }
 
 

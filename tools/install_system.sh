@@ -11,8 +11,8 @@ pkgs=(
   asterisk-core-sounds-en-g722 asterisk-core-sounds-en   # real speech + transcripts
   wordnet-base                       # prompt sentences
   sonic-pi-samples lmms-common sound-theme-freedesktop    # CC0 noise / event sounds
+  chromium                           # headless browser of the listening-page tests (driven by playwright)
 )
-[ "${SPEECHKD_WITH_BROWSER:-0}" = 1 ] && pkgs+=(chromium)
 
 missing=()
 for p in "${pkgs[@]}"; do

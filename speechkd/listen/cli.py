@@ -1,0 +1,79 @@
+"""``speechkd listen``: listening-test pages and the aggregation of their answers.
+
+    speechkd listen page --manifest manifest.json --out exp/listen [--tests mos,cmos,ab,abx,mushra] [--seed 0]
+    speechkd listen aggregate --results answers1.csv answers2.json --out exp/listen/report
+    speechkd listen serve --dir exp/listen --port 8000      # 127.0.0.1 only; stores answers in SQLite
+
+Manifest: {"systems": [...], "reference_system": "gt" (optional),
+           "utts": [{"id": ..., "text": ..., "ref": "ref.wav" (optional), "systems": {"sys": "x.wav", ...}}]}
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__
+    sub = parser.add_subparsers(dest="what", metavar="WHAT")
+    sub.required = True
+    p = sub.add_parser("page", help="build the static listening-test site (works from file://)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--manifest", required=True, help="JSON manifest of utterances x systems (format below)")
+    p.add_argument("--out", required=True, help="output dir (index.html, <test>.html, audio/, spec/)")
+    p.add_argument("--tests", default=None,
+                   help="comma-separated subset of mos,cmos,ab,abx,mushra (default: all the manifest allows)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the per-listener orders and gold items")
+    p.add_argument("--title", default="Listening test")
+    p.add_argument("--gold", type=int, default=2, help="degraded attention-check items per MOS/CMOS/AB test")
+    p.add_argument("--repeats", type=int, default=2, help="repeated items per MOS/CMOS/AB test (consistency)")
+    p.add_argument("--ab-forced-choice", action="store_true", help="AB without a 'no preference' answer")
+    p.add_argument("--play-fraction", type=float, default=0.8,
+                   help="fraction of a sample that must be played before it can be rated")
+    p.add_argument("--copy", action="store_true", help="copy audio into the site instead of hard-linking it")
+
+    a = sub.add_parser("aggregate", help="statistics, Markdown report and plots from exported answers")
+    a.add_argument("--results", nargs="+", required=True, help="answers files (.csv or .json) from the pages")
+    a.add_argument("--out", required=True, help="output dir for report.md, summary.json and PNG plots")
+    a.add_argument("--exclude-failed-attention", action="store_true",
+                   help="drop listeners who fail attention checks (default: flag them only)")
+    a.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    a.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    a.add_argument("--title", default="Listening test results")
+
+    s = sub.add_parser("serve", help="serve a site on 127.0.0.1 and store POSTed answers in SQLite")
+    s.add_argument("--dir", required=True, help="site dir built by `speechkd listen page`")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--db", default=None, help="SQLite file (default: <dir>/answers.sqlite)")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.what == "page":
+        from speechkd.listen.site import PageOptions, build_site
+
+        tests = tuple(t.strip().lower() for t in args.tests.split(",") if t.strip()) if args.tests else None
+        opts = PageOptions(tests=tests, seed=args.seed, title=args.title, gold=args.gold, repeats=args.repeats,
+                           ab_no_preference=not args.ab_forced_choice, play_fraction=args.play_fraction,
+                           link=not args.copy)
+        print(build_site(args.manifest, args.out, opts))
+        return 0
+    if args.what == "aggregate":
+        from speechkd.listen.report import aggregate, write_report
+        from speechkd.listen.results import read_results
+
+        ratings = read_results(args.results)
+        summary = aggregate(ratings, exclude_attention=args.exclude_failed_attention, seed=args.seed,
+                            n_boot=args.bootstrap)
+        print(write_report(summary, args.out, args.title, [str(p) for p in args.results]))
+        return 0
+    from speechkd.listen.serve import make_server
+
+    server = make_server(args.dir, args.port, args.db)
+    host, port = server.server_address[:2]
+    print(f"serving {args.dir} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+    return 0

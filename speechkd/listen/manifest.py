@@ -1,0 +1,127 @@
+"""The listening-test manifest: which system produced which audio for which sentence.
+
+    {"systems": ["gt", "fastspeech", "fastspeech2"],          # column order
+     "reference_system": "gt",                                 # optional
+     "utts": [{"id": "utt1", "text": "Hello.", "ref": "ref/utt1.wav",   # ref optional
+               "systems": {"gt": "gt/utt1.wav", "fastspeech": "fs/utt1.wav", ...}}]}
+
+Relative paths are relative to the manifest file. The reference (hidden
+reference of MUSHRA, baseline of CMOS) is ``reference_system`` when given,
+otherwise the per-utterance ``ref`` wavs, which then form a system named
+``reference``. Without either there is no reference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from speechkd.errors import SpeechkdError
+
+logger = logging.getLogger(__name__)
+
+REF_NAME = "reference"
+# Names the page generates itself; a manifest may not use them.
+RESERVED = ("_degraded", "anchor_3.5k", "anchor_7k")
+
+
+@dataclass
+class Utt:
+    id: str
+    text: str
+    audio: dict[str, Path] = field(default_factory=dict)
+    """system name -> audio file (the reference included, under its system name)."""
+
+
+@dataclass
+class Manifest:
+    path: Path
+    systems: list[str]
+    """All systems in column order, the reference (if any) included."""
+    reference: str | None
+    utts: list[Utt]
+
+    @property
+    def test_systems(self) -> list[str]:
+        """The systems under test: every system except the reference."""
+        return [s for s in self.systems if s != self.reference]
+
+
+def _need(cond: bool, msg: str, path: Path, utt: str | None = None, fld: str | None = None) -> None:
+    if not cond:
+        raise SpeechkdError(msg, path=str(path), utt=utt, field=fld,
+                            hint="see `speechkd listen page --help` for the manifest format")
+
+
+def load_manifest(path: str | os.PathLike) -> Manifest:
+    """Read and check a manifest; every audio file must exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechkdError("manifest does not exist", path=str(path))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SpeechkdError(f"malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}",
+                            path=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise SpeechkdError(f"not UTF-8 text ({e.reason})", path=str(path)) from None
+    _need(isinstance(data, dict), "top level must be an object", path)
+    utts_raw = data.get("utts")
+    _need(isinstance(utts_raw, list) and len(utts_raw) > 0, "needs a non-empty list 'utts'", path, fld="utts")
+    systems = data.get("systems")
+    if systems is None:  # default: first appearance order
+        systems = list(dict.fromkeys(s for u in utts_raw if isinstance(u, dict)
+                                     for s in (u.get("systems") or {})))
+    _need(isinstance(systems, list) and all(isinstance(s, str) and s for s in systems),
+          "'systems' must be a list of non-empty strings", path, fld="systems")
+    _need(len(set(systems)) == len(systems), "'systems' has duplicates", path, fld="systems")
+    for s in systems:
+        _need(s not in RESERVED and s != REF_NAME or s == data.get("reference_system"),
+              f"system name {s!r} is reserved", path, fld="systems")
+    reference = data.get("reference_system")
+    _need(reference is None or reference in systems,
+          f"reference_system {reference!r} is not one of the systems {systems}", path, fld="reference_system")
+    has_ref = [isinstance(u, dict) and u.get("ref") is not None for u in utts_raw]
+    if reference is None and any(has_ref):
+        _need(all(has_ref), "'ref' is given for some utterances but not all", path, fld="ref")
+        reference = REF_NAME
+        systems = [REF_NAME] + list(systems)
+    elif reference is not None and any(has_ref):
+        logger.warning("%s: 'ref' wavs ignored, reference_system %r is the reference", path, reference)
+
+    base = path.parent
+    utts: list[Utt] = []
+    seen: set[str] = set()
+    for i, u in enumerate(utts_raw):
+        _need(isinstance(u, dict), f"utts[{i}] must be an object", path, fld=f"utts[{i}]")
+        uid = u.get("id")
+        _need(isinstance(uid, str) and uid != "", f"utts[{i}] needs a non-empty string 'id'", path,
+              fld=f"utts[{i}].id")
+        _need(uid not in seen, "duplicate utterance id", path, utt=uid, fld="id")
+        seen.add(uid)
+        text = u.get("text", "")
+        _need(isinstance(text, str), "'text' must be a string", path, utt=uid, fld="text")
+        sysmap = u.get("systems")
+        _need(isinstance(sysmap, dict), "needs an object 'systems' (system -> audio path)", path, uid, "systems")
+        if reference == REF_NAME and REF_NAME not in sysmap:
+            sysmap = {**sysmap, REF_NAME: u["ref"]}
+        unknown = sorted(set(sysmap) - set(systems))
+        _need(not unknown, f"systems {unknown} are not listed in 'systems'", path, uid, "systems")
+        missing = [s for s in systems if s not in sysmap]
+        _need(not missing, f"no audio for systems {missing}", path, uid, "systems")
+        audio: dict[str, Path] = {}
+        for s in systems:
+            p = sysmap[s]
+            _need(isinstance(p, str) and p != "", f"audio path of system {s!r} must be a string", path, uid, s)
+            ap = Path(p) if os.path.isabs(p) else base / p
+            if not ap.is_file():
+                raise SpeechkdError(f"audio file of system {s!r} does not exist: {ap}", path=str(path),
+                                    utt=uid, hint="synthesize it first or fix the path")
+            audio[s] = ap
+        utts.append(Utt(uid, text, audio))
+    logger.info("manifest %s: %d utterances x %d systems (reference: %s)", path, len(utts),
+                len(systems), reference)
+    return Manifest(path, list(systems), reference, utts)
