@@ -49,7 +49,8 @@ stage_text() {
   speechkd text --data-dir "data/$train_set" --kind "$token_kind" \
     --out "$dumpdir/tokens/$train_set" --build-token-list "$tl"
   for s in "$dev_set" "$test_set"; do
-    speechkd text --data-dir "data/$s" --out "$dumpdir/tokens/$s" --token-list "$tl"
+    # A phone the training set never saw becomes <unk>, listed in unknown_symbols.txt.
+    speechkd text --data-dir "data/$s" --out "$dumpdir/tokens/$s" --token-list "$tl" --on-unknown map
   done
 }
 
@@ -58,7 +59,7 @@ stage_features() {
     --config "$feats_config" --nj "$nj" --cmd "$train_cmd"
   for s in "$dev_set" "$test_set"; do
     speechkd features --data-dir "data/$s" --out "$dumpdir/feats/$s" --config "$feats_config" \
-      --nj "$nj" --cmd "$train_cmd" --stats-from "$dumpdir/feats/$train_set"
+      --nj "$nj" --cmd "$train_cmd" --stats-from "$dumpdir/feats/$train_set/stats.npz"
   done
 }
 

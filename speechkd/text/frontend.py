@@ -3,7 +3,7 @@
 Two kinds of tokens (:class:`Frontend.kind`):
 
 - ``phoneme``: IPA phones from espeak-ng through phonemizer, with stress marks
-  kept attached to their vowel (``ˈoʊ``), ``<space>`` between words and
+  as tokens of their own (``ˈ oʊ``; or attached, ``ˈoʊ``), ``<space>`` between words and
   punctuation as its own token (``, . ? ! ; :``; or ``<pau>``, or dropped).
   Numbers, currencies and most abbreviations are read out by espeak itself.
 - ``char``: lower-cased letters, apostrophe, ``<space>`` and punctuation;
@@ -15,7 +15,7 @@ identical to phonemising one utterance at a time.
 
 Example (``speechkd text "Hello, world!"``)::
 
-    h ə l ˈoʊ , <space> w ˈɜː l d !
+    h ə l ˈ oʊ , <space> w ˈ ɜː l d !
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from speechkd.errors import SpeechkdError
 logger = logging.getLogger(__name__)
 
 SPACE = "<space>"
+_STRESS_RE = re.compile("([ˈˌ])")
 PAUSE = "<pau>"
 PUNCT = ",.?!;:"
 # A run of punctuation becomes one token: the strongest mark of the run ("?!" -> "?", "..." -> ".").
@@ -56,7 +57,10 @@ class Frontend:
 
     kind: Literal["phoneme", "char"] = field("phoneme", help="token kind: phoneme (espeak-ng IPA) or char")
     language: str = field("en-us", help="espeak-ng language/voice for phoneme tokens (e.g. en-us, en-gb)")
-    stress: bool = field(True, help="keep primary/secondary stress marks, attached to the vowel (ˈoʊ)")
+    stress: bool = field(True, help="keep primary/secondary stress marks (ˈ ˌ)")
+    stress_tokens: bool = field(True, help="stress marks as tokens of their own (ˈ oʊ) rather than attached "
+                                           "to the vowel (ˈoʊ): a smaller inventory, so dev/test rarely hold "
+                                           "a symbol the training set lacks")
     word_boundary: bool = field(True, help=f"insert a '{SPACE}' token between words")
     punctuation: Literal["keep", "pause", "drop"] = field(
         "keep", help=f"punctuation {PUNCT!r}: keep as its own token, map every mark to '{PAUSE}', or drop it")
@@ -125,7 +129,10 @@ class Frontend:
         return out
 
     def _split_phones(self, word: str) -> list[str]:
-        return [t for chunk in word.split() for t in self._split(chunk)]
+        toks = [t for chunk in word.split() for t in self._split(chunk)]
+        if self.stress and self.stress_tokens:
+            toks = [piece for t in toks for piece in _STRESS_RE.split(t) if piece]
+        return toks
 
 
 def _all_punct(tokens: list[str]) -> bool:

@@ -8,7 +8,7 @@ nj=2
 
 case "$preset" in
   tiny)    num_utts=24 ;;
-  demo)    num_utts=600 ;;
+  demo)    num_utts=400 ;;
   quality) num_utts=1600 ;;
   *) echo "$0: unknown preset '$preset' (tiny|demo|quality)" >&2; exit 1 ;;
 esac
