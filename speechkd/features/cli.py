@@ -52,7 +52,9 @@ def main(args: argparse.Namespace) -> int:
         dump.prepare_out(args.out, cfg)
         dump.run_job(read_datadir(args.data_dir), args.out, cfg, args.job, args.nj)
         return 0
-    stats = dump.dump_features(args.data_dir, args.out, cfg, nj=args.nj, cmd=args.cmd,
-                               stats_from=args.stats_from, overwrite=args.overwrite)
-    print(f"{args.out}: {stats.num_utts} utterances, {stats.num_frames} frames")
+    dump.dump_features(args.data_dir, args.out, cfg, nj=args.nj, cmd=args.cmd,
+                       stats_from=args.stats_from, overwrite=args.overwrite)
+    # Count this dump's own index (with --stats-from, the statistics are the training set's).
+    frames = [int(line.split()[2]) for line in open(f"{args.out}/feats.scp", encoding="utf-8") if line.strip()]
+    print(f"{args.out}: {len(frames)} utterances, {sum(frames)} frames")
     return 0
