@@ -7,8 +7,8 @@ nj=2
 . ../../../recipes/utils/parse_options.sh
 
 case "$preset" in
-  tiny)    opts="--num-utts 24" ;;
-  demo|quality) opts="" ;;      # the whole corpus (~560 prompts)
+  tiny)    opts="--num-utts 24 --num-dev 2 --num-test 2" ;;
+  demo|quality) opts="--num-dev 25 --num-test 50" ;;   # the whole corpus (550 prompts)
   *) echo "$0: unknown preset '$preset' (tiny|demo|quality)" >&2; exit 1 ;;
 esac
 # shellcheck disable=SC2086
