@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-venv=$root/tools/venv
+venv=${SPEECHKD_VENV:-$root/tools/venv}
 stamp=$venv/.speechkd-installed
 python=${PYTHON:-python3}
 

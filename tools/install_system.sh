@@ -10,7 +10,7 @@ pkgs=(
   sox libsndfile1 ffmpeg             # audio tools; ffmpeg decodes G.722
   asterisk-core-sounds-en-g722 asterisk-core-sounds-en   # real speech + transcripts
   wordnet-base                       # prompt sentences
-  sonic-pi-samples lmms-common sound-theme-freedesktop    # CC0 noise / event sounds
+  sonic-pi-samples lmms-common sound-theme-freedesktop    # freely licensed noise / event sounds (licence per clip in utt2license)
   chromium                           # headless browser of the listening-page tests (driven by playwright)
 )
 
