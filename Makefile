@@ -20,7 +20,8 @@ demo: install
 	@echo "== speechkd demo finished (preset: $(PRESET); 'make demo PRESET=quality' runs the bigger one) =="
 	@echo "data dirs:        egs/mini_en/tts1/data/{train,dev,test}"
 	@echo "features:         egs/mini_en/tts1/dump/feats/"
-	@echo "results table:    egs/mini_en/tts1/exp/eval/asr_ground_truth/results.md"
+	@echo "results table:    $(CURDIR)/egs/mini_en/tts1/exp/eval/results.md"
+	@echo "listening page:   file://$(CURDIR)/egs/mini_en/tts1/exp/listen/index.html"
 	@echo "stage logs:       egs/mini_en/tts1/exp/log/"
 
 test: install

@@ -5,7 +5,11 @@
 #   0  corpus preparation (local/data.sh) -> data/{train,dev,test}, validated
 #   1  text frontend -> data/token_list/<kind>/tokens.txt, dump/tokens/<split>
 #   2  features (mel, F0, energy; --nj parallel through $train_cmd) -> dump/feats/<split>
-#   3-12 (teachers, students, synthesis, evaluation, listening) come with later work.
+#   3-9 (teachers, students, vocoder training) come with later work
+#   10 synthesis of the test set by every system (now: Griffin-Lim copy synthesis of
+#      ground-truth mels, the upper bound of any acoustic model with that vocoder)
+#   11 objective evaluation of every exp/<system>/synth/<test> -> exp/eval/results.{json,md}
+#   12 listening-test site -> exp/listen/index.html
 set -euo pipefail
 
 recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,7 +27,8 @@ test_set=test
 token_kind=phoneme      # phoneme | char
 feats_config=conf/feats.yaml
 local_data_opts=""      # passed to local/data.sh
-num_eval_utts=50        # utterances for the ground-truth intelligibility baseline
+num_eval_utts=50        # test utterances synthesized and evaluated
+num_listen_utts=10      # test utterances on the listening page
 dumpdir=dump
 expdir=exp
 
@@ -63,15 +68,47 @@ stage_features() {
   done
 }
 
-stage_baseline_asr() {
-  # Intelligibility baseline: the offline recogniser on ground-truth test audio.
+stage_synthesis() {
+  speechkd vocode --feats "$dumpdir/feats/$test_set" --vocoder griffin_lim \
+    --out "$expdir/resynth_griffin_lim/synth/$test_set" --num-utts "$num_eval_utts"
+}
+
+# Systems: every exp/<system>/synth/<test set> directory.
+systems() {
+  local d
+  for d in "$expdir"/*/synth/"$test_set"; do
+    if [ -d "$d" ]; then basename "$(dirname "$(dirname "$d")")"; fi
+  done
+}
+
+stage_eval() {
+  # The ground truth under the same recogniser: the baseline every WER is read against.
   speechkd eval asr --data-dir "data/$test_set" --num-utts "$num_eval_utts" --nj "$nj" \
-    --out "$expdir/eval/asr_ground_truth" --title "Ground-truth test audio ($num_eval_utts utts)"
+    --out "$expdir/eval/ground_truth" --title "Ground-truth test audio"
+  local results=("$expdir/eval/ground_truth/results.json") sys
+  for sys in $(systems); do
+    speechkd eval tts --data-dir "data/$test_set" --wav-dir "$expdir/$sys/synth/$test_set" \
+      --num-utts "$num_eval_utts" --nj "$nj" --out "$expdir/eval/$sys"
+    results+=("$expdir/eval/$sys/results.json")
+  done
+  speechkd eval summary --results "${results[@]}" --out "$expdir/eval" \
+    --title "$(basename "$(dirname "$PWD")") test set: objective evaluation"
+}
+
+stage_listen() {
+  local opts=(--system "ground_truth=data/$test_set") sys
+  for sys in $(systems); do opts+=(--system "$sys=$expdir/$sys/synth/$test_set"); done
+  speechkd listen manifest --data-dir "data/$test_set" "${opts[@]}" --reference ground_truth \
+    --num-utts "$num_listen_utts" --out "$expdir/listen/manifest.json"
+  speechkd listen page --manifest "$expdir/listen/manifest.json" --out "$expdir/listen" \
+    --title "$(basename "$(dirname "$PWD")"): listening test"
 }
 
 run_stage 0 data stage_data
 run_stage 1 text stage_text
 run_stage 2 features stage_features
-run_stage 11 baseline_asr stage_baseline_asr
+run_stage 10 synthesis stage_synthesis
+run_stage 11 eval stage_eval
+run_stage 12 listen stage_listen
 
-log "Done. Data: data/, features: $dumpdir/feats/, results: $expdir/eval/"
+log "Done. Results table: $expdir/eval/results.md; listening page: $expdir/listen/index.html"

@@ -47,15 +47,26 @@ def test_tts_recipe_tiny(tmp_path):
         assert z["mel"].shape == (int(frames), 80) and z["lf0"].shape == (int(frames),)
         assert (d / "dump/tokens" / split / "tokens").exists()
     assert (d / "data/token_list/phoneme/tokens.txt").exists()
-    res = json.loads((d / "exp/eval/asr_ground_truth/results.json").read_text())
+    res = json.loads((d / "exp/eval/ground_truth/results.json").read_text())
     assert res["num_utts"] >= 1 and 0.0 <= res["wer"] <= 1.5
-    for n in ("0.data", "1.text", "2.features", "11.baseline_asr"):
+    # Griffin-Lim copy synthesis of every test utterance, evaluated and on the page
+    n_test = len((d / "data/test/utt2spk").read_text().splitlines())
+    assert len(list((d / "exp/resynth_griffin_lim/synth/test").glob("*.wav"))) == n_test
+    table = json.loads((d / "exp/eval/results.json").read_text())
+    assert [r["system"] for r in table["systems"]] == ["ground_truth", "resynth_griffin_lim"]
+    assert 0.0 < table["systems"][1]["mcd"]["mean"] < 10.0
+    assert "resynth_griffin_lim" in (d / "exp/eval/results.md").read_text()
+    manifest = json.loads((d / "exp/listen/manifest.json").read_text())
+    assert manifest["systems"] == ["ground_truth", "resynth_griffin_lim"]
+    assert (d / "exp/listen/index.html").exists() and (d / "exp/listen/mos.html").exists()
+    stages = ("0.data", "1.text", "2.features", "10.synthesis", "11.eval", "12.listen")
+    for n in stages:
         assert (d / f"exp/.done/{n}.done").exists()
     # rerun: every stage skipped, nothing recomputed
     mtime = (d / "dump/feats/train/feats.scp").stat().st_mtime
     r = _run(d, "--preset", "tiny")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stderr.count("skipping") == 4
+    assert r.stderr.count("skipping") == len(stages)
     assert (d / "dump/feats/train/feats.scp").stat().st_mtime == mtime
 
 

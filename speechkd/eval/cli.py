@@ -4,6 +4,7 @@
     speechkd eval asr --data-dir data/test --wav-dir exp/fastspeech/synth/test --out exp/eval/asr_fs
     speechkd eval tts --data-dir data/test --wav-dir exp/fastspeech/synth/test --out exp/eval/fastspeech \
         [--num-utts 50] [--nj 2] [--no-asr] [--allow-missing] [--f0-method dio|harvest]
+    speechkd eval summary --results exp/eval/*/results.json --out exp/eval
     speechkd eval se --ref-dir data/speech/test --enh-dir exp/student/enhanced/test \
         [--noisy-dir data/test_noisy] --out exp/eval/student [--num-utts 50] [--nj 2]
 
@@ -30,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N utterances (C order); 0 = all")
     p.add_argument("--nj", type=int, default=1, help="parallel recogniser processes")
     p.add_argument("--title", default=None)
+
+    p = sub.add_parser("summary", help="one table over systems from their results.json files")
+    p.add_argument("--results", nargs="+", required=True, help="results.json files of eval tts / eval asr runs")
+    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
+    p.add_argument("--title", default="Objective evaluation")
 
     p = sub.add_parser("tts", help="MCD, log-F0 RMSE, V/UV error (and WER/CER) of synthesized audio")
     p.add_argument("--data-dir", required=True, help="reference Kaldi data dir (ground-truth audio and text)")
@@ -64,6 +70,13 @@ def main(args: argparse.Namespace) -> int:
         return _main_tts(args)
     if args.what == "se":
         return _main_se(args)
+    if args.what == "summary":
+        from speechkd.eval.summary import summarize_systems
+
+        path = summarize_systems(args.results, args.out, args.title)
+        print(open(path, encoding="utf-8").read().split("\n\n")[1])
+        print(f"-> {path}")
+        return 0
     from speechkd.eval.intelligibility import asr_markdown, evaluate_asr
 
     dd = read_datadir(args.data_dir)

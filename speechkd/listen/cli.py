@@ -33,6 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fraction of a sample that must be played before it can be rated")
     p.add_argument("--copy", action="store_true", help="copy audio into the site instead of hard-linking it")
 
+    m = sub.add_parser("manifest", help="write a manifest from a data dir and systems' <utt>.wav dirs")
+    m.add_argument("--data-dir", required=True, help="Kaldi data dir (ids, transcripts, ground-truth audio)")
+    m.add_argument("--system", action="append", required=True, metavar="NAME=DIR",
+                   help="a system and its dir of <utt>.wav (DIR = the data dir itself: ground truth); repeatable")
+    m.add_argument("--reference", default=None, help="system used as the reference (MUSHRA, CMOS)")
+    m.add_argument("--num-utts", type=int, default=0, help="first N utterances; 0 = all")
+    m.add_argument("--out", required=True, help="manifest JSON to write")
+
     a = sub.add_parser("aggregate", help="statistics, Markdown report and plots from exported answers")
     a.add_argument("--results", nargs="+", required=True, help="answers files (.csv or .json) from the pages")
     a.add_argument("--out", required=True, help="output dir for report.md, summary.json and PNG plots")
@@ -57,6 +65,19 @@ def main(args: argparse.Namespace) -> int:
                            ab_no_preference=not args.ab_forced_choice, play_fraction=args.play_fraction,
                            link=not args.copy)
         print(build_site(args.manifest, args.out, opts))
+        return 0
+    if args.what == "manifest":
+        from speechkd.errors import SpeechkdError
+        from speechkd.listen.manifest import build_manifest
+
+        systems = {}
+        for item in args.system:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise SpeechkdError(f"--system {item!r} is not NAME=DIR", field="--system")
+            systems[name] = path
+        print(build_manifest(args.data_dir, systems, args.out, num_utts=args.num_utts,
+                             reference_system=args.reference))
         return 0
     if args.what == "aggregate":
         from speechkd.listen.report import aggregate, write_report

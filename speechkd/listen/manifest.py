@@ -125,3 +125,47 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
     logger.info("manifest %s: %d utterances x %d systems (reference: %s)", path, len(utts),
                 len(systems), reference)
     return Manifest(path, list(systems), reference, utts)
+
+
+def build_manifest(data_dir: str, systems: dict[str, str], out: str | os.PathLike, *,
+                   num_utts: int = 0, reference_system: str | None = None) -> Path:
+    """Write a manifest for the first ``num_utts`` (0: all) utterances of a Kaldi data dir.
+
+    ``systems`` maps a system name to a directory of ``<utt>.wav``, or to the
+    data dir itself (its own audio: the ground truth). Utterances missing from
+    any system are left out with a warning, so the page compares like with like.
+    """
+    from speechkd.data.kaldi import read_datadir
+    from speechkd.utils.io import atomic_write_json
+
+    dd = read_datadir(data_dir)
+    utts = dd.utts[:num_utts] if num_utts > 0 else dd.utts
+    rows = []
+    for utt in utts:
+        audio: dict[str, str] = {}
+        for name, src in systems.items():
+            if os.path.abspath(src) == os.path.abspath(data_dir):
+                entry, seg = dd.audio(utt)
+                if seg is not None or entry.endswith("|"):
+                    raise SpeechkdError("ground-truth audio must be a plain wav file for a listening page",
+                                        path=data_dir, utt=utt, field="wav.scp",
+                                        hint="extract segments/pipes to wav files first")
+                audio[name] = os.path.abspath(entry)
+            else:
+                audio[name] = os.path.abspath(os.path.join(src, f"{utt}.wav"))
+        missing = [n for n, p in audio.items() if not os.path.isfile(p)]
+        if missing:
+            logger.warning("%s: no audio from %s; left out of the page", utt, ", ".join(missing))
+            continue
+        rows.append({"id": utt, "text": dd.text.get(utt, ""), "systems": audio})
+    if not rows:
+        raise SpeechkdError("no utterance has audio from every system", path=data_dir,
+                            hint="run the synthesis stage first")
+    data: dict = {"systems": list(systems), "utts": rows}
+    if reference_system:
+        if reference_system not in systems:
+            raise SpeechkdError(f"reference system {reference_system!r} is not one of {list(systems)}",
+                                field="--reference")
+        data["reference_system"] = reference_system
+    atomic_write_json(out, data)
+    return Path(out)

@@ -1,0 +1,77 @@
+"""One table over systems: the ``results.json`` of ``eval tts`` / ``eval asr`` runs side by side.
+
+Each results file is one system (named by its directory, e.g. exp/eval/<system>/);
+missing metrics (ASR-only ground truth has no MCD) are shown as "–".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from speechkd.errors import SpeechkdError
+from speechkd.utils.io import atomic_write_json, atomic_write_text
+
+# (key in the summary, column title, scale, format)
+TTS_COLUMNS = [("mcd", "MCD dB", 1.0, "{:.2f}"), ("f0_rmse_cents", "log-F0 RMSE cents", 1.0, "{:.0f}"),
+               ("vuv_error", "V/UV error %", 100.0, "{:.1f}")]
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise SpeechkdError("results file does not exist", path=path) from None
+    except json.JSONDecodeError as e:
+        raise SpeechkdError(f"malformed JSON at line {e.lineno}: {e.msg}", path=path,
+                            hint="rerun the evaluation that wrote it") from None
+
+
+def system_row(path: str) -> dict:
+    """Name, utterance count, metrics with CIs, WER/CER of one results.json."""
+    res = _read(path)
+    row: dict = {"system": os.path.basename(os.path.dirname(os.path.abspath(path))), "results": path}
+    summ = res.get("summary") or {}
+    for key, *_ in TTS_COLUMNS:
+        if key in summ:
+            row[key] = {"mean": summ[key]["mean"], "ci95": summ[key]["ci95"]}
+    asr = res.get("asr") or (res if "wer" in res else None)
+    if asr:
+        row["wer"] = {"mean": asr["wer"], "ci95": asr["wer_ci95"]}
+        row["cer"] = {"mean": asr["cer"], "ci95": asr["cer_ci95"]}
+        row["num_utts"] = asr["num_utts"]
+    if "num_utts" not in row:
+        row["num_utts"] = next((v.get("n") for v in summ.values() if isinstance(v, dict) and "n" in v), None)
+    return row
+
+
+def _cell(m: dict | None, scale: float, fmt: str) -> str:
+    if not m or m.get("mean") is None:
+        return "–"
+    lo, hi = m["ci95"]
+    if lo is None or hi is None:
+        return fmt.format(scale * m["mean"])
+    return f"{fmt.format(scale * m['mean'])} [{fmt.format(scale * lo)}, {fmt.format(scale * hi)}]"
+
+
+def summarize_systems(paths: list[str], out_dir: str, title: str = "Objective evaluation") -> str:
+    """Write ``out_dir/results.{json,md}``; returns the Markdown path."""
+    if not paths:
+        raise SpeechkdError("no results files given", field="--results")
+    rows = [system_row(p) for p in paths]
+    cols = TTS_COLUMNS + [("wer", "WER %", 100.0, "{:.1f}"), ("cer", "CER %", 100.0, "{:.1f}")]
+    lines = [f"# {title}", "", "| system | utts | " + " | ".join(c[1] for c in cols) + " |",
+             "|---|---:|" + "---:|" * len(cols)]
+    for r in rows:
+        lines.append(f"| {r['system']} | {r.get('num_utts') or '–'} | "
+                     + " | ".join(_cell(r.get(k), s, f) for k, _, s, f in cols) + " |")
+    lines += ["", "Means with 95% CIs over utterances (MCD/F0: Student t; WER/CER: bootstrap, corpus-level). "
+              "MCD: WORLD mel-cepstrum c1..c24 on an exact DTW path; WER: pocketsphinx en-us, "
+              "to be compared with the ground truth's, not read as absolute.", ""]
+    md = "\n".join(lines)
+    os.makedirs(out_dir, exist_ok=True)
+    atomic_write_json(os.path.join(out_dir, "results.json"), {"title": title, "systems": rows})
+    path = os.path.join(out_dir, "results.md")
+    atomic_write_text(path, md)
+    return path
