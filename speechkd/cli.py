@@ -22,7 +22,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "corpus": ("speechkd.corpora.cli", "generate a built-in corpus (mini_en, mini_multi, asterisk_en, noise)"),
     "text": ("speechkd.text.cli", "show what a model sees for a sentence; build token lists"),
     "features": ("speechkd.features.cli", "dump log-mel, F0 and energy of a data dir (parallel, resumable)"),
-    "eval": ("speechkd.eval.cli", "objective evaluation (ASR WER/CER of a data dir or of synthesized audio)"),
+    "eval": ("speechkd.eval.cli", "objective evaluation: tts (MCD, F0, WER), se (PESQ, STOI, SI-SDR), asr, summary"),
+    "vocode": ("speechkd.infer.cli_vocode", "dumped log-mels -> wavs through a vocoder (copy synthesis)"),
     "listen": ("speechkd.listen.cli", "listening-test pages (MOS, CMOS, AB, ABX, MUSHRA); aggregate answers; serve"),
 }
 
