@@ -75,3 +75,35 @@ def test_run_stage_markers_failure_and_rerun(tmp_path):
     r = subprocess.run(["bash", str(s), "--stage", "0", "--stop_stage", "0", "--force", "true"],
                        cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0 and (tmp_path / "ran.txt").read_text().split().count("one") == 2
+
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+# Stand-in for Slurm's sbatch --wait --array A-B[%N] script: runs each task in turn.
+array=""; script=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --array) array=$2; shift 2 ;;
+    --wait) shift ;;
+    --*) shift 2 ;;
+    *) script=$1; shift ;;
+  esac
+done
+array=${array%%%*}; rc=0
+for ((i = ${array%-*}; i <= ${array#*-}; i++)); do SLURM_ARRAY_TASK_ID=$i bash "$script" || rc=1; done
+exit $rc
+"""
+
+
+def test_slurm_pl_with_a_stand_in_sbatch(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH)
+    (bin_dir / "sbatch").chmod(0o755)
+    env = f'PATH={bin_dir}:$PATH'
+    r = sh(f'{env} {UTILS}/slurm.pl --mem 2G JOB=1:3 log/s.JOB.log echo task JOB', tmp_path)
+    assert r.returncode == 0, r.stderr
+    for i in (1, 2, 3):
+        text = (tmp_path / f"log/s.{i}.log").read_text()
+        assert f"task {i}" in text and "Ended (code 0)" in text
+    r = sh(f'{env} {UTILS}/slurm.pl JOB=1:2 log/f.JOB.log "test JOB -ne 2"', tmp_path)
+    assert r.returncode != 0 and "task 2 failed" in r.stderr and "task 1 failed" not in r.stderr
