@@ -1,0 +1,304 @@
+"""Teacher dump: what an autoregressive teacher gives its students (FastSpeech, sec. 3.3).
+
+For every utterance of a split, the trained Transformer-TTS teacher is run either
+
+- ``teacher_forced``: on the ground-truth mels; durations then split the ground-truth frames, or
+- ``free_running``: greedy decoding from the text alone; its mels are the targets of
+  sequence-level knowledge distillation (Kim & Rush 2016) and the durations split *them*.
+
+Durations: the focus rate F = (1/S) sum_s max_t a[s, t] of every encoder-decoder attention
+layer/head picks the most diagonal head; its attention over decoder steps ``[S, T_r]`` is
+expanded to mel frames (step j made frames j*r .. j*r+r-1, so each column repeats r times,
+the tail past T is cut), and monotonic alignment search on its log splits the T frames
+(:func:`speechkd.align.durations.durations_from_attention`; ``argmax`` counting is the
+compatibility mode). Durations are over mel frames, sum exactly to T and give every token at
+least one frame (:func:`speechkd.align.durations.fix_durations` enforces both). The always-on
+prenet dropout is seeded per batch, so a rerun gives the same durations.
+
+Layout of ``<out>/<kd_mode>/`` (one dir per mode; ``--kd-mode both`` writes both)::
+
+    dump_info.json        kd_mode, checkpoint and its step, code version, method, r, seed, threshold
+    feature_config.yaml   the teacher's FeatureConfig (= the dump's, checked)
+    data/<utt>.npz        durations int32 [S] (sum = num_frames), focus_rate float32 [],
+                          layer int32 [], head int32 [], num_frames int32 [],
+                          attn float16 [S, T_r] (the chosen head, over decoder steps),
+                          free_running only: mel float32 [T, n_mels] (raw log-mel),
+                          stopped bool [] (False: hit the maximum length)
+    index.scp             <utt> data/<utt>.npz <num_frames>      (C-sorted, every utterance)
+    utt2focus_rate        <utt> <F>
+    filtered              <utt> <reason>[,<reason>]   focus rate below threshold, never stopped
+    report.json, report.md, focus_rate_hist.png, plots/<utt>.png (attention + durations)
+
+Writes are atomic; rerunning an interrupted dump computes only the missing utterances
+(the dump_info must match, else ``--overwrite``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import zipfile
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from speechkd.errors import SpeechkdError
+from speechkd.features.config import MEL_FIELDS, check_compatible
+from speechkd.models.transformer_tts import expand_to_frames
+from speechkd.train.data import FrameBatchSampler, UtteranceDataset, collate, read_feature_config, read_split
+from speechkd.train.exp import LoadedModel, code_version
+from speechkd.utils.io import atomic_open, atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+KD_MODES = ("teacher_forced", "free_running")
+DEFAULT_THRESHOLD = 0.5  # FastSpeech filters teacher outputs by focus rate; 0.5 = half the mass on one token
+NUM_PLOTS = 4  # first and worst utterances plotted
+
+
+@dataclass
+class DumpOptions:
+    method: str = "mas"
+    focus_threshold: float = DEFAULT_THRESHOLD
+    batch_frames: int = 6000
+    seed: int = 0
+    max_frames_per_token: float | None = None
+
+
+def utterance_result(per_layer: list[np.ndarray], r: int, num_frames: int, method: str) -> dict[str, np.ndarray]:
+    """Durations etc. of one utterance from its attention per layer ``[H, S, T_r]``."""
+    from speechkd.align.durations import durations_from_attention, fix_durations, select_head
+
+    layer, head, rate = select_head(per_layer)
+    attn = per_layer[layer][head]
+    s = attn.shape[0]
+    if s > num_frames:
+        raise ValueError(f"too_short ({s} tokens, {num_frames} frames)")
+    d = np.asarray(durations_from_attention(expand_to_frames(attn, r, num_frames), method=method))
+    d = np.asarray(fix_durations(d, num_frames), dtype=np.int32)
+    assert d.sum() == num_frames and d.min() >= 1, (d.sum(), num_frames, d.min())
+    return {"durations": d, "focus_rate": np.float32(rate), "layer": np.int32(layer), "head": np.int32(head),
+            "num_frames": np.int32(num_frames), "attn": attn.astype(np.float16)}
+
+
+def _load(path: str) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _info(lm: LoadedModel, mode: str, opts: DumpOptions, split_dir: str) -> dict:
+    return {"kd_mode": mode, "checkpoint": os.path.abspath(lm.path), "step": lm.step,
+            "model": lm.config.model, "reduction_factor": lm.model.r, "duration_method": opts.method,
+            "focus_threshold": opts.focus_threshold, "seed": opts.seed,
+            "max_frames_per_token": opts.max_frames_per_token, "source": os.path.abspath(split_dir),
+            "version": lm.version, "dumped_with": code_version()}
+
+
+_SAME = ("kd_mode", "checkpoint", "step", "duration_method", "seed", "max_frames_per_token")
+
+
+def prepare_dir(out: str, info: dict, lm: LoadedModel, overwrite: bool) -> None:
+    if overwrite and os.path.isdir(out):
+        logger.info("--overwrite: removing %s", out)
+        shutil.rmtree(out)
+    path = os.path.join(out, "dump_info.json")
+    if os.path.exists(path):
+        old = json.load(open(path, encoding="utf-8"))
+        diff = [k for k in _SAME if old.get(k) != info.get(k)]
+        if diff:
+            raise SpeechkdError(f"an earlier dump made with other settings is here ({', '.join(diff)}: "
+                                f"{[old.get(k) for k in diff]} vs {[info.get(k) for k in diff]})", path=out,
+                                hint="pass --overwrite to redo it, or choose another --out")
+    os.makedirs(os.path.join(out, "data"), exist_ok=True)
+    atomic_write_json(path, info)
+    lm.feature_config.save(os.path.join(out, "feature_config.yaml"))
+
+
+def run_batch(lm: LoadedModel, batch: dict, mode: str, opts: DumpOptions, generator: torch.Generator,
+              device: torch.device) -> dict[str, dict[str, np.ndarray] | str]:
+    """Per utterance of the batch: its npz arrays, or a string saying why it has none."""
+    m = lm.model
+    tokens, tl = batch["tokens"].to(device), batch["token_lens"].to(device)
+    with torch.no_grad():
+        if mode == "teacher_forced":
+            mels = lm.normalize(batch["mels"].to(device))
+            out = m(tokens, tl, mels, batch["mel_lens"].to(device), generator=generator)
+            lens, red = batch["mel_lens"], out["reduced_lens"]
+        else:
+            out = m.inference(tokens, tl, generator=generator, max_frames_per_token=opts.max_frames_per_token)
+            lens, red = out["mel_lens"].cpu(), out["reduced_lens"]
+            mel_out = lm.denormalize(out["mel"]).float().cpu().numpy()
+    res: dict[str, dict[str, np.ndarray] | str] = {}
+    for b, utt in enumerate(batch["utts"]):
+        per_layer = m.attention_per_utterance(out["attns"], tl, red, b)
+        try:
+            r = utterance_result(per_layer, m.r, int(lens[b]), opts.method)
+        except ValueError as e:
+            res[utt] = str(e)
+            continue
+        if mode == "free_running":
+            r.update(mel=mel_out[b, : int(lens[b])].astype(np.float32), stopped=np.bool_(bool(out["stopped"][b])))
+        res[utt] = r
+    return res
+
+
+def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts: DumpOptions,
+              device: torch.device, overwrite: bool = False) -> dict:
+    """Dump one KD mode of one split into ``out``; returns the report."""
+    from speechkd.data.kaldi import write_table
+
+    feats_dir = os.path.join(data, "feats", split)
+    prepare_dir(out, _info(lm, mode, opts, feats_dir), lm, overwrite)
+    utts = read_split(data, split, lm.token_list, on_unknown="map")
+    todo = [i for i, u in enumerate(utts) if not _complete(os.path.join(out, "data", f"{u.utt}.npz"), mode)]
+    logger.info("%s %s: %d utterances, %d already dumped", mode, split, len(utts), len(utts) - len(todo))
+    ds = UtteranceDataset([utts[i] for i in todo])
+    sampler = FrameBatchSampler([utts[i].frames for i in todo], opts.batch_frames, shuffle=False)
+    failed: dict[str, str] = {}
+    t0, done = time.perf_counter(), 0
+    for k, idx in enumerate(sampler):
+        batch = collate(ds[idx])
+        # seeded by the batch's first utterance, so a resumed run reproduces the same batches
+        gen = torch.Generator(device=device).manual_seed(opts.seed * 1_000_003 + _stable_hash(batch["utts"][0]))
+        for utt, r in run_batch(lm, batch, mode, opts, gen, device).items():
+            if isinstance(r, str):
+                failed[utt] = r
+                continue
+            with atomic_open(os.path.join(out, "data", f"{utt}.npz"), "wb") as f:
+                np.savez(f, **r)
+        done += len(idx)
+        if k % 10 == 0 or done == len(todo):
+            logger.info("%s %s: %d/%d utterances in %.1f s", mode, split, done, len(todo), time.perf_counter() - t0)
+    index, focus, filtered, rows = {}, {}, {}, []
+    for u in utts:
+        z = _load(os.path.join(out, "data", f"{u.utt}.npz"))
+        if z is None:
+            filtered[u.utt] = "missing"
+            continue
+        reasons = []
+        if float(z["focus_rate"]) < opts.focus_threshold:
+            reasons.append("low_focus_rate")
+        if mode == "free_running" and not bool(z["stopped"]):
+            reasons.append("never_stopped")
+        if reasons:
+            filtered[u.utt] = ",".join(reasons)
+        index[u.utt] = f"data/{u.utt}.npz {int(z['num_frames'])}"
+        focus[u.utt] = f"{float(z['focus_rate']):.4f}"
+        rows.append({"utt": u.utt, "focus_rate": float(z["focus_rate"]), "layer": int(z["layer"]),
+                     "head": int(z["head"]), "num_frames": int(z["num_frames"]), "gt_frames": u.frames,
+                     "tokens": len(u.token_ids), **({"stopped": bool(z["stopped"])} if "stopped" in z else {})})
+    for utt, why in failed.items():
+        filtered[utt] = why
+    write_table(os.path.join(out, "index.scp"), index)
+    write_table(os.path.join(out, "utt2focus_rate"), focus)
+    atomic_write_text(os.path.join(out, "filtered"), "".join(f"{u} {r}\n" for u, r in sorted(filtered.items())))
+    report = write_report(out, mode, rows, filtered, opts.focus_threshold, lm.model.r)
+    logger.info("%s %s: mean focus rate %s, %d/%d filtered; %s", mode, split, _fmt(report["focus_rate"]["mean"]),
+                len(filtered), len(utts), os.path.join(out, "report.md"))
+    return report
+
+
+def _complete(path: str, mode: str) -> bool:
+    z = _load(path)
+    need = {"durations", "focus_rate", "num_frames"} | ({"mel", "stopped"} if mode == "free_running" else set())
+    return z is not None and need <= set(z) and int(z["durations"].sum()) == int(z["num_frames"])
+
+
+def _stable_hash(s: str) -> int:
+    import zlib
+
+    return zlib.crc32(s.encode("utf-8"))
+
+
+def write_report(out: str, mode: str, rows: list[dict], filtered: dict[str, str], thr: float, r: int) -> dict:
+    """report.json, report.md, focus_rate_hist.png and attention plots of the first/worst utterances."""
+    from speechkd.train.plots import plot_alignment, plot_histogram
+
+    f = np.array([x["focus_rate"] for x in rows], dtype=np.float64)
+    counts, edges = np.histogram(f, bins=10, range=(0.0, 1.0))
+
+    def stat(fn) -> float | None:
+        return float(fn(f)) if len(f) else None
+
+    heads: dict[str, int] = {}
+    for x in rows:
+        key = f"layer{x['layer']}_head{x['head']}"
+        heads[key] = heads.get(key, 0) + 1
+    n_none = sum(u not in {x["utt"] for x in rows} for u in filtered)
+    rep = {"kd_mode": mode, "num_utts": len(rows) + n_none, "num_with_durations": len(rows), "threshold": thr,
+           "focus_rate": {"mean": stat(np.mean), "median": stat(np.median), "min": stat(np.min),
+                          "p10": stat(lambda a: np.percentile(a, 10)), "max": stat(np.max),
+                          "above_threshold": float((f >= thr).sum() / max(len(rows) + n_none, 1)),
+                          "above_0.7": float((f >= 0.7).sum() / max(len(rows) + n_none, 1)),
+                          "histogram": {"edges": edges.round(2).tolist(), "counts": counts.tolist()}},
+           "chosen_heads": dict(sorted(heads.items())),
+           "filtered": [{"utt": u, "reason": why, "focus_rate": next((x["focus_rate"] for x in rows if x["utt"] == u),
+                                                                     None)} for u, why in sorted(filtered.items())]}
+    if mode == "free_running" and rows:
+        ratio = np.array([x["num_frames"] / x["gt_frames"] for x in rows])
+        rep["free_running"] = {"never_stopped": int(sum(not x["stopped"] for x in rows)),
+                               "length_ratio_to_ground_truth": {"mean": float(ratio.mean()),
+                                                                "min": float(ratio.min()), "max": float(ratio.max())}}
+    atomic_write_json(os.path.join(out, "report.json"), rep)
+    plot_histogram(f.tolist(), os.path.join(out, "focus_rate_hist.png"), thr,
+                   title=f"{mode}: focus rate of {len(rows)} utterances (mean {rep['focus_rate']['mean']:.3f})")
+    ranked = sorted(rows, key=lambda x: x["focus_rate"])
+    for x in rows[: NUM_PLOTS // 2] + ranked[: NUM_PLOTS // 2]:
+        z = _load(os.path.join(out, "data", f"{x['utt']}.npz"))
+        if z is not None and "attn" in z:
+            attn = expand_to_frames(z["attn"].astype(np.float32), r, int(z["num_frames"]))
+            plot_alignment(attn, z["durations"], os.path.join(out, "plots", f"{x['utt']}.png"),
+                           title=f"{x['utt']} ({mode}): layer {x['layer']} head {x['head']}, "
+                                 f"focus rate {x['focus_rate']:.3f}")
+    fr = rep["focus_rate"]
+    md = [f"# Teacher dump: {mode}", "",
+          f"{rep['num_utts']} utterances, {len(rows)} with durations; focus rate mean {_fmt(fr['mean'])}, "
+          f"median {_fmt(fr['median'])}, min {_fmt(fr['min'])}; {100 * fr['above_threshold']:.1f}% >= {thr:g}, "
+          f"{100 * fr['above_0.7']:.1f}% >= 0.7 (of all utterances).",
+          "", "| focus rate | utterances |", "|---|---|"]
+    md += [f"| {edges[i]:.1f}-{edges[i + 1]:.1f} | {c} |" for i, c in enumerate(counts)]
+    md += ["", f"Chosen layer/head: {', '.join(f'{k} x{v}' for k, v in rep['chosen_heads'].items())}", ""]
+    if "free_running" in rep:
+        fr2 = rep["free_running"]
+        md += [f"Free-running: {fr2['never_stopped']} utterance(s) never stopped; generated/ground-truth length "
+               f"{fr2['length_ratio_to_ground_truth']['mean']:.2f} on average.", ""]
+    md += [f"## Filtered ({len(filtered)})", "", "| utterance | reason | focus rate |", "|---|---|---|"]
+    for x in rep["filtered"]:
+        rate = "" if x["focus_rate"] is None else f"{x['focus_rate']:.3f}"
+        md.append(f"| {x['utt']} | {x['reason']} | {rate} |")
+    atomic_write_text(os.path.join(out, "report.md"), "\n".join(md) + "\n")
+    return rep
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: DumpOptions,
+                 device: str = "auto", overwrite: bool = False) -> dict[str, dict]:
+    """Load the teacher, check it against the dump, and dump each requested KD mode."""
+    from speechkd.train.exp import load_model
+
+    modes = KD_MODES if kd_mode == "both" else (kd_mode,)
+    if any(m not in KD_MODES for m in modes):
+        raise SpeechkdError(f"unknown --kd-mode {kd_mode!r}", field="--kd-mode",
+                            hint="teacher_forced, free_running or both")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    lm = load_model(exp, device=dev)
+    if not hasattr(lm.model, "attention_per_utterance"):
+        raise SpeechkdError(f"model {lm.config.model} has no encoder-decoder attention to take durations from",
+                            path=lm.path)
+    check_compatible(lm.feature_config, read_feature_config(data, split), f"teacher checkpoint {lm.path}",
+                     f"dump {os.path.join(data, 'feats', split)}", only=MEL_FIELDS,
+                     hint="dump the features with the FeatureConfig the teacher was trained on")
+    logger.info("teacher %s (step %d, r=%d) on %s/%s -> %s (%s)", lm.path, lm.step, lm.model.r, data, split,
+                out, ", ".join(modes))
+    return {m: dump_mode(lm, data, split, os.path.join(out, m), m, opts, dev, overwrite) for m in modes}

@@ -1,0 +1,51 @@
+"""``speechkd teacher-dump``: durations, focus rates and free-running mels of a trained AR teacher.
+
+Recipe stage 4 (one call per split)::
+
+    speechkd teacher-dump --exp exp/teacher_ar --data dump --split train \\
+        --out dump/teacher/train --kd-mode both
+
+``--kd-mode`` is explicit: ``teacher_forced`` (durations of the ground-truth mels),
+``free_running`` (the teacher's own mels for sequence-level KD, with durations against them)
+or ``both`` (one sub-dir each). The output format is described in
+:mod:`speechkd.distill.teacher_dump`. Rerunning resumes; ``--overwrite`` starts over.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from speechkd.distill.teacher_dump import DEFAULT_THRESHOLD, _fmt
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exp", required=True, help="teacher exp dir (uses checkpoints/last.ckpt) or a .ckpt path")
+    p.add_argument("--data", required=True, metavar="DUMP", help="dump root with tokens/<split> and feats/<split>")
+    p.add_argument("--split", default="train", help="split to dump (default train)")
+    p.add_argument("--out", required=True, help="output dir (e.g. dump/teacher/train); one sub-dir per KD mode")
+    p.add_argument("--kd-mode", required=True, choices=["teacher_forced", "free_running", "both"],
+                   help="teacher-forced durations, free-running mels + durations, or both")
+    p.add_argument("--method", choices=["mas", "argmax"], default="mas",
+                   help="durations by monotonic alignment search (default) or argmax counting (ESPnet compatible)")
+    p.add_argument("--focus-threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="utterances whose focus rate is below are listed in `filtered` (default %(default)s)")
+    p.add_argument("--batch-frames", type=int, default=6000, help="mel frames per batch")
+    p.add_argument("--max-frames-per-token", type=float,
+                   help="free-running length limit (default: the model's max_frames_per_token)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the always-on prenet dropout")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--overwrite", action="store_true", help="discard an earlier dump in --out")
+
+
+def main(args: argparse.Namespace) -> int:
+    from speechkd.distill.teacher_dump import DumpOptions, teacher_dump
+
+    opts = DumpOptions(method=args.method, focus_threshold=args.focus_threshold, batch_frames=args.batch_frames,
+                       seed=args.seed, max_frames_per_token=args.max_frames_per_token)
+    reports = teacher_dump(args.exp, args.data, args.split, args.out, args.kd_mode, opts, device=args.device,
+                           overwrite=args.overwrite)
+    for mode, rep in reports.items():
+        f = rep["focus_rate"]
+        print(f"{args.out}/{mode}: {rep['num_utts']} utterances, focus rate mean {_fmt(f['mean'])} "
+              f"({100 * f['above_threshold']:.1f}% >= {rep['threshold']:g}), {len(rep['filtered'])} filtered")
+    return 0

@@ -1,0 +1,175 @@
+"""Building blocks shared by the acoustic models: masks, scaled positional encoding,
+multi-head attention with a key/value cache, pre-norm Transformer layers, conv stacks.
+
+Shapes: batch-first everywhere, ``[B, T, d]``. Masks are boolean with True on
+real (non-padding) positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def length_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """``[B, max_len]`` bool, True where ``t < lengths[b]``."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def sinusoid_table(n_pos: int, d: int) -> torch.Tensor:
+    """PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = cos(...) (Vaswani et al. 2017, sec. 3.5)."""
+    pos = torch.arange(n_pos, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    pe = torch.zeros(n_pos, d)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
+    return pe
+
+
+class ScaledPositionalEncoding(nn.Module):
+    """x + alpha * PE with a trainable scalar alpha (Li et al. 2019, eq. 3: the prenet outputs
+    and the sinusoids live on different scales, so the model learns how much position to add)."""
+
+    def __init__(self, d: int, dropout: float = 0.0, max_len: int = 5000):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1))
+        self.register_buffer("pe", sinusoid_table(max_len, d), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """``x [B, T, d]`` holds positions ``offset .. offset+T-1``."""
+        end = offset + x.size(1)
+        if end > self.pe.size(0):  # grow the table instead of failing on long inputs
+            self.pe = sinusoid_table(2 * end, self.pe.size(1)).to(self.pe)
+        return self.dropout(x + self.alpha * self.pe[offset:end])
+
+
+class MultiHeadAttention(nn.Module):
+    """Scaled dot-product attention over H heads (Vaswani et al. 2017, eq. 1) that can return
+    its weights per head and keep a key/value cache for incremental decoding."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float = 0.0):
+        super().__init__()
+        if d % n_heads:
+            raise ValueError(f"d_model {d} is not divisible by n_heads {n_heads}")
+        self.h, self.dk = n_heads, d // n_heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.dropout = nn.Dropout(dropout)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, d] -> [B, H, T, dk]
+        return x.view(x.size(0), x.size(1), self.h, self.dk).transpose(1, 2)
+
+    def project_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of ``memory`` ([B, H, S, dk] each), computed once per utterance."""
+        return self._split(self.k(memory)), self._split(self.v(memory))
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                cache: dict | None = None, static_kv: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attend ``query [B, Tq, d]`` to ``key`` (= the query when None).
+
+        mask: broadcastable to ``[B, H, Tq, Tk]``, True where attending is allowed.
+        cache: a dict kept by the caller. ``static_kv``: the keys are an encoder memory,
+        projected once and reused; otherwise (self-attention) the new keys/values are
+        appended to those of earlier steps. Returns the output and the weights [B, H, Tq, Tk].
+        """
+        q = self._split(self.q(query))
+        if static_kv and cache is not None and "k" in cache:
+            k, v = cache["k"], cache["v"]
+        else:
+            k, v = self.project_kv(query if key is None else key)
+            if cache is not None and not static_kv and "k" in cache:
+                k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
+            if cache is not None:
+                cache["k"], cache["v"] = k, v
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.dk)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)
+        out = torch.matmul(self.dropout(weights), v)
+        out = out.transpose(1, 2).reshape(query.size(0), query.size(1), self.h * self.dk)
+        return self.o(out), weights
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d: int, d_ff: int, dropout: float):
+        super().__init__(nn.Linear(d, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm self-attention + feed-forward block (pre-norm trains stably without long warm-up)."""
+
+    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.attn, self.ff = MultiHeadAttention(d, n_heads, dropout), FeedForward(d, d_ff, dropout)
+        self.n1, self.n2, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        y = self.n1(x)
+        x = x + self.drop(self.attn(y, y, mask)[0])
+        return x + self.drop(self.ff(self.n2(x)))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm causal self-attention, encoder-decoder attention (weights returned), feed-forward."""
+
+    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d, n_heads, dropout)
+        self.src_attn = MultiHeadAttention(d, n_heads, dropout)
+        self.ff = FeedForward(d, d_ff, dropout)
+        self.n1, self.n2, self.n3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, memory: torch.Tensor, self_mask: torch.Tensor | None,
+                src_mask: torch.Tensor, cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """cache: ``{"self": {...}, "src": {...}}`` for incremental decoding (then x is one new step)."""
+        y = self.n1(x)
+        x = x + self.drop(self.self_attn(y, None, self_mask, cache=None if cache is None else cache["self"])[0])
+        out, w = self.src_attn(self.n2(x), memory, src_mask, cache=None if cache is None else cache["src"],
+                               static_kv=True)
+        x = x + self.drop(out)
+        return x + self.drop(self.ff(self.n3(x))), w
+
+
+class ConvStack(nn.Module):
+    """Conv1d -> BatchNorm -> activation -> dropout, repeated; the Tacotron 2 encoder prenet and
+    post-net shape (Shen et al. 2018, sec. 2.2/2.3). Input and output ``[B, T, C]``."""
+
+    def __init__(self, channels: list[int], kernel: int, dropout: float, last_activation: bool = True,
+                 activation: str = "relu"):
+        super().__init__()
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+        self.blocks = nn.ModuleList()
+        for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:])):
+            last = i == len(channels) - 2
+            layers: list[nn.Module] = [nn.Conv1d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+                                       nn.BatchNorm1d(c_out)]
+            if not last or last_activation:
+                layers.append(act())
+            layers.append(nn.Dropout(dropout))
+            self.blocks.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Padding is zeroed before every conv, so a padded utterance equals the unpadded one."""
+        m = None if mask is None else mask[:, None, :].to(x.dtype)
+        x = x.transpose(1, 2)
+        for block in self.blocks:
+            x = block(x if m is None else x * m)
+        return (x if m is None else x * m).transpose(1, 2)
+
+
+def dropout_always(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Dropout that stays on at inference (Tacotron 2 decoder prenet, sec. 2.3: the noise is what
+    lets the autoregressive decoder recover from its own errors). ``generator`` makes it repeatable."""
+    if p <= 0:
+        return x
+    keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= p
+    return x * keep / (1.0 - p)
+
+
+def causal_mask(t: int, device: torch.device) -> torch.Tensor:
+    return torch.ones(t, t, dtype=torch.bool, device=device).tril()

@@ -1,0 +1,119 @@
+"""Training configuration: one typed dataclass tree, loaded from commented YAML.
+
+``model`` names a class of :data:`speechkd.models.MODELS`; ``model_conf`` is that class's own
+``Config`` dataclass (typed and checked like the rest once the model is known). The resolved
+tree is what ``exp/<tag>/config.yaml`` and every checkpoint hold.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from speechkd.config import _merge, field, from_dict, parse_overrides, read_yaml, to_dict
+from speechkd.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the training pairs come from and how they are batched."""
+
+    dump_dir: str = field("", help="dump root holding tokens/<split>/tokens and feats/<split>/feats.scp "
+                                   "(`speechkd train --data` sets it)")
+    token_list: str = field("", help="tokens.txt giving the token ids (`--token-list` sets it)")
+    train_set: str = field("train", help="training split name under the dump root")
+    dev_set: str = field("dev", help="validation split name under the dump root")
+    batch_frames: int = field(3000, help="mel frames per batch, counted with padding (utterances x longest); "
+                                         "per device")
+    max_frames: int = field(3000, help="training utterances longer than this many frames are left out (logged)")
+    num_workers: int = field(0, help="DataLoader worker processes (0: load in the training process)")
+    plot_utt: str = field("", help="dev utterance whose attention and mels are plotted at each validation; "
+                                   "'' = the first dev utterance (C-sorted)")
+    max_dev_utts: int = field(0, help="validate on the first N dev utterances only; 0 = all")
+
+
+@dataclass
+class OptimConfig:
+    """Adam with the Noam schedule (Vaswani et al. 2017, eq. 3) rescaled to peak at ``lr``."""
+
+    lr: float = field(1e-3, help="peak learning rate, reached after warmup_steps")
+    warmup_steps: int = field(400, help="linear warm-up steps; then lr * sqrt(warmup / step)")
+    schedule: Literal["noam", "constant"] = field("noam", help="noam (warm-up + inverse square root) or "
+                                                               "constant (after the same warm-up)")
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98], help="Adam betas")
+    eps: float = field(1e-9, help="Adam epsilon")
+    weight_decay: float = field(0.0, help="decoupled weight decay (AdamW); 0: plain Adam")
+    grad_clip: float = field(1.0, help="clip the gradient norm to this; 0: no clipping")
+
+
+@dataclass
+class TrainerConfig:
+    """How long and where to train (Lightning Trainer arguments)."""
+
+    max_steps: int = field(-1, help="stop after this many optimizer steps; -1: no step limit")
+    max_minutes: float = field(0.0, help="stop after this many minutes of training, summed over resumes "
+                                         "(presets are defined by CPU minutes); 0: no time limit")
+    val_every_steps: int = field(200, help="validate (dev loss, focus rate, plots) every N steps")
+    ckpt_every_steps: int = field(100, help="write checkpoints/last.ckpt every N steps (and at the end)")
+    keep_checkpoints: int = field(2, help="step-numbered checkpoints kept besides last.ckpt")
+    log_every_steps: int = field(10, help="append training losses to metrics.csv every N steps")
+    seed: int = field(1, help="random seed (weights, batch order, dropout)")
+    accelerator: str = field("auto", help="Lightning accelerator: auto, cpu, gpu")
+    devices: str = field("auto", help="devices per node: auto, a count (e.g. 2) or a list (e.g. 0,1)")
+    num_nodes: int = field(1, help="machines for multi-node DDP")
+    strategy: str = field("auto", help="Lightning strategy: auto, ddp, ...")
+    precision: str = field("32-true", help="32-true, 16-mixed or bf16-mixed")
+    accumulate_grad_batches: int = field(1, help="batches per optimizer step")
+    num_threads: int = field(0, help="torch CPU threads; 0: torch's default")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `speechkd train` needs besides the exp dir."""
+
+    model: str = field("transformer_tts", help="registered model name (speechkd.models.MODELS)")
+    model_conf: Any = field(default_factory=dict, help="the model's settings (its Config dataclass)")
+    data: DataConfig = field(default_factory=DataConfig, help="training data")
+    optim: OptimConfig = field(default_factory=OptimConfig, help="optimiser and learning-rate schedule")
+    trainer: TrainerConfig = field(default_factory=TrainerConfig, help="training length, devices, precision")
+
+
+def train_config_from_dict(data: dict, source: str = "<dict>") -> TrainConfig:
+    """A TrainConfig whose ``model_conf`` is typed by the registered model's ``Config``."""
+    from speechkd.models import get_model_class
+
+    data = dict(data)
+    model_conf = data.pop("model_conf", None) or {}
+    cfg = from_dict(TrainConfig, data, source=source)
+    cls = get_model_class(cfg.model)
+    cfg.model_conf = from_dict(cls.Config, model_conf, source=source, prefix="model_conf.")
+    return cfg
+
+
+def load_train_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Defaults <- YAML ``path`` <- dotted ``overrides`` (e.g. ``model_conf.d_model=128``)."""
+    data = read_yaml(path) if path else {}
+    if overrides:
+        data = _merge(data, parse_overrides(overrides))
+    return train_config_from_dict(data, source=str(path) if path else "<overrides>")
+
+
+def config_changes(old: TrainConfig, new: TrainConfig) -> list[str]:
+    """Dotted names of the leaves that differ between two configs."""
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(d, dict):
+            out: dict[str, Any] = {}
+            for k, v in d.items():
+                out.update(flat(v, f"{prefix}{k}."))
+            return out
+        return {prefix[:-1]: d}
+
+    a, b = flat(to_dict(old)), flat(to_dict(new))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def require_data(cfg: TrainConfig) -> None:
+    if not cfg.data.dump_dir or not cfg.data.token_list:
+        raise ConfigError("data.dump_dir and data.token_list must be set",
+                          hint="pass --data DUMP_ROOT --token-list TOKENS_TXT (or set them in the YAML)")

@@ -1,0 +1,222 @@
+"""Training data: (tokens, features) pairs joined by utterance id, batched by mel frames.
+
+A split ``<split>`` of a dump root ``<dump>`` is::
+
+    <dump>/tokens/<split>/tokens      <utt> tok tok ...            (speechkd text, stage 1)
+    <dump>/feats/<split>/feats.scp    <utt> data/<utt>.npz <T>     (speechkd features, stage 2)
+    <dump>/feats/<split>/feature_config.yaml, stats.npz
+
+Both files must list the same utterances: any id in one and not the other is an error
+naming the utterances and both files (a stale dump is the usual cause). Batches group
+utterances of similar length so that ``utterances x longest <= batch_frames`` (padding
+counted, which bounds memory); batch order is shuffled per epoch with a seeded generator,
+and under DDP every rank takes every world_size-th batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from speechkd.errors import SpeechkdError
+from speechkd.features.config import FeatureConfig, check_compatible
+from speechkd.features.stats import Stats
+from speechkd.text.tokens import TokenList
+from speechkd.train.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+_SHOWN = 5  # utterance ids named in a mismatch error
+
+
+@dataclass
+class Utterance:
+    utt: str
+    token_ids: np.ndarray  # int64 [S]
+    npz: str  # absolute path of the features
+    frames: int
+
+
+def split_paths(dump_dir: str, split: str) -> tuple[str, str]:
+    """(tokens file, feats dir) of a split of a dump root."""
+    return os.path.join(dump_dir, "tokens", split, "tokens"), os.path.join(dump_dir, "feats", split)
+
+
+def read_split(dump_dir: str, split: str, token_list: TokenList, on_unknown: str = "error") -> list[Utterance]:
+    """The utterances of a split, tokens encoded, joined with their features by id (C-sorted)."""
+    from speechkd.features.dump import read_feats_scp
+    from speechkd.text.cli import read_tokens
+
+    tok_path, feats_dir = split_paths(dump_dir, split)
+    scp = os.path.join(feats_dir, "feats.scp")
+    for p, stage in ((tok_path, "speechkd text (stage 1)"), (scp, "speechkd features (stage 2)")):
+        if not os.path.exists(p):
+            raise SpeechkdError(f"split '{split}' has no {os.path.basename(p)}", path=p, hint=f"run {stage}")
+    tokens, feats = read_tokens(tok_path), read_feats_scp(feats_dir)
+    only_tok, only_feat = sorted(set(tokens) - set(feats)), sorted(set(feats) - set(tokens))
+    if only_tok or only_feat:
+        parts = []
+        for ids, here, there in ((only_tok, tok_path, scp), (only_feat, scp, tok_path)):
+            if ids:
+                more = f" and {len(ids) - _SHOWN} more" if len(ids) > _SHOWN else ""
+                parts.append(f"{len(ids)} utterance(s) in {here} but not in {there}: {', '.join(ids[:_SHOWN])}{more}")
+        raise SpeechkdError("tokens and features list different utterances: " + "; ".join(parts),
+                            utt=(only_tok or only_feat)[0],
+                            hint="one of them is stale: rerun stages 1 and 2 for this split")
+    out = []
+    for utt in sorted(tokens):
+        ids = np.asarray(token_list.encode(tokens[utt], utt=utt, on_unknown=on_unknown), dtype=np.int64)
+        if len(ids) == 0:
+            raise SpeechkdError("utterance has no tokens", path=tok_path, utt=utt)
+        out.append(Utterance(utt, ids, *feats[utt]))
+    return out
+
+
+def read_feature_config(dump_dir: str, split: str) -> FeatureConfig:
+    path = os.path.join(split_paths(dump_dir, split)[1], "feature_config.yaml")
+    if not os.path.exists(path):
+        raise SpeechkdError("dump has no feature_config.yaml", path=path, hint="rerun speechkd features")
+    return FeatureConfig.load(path)
+
+
+class UtteranceDataset(Dataset):
+    """Item i: ``{"utt", "tokens" [S], "mel" [T, n_mels]}`` (+ other npz arrays listed in ``keys``).
+    Indexed by a list of indices (one batch) when used with :class:`FrameBatchSampler`."""
+
+    def __init__(self, utts: list[Utterance], keys: tuple[str, ...] = ("mel",)):
+        self.utts, self.keys = utts, keys
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def load(self, i: int) -> dict:
+        u = self.utts[i]
+        with np.load(u.npz) as z:
+            item = {k: z[k] for k in self.keys}
+        if item["mel"].shape[0] != u.frames:
+            raise SpeechkdError(f"features have {item['mel'].shape[0]} frames, feats.scp says {u.frames}",
+                                path=u.npz, utt=u.utt, hint="the dump is stale: rerun speechkd features")
+        item.update(utt=u.utt, tokens=u.token_ids)
+        return item
+
+    def __getitem__(self, idx: int | list[int]) -> dict | list[dict]:
+        return [self.load(i) for i in idx] if isinstance(idx, (list, tuple)) else self.load(idx)
+
+
+def pad_stack(arrays: list[np.ndarray], value: float = 0.0) -> torch.Tensor:
+    """Stack arrays of different first-axis lengths, padding at the end."""
+    n = max(a.shape[0] for a in arrays)
+    out = np.full((len(arrays), n, *arrays[0].shape[1:]), value, dtype=arrays[0].dtype)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = a
+    return torch.from_numpy(out)
+
+
+def collate(items: list[dict]) -> dict:
+    """A batch: ``utts``, ``tokens [B, S]`` (0 = <pad>), ``token_lens``, ``mels [B, T, n_mels]``,
+    ``mel_lens``, and every other per-frame array padded with zeros."""
+    batch: dict = {"utts": [it["utt"] for it in items],
+                   "tokens": pad_stack([it["tokens"] for it in items]),
+                   "token_lens": torch.tensor([len(it["tokens"]) for it in items]),
+                   "mels": pad_stack([it["mel"] for it in items]),
+                   "mel_lens": torch.tensor([len(it["mel"]) for it in items])}
+    for k in items[0]:
+        if k not in ("utt", "tokens", "mel"):
+            batch[k] = pad_stack([np.asarray(it[k]) for it in items])
+    return batch
+
+
+class FrameBatchSampler(Sampler):
+    """Yields lists of indices: length-sorted buckets with ``count x longest <= batch_frames``."""
+
+    def __init__(self, frames: list[int], batch_frames: int, shuffle: bool, seed: int = 0):
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        order = sorted(range(len(frames)), key=lambda i: frames[i])
+        self.batches: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            if cur and (len(cur) + 1) * frames[i] > batch_frames:
+                self.batches.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            self.batches.append(cur)
+
+    def set_epoch(self, epoch: int) -> None:  # called by Lightning at each epoch
+        self.epoch = epoch
+
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def __iter__(self):
+        batches = list(self.batches)
+        if self.shuffle:
+            random.Random(self.seed + self.epoch).shuffle(batches)
+        rank, world = self._rank_world()
+        if world > 1:  # equal counts on every rank (DDP needs them): wrap around
+            n = math.ceil(len(batches) / world) * world
+            batches = (batches * math.ceil(n / len(batches)))[:n][rank::world]
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.batches) / self._rank_world()[1])
+
+
+class TTSDataModule(L.LightningDataModule):
+    """Reads the token list, the FeatureConfig and statistics of the training dump at construction
+    (the model needs them), and the splits lazily."""
+
+    def __init__(self, cfg: DataConfig, seed: int = 0, keys: tuple[str, ...] = ("mel",)):
+        super().__init__()
+        self.cfg, self.seed, self.keys = cfg, seed, keys
+        self.token_list = TokenList.load(cfg.token_list)
+        self.feature_config = read_feature_config(cfg.dump_dir, cfg.train_set)
+        dev_fc = read_feature_config(cfg.dump_dir, cfg.dev_set)
+        check_compatible(self.feature_config, dev_fc, f"{cfg.train_set} dump", f"{cfg.dev_set} dump",
+                         hint="dump every split with the same conf/feats.yaml")
+        self.stats = Stats.load(os.path.join(split_paths(cfg.dump_dir, cfg.train_set)[1], "stats.npz"))
+        self.train_utts: list[Utterance] | None = None
+        self.dev_utts: list[Utterance] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_utts is not None:
+            return
+        c = self.cfg
+        utts = read_split(c.dump_dir, c.train_set, self.token_list)
+        self.train_utts = [u for u in utts if u.frames <= c.max_frames]
+        if len(self.train_utts) < len(utts):
+            logger.warning("left out %d training utterance(s) longer than data.max_frames=%d",
+                           len(utts) - len(self.train_utts), c.max_frames)
+        if not self.train_utts:
+            raise SpeechkdError("no training utterances", path=c.dump_dir)
+        # dev/test text may hold phones the training text lacks: map them to <unk> there
+        self.dev_utts = read_split(c.dump_dir, c.dev_set, self.token_list, on_unknown="map")
+        if c.max_dev_utts > 0:
+            self.dev_utts = self.dev_utts[: c.max_dev_utts]
+        logger.info("data: %d training utterances (%d frames), %d dev utterances", len(self.train_utts),
+                    sum(u.frames for u in self.train_utts), len(self.dev_utts))
+
+    def _loader(self, utts: list[Utterance], shuffle: bool) -> DataLoader:
+        sampler = FrameBatchSampler([u.frames for u in utts], self.cfg.batch_frames, shuffle, self.seed)
+        # batch_size=None: the sampler yields whole batches, and Lightning finds its set_epoch
+        return DataLoader(UtteranceDataset(utts, self.keys), sampler=sampler, batch_size=None, collate_fn=collate,
+                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.train_utts, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.dev_utts, shuffle=False)

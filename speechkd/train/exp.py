@@ -1,0 +1,196 @@
+"""Experiment dirs and checkpoints.
+
+``exp/<tag>/`` holds::
+
+    config.yaml            the resolved TrainConfig with help comments (rewritten at each start)
+    train.log              log of every run, appended
+    metrics.csv            step, time, train/* and val/* columns (rewritten atomically; on resume
+                           rows after the restored step, from the killed run, are dropped)
+    plots/                 PNG: attention and mels of a dev utterance per validation, curves.png
+    checkpoints/last.ckpt  the latest state (resume point), step<N>.ckpt a few older ones
+
+A checkpoint is a Lightning checkpoint whose ``"speechkd"`` entry holds the resolved config,
+the token list, the FeatureConfig, the feature statistics and the code version
+(``speechkd.__version__`` and the git commit); everything is written atomically
+(temporary file, then rename), so a kill never leaves a truncated checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+import speechkd
+from speechkd.errors import SpeechkdError
+from speechkd.features.config import FeatureConfig
+from speechkd.text.tokens import TokenList
+from speechkd.train.config import TrainConfig, train_config_from_dict
+from speechkd.utils.io import atomic_open, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+CKPT_DIR = "checkpoints"
+LAST = "last.ckpt"
+
+
+def code_version() -> dict[str, str]:
+    """speechkd's version and, in a git checkout, the commit (with ``-dirty`` for local changes)."""
+    out = {"speechkd": speechkd.__version__, "git_commit": ""}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(speechkd.__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        if commit:
+            dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            out["git_commit"] = commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save into a temporary file beside the target, then rename over it."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str, storage_options: Any = None) -> None:
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        with atomic_open(path, "wb") as f:
+            f.write(buf.getbuffer())
+
+
+class CSVMetricsLogger(Logger):
+    """``metrics.csv``: one row per logged step, columns added as metrics appear, rewritten
+    atomically; survives resumes (rows past the resumed step are dropped)."""
+
+    def __init__(self, exp_dir: str):
+        super().__init__()
+        self.path = os.path.join(exp_dir, "metrics.csv")
+        self.rows: list[dict[str, Any]] = []
+        if os.path.exists(self.path):
+            with open(self.path, newline="", encoding="utf-8") as f:
+                self.rows = [{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+    @property
+    def name(self) -> str:
+        return "csv"
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass  # the config lives in config.yaml
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows of steps after ``step`` (logged by a killed run after its last checkpoint)."""
+        n = len(self.rows)
+        self.rows = [r for r in self.rows if int(float(r.get("step", 0))) <= step]
+        if len(self.rows) < n:
+            logger.info("metrics.csv: dropped %d row(s) after the resumed step %d", n - len(self.rows), step)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        row = {"step": step, **{k: float(v) for k, v in metrics.items() if k != "epoch"}}
+        if self.rows and str(self.rows[-1].get("step")) == str(step):
+            self.rows[-1].update(row)  # train and val metrics of one step share a row
+        else:
+            self.rows.append(row)
+
+    @rank_zero_only
+    def save(self) -> None:
+        cols = ["step"] + sorted({k for r in self.rows for k in r} - {"step"})
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols)
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self.save()
+
+
+def attach_log_file(exp_dir: str) -> logging.Handler:
+    """Append the log of this run (speechkd and Lightning) to ``train.log``."""
+    h = logging.FileHandler(os.path.join(exp_dir, "train.log"), encoding="utf-8")
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(h)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return h
+
+
+@dataclass
+class LoadedModel:
+    """A trained model with everything needed to use it consistently."""
+
+    model: torch.nn.Module
+    config: TrainConfig
+    token_list: TokenList
+    feature_config: FeatureConfig
+    mel_mean: np.ndarray
+    mel_std: np.ndarray
+    step: int
+    version: dict
+    path: str
+
+    def normalize(self, mel: torch.Tensor) -> torch.Tensor:
+        if self.feature_config.normalization != "global":
+            return mel
+        return (mel - torch.as_tensor(self.mel_mean).to(mel)) / torch.as_tensor(self.mel_std).to(mel)
+
+    def denormalize(self, mel: torch.Tensor) -> torch.Tensor:
+        if self.feature_config.normalization != "global":
+            return mel
+        return mel * torch.as_tensor(self.mel_std).to(mel) + torch.as_tensor(self.mel_mean).to(mel)
+
+
+def resolve_checkpoint(exp_or_ckpt: str) -> str:
+    """``exp/<tag>`` -> its checkpoints/last.ckpt; a ``.ckpt`` path is returned as is."""
+    if os.path.isdir(exp_or_ckpt):
+        path = os.path.join(exp_or_ckpt, CKPT_DIR, LAST)
+        if not os.path.exists(path):
+            raise SpeechkdError("experiment has no checkpoint", path=exp_or_ckpt,
+                                hint="train it first (speechkd train) or pass a .ckpt path")
+        return path
+    if not os.path.exists(exp_or_ckpt):
+        raise SpeechkdError("checkpoint does not exist", path=exp_or_ckpt)
+    return exp_or_ckpt
+
+
+def load_model(exp_or_ckpt: str, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild a trained model from its checkpoint (eval mode), with its tokens and FeatureConfig."""
+    from speechkd.models import get_model_class
+
+    path = resolve_checkpoint(exp_or_ckpt)
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {e})", path=path) from None
+    meta = ckpt.get("speechkd")
+    if not isinstance(meta, dict):
+        raise SpeechkdError("not a speechkd checkpoint (no 'speechkd' entry)", path=path)
+    cfg = train_config_from_dict(meta["config"], source=f"{path} (embedded config)")
+    tl = TokenList(meta["tokens"], path=f"{path} (embedded token list)")
+    fc = FeatureConfig.from_dict(meta["feature_config"], source=f"{path} (embedded feature config)")
+    model = get_model_class(cfg.model)(cfg.model_conf, n_vocab=len(tl), n_mels=fc.n_mels)
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return LoadedModel(model, cfg, tl, fc, np.asarray(meta["mel_mean"], np.float32),
+                       np.asarray(meta["mel_std"], np.float32), int(ckpt.get("global_step", 0)),
+                       meta.get("version", {}), path)

@@ -1,0 +1,112 @@
+"""Teacher dump: durations sum to the target length with >= 1 frame per token, both KD modes,
+report, resume, and the FeatureConfig check between checkpoint and dump."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from fake_dump import TINY, make_fake_dump, tiny_overrides
+from speechkd.distill.teacher_dump import DumpOptions, teacher_dump
+from speechkd.errors import FeatureMismatchError, SpeechkdError
+from speechkd.train.config import load_train_config
+from speechkd.train.trainer import run_training
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teacher")
+    paths = make_fake_dump(root, n_train=6, n_dev=2)
+    cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 2}))
+    run_training(cfg, str(root / "exp"), progress_bar=False)
+    return root, paths
+
+
+def _frames(scp) -> dict[str, int]:
+    return {ln.split()[0]: int(ln.split()[2]) for ln in open(scp) if ln.strip()}
+
+
+def test_dump_both_modes(trained, tmp_path):
+    root, paths = trained
+    out = tmp_path / "teacher/train"
+    reports = teacher_dump(str(root / "exp"), str(paths["dump"]), "train", str(out), "both", DumpOptions(),
+                           device="cpu")
+    assert set(reports) == {"teacher_forced", "free_running"}
+    gt = _frames(paths["dump"] / "feats/train/feats.scp")
+    tokens = {ln.split()[0]: len(ln.split()) - 1 for ln in open(paths["dump"] / "tokens/train/tokens")}
+    for mode in reports:
+        d = out / mode
+        info = json.loads((d / "dump_info.json").read_text())
+        assert info["kd_mode"] == mode and info["reduction_factor"] == 3 and info["step"] == 2
+        index = _frames(d / "index.scp")
+        assert set(index) == set(gt)  # the tiny teacher's free-running output is long enough for every token
+        for utt, n in index.items():
+            z = np.load(d / "data" / f"{utt}.npz")
+            dur = z["durations"]
+            assert len(dur) == tokens[utt] and dur.sum() == n == int(z["num_frames"]) and dur.min() >= 1
+            assert 0.0 < float(z["focus_rate"]) <= 1.0 and 0 <= int(z["layer"]) < 1 and 0 <= int(z["head"]) < 2
+            if mode == "teacher_forced":
+                assert n == gt[utt]
+            else:
+                assert z["mel"].shape == (n, 80) and z["mel"].dtype == np.float32 and "stopped" in z
+        rep = json.loads((d / "report.json").read_text())
+        assert rep["num_utts"] == len(gt) and rep["threshold"] == 0.5
+        # utterances below the focus-rate threshold are listed, with the reason (most of an untrained teacher's)
+        low = {u for u in index if float(np.load(d / "data" / f"{u}.npz")["focus_rate"]) < 0.5}
+        assert low and low <= {f["utt"] for f in rep["filtered"] if "low_focus_rate" in f["reason"]}
+        assert {f["utt"] for f in rep["filtered"] if "low_focus_rate" in f["reason"]} == low
+        assert set((d / "filtered").read_text().split()[::2]) == {f["utt"] for f in rep["filtered"]}
+        assert (d / "focus_rate_hist.png").stat().st_size > 0 and (d / "report.md").exists()
+        assert list((d / "plots").glob("*.png"))
+    fr = json.loads((out / "free_running/report.json").read_text())["free_running"]
+    assert fr["never_stopped"] >= 0 and fr["length_ratio_to_ground_truth"]["mean"] > 0
+
+    # rerun: nothing recomputed; other settings in the same dir are refused
+    npz = out / "teacher_forced/data" / f"{sorted(gt)[0]}.npz"
+    mtime = npz.stat().st_mtime_ns
+    teacher_dump(str(root / "exp"), str(paths["dump"]), "train", str(out), "teacher_forced", DumpOptions(),
+                 device="cpu")
+    assert npz.stat().st_mtime_ns == mtime
+    with pytest.raises(SpeechkdError, match="duration_method"):
+        teacher_dump(str(root / "exp"), str(paths["dump"]), "train", str(out), "teacher_forced",
+                     DumpOptions(method="argmax"), device="cpu")
+
+
+def test_argmax_durations_are_fixed(trained, tmp_path):
+    root, paths = trained
+    out = tmp_path / "t"
+    teacher_dump(str(root / "exp"), str(paths["dump"]), "dev", str(out), "teacher_forced",
+                 DumpOptions(method="argmax"), device="cpu")
+    for line in open(out / "teacher_forced/index.scp"):
+        utt, rel, n = line.split()
+        dur = np.load(out / "teacher_forced" / rel)["durations"]
+        assert dur.sum() == int(n) and dur.min() >= 1
+
+
+def test_feature_config_mismatch_names_fields(trained, tmp_path):
+    root, paths = trained
+    fc = paths["dump"] / "feats/dev/feature_config.yaml"
+    text = fc.read_text()
+    try:
+        fc.write_text(text.replace("hop_length: 256", "hop_length: 200").replace("fmax: 8000.0", "fmax: 7600.0"))
+        with pytest.raises(FeatureMismatchError) as e:
+            teacher_dump(str(root / "exp"), str(paths["dump"]), "dev", str(tmp_path / "x"), "teacher_forced",
+                         DumpOptions(), device="cpu")
+        assert "hop_length: 256" in str(e.value) and "fmax" in str(e.value) and "200" in str(e.value)
+        assert not os.path.exists(tmp_path / "x")
+    finally:
+        fc.write_text(text)
+
+
+def test_cli_teacher_dump(trained, tmp_path, capsys):
+    from speechkd.cli import main
+
+    root, paths = trained
+    rc = main(["teacher-dump", "--exp", str(root / "exp"), "--data", str(paths["dump"]), "--split", "dev",
+               "--out", str(tmp_path / "d"), "--kd-mode", "teacher_forced", "--device", "cpu"])
+    assert rc == 0 and "focus rate mean" in capsys.readouterr().out
+    assert main(["teacher-dump", "--exp", str(tmp_path / "none"), "--data", str(paths["dump"]),
+                 "--out", str(tmp_path / "e"), "--kd-mode", "both"]) == 2

@@ -1,0 +1,100 @@
+"""Training infrastructure: data joining and batching, exp dir contents, checkpoints, resume."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from fake_dump import TINY, make_fake_dump, tiny_overrides
+from speechkd.errors import ConfigError, SpeechkdError
+from speechkd.text.tokens import TokenList
+from speechkd.train.config import load_train_config
+from speechkd.train.data import FrameBatchSampler, read_split
+from speechkd.train.exp import load_model
+from speechkd.train.trainer import run_training
+
+
+def _rows(exp):
+    with open(exp / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_writes_exp_dir_and_resumes(tmp_path):
+    paths = make_fake_dump(tmp_path)
+    exp = tmp_path / "exp"
+    cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 2, "trainer.val_every_steps": 2}))
+    last = run_training(cfg, str(exp), progress_bar=False)
+    for name in ("config.yaml", "metrics.csv", "train.log", "checkpoints/last.ckpt"):
+        assert (exp / name).exists(), name
+    assert "reduction_factor: 3" in (exp / "config.yaml").read_text()
+    assert list((exp / "plots").glob("step*.png")) and (exp / "plots/curves.png").exists()
+    ckpt = torch.load(last, weights_only=False)
+    assert ckpt["global_step"] == 2
+    meta = ckpt["speechkd"]
+    dump_fc = (paths["dump"] / "feats/train/feature_config.yaml").read_text()
+    assert f"hop_length: {meta['feature_config']['hop_length']}" in dump_fc
+    assert meta["tokens"] == TokenList.load(paths["token_list"]).tokens
+    assert meta["version"]["speechkd"] and meta["config"]["model_conf"]["d_model"] == 32
+    rows = _rows(exp)
+    assert "val/focus_rate" in rows[0] and any(r["val/focus_rate"] for r in rows)
+    steps_first = [int(r["step"]) for r in rows]
+
+    # a "killed" run resumes: the same command with a larger budget continues from step 2
+    cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 4, "trainer.val_every_steps": 2}))
+    run_training(cfg, str(exp), progress_bar=False)
+    assert torch.load(last, weights_only=False)["global_step"] == 4
+    assert "resuming from" in (exp / "train.log").read_text()
+    steps = [int(r["step"]) for r in _rows(exp)]
+    assert steps[: len(steps_first)] == steps_first and max(steps) >= 3 and len(steps) > len(steps_first)
+    lm = load_model(str(exp))
+    assert lm.step == 4 and lm.feature_config.hop_length == 256 and not lm.model.training
+
+    # a different model cannot resume in the same exp dir
+    cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 5, "model_conf.d_model": 64}))
+    with pytest.raises(ConfigError, match="model_conf.d_model"):
+        run_training(cfg, str(exp), progress_bar=False)
+
+
+def test_mismatched_utterance_ids_name_both_files(tmp_path):
+    paths = make_fake_dump(tmp_path, n_train=4)
+    scp = paths["dump"] / "feats/train/feats.scp"
+    lines = scp.read_text().splitlines(keepends=True)
+    scp.write_text("".join(lines[1:]))
+    with pytest.raises(SpeechkdError) as e:
+        read_split(str(paths["dump"]), "train", TokenList.load(paths["token_list"]))
+    msg = str(e.value)
+    assert "utt_train_00" in msg and "tokens/train/tokens" in msg and "feats/train/feats.scp" in msg
+
+
+def test_unknown_token_names_utterance(tmp_path):
+    paths = make_fake_dump(tmp_path, n_train=3)
+    tok = paths["dump"] / "tokens/train/tokens"
+    tok.write_text(tok.read_text().replace("utt_train_01 ", "utt_train_01 zz "))
+    with pytest.raises(SpeechkdError, match="utt_train_01.*'zz'"):
+        read_split(str(paths["dump"]), "train", TokenList.load(paths["token_list"]))
+
+
+def test_frame_batches_cover_everything_once(monkeypatch):
+    frames = [30, 200, 45, 120, 80, 80, 10, 300, 150, 60]
+    s = FrameBatchSampler(frames, batch_frames=310, shuffle=True, seed=3)
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == list(range(len(frames)))
+    assert all(len(b) * max(frames[i] for i in b) <= 310 for b in batches)
+    s.set_epoch(1)
+    assert list(s) != batches and sorted(map(sorted, s)) == sorted(map(sorted, batches))
+    # DDP: each rank takes every world-th batch, with equal counts
+    monkeypatch.setattr(FrameBatchSampler, "_rank_world", staticmethod(lambda: (1, 2)))
+    assert len(list(s)) == len(s) == -(-len(batches) // 2)
+
+
+def test_config_errors_and_print_config(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="model_conf.d_modle"):
+        load_train_config(TINY, ["model_conf.d_modle=3"])
+    from speechkd.cli import main
+
+    assert main(["train", "--config", str(TINY), "--print-config", "--max-minutes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "max_minutes: 3.0" in out and "# frames per decoder step r" in out
+    assert main(["train", "--config", str(TINY)]) == 2  # no --exp
