@@ -27,6 +27,7 @@ VERBS: dict[str, tuple[str, str]] = {
                      "durations, focus rates and free-running mels of a trained AR teacher (KD targets)"),
     "eval": ("speechkd.eval.cli", "objective evaluation: tts (MCD, F0, WER), se (PESQ, STOI, SI-SDR), asr, summary"),
     "vocode": ("speechkd.infer.cli_vocode", "dumped log-mels -> wavs through a vocoder (copy synthesis)"),
+    "bench": ("speechkd.bench.cli", "speed benchmarks side by side in one process (align: MAS backends)"),
     "listen": ("speechkd.listen.cli", "listening-test pages (MOS, CMOS, AB, ABX, MUSHRA); aggregate answers; serve"),
 }
 

@@ -1,0 +1,54 @@
+"""``speechkd bench <suite>``: speed benchmarks side by side in one process.
+
+Suites (explicit registry, imported only when run):
+  align   monotonic alignment search: numba vs numpy vs pure Python (and CUDA when a GPU is usable)
+
+Every suite prints Markdown tables (statistics from speechkd.bench.harness)
+and, with ``--json``, writes them with the environment to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from speechkd.bench.harness import SCHEMA
+from speechkd.errors import SpeechkdError
+from speechkd.utils.io import atomic_write_json, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+# suite -> (module with add_arguments(p) and run(args) -> list[Bench], help)
+SUITES: dict[str, tuple[str, str]] = {
+    "align": ("speechkd.bench.align", "monotonic alignment search backends (numba, numpy, python, cuda)"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="suite", metavar="SUITE")
+    sub.required = True
+    for name, (module, help_) in SUITES.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.add_argument("--repeats", type=int, default=20, help="timed runs per case")
+        p.add_argument("--warmup", type=int, default=2, help="untimed runs per case (the first call included)")
+        p.add_argument("--json", default=None, help="write the results (with the environment) to this JSON file")
+        p.add_argument("--markdown", default=None, help="also write the Markdown tables to this file")
+        p.set_defaults(_suite_module=module)
+        importlib.import_module(module).add_arguments(p)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.repeats < 1 or args.warmup < 0:
+        raise SpeechkdError(f"--repeats must be >= 1 and --warmup >= 0 (got {args.repeats}, {args.warmup})")
+    benches = importlib.import_module(args._suite_module).run(args)
+    text = "\n".join(b.markdown() for b in benches)
+    print(text, end="")
+    if args.markdown:
+        atomic_write_text(args.markdown, text)
+    if args.json:
+        atomic_write_json(args.json, {"schema": SCHEMA, "suite": args.suite, "argv": sys.argv[1:],
+                                      "benches": [b.to_dict() for b in benches]})
+        logger.info("wrote %s", args.json)
+    return 0
