@@ -5,7 +5,10 @@
 #   0  corpus preparation (local/data.sh) -> data/{train,dev,test}, validated
 #   1  text frontend -> data/token_list/<kind>/tokens.txt, dump/tokens/<split>
 #   2  features (mel, F0, energy; --nj parallel through $train_cmd) -> dump/feats/<split>
-#   3-9 (teachers, students, vocoder training) come with later work
+#   3  autoregressive Transformer-TTS teacher -> exp/teacher_ar (resumes after a kill)
+#   4  teacher dump (--kd_mode teacher_forced|free_running|both): durations, focus rates,
+#      free-running mels -> dump/teacher/<split>/<kd_mode>, report.md per split and mode
+#   5-9 (students, diffusion, vocoder training) come with later work
 #   10 synthesis of the test set by every system (now: Griffin-Lim copy synthesis of
 #      ground-truth mels, the upper bound of any acoustic model with that vocoder)
 #   11 objective evaluation of every exp/<system>/synth/<test> -> exp/eval/results.{json,md}
@@ -27,6 +30,9 @@ test_set=test
 token_kind=phoneme      # phoneme | char
 feats_config=conf/feats.yaml
 local_data_opts=""      # passed to local/data.sh
+teacher_config=""       # AR teacher YAML; default conf/teacher_ar_<preset>.yaml, else recipes/conf/
+teacher_opts=""         # extra `speechkd train` arguments, e.g. "--devices 2 --strategy ddp"
+kd_mode=both            # teacher dump: teacher_forced | free_running | both
 num_eval_utts=50        # test utterances synthesized and evaluated
 num_listen_utts=10      # test utterances on the listening page
 dumpdir=dump
@@ -65,6 +71,30 @@ stage_features() {
   for s in "$dev_set" "$test_set"; do
     speechkd features --data-dir "data/$s" --out "$dumpdir/feats/$s" --config "$feats_config" \
       --nj "$nj" --cmd "$train_cmd" --stats-from "$dumpdir/feats/$train_set/stats.npz"
+  done
+}
+
+# conf_file NAME: conf/NAME_<preset>.yaml of the corpus, else the shared default in recipes/conf/.
+conf_file() {
+  local f=conf/$1_$preset.yaml
+  [ -f "$f" ] || f=$recipes/conf/$1_$preset.yaml
+  [ -f "$f" ] || { echo "no config $1_$preset.yaml in conf/ or $recipes/conf/" >&2; return 1; }
+  echo "$f"
+}
+
+stage_teacher_ar() {
+  local conf
+  conf=${teacher_config:-$(conf_file teacher_ar)}
+  # shellcheck disable=SC2086
+  speechkd train --config "$conf" --data "$dumpdir" \
+    --token-list "data/token_list/$token_kind/tokens.txt" --exp "$expdir/teacher_ar" \
+    data.train_set="$train_set" data.dev_set="$dev_set" $teacher_opts
+}
+
+stage_teacher_dump() {
+  for s in "$train_set" "$dev_set"; do
+    speechkd teacher-dump --exp "$expdir/teacher_ar" --data "$dumpdir" --split "$s" \
+      --out "$dumpdir/teacher/$s" --kd-mode "$kd_mode"
   done
 }
 
@@ -107,6 +137,8 @@ stage_listen() {
 run_stage 0 data stage_data
 run_stage 1 text stage_text
 run_stage 2 features stage_features
+run_stage 3 teacher_ar stage_teacher_ar
+run_stage 4 teacher_dump stage_teacher_dump
 run_stage 10 synthesis stage_synthesis
 run_stage 11 eval stage_eval
 run_stage 12 listen stage_listen

@@ -59,7 +59,16 @@ def test_tts_recipe_tiny(tmp_path):
     manifest = json.loads((d / "exp/listen/manifest.json").read_text())
     assert manifest["systems"] == ["ground_truth", "resynth_griffin_lim"]
     assert (d / "exp/listen/index.html").exists() and (d / "exp/listen/mos.html").exists()
-    stages = ("0.data", "1.text", "2.features", "10.synthesis", "11.eval", "12.listen")
+    # AR teacher (tiny: a few steps) and its dump: durations for every training utterance, both KD modes
+    assert (d / "exp/teacher_ar/checkpoints/last.ckpt").exists() and (d / "exp/teacher_ar/metrics.csv").exists()
+    n_train = len((d / "data/train/utt2spk").read_text().splitlines())
+    for mode in ("teacher_forced", "free_running"):
+        index = (d / "dump/teacher/train" / mode / "index.scp").read_text().splitlines()
+        too_short = (d / "dump/teacher/train" / mode / "filtered").read_text().count("too_short")
+        assert len(index) + too_short == n_train
+        assert (d / "dump/teacher/train" / mode / "report.md").exists()
+    stages = ("0.data", "1.text", "2.features", "3.teacher_ar", "4.teacher_dump", "10.synthesis", "11.eval",
+              "12.listen")
     for n in stages:
         assert (d / f"exp/.done/{n}.done").exists()
     # rerun: every stage skipped, nothing recomputed

@@ -108,7 +108,7 @@ class TTSTask(L.LightningModule):
             self.log(f"val/{k}", v.mean(), sync_dist=True)
             if k == "focus_rate":  # how many dev utterances are aligned
                 self.log(f"val/{k}_above_{FOCUS_THRESHOLD:g}", (v > FOCUS_THRESHOLD).float().mean(), sync_dist=True)
-        self.log("minutes", self.train_minutes)
+        self.log("minutes", self.train_minutes, sync_dist=True)
         self._val = {}
         if self._plot is not None and self.exp_dir and self.trainer.is_global_zero and not self.trainer.sanity_checking:
             from speechkd.train.plots import plot_matrices
