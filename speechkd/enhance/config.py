@@ -1,0 +1,156 @@
+"""SE training configuration: one typed dataclass tree, loaded from commented YAML.
+
+``method`` picks the training pairs (DESIGN.md, "Algorithm notes"):
+
+- ``nytt``: noisy-target training (Fujimura et al. 2021): input y + g·n', target y.
+- ``clean``: supervised upper bound: input y, target the clean s (reads ``data.clean_dir``,
+  the eval-only copy; the only method that does).
+- ``remix_noisy``: input y + g·n^_π, target y, with n^ = y − T(y).
+- ``remix_enhanced``: input s^ + g·n^_π, target s^ = T(y).
+- ``remixit``: RemixIT (Tzinis et al. 2022): input s^ + g·n^_π, student speech estimate vs s^
+  and noise estimate (mixture − speech, mixture consistency) vs g·n^_π, both by −SI-SDR.
+
+Remix methods read the teacher's estimates s^ from ``data.estimates_dir`` (stage 3), or compute
+them online with ``remix.teacher`` (then optionally an EMA teacher, ``remix.ema_decay``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from speechkd.config import field, load_config, to_dict
+from speechkd.enhance.losses import LossConfig
+from speechkd.errors import ConfigError
+
+METHODS = ("nytt", "clean", "remix_noisy", "remix_enhanced", "remixit")
+REMIX = ("remix_noisy", "remix_enhanced", "remixit")
+
+
+@dataclass
+class SEDataConfig:
+    train_dir: str = field("data/se/train_noisy", help="noisy training speech y (data dir); never clean speech")
+    dev_dir: str = field("data/se/dev_noisy", help="noisy dev speech for validation (no clean needed)")
+    extra_noise_dir: str = field("data/se/extra_noise", help="extra noise n' (data dir) of noisy-target pairs "
+                                                              "and of validation")
+    clean_dir: str = field("", help="method=clean only: clean speech of train_dir, same utterance ids "
+                                    "(data/se/train_clean_eval_only)")
+    estimates_dir: str = field("", help="remix methods: directory of the teacher's <utt>.wav estimates s^ "
+                                        "of train_dir (stage 3); '' with remix.teacher set: online")
+    sample_rate: int = field(16000, help="audio rate; other rates are refused")
+    segment_seconds: float = field(2.0, help="training crop length (shorter utterances are zero-padded)")
+    batch_size: int = field(8, help="crops per batch")
+    snr_range: list[float] = field(default_factory=lambda: [-5.0, 5.0],
+                                   help="SNR (dB) of input speech to added noise, drawn uniformly "
+                                        "(NyTT: U[-5, 5])")
+    max_dev_utts: int = field(32, help="validate on the first N dev utterances; 0 = all")
+
+
+@dataclass
+class SEOptimConfig:
+    lr: float = field(1e-3, help="Adam learning rate (constant)")
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999], help="Adam betas")
+    weight_decay: float = field(0.0, help="decoupled weight decay (AdamW); 0: plain Adam")
+    grad_clip: float = field(5.0, help="clip the gradient norm to this; 0: no clipping")
+
+
+@dataclass
+class SETrainerConfig:
+    max_steps: int = field(-1, help="stop after this many optimizer steps; -1: no step limit")
+    max_minutes: float = field(0.0, help="stop after this many minutes of training, summed over resumes; 0: none")
+    val_every_steps: int = field(200, help="validate every N steps")
+    ckpt_every_steps: int = field(100, help="write checkpoints/last.ckpt (and a step<N>.ckpt) every N steps")
+    keep_checkpoints: int = field(3, help="step-numbered checkpoints kept besides last.ckpt (for averaging)")
+    log_every_steps: int = field(10, help="append training losses to metrics.csv every N steps")
+    seed: int = field(1, help="seed of initialisation, crops, noise choice and SNRs")
+    num_threads: int = field(1, help="torch CPU threads; 0: torch's default")
+    accelerator: str = field("auto", help="Lightning accelerator: auto (CUDA when present), cpu, gpu")
+    devices: str = field("1", help="Lightning devices")
+    precision: str = field("32-true", help="Lightning precision")
+
+
+@dataclass
+class RemixConfig:
+    teacher: str = field("", help="online remixing: teacher exp dir or .ckpt run on each batch "
+                                  "(instead of data.estimates_dir)")
+    ema_decay: float = field(0.0, help="online only: after each step θ_T <- d θ_T + (1 - d) θ_S "
+                                       "(RemixIT; 0.995); 0: fixed teacher. Needs the same model for both")
+
+
+@dataclass
+class SETrainConfig:
+    method: Literal["nytt", "clean", "remix_noisy", "remix_enhanced", "remixit"] = field(
+        "nytt", help="training pairs: nytt | clean | remix_noisy | remix_enhanced | remixit")
+    model: str = field("crn", help="SE model (speechkd.enhance.models.SE_MODELS): crn | subband_gru")
+    model_conf: dict[str, Any] = field(default_factory=dict, help="the model's own Config fields")
+    init_from: str = field("", help="exp dir or .ckpt whose model weights initialise this model (same model)")
+    data: SEDataConfig = field(default_factory=SEDataConfig, help="training data")
+    loss: LossConfig = field(default_factory=LossConfig, help="loss weights")
+    optim: SEOptimConfig = field(default_factory=SEOptimConfig, help="optimizer")
+    trainer: SETrainerConfig = field(default_factory=SETrainerConfig, help="how long and where")
+    remix: RemixConfig = field(default_factory=RemixConfig, help="remix students: online teacher, EMA")
+
+
+def check_config(cfg: SETrainConfig, source: str = "<config>") -> SETrainConfig:
+    """Cross-field checks; builds the model config once so its keys are checked too."""
+    from speechkd.enhance.models import build_se_model
+
+    build_se_model(cfg.model, cfg.model_conf, source=source)
+    d = cfg.data
+    if len(d.snr_range) != 2 or d.snr_range[0] > d.snr_range[1]:
+        raise ConfigError(f"must be [low, high], got {d.snr_range}", path=source, field="data.snr_range")
+    if cfg.method == "clean" and not d.clean_dir:
+        raise ConfigError("method clean needs data.clean_dir (the eval-only clean speech)", path=source,
+                          field="data.clean_dir")
+    if cfg.method != "clean" and d.clean_dir:
+        raise ConfigError(f"method {cfg.method} trains without clean speech: data.clean_dir must be empty",
+                          path=source, field="data.clean_dir")
+    if cfg.method in REMIX and not (d.estimates_dir or cfg.remix.teacher):
+        raise ConfigError(f"method {cfg.method} needs the teacher's estimates: set data.estimates_dir "
+                          "(stage 3) or remix.teacher (online)", path=source, field="data.estimates_dir")
+    if cfg.method not in REMIX and (d.estimates_dir or cfg.remix.teacher):
+        raise ConfigError(f"method {cfg.method} uses no teacher: leave data.estimates_dir and remix.teacher empty",
+                          path=source, field="method")
+    if cfg.remix.ema_decay and not cfg.remix.teacher:
+        raise ConfigError("remix.ema_decay needs an online teacher (remix.teacher)", path=source,
+                          field="remix.ema_decay")
+    if not 0.0 <= cfg.remix.ema_decay < 1.0:
+        raise ConfigError(f"must lie in [0, 1), got {cfg.remix.ema_decay}", path=source, field="remix.ema_decay")
+    if d.batch_size < 2 and cfg.method in REMIX:
+        raise ConfigError("remixing permutes noise within a batch: data.batch_size must be >= 2",
+                          path=source, field="data.batch_size")
+    return cfg
+
+
+def load_se_config(path: str | None, overrides: list[str] | None = None) -> SETrainConfig:
+    cfg = load_config(SETrainConfig, path, overrides)
+    return check_config(cfg, source=str(path) if path else "<overrides>")
+
+
+def config_changes(old: SETrainConfig, new: SETrainConfig) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                walk(a.get(k), b.get(k), f"{prefix}{k}.")
+        elif a != b:
+            out.append(prefix.rstrip("."))
+
+    walk(to_dict(old), to_dict(new), "")
+    return out
+
+
+def resolve_paths(cfg: SETrainConfig) -> SETrainConfig:
+    """Data paths made absolute (the resolved config must work from any directory)."""
+    d = cfg.data
+    for name in ("train_dir", "dev_dir", "extra_noise_dir", "clean_dir", "estimates_dir"):
+        v = getattr(d, name)
+        if v:
+            setattr(d, name, os.path.abspath(v))
+    for obj, name in ((cfg, "init_from"), (cfg.remix, "teacher")):
+        if getattr(obj, name):
+            setattr(obj, name, os.path.abspath(getattr(obj, name)))
+    return cfg

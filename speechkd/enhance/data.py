@@ -1,0 +1,135 @@
+"""SE training batches: random crops of in-memory audio, drawn from one seeded generator.
+
+What a batch holds depends on the method (:mod:`speechkd.enhance.config`); every
+random choice (utterances, crop offsets, noise clips, SNRs, remix permutations)
+is made here, so training steps are pure functions of their batch. The noisy
+speech comes from ``data.train_dir`` only: the clean speech is read for
+``method: clean`` alone (from ``data.clean_dir``), never otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset
+
+from speechkd.audio import load_audio
+from speechkd.data.kaldi import read_datadir
+from speechkd.distill.remix import derangement
+from speechkd.enhance.config import REMIX, SETrainConfig
+from speechkd.enhance.mixing import fit_noise
+from speechkd.errors import DataDirError
+
+logger = logging.getLogger(__name__)
+
+
+def load_datadir_audio(path: str, sr: int, max_utts: int = 0) -> dict[str, np.ndarray]:
+    """{utt: float32 waveform} of a data dir (first ``max_utts`` in C order when > 0)."""
+    dd = read_datadir(path)
+    utts = dd.utts[:max_utts] if max_utts > 0 else dd.utts
+    if not utts:
+        raise DataDirError("data dir has no utterances", path=path)
+    out = {}
+    for u in utts:
+        entry, seg = dd.audio(u)
+        out[u] = load_audio(entry, sample_rate=sr, utt=u, segment=seg)[0]
+    return out
+
+
+def load_estimates(est_dir: str, utts: list[str], sr: int) -> dict[str, np.ndarray]:
+    """{utt: teacher estimate} from ``<est_dir>/<utt>.wav`` for every utterance of the training set."""
+    if not os.path.isdir(est_dir):
+        raise DataDirError("teacher estimates directory does not exist", path=est_dir,
+                           hint="run stage 3 (speechkd enhance --model exp/teacher_... --data-dir ... --out-dir ...)")
+    out = {}
+    for u in utts:
+        path = os.path.join(est_dir, f"{u}.wav")
+        if not os.path.exists(path):
+            raise DataDirError("no teacher estimate for this training utterance", path=path, utt=u,
+                               hint="rerun stage 3 over the whole training set")
+        out[u] = load_audio(path, sample_rate=sr, utt=u)[0]
+    return out
+
+
+def crop(x: np.ndarray, n: int, offset: int) -> np.ndarray:
+    """x[offset:offset + n], zero-padded at the end to n samples."""
+    seg = x[offset:offset + n]
+    return seg if len(seg) == n else np.pad(seg, (0, n - len(seg)))
+
+
+class SEBatches(IterableDataset):
+    """Endless batches {"y", and per method "extra" | "clean" | "s_hat", "snr", "perm"} as tensors."""
+
+    def __init__(self, cfg: SETrainConfig, start_step: int = 0):
+        super().__init__()
+        d = cfg.data
+        self.cfg, self.start_step = cfg, start_step
+        self.length = int(round(d.segment_seconds * d.sample_rate))
+        self.noisy = load_datadir_audio(d.train_dir, d.sample_rate)
+        self.utts = sorted(self.noisy, key=str.encode)
+        self.extra = list(load_datadir_audio(d.extra_noise_dir, d.sample_rate).values()) \
+            if cfg.method == "nytt" else []
+        self.paired: dict[str, np.ndarray] = {}
+        if cfg.method == "clean":
+            self.paired = load_datadir_audio(d.clean_dir, d.sample_rate)
+        elif cfg.method in REMIX and d.estimates_dir:
+            self.paired = load_estimates(d.estimates_dir, self.utts, d.sample_rate)
+        for u in self.utts if self.paired else ():
+            if u not in self.paired or len(self.paired[u]) != len(self.noisy[u]):
+                raise DataDirError("paired audio missing or of another length than the noisy utterance",
+                                   path=d.clean_dir or d.estimates_dir, utt=u)
+        minutes = sum(len(x) for x in self.noisy.values()) / d.sample_rate / 60
+        logger.info("training data: %d noisy utterances (%.1f min) from %s%s", len(self.utts), minutes, d.train_dir,
+                    f"; {len(self.extra)} extra noise clips" if self.extra else "")
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        d, n, bs = self.cfg.data, self.length, self.cfg.data.batch_size
+        picks = rng.integers(len(self.utts), size=bs)
+        ys, paired = [], []
+        for i in picks:
+            u = self.utts[int(i)]
+            off = int(rng.integers(max(1, len(self.noisy[u]) - n + 1)))
+            ys.append(crop(self.noisy[u], n, off))
+            if self.paired:
+                paired.append(crop(self.paired[u], n, off))
+        out = {"y": torch.from_numpy(np.stack(ys))}
+        if self.paired:
+            out["clean" if self.cfg.method == "clean" else "s_hat"] = torch.from_numpy(np.stack(paired))
+        if self.extra:
+            clips = rng.integers(len(self.extra), size=bs)
+            out["extra"] = torch.from_numpy(np.stack(
+                [fit_noise(self.extra[int(c)], n, rng) for c in clips]).astype(np.float32))
+        if self.cfg.method != "clean":
+            out["snr"] = torch.from_numpy(rng.uniform(d.snr_range[0], d.snr_range[1], size=bs).astype(np.float32))
+        if self.cfg.method in REMIX:
+            out["perm"] = torch.from_numpy(derangement(bs, rng))
+        return out
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.cfg.trainer.seed, self.start_step])
+        while True:
+            yield self.batch(rng)
+
+
+def dev_batches(cfg: SETrainConfig, seed: int = 12345) -> list[dict[str, torch.Tensor]]:
+    """Fixed validation batches, the same for every method: dev noisy speech y plus extra noise
+    at SNRs in data.snr_range (noisy-target pairs: no clean speech needed)."""
+    d = cfg.data
+    n = int(round(d.segment_seconds * d.sample_rate))
+    dev = load_datadir_audio(d.dev_dir, d.sample_rate, d.max_dev_utts)
+    extra = list(load_datadir_audio(d.extra_noise_dir, d.sample_rate).values())
+    rng = np.random.default_rng(seed)
+    ys, ns = [], []
+    for u in sorted(dev, key=str.encode):
+        ys.append(crop(dev[u], n, int(rng.integers(max(1, len(dev[u]) - n + 1)))))
+        ns.append(fit_noise(extra[int(rng.integers(len(extra)))], n, rng).astype(np.float32))
+    snr = rng.uniform(d.snr_range[0], d.snr_range[1], size=len(ys)).astype(np.float32)
+    out = []
+    for i in range(0, len(ys), d.batch_size):
+        out.append({"y": torch.from_numpy(np.stack(ys[i:i + d.batch_size])),
+                    "extra": torch.from_numpy(np.stack(ns[i:i + d.batch_size])),
+                    "snr": torch.from_numpy(snr[i:i + d.batch_size])})
+    return out

@@ -1,0 +1,201 @@
+"""SE experiment dirs and checkpoints.
+
+``exp/<tag>/`` holds::
+
+    config.yaml             the resolved SETrainConfig with help comments
+    train.log               log of every run, appended
+    metrics.csv             step, minutes, train/* and val/* (rewritten atomically; rows past a
+                            resumed step, written by a killed run, are dropped)
+    checkpoints/last.ckpt   the resume point; step<N>.ckpt the last few (for averaging)
+
+A checkpoint is a Lightning checkpoint whose ``"speechkd"`` entry holds the resolved config,
+the model name, the sample rate, the training minutes and the code version; it is written
+atomically (temporary file, then rename), so a kill never leaves a truncated one.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import logging
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+from torch import nn
+
+import speechkd
+from speechkd.errors import SpeechkdError
+from speechkd.utils.io import atomic_open, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+CKPT_DIR = "checkpoints"
+LAST = "last.ckpt"
+
+
+def code_version() -> dict[str, str]:
+    """speechkd's version and, in a git checkout, the commit (``-dirty`` with local changes)."""
+    out = {"speechkd": speechkd.__version__, "git_commit": ""}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(speechkd.__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        if commit:
+            dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            out["git_commit"] = commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """torch.save into a temporary file beside the target, then rename over it."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str, storage_options: Any = None) -> None:
+        buf = io.BytesIO()
+        torch.save(checkpoint, buf)
+        with atomic_open(path, "wb") as f:
+            f.write(buf.getbuffer())
+
+
+class CSVMetrics(Logger):
+    """``metrics.csv``, one row per logged step, rewritten atomically at each checkpoint."""
+
+    def __init__(self, exp_dir: str):
+        super().__init__()
+        self.path = os.path.join(exp_dir, "metrics.csv")
+        self.rows: list[dict[str, Any]] = []
+        if os.path.exists(self.path):
+            with open(self.path, newline="", encoding="utf-8") as f:
+                self.rows = [{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+    name = "csv"
+    version = ""
+
+    def truncate_after(self, step: int) -> None:
+        self.rows = [r for r in self.rows if int(float(r.get("step", 0))) <= step]
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        pass  # the config lives in config.yaml
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        row = {"step": step, **{k: float(v) for k, v in metrics.items() if k != "epoch"}}
+        if self.rows and str(self.rows[-1].get("step")) == str(step):
+            self.rows[-1].update(row)
+        else:
+            self.rows.append(row)
+
+    @rank_zero_only
+    def save(self) -> None:
+        cols = ["step"] + sorted({k for r in self.rows for k in r} - {"step"})
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols)
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        self.save()
+
+
+def attach_log_file(exp_dir: str) -> logging.Handler:
+    """Append this run's log (speechkd and Lightning) to ``train.log``."""
+    h = logging.FileHandler(os.path.join(exp_dir, "train.log"), encoding="utf-8")
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(h)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    return h
+
+
+def resolve_checkpoint(exp_or_ckpt: str) -> str:
+    """``exp/<tag>`` -> its checkpoints/last.ckpt; a ``.ckpt`` path is returned as is."""
+    if os.path.isdir(exp_or_ckpt):
+        path = os.path.join(exp_or_ckpt, CKPT_DIR, LAST)
+        if not os.path.exists(path):
+            raise SpeechkdError("experiment has no checkpoint", path=exp_or_ckpt,
+                                hint="train it first (speechkd se-train) or pass a .ckpt path")
+        return path
+    if not os.path.exists(exp_or_ckpt):
+        raise SpeechkdError("SE model (exp dir or .ckpt) does not exist", path=exp_or_ckpt)
+    return exp_or_ckpt
+
+
+def read_checkpoint(path: str) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {e})", path=path) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("speechkd"), dict) \
+            or ckpt["speechkd"].get("kind") != "se":
+        raise SpeechkdError("not a speechkd SE checkpoint", path=path,
+                            hint="pass an exp dir written by `speechkd se-train`")
+    return ckpt
+
+
+def model_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    return {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+
+
+def step_checkpoints(exp_dir: str) -> list[str]:
+    """The exp's step<N>.ckpt files, oldest first."""
+    paths = glob.glob(os.path.join(exp_dir, CKPT_DIR, "step*.ckpt"))
+    return sorted(paths, key=lambda p: int(re.findall(r"step(\d+)", os.path.basename(p))[0]))
+
+
+@dataclass
+class LoadedSE:
+    """A trained SE model (eval mode) with its config and provenance."""
+
+    model: nn.Module
+    name: str
+    sample_rate: int
+    step: int
+    paths: list[str]
+    version: dict
+
+
+def load_se_model(exp_or_ckpt: str, *, average: int = 1, device: str | torch.device = "cpu") -> LoadedSE:
+    """Rebuild a trained SE model; ``average`` > 1 averages the weights of the last N step
+    checkpoints of an exp dir (single checkpoints move by ~0.5 dB SI-SDR)."""
+    from speechkd.enhance.config import SETrainConfig
+    from speechkd.config import from_dict
+    from speechkd.enhance.models import build_se_model
+
+    paths = [resolve_checkpoint(exp_or_ckpt)]
+    if average > 1:
+        if not os.path.isdir(exp_or_ckpt):
+            raise SpeechkdError("checkpoint averaging needs an exp dir", path=exp_or_ckpt, field="--average")
+        steps = step_checkpoints(exp_or_ckpt)
+        if not steps:
+            raise SpeechkdError("no step checkpoints to average", path=exp_or_ckpt)
+        paths = steps[-average:]
+        if len(paths) < average:
+            logger.warning("%s: averaging the %d step checkpoints there are (asked for %d)", exp_or_ckpt,
+                           len(paths), average)
+    ckpts = [read_checkpoint(p) for p in paths]
+    meta = ckpts[-1]["speechkd"]
+    cfg = from_dict(SETrainConfig, meta["config"], source=f"{paths[-1]} (embedded config)")
+    model = build_se_model(cfg.model, cfg.model_conf, source=f"{paths[-1]} (embedded config)")
+    states = [model_state(c) for c in ckpts]
+    state = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+             for k, v in states[-1].items()}
+    model.load_state_dict(state)
+    model.to(device).eval()
+    logger.info("loaded %s (%s, step %d%s)", exp_or_ckpt, cfg.model, int(ckpts[-1].get("global_step", 0)),
+                f", average of {len(paths)} checkpoints" if len(paths) > 1 else "")
+    return LoadedSE(model, cfg.model, cfg.data.sample_rate, int(ckpts[-1].get("global_step", 0)), paths,
+                    meta.get("version", {}))

@@ -1,0 +1,188 @@
+"""``speechkd se-data``: noisy training speech, extra noise and test sets for SE.
+
+From a speech corpus (``<speech>/{train,dev,test}``) and the noise corpus
+(``<noise>/in_domain``, ``<noise>/extraneous``; :mod:`speechkd.corpora.noise`)
+it writes, under ``out`` (data/se)::
+
+    noise_train/            in-domain clips mixed into train_noisy and dev_noisy
+    extra_noise/            held-out in-domain clips, in no mixture: NyTT's extra noise n'
+    noise_test/             held-out in-domain clips, used only by test_in_domain
+    train_noisy/            y = s + n at SNR ~ U[snr_low, snr_high]; wav.scp, text, utt2spk, utt2snr, utt2noise
+    train_clean_eval_only/  the s and n of train_noisy (clean.scp == wav.scp, noise.scp): for
+                            evaluation and the clean-trained upper bound only; noisy-target and
+                            remix training never open it (tests/test_enhance_data.py proves it)
+    dev_noisy/, dev_clean_eval_only/   the same for the dev split
+    test_in_domain/         every test utterance at each test SNR (0, 5, 10 dB) with noise_test
+                            clips; wav.scp (noisy), clean.scp, noise.scp, utt2snr, utt2noise,
+                            and ref/ (a data dir of the clean references, for `speechkd eval se`)
+    test_mismatched/        the same with the extraneous (event-sound) noise
+    mix.json                parameters, counts and measured SNRs
+
+Every mixture is written as 16-bit PCM with mixture == speech + noise exactly
+(:func:`speechkd.enhance.mixing.mix_int16`); everything is a function of the
+seed, each utterance drawing from its own generator (order-independent).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from speechkd.audio import load_audio
+from speechkd.data.kaldi import DataDir, read_datadir, write_datadir, write_table
+from speechkd.enhance.mixing import fit_noise, mix_int16, snr_db
+from speechkd.errors import DataDirError, SpeechkdError
+from speechkd.utils.io import atomic_write_json, atomic_write_wav
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    """What to mix: SNR range of the training mixtures, test SNRs, noise split fractions."""
+
+    seed: int = 1
+    train_snr: tuple[float, float] = (-5.0, 10.0)
+    test_snrs: tuple[float, ...] = (0.0, 5.0, 10.0)
+    extra_fraction: float = 0.2   # of each in-domain noise type -> extra_noise
+    test_fraction: float = 0.2    # of each in-domain noise type -> noise_test
+
+
+def snr_tag(snr: float) -> str:
+    """Utterance-id suffix of a test SNR: 0 -> snr00, 5 -> snr05, -5 -> snrm05."""
+    s = f"{abs(snr):02g}".zfill(2) if float(snr).is_integer() else f"{abs(snr):g}".replace(".", "p")
+    return f"snr{'m' if snr < 0 else ''}{s}"
+
+
+def _rng(seed: int, *keys: str) -> np.random.Generator:
+    return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
+
+
+def split_noise(dd: DataDir, plan: MixPlan) -> dict[str, list[str]]:
+    """Clip ids of noise_train / extra_noise / noise_test, split per noise type (utt2spk) so every
+    type appears in each part (types with fewer than 3 clips go to training only)."""
+    parts: dict[str, list[str]] = {"noise_train": [], "extra_noise": [], "noise_test": []}
+    for kind, utts in dd.spk2utt.items():
+        order = list(utts)
+        _rng(plan.seed, "noise-split", kind).shuffle(order)
+        n = len(order)
+        n_extra = max(1, round(plan.extra_fraction * n)) if n >= 3 else 0
+        n_test = max(1, round(plan.test_fraction * n)) if n >= 3 else 0
+        parts["extra_noise"] += order[:n_extra]
+        parts["noise_test"] += order[n_extra:n_extra + n_test]
+        parts["noise_train"] += order[n_extra + n_test:]
+    for name, ids in parts.items():
+        if not ids:
+            raise SpeechkdError(f"no noise clips for {name}", path=dd.path,
+                                hint="the in-domain noise set needs at least 3 clips of some type")
+    return parts
+
+
+class _Noise:
+    """Noise clips of a data dir, loaded once each."""
+
+    def __init__(self, dd: DataDir, ids: list[str], sr: int):
+        self.dd, self.ids, self.sr, self.cache = dd, sorted(ids, key=str.encode), sr, {}
+
+    def get(self, clip: str) -> np.ndarray:
+        if clip not in self.cache:
+            entry, seg = self.dd.audio(clip)
+            self.cache[clip] = load_audio(entry, sample_rate=self.sr, utt=clip, segment=seg)[0]
+        return self.cache[clip]
+
+
+def _write_mix(out: Path, name: str, speech: DataDir, utts: list[tuple[str, str, float]], noise: _Noise,
+               sr: int, seed: int, *, clean_dir: Path | None, with_ref: bool) -> dict:
+    """Mix (new utt, source utt, snr) triples; write the noisy data dir ``out/name`` and the clean
+    side either into ``clean_dir`` (training splits) or beside the noisy audio (test sets)."""
+    noisy_dir = out / name
+    wav_scp, clean_scp, noise_scp, text, utt2spk, utt2snr, utt2noise = {}, {}, {}, {}, {}, {}, {}
+    clean_root = clean_dir if clean_dir is not None else noisy_dir
+    measured = []
+    for new, src, snr in utts:
+        rng = _rng(seed, name, new)
+        entry, seg = speech.audio(src)
+        s = load_audio(entry, sample_rate=sr, utt=src, segment=seg)[0].astype(np.float64)
+        clip = noise.ids[int(rng.integers(len(noise.ids)))]
+        n = fit_noise(noise.get(clip), len(s), rng)
+        mix, s16, n16, _ = mix_int16(s, n, snr)
+        paths = {"noisy": noisy_dir / "wav" / f"{new}.wav", "clean": clean_root / "wav" / "clean" / f"{new}.wav",
+                 "noise": clean_root / "wav" / "noise" / f"{new}.wav"}
+        for kind, x in (("noisy", mix), ("clean", s16), ("noise", n16)):
+            atomic_write_wav(paths[kind], x, sr, subtype="PCM_16")
+        measured.append(snr_db(s16.astype(np.float64), n16.astype(np.float64)) - snr)
+        wav_scp[new], clean_scp[new], noise_scp[new] = (str(paths[k].resolve()) for k in ("noisy", "clean", "noise"))
+        text[new], utt2spk[new] = speech.text.get(src, ""), speech.utt2spk[src]
+        utt2snr[new], utt2noise[new] = f"{snr:.2f}", clip
+    write_datadir(noisy_dir, DataDir(wav_scp=wav_scp, text=text, utt2spk=utt2spk))
+    write_table(noisy_dir / "utt2snr", utt2snr)
+    write_table(noisy_dir / "utt2noise", utt2noise)
+    if clean_dir is not None:
+        write_datadir(clean_dir, DataDir(wav_scp=clean_scp, text=text, utt2spk=utt2spk))
+        write_table(clean_dir / "clean.scp", clean_scp)
+        write_table(clean_dir / "noise.scp", noise_scp)
+        write_table(clean_dir / "utt2snr", utt2snr)
+    else:
+        write_table(noisy_dir / "clean.scp", clean_scp)
+        write_table(noisy_dir / "noise.scp", noise_scp)
+    if with_ref:
+        write_datadir(noisy_dir / "ref", DataDir(wav_scp=clean_scp, text=text, utt2spk=utt2spk))
+    snrs = [float(v) for v in utt2snr.values()]
+    err = float(np.max(np.abs(measured))) if measured else 0.0
+    logger.info("%s: %d mixtures, SNR %.1f..%.1f dB (max |measured - requested| %.1e dB)",
+                name, len(utts), min(snrs), max(snrs), err)
+    return {"utterances": len(utts), "snr_min": min(snrs), "snr_max": max(snrs),
+            "snr_mean": float(np.mean(snrs)), "max_snr_error_db": err}
+
+
+def _read(root: Path, name: str) -> DataDir:
+    path = root / name
+    if not (path / "wav.scp").exists():
+        raise DataDirError(f"expected a data dir '{name}' here", path=str(root),
+                           hint="run stage 0 (speechkd corpus mini_en / noise) first")
+    return read_datadir(path)
+
+
+def prepare_se_data(speech_root: str, noise_root: str, out: str, plan: MixPlan = MixPlan(),
+                    sample_rate: int = 16000) -> dict:
+    """Write every SE data dir under ``out`` (see the module docstring); returns mix.json's content."""
+    started = time.time()
+    sp, nz, outp = Path(speech_root), Path(noise_root), Path(out)
+    lo, hi = plan.train_snr
+    if lo > hi:
+        raise SpeechkdError(f"training SNR range {lo}..{hi} is empty", field="--train-snr")
+    speech = {s: _read(sp, s) for s in ("train", "dev", "test")}
+    in_domain, extraneous = _read(nz, "in_domain"), _read(nz, "extraneous")
+    parts = split_noise(in_domain, plan)
+    for name, ids in parts.items():
+        write_datadir(outp / name, in_domain.subset(ids))
+    pools = {k: _Noise(in_domain, v, sample_rate) for k, v in parts.items()}
+    mismatched = _Noise(extraneous, extraneous.utts, sample_rate)
+
+    stats = {}
+    for split in ("train", "dev"):
+        dd = speech[split]
+        # rounded to 0.01 dB so that utt2snr holds exactly the SNR that was mixed
+        triples = [(u, u, round(float(_rng(plan.seed, "snr", split, u).uniform(lo, hi)), 2)) for u in dd.utts]
+        stats[f"{split}_noisy"] = _write_mix(outp, f"{split}_noisy", dd, triples, pools["noise_train"],
+                                             sample_rate, plan.seed, clean_dir=outp / f"{split}_clean_eval_only",
+                                             with_ref=False)
+    test = speech["test"]
+    triples = [(f"{u}_{snr_tag(snr)}", u, float(snr)) for u in test.utts for snr in plan.test_snrs]
+    for name, pool in (("test_in_domain", pools["noise_test"]), ("test_mismatched", mismatched)):
+        stats[name] = _write_mix(outp, name, test, triples, pool, sample_rate, plan.seed, clean_dir=None,
+                                 with_ref=True)
+    manifest = {"speech": str(sp.resolve()), "noise": str(nz.resolve()), "sample_rate": sample_rate,
+                "seed": plan.seed, "train_snr_range": list(plan.train_snr), "test_snrs": list(plan.test_snrs),
+                "noise_clips": {k: len(v) for k, v in parts.items()} | {"mismatched": len(extraneous.utts)},
+                "sets": stats, "clean_eval_only": ["train_clean_eval_only", "dev_clean_eval_only"],
+                "build_seconds": round(time.time() - started, 2)}
+    atomic_write_json(outp / "mix.json", manifest)
+    logger.info("se-data: %s -> %s in %.1f s", {k: v["utterances"] for k, v in stats.items()}, out,
+                manifest["build_seconds"])
+    return manifest

@@ -1,0 +1,127 @@
+"""``SETask``: the Lightning module of every SE training method.
+
+``training_step`` turns a batch of :class:`speechkd.enhance.data.SEBatches` into
+(input, target) by the method's rule (:mod:`speechkd.enhance.nytt`,
+:mod:`speechkd.distill.remix`), runs the model and the loss. Validation is the
+same for every method and needs no clean speech: noisy-target pairs of dev
+speech plus extra noise, reporting the loss and the SI-SDR improvement
+towards the noisy dev speech y.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from speechkd.config import to_dict
+from speechkd.distill.remix import ema_update, remix_pairs, remixit_loss
+from speechkd.enhance.config import REMIX, SETrainConfig
+from speechkd.enhance.exp import code_version, load_se_model, model_state, read_checkpoint, resolve_checkpoint
+from speechkd.enhance.losses import neg_si_sdr, se_loss
+from speechkd.enhance.models import build_se_model
+from speechkd.enhance.nytt import noisy_target_pair
+from speechkd.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+class SETask(L.LightningModule):
+    def __init__(self, cfg: SETrainConfig, dev: list[dict[str, torch.Tensor]] | None = None):
+        super().__init__()
+        self.cfg, self.dev = cfg, dev or []
+        self.model = build_se_model(cfg.model, cfg.model_conf)
+        self.teacher = None
+        if cfg.remix.teacher:
+            self.teacher = load_se_model(cfg.remix.teacher).model
+            self.teacher.requires_grad_(False)
+            if cfg.remix.ema_decay and type(self.teacher) is not type(self.model):
+                raise ConfigError("an EMA teacher needs the student's model class", field="remix.ema_decay")
+        if cfg.init_from:
+            path = resolve_checkpoint(cfg.init_from)
+            self.model.load_state_dict(model_state(read_checkpoint(path)))
+            logger.info("model initialised from %s", path)
+        self.train_seconds = 0.0
+        self._t0: float | None = None
+        self.version = code_version()
+
+    @property
+    def train_minutes(self) -> float:
+        return self.train_seconds / 60.0
+
+    # ---- pairs
+    def pairs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        m = self.cfg.method
+        y = batch["y"]
+        if m == "nytt":
+            x, t = noisy_target_pair(y, batch["extra"], batch["snr"])
+            return {"input": x, "target": t}
+        if m == "clean":
+            return {"input": y, "target": batch["clean"]}
+        if self.teacher is not None:
+            self.teacher.eval()
+            with torch.no_grad():
+                s_hat = self.teacher(y)
+        else:
+            s_hat = batch["s_hat"]
+        return remix_pairs(m, y, s_hat, batch["perm"], None if m == "remixit" else batch["snr"])
+
+    def step_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        p = self.pairs(batch)
+        est = self.model(p["input"])
+        if self.cfg.method == "remixit":
+            return remixit_loss(est, p["input"], p["target"], p["noise_target"])
+        return se_loss(est, p["target"], self.cfg.loss)
+
+    # ---- Lightning hooks
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self.step_loss(batch)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=False, on_step=True,
+                      batch_size=batch["y"].shape[0])
+        return losses["loss"]
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        self.train_seconds += now - (self._t0 or now)
+        self._t0 = now
+        if self.teacher is not None and self.cfg.remix.ema_decay:
+            ema_update(self.teacher, self.model, self.cfg.remix.ema_decay)
+        self.log("train/minutes", self.train_minutes, on_step=True, batch_size=1)
+        t = self.cfg.trainer
+        if t.max_minutes > 0 and self.train_minutes >= t.max_minutes:
+            logger.info("max_minutes %.1f reached at step %d", t.max_minutes, self.global_step)
+            self.trainer.should_stop = True
+
+    def on_validation_start(self) -> None:
+        self._t0 = None  # validation time is not training time
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.dev, batch_size=None)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        x, y = noisy_target_pair(batch["y"], batch["extra"], batch["snr"])
+        est = self.model(x)
+        n = y.shape[0]
+        self.log("val/nytt_loss", se_loss(est, y, self.cfg.loss)["loss"], batch_size=n)
+        self.log("val/nytt_si_sdri", neg_si_sdr(x, y) - neg_si_sdr(est, y), batch_size=n, prog_bar=True)
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        cls = torch.optim.AdamW if o.weight_decay > 0 else torch.optim.Adam
+        return cls(self.model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["speechkd"] = {"kind": "se", "config": to_dict(self.cfg), "model": self.cfg.model,
+                                  "sample_rate": self.cfg.data.sample_rate, "train_minutes": self.train_minutes,
+                                  "version": self.version, "remix": self.cfg.method in REMIX}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.train_seconds = 60.0 * float(checkpoint.get("speechkd", {}).get("train_minutes", 0.0))

@@ -1,0 +1,46 @@
+"""``speechkd se-train``: train an SE model in an exp dir (Lightning; resumes after a kill).
+
+    speechkd se-train --config conf/teacher_nytt.yaml --exp exp/teacher_nytt [key.sub=value ...]
+    speechkd se-train --config conf/student_remix.yaml --exp exp/student_remix \
+        data.estimates_dir=exp/teacher_nytt/estimates/train_noisy
+    speechkd se-train --config conf/teacher_nytt.yaml --exp exp/teacher_nytt_more \
+        --continue-from exp/teacher_nytt trainer.max_minutes=25      # same-compute control
+    speechkd se-train --config conf/teacher_nytt.yaml --print-config
+
+``method`` in the config picks the pairs: nytt | clean | remix_noisy | remix_enhanced | remixit
+(:mod:`speechkd.enhance.config`). Rerunning the same command resumes from
+``exp/<tag>/checkpoints/last.ckpt``; a longer ``trainer.max_minutes`` trains on.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from speechkd.errors import SpeechkdError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default=None, help="YAML config (SETrainConfig); defaults when absent")
+    parser.add_argument("--exp", default=None, help="experiment dir (exp/<tag>)")
+    parser.add_argument("--continue-from", default="",
+                        help="exp dir or .ckpt to copy as this exp's starting checkpoint (optimizer state "
+                             "included) when the exp has none: train a model on, e.g. the same-compute control")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_minutes=15")
+
+
+def main(args: argparse.Namespace) -> int:
+    from speechkd.config import dump_config
+    from speechkd.enhance.config import load_se_config
+
+    cfg = load_se_config(args.config, args.overrides)
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    if not args.exp:
+        raise SpeechkdError("--exp is required to train", field="--exp")
+    from speechkd.enhance.train import run_se_training
+
+    last = run_se_training(cfg, args.exp, continue_from=args.continue_from)
+    print(f"-> {last}")
+    return 0
