@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # The speech-enhancement recipe template shared by every corpus
-# (egs/<corpus>/se1/run.sh sets the variables and calls this script). Stages:
-#   0  data: speech corpus (training speech, whose clean signals are kept for
-#      evaluation only) and noise corpus (in-domain and extraneous sets) -> data/
-#   1- (noisy mixtures, noisy-target teacher, remix students, evaluation) come with later work.
+# (egs/<corpus>/se1/run.sh sets the variables and calls this script). Each stage
+# is one `speechkd` call per system or split; the logic lives in the library. Stages:
+#   0  data: speech corpus and noise corpus (local/data.sh) -> data/speech, data/noise
+#   1  mixing (speechkd se-data) -> data/se: noisy training speech (its clean speech kept in
+#      *_clean_eval_only/ for evaluation only), extra noise, in-domain and mismatched test sets
+#   2  noisy-target teacher (NyTT) -> exp/teacher_nytt; clean-target upper bound -> exp/clean_upper
+#   3  teacher estimates s^ = T(y) of the training and dev speech -> exp/teacher_nytt/estimates/
+#   4  remix students -> exp/<student>; the teacher trained on for the students' extra minutes
+#      (same-compute control) -> exp/teacher_nytt_more
+#   5  enhancement of the test sets by every system (80 Hz high-pass baseline, teacher, control,
+#      students, teacher/student S(T(y)), upper bound) -> exp/<system>/enhanced/<test set>/
+#   6  evaluation (speechkd eval se) of every system and the noisy input -> exp/eval/results.md
 set -euo pipefail
 
 recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -12,9 +20,16 @@ help_message="Usage: $0 [--stage N] [--stop_stage M] [--nj J] [--preset demo|qua
 stage=0
 stop_stage=100
 nj=2
-preset=demo
+preset=demo                 # tiny (tests) | demo | quality
 force=false
 local_data_opts=""
+se_data_opts=""             # e.g. "--train-snr -5 10 --test-snrs 0 5 10"
+students="student_remix student_small"   # conf/<name>_<preset>.yaml each, trained into exp/<name>
+upper_bound=true            # train the same network on clean targets (reads the eval-only clean speech)
+control=true                # train the teacher on for the students' extra minutes
+average=3                   # enhance with the average of the last N checkpoints of each model
+test_sets="test_in_domain test_mismatched"
+num_eval_utts=0             # 0: every test utterance
 expdir=exp
 
 . "$recipes/utils/parse_options.sh"
@@ -26,6 +41,14 @@ logdir=$expdir/log
 
 log "$0 $* (preset=$preset, stages $stage..$stop_stage)"
 
+# conf_file NAME: conf/NAME_<preset>.yaml of the corpus, else the shared default in recipes/conf/.
+conf_file() {
+  local f=conf/$1_$preset.yaml
+  [ -f "$f" ] || f=$recipes/conf/$1_$preset.yaml
+  [ -f "$f" ] || { echo "no config $1_$preset.yaml in conf/ or $recipes/conf/" >&2; return 1; }
+  echo "$f"
+}
+
 stage_data() {
   local/data.sh --preset "$preset" --nj "$nj" $local_data_opts
   for d in data/speech/train data/speech/dev data/speech/test data/noise/in_domain data/noise/extraneous; do
@@ -33,6 +56,89 @@ stage_data() {
   done
 }
 
-run_stage 0 data stage_data
+stage_mix() {
+  # shellcheck disable=SC2086
+  speechkd se-data --speech data/speech --noise data/noise --out data/se $se_data_opts
+  for d in data/se/train_noisy data/se/extra_noise $(for t in $test_sets; do echo data/se/$t data/se/$t/ref; done); do
+    speechkd data validate "$d"
+  done
+}
 
-log "Done. Data: data/speech/{train,dev,test}, data/noise/{in_domain,extraneous}"
+stage_teacher() {
+  speechkd se-train --config "$(conf_file teacher_nytt)" --exp "$expdir/teacher_nytt"
+  if [ "$upper_bound" = true ]; then
+    speechkd se-train --config "$(conf_file clean_upper)" --exp "$expdir/clean_upper"
+  fi
+}
+
+stage_estimates() {
+  for s in train_noisy dev_noisy; do
+    speechkd enhance --model "$expdir/teacher_nytt" --average "$average" --data-dir "data/se/$s" \
+      --out-dir "$expdir/teacher_nytt/estimates/$s" --subtype FLOAT --nj "$nj"
+  done
+}
+
+max_minutes() { speechkd se-train --config "$1" --print-config | awk '/^  max_minutes:/ {print $2}'; }
+
+stage_students() {
+  local s minutes=0
+  for s in $students; do
+    # the config names the teacher's estimates (and, for the teacher's own architecture, init_from)
+    speechkd se-train --config "$(conf_file "$s")" --exp "$expdir/$s"
+    minutes=$(awk -v a="$minutes" -v b="$(max_minutes "$(conf_file "$s")")" 'BEGIN {print (b > a) ? b : a}')
+  done
+  if [ "$control" = true ]; then
+    # The fair control: the teacher trained on for as long as the longest student trained.
+    speechkd se-train --config "$(conf_file teacher_nytt)" --exp "$expdir/teacher_nytt_more" \
+      --continue-from "$expdir/teacher_nytt" --extra-minutes "$minutes"
+  fi
+}
+
+# system name -> "model [teacher]" for speechkd enhance
+systems() {
+  echo "hpf80 builtin:highpass80"
+  local s
+  for s in teacher_nytt teacher_nytt_more clean_upper $students; do
+    [ -d "$expdir/$s/checkpoints" ] && echo "$s $expdir/$s"
+  done
+  for s in $students; do
+    [ -d "$expdir/$s/checkpoints" ] && echo "${s}_st $expdir/$s $expdir/teacher_nytt"
+  done
+  return 0
+}
+
+stage_enhance() {
+  local name model teacher t
+  while read -r name model teacher; do
+    for t in $test_sets; do
+      speechkd enhance --model "$model" ${teacher:+--teacher "$teacher"} --average "$average" \
+        --data-dir "data/se/$t" --out-dir "$expdir/$name/enhanced/$t" --nj "$nj" --num-utts "$num_eval_utts"
+    done
+  done < <(systems)
+}
+
+stage_eval() {
+  local name t results=()
+  for t in $test_sets; do
+    speechkd eval se --ref-dir "data/se/$t/ref" --enh-dir "data/se/$t" --noisy-dir "data/se/$t" \
+      --out "$expdir/eval/$t/noisy" --nj "$nj" --num-utts "$num_eval_utts" --title "noisy input: $t"
+    results+=("$expdir/eval/$t/noisy/results.json")
+    while read -r name _; do
+      speechkd eval se --ref-dir "data/se/$t/ref" --enh-dir "$expdir/$name/enhanced/$t" --noisy-dir "data/se/$t" \
+        --out "$expdir/eval/$t/$name" --nj "$nj" --num-utts "$num_eval_utts" --title "$name: $t"
+      results+=("$expdir/eval/$t/$name/results.json")
+    done < <(systems)
+  done
+  speechkd eval se-summary --results "${results[@]}" --out "$expdir/eval" \
+    --title "$(basename "$(dirname "$PWD")") speech enhancement: objective evaluation"
+}
+
+run_stage 0 data stage_data
+run_stage 1 mix stage_mix
+run_stage 2 teacher stage_teacher
+run_stage 3 estimates stage_estimates
+run_stage 4 students stage_students
+run_stage 5 enhance stage_enhance
+run_stage 6 eval stage_eval
+
+log "Done. Results table: $expdir/eval/results.md"

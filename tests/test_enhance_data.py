@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from se_fixtures import make_corpora
 from speechkd.data.kaldi import read_datadir, read_table
@@ -17,6 +18,15 @@ from speechkd.data.validate import validate_datadir
 from speechkd.enhance.config import load_se_config
 from speechkd.enhance.mixing import mix_int16, snr_db
 from speechkd.enhance.prepare import MixPlan, prepare_se_data
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread: on a shared 2-core machine a second thread only spins (~30x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -176,17 +176,19 @@ def load_se_model(exp_or_ckpt: str, *, average: int = 1, device: str | torch.dev
     from speechkd.enhance.models import build_se_model
 
     paths = [resolve_checkpoint(exp_or_ckpt)]
+    ckpts = [read_checkpoint(paths[0])]
     if average > 1:
         if not os.path.isdir(exp_or_ckpt):
             raise SpeechkdError("checkpoint averaging needs an exp dir", path=exp_or_ckpt, field="--average")
-        steps = step_checkpoints(exp_or_ckpt)
-        if not steps:
-            raise SpeechkdError("no step checkpoints to average", path=exp_or_ckpt)
-        paths = steps[-average:]
+        # the last N distinct steps among step<N>.ckpt and last.ckpt (which may be newer)
+        last_step = int(ckpts[0].get("global_step", 0))
+        older = [p for p in step_checkpoints(exp_or_ckpt)
+                 if int(re.findall(r"step(\d+)", os.path.basename(p))[0]) < last_step][-(average - 1):]
+        paths = older + paths
+        ckpts = [read_checkpoint(p) for p in older] + ckpts
         if len(paths) < average:
-            logger.warning("%s: averaging the %d step checkpoints there are (asked for %d)", exp_or_ckpt,
+            logger.warning("%s: averaging the %d checkpoints there are (asked for %d)", exp_or_ckpt,
                            len(paths), average)
-    ckpts = [read_checkpoint(p) for p in paths]
     meta = ckpts[-1]["speechkd"]
     cfg = from_dict(SETrainConfig, meta["config"], source=f"{paths[-1]} (embedded config)")
     model = build_se_model(cfg.model, cfg.model_conf, source=f"{paths[-1]} (embedded config)")

@@ -136,8 +136,8 @@ def enhance_datadir(data_dir: str, out_dir: str, *, model: str, teacher: str | N
             jobs.append((u, entry, seg, out, subtype))
     kwargs = {"model": model, "teacher": teacher, "average": average, "resample": resample}
     t0 = time.perf_counter()
+    _init_worker(kwargs)  # in this process first: a bad model is one clear error, not a broken pool
     if nj <= 1 or len(jobs) <= 1:
-        _init_worker(kwargs)
         seconds = [_job(j) for j in jobs]
     else:
         # Round-robin chunks: each worker loads the model once.

@@ -4,7 +4,7 @@
     speechkd se-train --config conf/student_remix.yaml --exp exp/student_remix \
         data.estimates_dir=exp/teacher_nytt/estimates/train_noisy
     speechkd se-train --config conf/teacher_nytt.yaml --exp exp/teacher_nytt_more \
-        --continue-from exp/teacher_nytt trainer.max_minutes=25      # same-compute control
+        --continue-from exp/teacher_nytt --extra-minutes 10      # same-compute control
     speechkd se-train --config conf/teacher_nytt.yaml --print-config
 
 ``method`` in the config picks the pairs: nytt | clean | remix_noisy | remix_enhanced | remixit
@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--continue-from", default="",
                         help="exp dir or .ckpt to copy as this exp's starting checkpoint (optimizer state "
                              "included) when the exp has none: train a model on, e.g. the same-compute control")
+    parser.add_argument("--extra-minutes", type=float, default=None,
+                        help="with --continue-from: train until the starting checkpoint's minutes plus these "
+                             "(sets trainer.max_minutes)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_minutes=15")
 
@@ -34,6 +37,14 @@ def main(args: argparse.Namespace) -> int:
     from speechkd.enhance.config import load_se_config
 
     cfg = load_se_config(args.config, args.overrides)
+    if args.extra_minutes is not None:
+        if not args.continue_from:
+            raise SpeechkdError("--extra-minutes counts from the --continue-from checkpoint: give both")
+        from speechkd.enhance.exp import read_checkpoint, resolve_checkpoint
+
+        start = float(read_checkpoint(resolve_checkpoint(args.continue_from))["speechkd"]["train_minutes"])
+        cfg.trainer.max_minutes = start + args.extra_minutes
+        cfg.trainer.max_steps = -1
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0

@@ -7,6 +7,7 @@
     speechkd eval summary --results exp/eval/*/results.json --out exp/eval
     speechkd eval se --ref-dir data/speech/test --enh-dir exp/student/enhanced/test \
         [--noisy-dir data/test_noisy] --out exp/eval/student [--num-utts 50] [--nj 2]
+    speechkd eval se-summary --results exp/eval/*/*/results.json --out exp/eval
 
 Writes ``results.json`` (summary and per-utterance rows) and ``results.md``.
 """
@@ -36,6 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--results", nargs="+", required=True, help="results.json files of eval tts / eval asr runs")
     p.add_argument("--out", required=True, help="output dir for results.json and results.md")
     p.add_argument("--title", default="Objective evaluation")
+
+    p = sub.add_parser("se-summary", help="one table per test set over SE systems from eval se results.json files")
+    p.add_argument("--results", nargs="+", required=True,
+                   help="results.json files of eval se runs (<eval dir>/<test set>/<system>/results.json)")
+    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
+    p.add_argument("--title", default="Speech enhancement: objective evaluation")
 
     p = sub.add_parser("tts", help="MCD, log-F0 RMSE, V/UV error (and WER/CER) of synthesized audio")
     p.add_argument("--data-dir", required=True, help="reference Kaldi data dir (ground-truth audio and text)")
@@ -70,6 +77,13 @@ def main(args: argparse.Namespace) -> int:
         return _main_tts(args)
     if args.what == "se":
         return _main_se(args)
+    if args.what == "se-summary":
+        from speechkd.eval.se_summary import summarize_se
+
+        path = summarize_se(args.results, args.out, args.title)
+        print(open(path, encoding="utf-8").read())
+        print(f"-> {path}")
+        return 0
     if args.what == "summary":
         from speechkd.eval.summary import summarize_systems
 

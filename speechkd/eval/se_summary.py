@@ -1,0 +1,105 @@
+"""One table per test set over SE systems: the ``results.json`` of ``eval se`` runs side by side.
+
+Results live at ``<eval dir>/<test set>/<system>/results.json`` (the layout of
+recipes/se.sh stage 6); other paths are named by their directory. Besides the
+means over all utterances, the SI-SDR improvement is broken down by input SNR
+when utterance ids end in ``_snrNN`` (``speechkd se-data`` test sets).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import defaultdict
+
+import numpy as np
+
+from speechkd.errors import SpeechkdError
+from speechkd.utils.io import atomic_write_json, atomic_write_text
+
+SNR_RE = re.compile(r"_snr(m?)(\d+)(?:p(\d+))?$")
+# (summary key, column title, format)
+COLUMNS = [("pesq", "PESQ-wb", "{:.2f}"), ("stoi", "STOI", "{:.3f}"), ("estoi", "ESTOI", "{:.3f}"),
+           ("si_sdr", "SI-SDR dB", "{:.2f}")]
+
+
+def utt_snr(utt: str) -> float | None:
+    m = SNR_RE.search(utt)
+    if not m:
+        return None
+    v = float(m.group(2) + (f".{m.group(3)}" if m.group(3) else ""))
+    return -v if m.group(1) else v
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise SpeechkdError("results file does not exist", path=path) from None
+    except json.JSONDecodeError as e:
+        raise SpeechkdError(f"malformed JSON at line {e.lineno}: {e.msg}", path=path,
+                            hint="rerun the evaluation that wrote it") from None
+
+
+def system_row(path: str) -> dict:
+    """Test set, system, means (and CIs) and per-SNR SI-SDRi of one ``eval se`` results.json."""
+    res = _read(path)
+    summ = res.get("summary") or {}
+    if "si_sdr" not in summ:
+        raise SpeechkdError("not a `speechkd eval se` results file (no si_sdr)", path=path)
+    d = os.path.dirname(os.path.abspath(path))
+    row: dict = {"system": os.path.basename(d), "test_set": os.path.basename(os.path.dirname(d)), "results": path,
+                 "num_utts": summ["si_sdr"].get("n")}
+    for key in [c[0] for c in COLUMNS] + ["si_sdr_delta", "pesq_delta", "stoi_delta"]:
+        if key in summ:
+            row[key] = {"mean": summ[key]["mean"], "ci95": summ[key].get("ci95")}
+    by_snr: dict[float, list[float]] = defaultdict(list)
+    for r in res.get("utts", []):
+        snr = utt_snr(str(r.get("utt", "")))
+        v = r.get("si_sdr_delta")
+        if snr is not None and v is not None and np.isfinite(v):
+            by_snr[snr].append(float(v))
+    row["si_sdri_by_snr"] = {f"{k:g}": float(np.mean(v)) for k, v in sorted(by_snr.items())}
+    return row
+
+
+def _cell(m: dict | None, fmt: str, ci: bool = False) -> str:
+    if not m or m.get("mean") is None:
+        return "–"
+    text = fmt.format(m["mean"])
+    lo, hi = (m.get("ci95") or [None, None])
+    if ci and lo is not None and hi is not None:
+        text += f" [{fmt.format(lo)}, {fmt.format(hi)}]"
+    return text
+
+
+def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancement") -> str:
+    """Write ``out_dir/results.{json,md}``: one table per test set, systems in the given order."""
+    if not paths:
+        raise SpeechkdError("no results files given", field="--results")
+    rows = [system_row(p) for p in paths]
+    tests = list(dict.fromkeys(r["test_set"] for r in rows))
+    lines = [f"# {title}", ""]
+    for t in tests:
+        trows = [r for r in rows if r["test_set"] == t]
+        snrs = list(dict.fromkeys(k for r in trows for k in r["si_sdri_by_snr"]))
+        head = ["system", "utts"] + [c[1] for c in COLUMNS] + ["SI-SDRi dB [95% CI]"] + \
+            [f"SI-SDRi @{s} dB" for s in snrs]
+        lines += [f"## {t}", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+        for r in trows:
+            cells = [r["system"], str(r["num_utts"] or "–")] + [_cell(r.get(k), f) for k, _, f in COLUMNS]
+            cells.append(_cell(r.get("si_sdr_delta"), "{:+.2f}", ci=True))
+            cells += [f"{r['si_sdri_by_snr'][s]:+.2f}" if s in r["si_sdri_by_snr"] else "–" for s in snrs]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["Means over utterances; SI-SDRi = SI-SDR(enhanced) − SI-SDR(noisy input) per utterance "
+              "(Le Roux et al. 2019), with a Student-t 95% CI; PESQ wide band (P.862.2); STOI/ESTOI "
+              "(pystoi). `hpf80` is the trivial 80 Hz high-pass baseline; `*_st` is teacher/student "
+              "inference S(T(y)).", ""]
+    os.makedirs(out_dir, exist_ok=True)
+    atomic_write_json(os.path.join(out_dir, "results.json"), {"title": title, "systems": rows})
+    path = os.path.join(out_dir, "results.md")
+    atomic_write_text(path, "\n".join(lines))
+    return path
