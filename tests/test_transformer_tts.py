@@ -91,8 +91,11 @@ def test_guided_attention_loss_prefers_the_diagonal():
         diag[0, :, j, j * s // t] = 1.0
         anti[0, :, j, s - 1 - j * s // t] = 1.0
     lens, steps = torch.tensor([s]), torch.tensor([t])
-    assert float(m.guided_attention_loss([diag], lens, steps)) < 0.02
-    assert float(m.guided_attention_loss([anti], lens, steps)) > 0.05
+    assert float(m.guided_attention_loss([diag], lens, steps)) < 0.05
+    assert float(m.guided_attention_loss([anti], lens, steps)) > 0.5
+    uniform = torch.full((1, 2, t, s), 1.0 / s)
+    w = guided_attention_weights(lens, steps, 0.2)
+    assert float(m.guided_attention_loss([uniform], lens, steps)) == pytest.approx(float(w.sum()) / (s * t), rel=1e-5)
 
 
 def test_guided_attention_fades():

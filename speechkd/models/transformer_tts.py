@@ -16,9 +16,10 @@ is trimmed and the output length is exact (the stop token picks the frame inside
 
 Loss: L1 + L2 of the mel before and after the post-net, stop-token BCE with ``pos_weight``
 (one positive frame per utterance), and the guided attention loss of Tachibana et al. 2018
-(eq. 8): ``W[n, t] = 1 - exp(-(n/N - t/T)^2 / (2 g^2))``, ``L_att = mean(A * W)`` over the
-chosen layers and heads, weighted by a factor that can halve every ``fade_half_life`` steps
-after ``fade_start`` once the attention is diagonal.
+(eq. 8): ``W[n, t] = 1 - exp(-(n/N - t/T)^2 / (2 g^2))``, ``L_att = sum_n A[t, n] W[n, t]``
+(the attention mass off the diagonal band) averaged over decoder steps and the chosen layers and
+heads -- N times the paper's cell mean, so that weight 1 means the same for any text length --
+weighted by a factor that can halve every ``fade_half_life`` steps after ``fade_start``.
 
 Inference: greedy autoregressive decoding with a key/value cache (each step attends to the
 cached keys/values of earlier steps and to the encoder memory projected once), batched, with
@@ -212,15 +213,16 @@ class TransformerTTS(nn.Module):
 
     def guided_attention_loss(self, attns: list[torch.Tensor], token_lens: torch.Tensor,
                               reduced_lens: torch.Tensor) -> torch.Tensor:
-        """Mean of A * W over valid cells of the chosen layers and heads (Tachibana et al., eq. 8)."""
+        """Attention mass off the diagonal band, sum_n A[t, n] W[t, n] (Tachibana et al. 2018, eq. 8),
+        averaged over valid decoder steps, chosen heads and layers. The paper's mean over all N x T
+        cells is this divided by N; per step, the loss lies in [0, 1] whatever the text length."""
         c = self.cfg
         layers = c.guided_attn_layers or list(range(len(attns)))
         heads = c.guided_attn_heads or list(range(c.n_heads))
         t_max, s_max = attns[0].shape[-2:]
         w = guided_attention_weights(token_lens, reduced_lens, c.guided_attn_sigma, s_max, t_max)[:, None]
-        valid = (length_mask(reduced_lens, t_max)[:, :, None] & length_mask(token_lens, s_max)[:, None, :]).sum()
         loss = sum((attns[i][:, heads] * w).sum() for i in layers)
-        return loss / (valid * len(heads) * len(layers))
+        return loss / (reduced_lens.sum() * len(heads) * len(layers))
 
     # ---- alignment views -------------------------------------------------------------------
     @staticmethod
