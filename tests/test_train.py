@@ -98,3 +98,33 @@ def test_config_errors_and_print_config(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "max_minutes: 3.0" in out and "# frames per decoder step r" in out
     assert main(["train", "--config", str(TINY)]) == 2  # no --exp
+
+
+def test_sigterm_saves_a_checkpoint_and_fails(tmp_path, monkeypatch):
+    """A SIGTERM'd training (cluster preemption, `kill`) leaves last.ckpt at the step it reached
+    and raises (Lightning would exit with status 0, and a recipe would mark the stage done)."""
+    import os
+    import signal
+
+    from lightning.pytorch.callbacks import Callback
+
+    import speechkd.train.trainer as trainer_mod
+
+    class KillAt(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    paths = make_fake_dump(tmp_path, n_train=6, n_dev=2)
+    exp = tmp_path / "exp"
+    cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 50, "trainer.ckpt_every_steps": 100,
+                                                           "trainer.val_every_steps": 100}))
+    orig = trainer_mod.L.Trainer
+
+    def with_kill(*a, **kw):
+        return orig(*a, **{**kw, "callbacks": [*kw["callbacks"], KillAt()]})
+
+    monkeypatch.setattr(trainer_mod.L, "Trainer", with_kill)
+    with pytest.raises(SpeechkdError, match="SIGTERM at step"):
+        run_training(cfg, str(exp), progress_bar=False)
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=False)["global_step"] in (3, 4)

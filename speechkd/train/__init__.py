@@ -1,1 +1,15 @@
+"""Training infrastructure shared by every acoustic model (Lightning).
 
+- :mod:`speechkd.train.config`  TrainConfig: model name + its typed Config, data, optim, trainer
+- :mod:`speechkd.train.data`    (tokens, feats) pairs joined by utterance id, frame-bucketed batches
+- :mod:`speechkd.train.module`  TTSTask: losses, Noam schedule, validation metrics and plots
+- :mod:`speechkd.train.exp`     exp dirs: metrics.csv, train.log, atomic checkpoints, ``load_model``
+- :mod:`speechkd.train.trainer` ``run_training``: fresh start or resume from checkpoints/last.ckpt
+- :mod:`speechkd.train.cli`     ``speechkd train``
+
+A new model: one file in speechkd/models/ with a ``Config`` dataclass and the methods listed
+in :mod:`speechkd.train.module`, registered in :data:`speechkd.models.MODELS`.
+``TTSDataModule(keys=...)`` adds further arrays of the feature dump (lf0, vuv, energy) to the
+batch, padded by :func:`speechkd.train.data.collate`; students that need the teacher dump
+(durations, free-running mels) will read ``dump/teacher/<split>/<kd_mode>/index.scp`` too.
+"""

@@ -3,6 +3,10 @@
 Order of work (icefall style, top to bottom): resolve the data, check a previous run in the
 same exp dir is compatible, write ``config.yaml``, build the model and the Lightning trainer,
 fit (``ckpt_path="last"`` when a checkpoint exists), plot the curves.
+
+Resume restores weights, optimiser, schedule, step counter, the elapsed training time (the
+``max_minutes`` budget is over all runs) and the metrics rows; the interrupted epoch starts
+over with the same batch order, so the batches before the kill are seen once more.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sys
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from speechkd.config import dump_config
 from speechkd.errors import ConfigError, SpeechkdError
@@ -36,14 +41,21 @@ CURVES = ["train/loss", "val/loss", "val/focus_rate", "val/focus_rate_above_0.5"
 
 
 class FinalCheckpoint(Callback):
-    """Write last.ckpt when training ends (max_steps, max_minutes or the end of data), so a rerun
-    resumes exactly there; Lightning's ModelCheckpoint only refreshes it every N steps."""
+    """Write last.ckpt when training ends (max_steps, max_minutes or the end of data) or is
+    stopped by SIGTERM (a cluster's preemption, ``kill``), so a rerun resumes exactly there;
+    Lightning's ModelCheckpoint only refreshes it every N steps. (Lightning raises its SIGTERM
+    exception between batches, so the state saved is consistent; after SIGKILL or Ctrl-C the
+    rerun resumes from the last periodic checkpoint.)"""
 
     def __init__(self, path: str):
         self.path = path
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.save_checkpoint(self.path)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            trainer.save_checkpoint(self.path)
 
 
 def _devices(spec: str) -> int | str | list[int]:
@@ -118,7 +130,14 @@ def run_training(cfg: TrainConfig, exp_dir: str, *, progress_bar: bool | None = 
             accumulate_grad_batches=t.accumulate_grad_batches, logger=CSVMetricsLogger(exp_dir),
             callbacks=callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir,
             use_distributed_sampler=False, enable_progress_bar=bar, enable_model_summary=False)
-        trainer.fit(task, datamodule=dm, ckpt_path=resume)
+        try:
+            trainer.fit(task, datamodule=dm, ckpt_path=resume)
+        except SIGTERMException:
+            # Lightning's SIGTERM exception is a SystemExit with status 0: a recipe would mark the
+            # stage done. Make it an error, so that the stage fails and its rerun resumes.
+            raise SpeechkdError(f"training stopped by SIGTERM at step {trainer.global_step}; "
+                                f"{os.path.join(ckpt_dir, LAST)} holds that state", path=exp_dir,
+                                hint="rerun the same command to resume") from None
         if trainer.is_global_zero:
             from speechkd.train.plots import plot_curves
 
