@@ -38,8 +38,8 @@ def test_json_schema_and_environment():
     for key in ("cpu", "cpu_count", "numba_threads", "torch_threads", "device", "load_avg_1m", "numpy"):
         assert key in d["env"], key
     (r,) = d["results"]
-    for key in ("name", "median_s", "min_s", "mean_s", "q1_s", "q3_s", "iqr_s", "repeats", "warmup",
-                "first_call_s", "times_s", "speedup", "note"):
+    for key in ("name", "median_s", "min_s", "mean_s", "q1_s", "q3_s", "iqr_s", "cpu_median_s", "repeats", "warmup",
+                "first_call_s", "times_s", "cpu_times_s", "speedup", "note"):
         assert key in r, key
     assert r["repeats"] == 2 and len(r["times_s"]) == 2 and r["speedup"] is None
 

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, (module, help_) in SUITES.items():
         p = sub.add_parser(name, help=help_, description=help_)
         p.add_argument("--repeats", type=int, default=20, help="timed runs per case")
-        p.add_argument("--warmup", type=int, default=2, help="untimed runs per case (the first call included)")
+        p.add_argument("--warmup", type=int, default=2,
+                       help="untimed runs per case, the first call included (which is always excluded)")
         p.add_argument("--json", default=None, help="write the results (with the environment) to this JSON file")
         p.add_argument("--markdown", default=None, help="also write the Markdown tables to this file")
         p.set_defaults(_suite_module=module)

@@ -6,10 +6,13 @@ interleaved rounds (round r times every case that still needs an r-th repeat),
 which spreads background load over all of them instead of penalising
 whichever ran during a burst. Each case reports its first call separately
 (JIT compilation, cache loading, CUDA context: excluded from the statistics),
-the median (the headline number), the minimum, the interquartile range and the
-mean; ``speedup`` is baseline median / case median (> 1: faster than the
-baseline). The environment (CPU model, cores, load average before and after,
-torch/numba threads, device, library versions) is recorded with the results.
+the median wall time (the headline number), the minimum, the interquartile
+range and the mean, and the median CPU time of the process (all its threads);
+``speedup`` is baseline median / case median (> 1: faster than the baseline).
+On a shared machine, wall time well above CPU time for a single-threaded case
+means the process waited for a core: rerun when the load average is low. The
+environment (CPU model, cores, load average before and after, torch/numba
+threads, device, library versions) is recorded with the results.
 
 A callable must finish its work before it returns: GPU cases pass ``sync`` (e.g.
 ``torch.cuda.synchronize``), called inside the timed region.
@@ -51,10 +54,12 @@ class Result:
 
     name: str
     times_s: list[float]
+    cpu_times_s: list[float]
     first_call_s: float
     warmup: int
     note: str = ""
     median_s: float = field(init=False)
+    cpu_median_s: float = field(init=False)
     min_s: float = field(init=False)
     mean_s: float = field(init=False)
     q1_s: float = field(init=False)
@@ -69,6 +74,7 @@ class Result:
         self.median_s, self.min_s, self.mean_s = float(np.median(t)), float(t.min()), float(t.mean())
         self.q1_s, self.q3_s = (float(q) for q in np.percentile(t, [25, 75]))
         self.iqr_s = self.q3_s - self.q1_s
+        self.cpu_median_s = float(np.median(self.cpu_times_s))
 
 
 def cpu_model() -> str:
@@ -145,16 +151,17 @@ class Bench:
         self.env = environment(self.device)
         first: dict[str, float] = {}
         for c in self.cases:
-            first[c.name] = _timed(c)
+            first[c.name] = _timed(c)[0]
             for _ in range(max(c.warmup - 1, 0)):  # the first call counts as one warm-up run
                 _timed(c)
             logger.debug("%s: first call %.4f s", c.name, first[c.name])
-        times: dict[str, list[float]] = {c.name: [] for c in self.cases}
+        times: dict[str, list[tuple[float, float]]] = {c.name: [] for c in self.cases}
         for r in range(max(c.repeats for c in self.cases)):
             for c in self.cases:
                 if r < c.repeats:
                     times[c.name].append(_timed(c))
-        self.results = [Result(c.name, times[c.name], first[c.name], c.warmup, c.note) for c in self.cases]
+        self.results = [Result(c.name, [w for w, _ in times[c.name]], [p for _, p in times[c.name]],
+                               first[c.name], c.warmup, c.note) for c in self.cases]
         if self.baseline is not None:
             base = self.result(self.baseline).median_s
             for res in self.results:
@@ -177,12 +184,12 @@ class Bench:
         """A Markdown table of the results with the environment above it."""
         scale = _UNITS[self.unit]
         vs = f"speed-up vs {self.baseline}" if self.baseline else None
-        head = ["case", f"median {self.unit}", f"min {self.unit}", f"IQR {self.unit}", "repeats",
-                "first call s"] + ([vs] if vs else []) + ["note"]
+        head = ["case", f"median {self.unit}", f"min {self.unit}", f"IQR {self.unit}", f"CPU {self.unit}",
+                "repeats", "first call s"] + ([vs] if vs else []) + ["note"]
         rows = []
         for r in self.results:
             row = [r.name, _num(r.median_s * scale), _num(r.min_s * scale), _num(r.iqr_s * scale),
-                   str(r.repeats), f"{r.first_call_s:.3f}"]
+                   _num(r.cpu_median_s * scale), str(r.repeats), f"{r.first_call_s:.3f}"]
             if vs:
                 row.append(f"{r.speedup:.1f}x" if r.speedup is not None else "")
             rows.append(row + [r.note])
@@ -208,10 +215,11 @@ def _num(x: float) -> str:
     return f"{x:.3g}" if x < 10 else f"{x:.1f}"
 
 
-def _timed(c: Case) -> float:
-    t0 = time.perf_counter()
+def _timed(c: Case) -> tuple[float, float]:
+    """(wall, process CPU) seconds of one call, ``sync`` included."""
+    p0, t0 = time.process_time(), time.perf_counter()
     c.fn()
     if c.sync is not None:
         c.sync()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - p0
 
