@@ -36,13 +36,8 @@ def audio_info(entry: str, utt: str | None = None) -> tuple[int, int, int]:
     name = entry if isinstance(src, str) else f"{entry} (pipe)"
     try:
         info = sf.info(io.BytesIO(src) if isinstance(src, bytes) else src)
-    except FileNotFoundError:
-        raise AudioError("audio file does not exist", path=name, utt=utt,
-                         hint="check wav.scp, or run `speechkd data fix` to drop it") from None
-    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
-        raise AudioError(f"cannot read audio ({_short(e)})", path=name, utt=utt,
-                         hint="the file is corrupt or not a sound file; re-create it or drop it "
-                              "with `speechkd data fix`") from None
+    except (FileNotFoundError, sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise _read_error(e, name, utt) from None
     return int(info.samplerate), int(info.channels), int(info.frames)
 
 
@@ -62,13 +57,8 @@ def load_audio(entry: str, *, sample_rate: int | None = None, utt: str | None = 
     try:
         wav, sr = sf.read(io.BytesIO(src) if isinstance(src, bytes) else src,
                           dtype="float32", always_2d=True)
-    except FileNotFoundError:
-        raise AudioError("audio file does not exist", path=name, utt=utt,
-                         hint="check wav.scp, or run `speechkd data fix` to drop it") from None
-    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
-        raise AudioError(f"cannot read audio ({_short(e)})", path=name, utt=utt,
-                         hint="the file is corrupt or not a sound file; re-create it or drop it "
-                              "with `speechkd data fix`") from None
+    except (FileNotFoundError, sf.LibsndfileError, RuntimeError, ValueError) as e:
+        raise _read_error(e, name, utt) from None
     if sample_rate is not None and sr != sample_rate:
         raise AudioError(f"sample rate is {sr} Hz, expected {sample_rate} Hz", path=name, utt=utt,
                          field="sample_rate",
@@ -93,6 +83,15 @@ def load_audio(entry: str, *, sample_rate: int | None = None, utt: str | None = 
     if not np.all(np.isfinite(wav)):
         raise AudioError("audio contains NaN or infinite samples", path=name, utt=utt)
     return wav, sr
+
+
+def _read_error(e: Exception, name: str, utt: str | None) -> AudioError:
+    if isinstance(e, FileNotFoundError):
+        return AudioError("audio file does not exist", path=name, utt=utt,
+                          hint="check wav.scp, or run `speechkd data fix` to drop it")
+    return AudioError(f"cannot read audio ({_short(e)})", path=name, utt=utt,
+                      hint="the file is corrupt or not a sound file; re-create it or drop it "
+                           "with `speechkd data fix`")
 
 
 def _short(e: Exception) -> str:

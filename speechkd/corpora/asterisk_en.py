@@ -30,6 +30,7 @@ from speechkd.corpora.common import (SR, Utt, prepare_out, require_binary, requi
                                      run_jobs, safe_id, seeded_shuffle, split_items,
                                      write_manifest, write_splits, write_wav)
 from speechkd.errors import SpeechkdError
+from speechkd.text.frontend import number_words
 
 logger = logging.getLogger(__name__)
 
@@ -44,22 +45,7 @@ LICENSE = ("CC-BY-SA-3.0: Asterisk core sound prompts, recorded by Allison Smith
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|<[^>]*>")
 _NON_SPEECH = re.compile(r"\b(tones?|beeps?|silence|sounds?|plays|music|screaming)\b", re.I)
 _FIXES = {"exclaimation-point": "exclamation point", "umute": "unmute"}  # typos in the transcripts
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-         "fifteen sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
-
-def number_words(n: int) -> str:
-    """Spell out 0 <= n < 10**9 ("162" -> "one hundred sixty two")."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    for size, word in ((10**6, "million"), (1000, "thousand"), (100, "hundred")):
-        if n >= size:
-            rest = n % size
-            return f"{number_words(n // size)} {word}" + ("" if rest == 0 else " " + number_words(rest))
-    raise AssertionError(n)
 
 
 def normalize_transcript(text: str) -> str | None:

@@ -1,8 +1,2 @@
-# Environment of the recipe: the project's virtual environment and the shared utils.
-SPEECHKD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
-if [ -f "$SPEECHKD_ROOT/tools/venv/bin/activate" ]; then
-  . "$SPEECHKD_ROOT/tools/venv/bin/activate"
-fi
-command -v speechkd >/dev/null || { echo "speechkd is not installed: run 'make install' in $SPEECHKD_ROOT" >&2; return 1; }
-export PATH=$SPEECHKD_ROOT/recipes/utils:$PATH
-export PYTHONUNBUFFERED=1
+# The recipe's environment: the shared one (virtual environment, recipes/utils on PATH).
+. "$(dirname "${BASH_SOURCE[0]}")/../../../recipes/path.sh"
