@@ -101,3 +101,14 @@ def test_listen_manifest_from_data_dir(tmp_path, tiny_datadir):
     assert len(m.utts) == 4  # the two utterances without synthesized audio are left out
     with pytest.raises(SpeechkdError, match="reference system"):
         build_manifest(str(tiny_datadir), {"gl": str(synth)}, tmp_path / "m2.json", reference_system="gt")
+
+
+def test_bench_vocoder_json(tmp_path):
+    out = tmp_path / "b.json"
+    assert main(["bench", "vocoder", "--seconds", "1", "--n-iter", "2", "--repeats", "1", "--warmup", "0",
+                 "--threads", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["benches"][0]
+    names = [r["name"] for r in res["results"]]
+    assert names == ["torch fast GL (momentum 0.99)", "torch GL (no momentum)", "librosa griffinlim"]
+    assert all(r["median_s"] > 0 for r in res["results"]) and res["baseline"] == "librosa griffinlim"
+    assert "real-time factors" in res["extra"]

@@ -1,7 +1,8 @@
 """``speechkd bench <suite>``: speed benchmarks side by side in one process.
 
 Suites (explicit registry, imported only when run):
-  align   monotonic alignment search: numba vs numpy vs pure Python (and CUDA when a GPU is usable)
+  align    monotonic alignment search: numba vs numpy vs pure Python (and CUDA when a GPU is usable)
+  vocoder  vocoders on the same ~10 s log-mel: torch fast Griffin-Lim vs librosa (CUDA when present)
 
 Every suite prints Markdown tables (statistics from speechkd.bench.harness)
 and, with ``--json``, writes them with the environment to a JSON file.
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 # suite -> (module with add_arguments(p) and run(args) -> list[Bench], help)
 SUITES: dict[str, tuple[str, str]] = {
     "align": ("speechkd.bench.align", "monotonic alignment search backends (numba, numpy, python, cuda)"),
+    "vocoder": ("speechkd.bench.vocoder", "vocoders on the same ~10 s log-mel (torch fast Griffin-Lim vs librosa)"),
 }
 
 

@@ -99,8 +99,14 @@ def environment(device: str = "cpu") -> dict[str, Any]:
     try:
         import numba
 
+        from numba.np.ufunc import parallel
+
         env["numba"] = numba.__version__
-        env["numba_threads"] = numba.get_num_threads()
+        # Asking numba for its thread count launches its threading layer, whose OpenMP
+        # threads then compete with torch's: torch Griffin-Lim ran 3-4x slower after it.
+        # Report the configured count unless a suite has launched the layer already.
+        env["numba_threads"] = (numba.get_num_threads() if parallel._is_initialized
+                                else numba.config.NUMBA_NUM_THREADS)
         env["numba_threading_layer"] = numba.config.THREADING_LAYER
     except ImportError:
         env["numba"] = None

@@ -83,7 +83,7 @@ class GriffinLim:
         prev = torch.zeros_like(angles)
         for _ in range(self.cfg.n_iter):
             rebuilt = self._stft(self._istft(mag * angles, n_samples))
-            angles = rebuilt - alpha * prev if self.cfg.momentum > 0 else rebuilt
-            angles = angles / angles.abs().clamp_min(1e-16)
+            # t_n = c_n - α' c_{n-1}, then keep its phase only (sgn(z) = z/|z|, 0 at z = 0)
+            angles = torch.sgn(rebuilt.sub(prev, alpha=alpha) if self.cfg.momentum > 0 else rebuilt)
             prev = rebuilt
         return self._istft(mag * angles, n_samples)
