@@ -64,12 +64,12 @@ def test_bench_align_cli(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "| numba |" in text and "| python |" in text and "speed-up vs numpy" in text
-    assert "identical paths: yes (numba, numpy, python)" in text
+    assert "identical paths: yes (numba, numba parallel, numpy, python)" in text
     d = json.loads(out.read_text())
     assert d["schema"] == SCHEMA and d["suite"] == "align"
     (bench,) = d["benches"]
     names = [r["name"] for r in bench["results"]]
-    assert names == ["numba", "numba serial", "numba serial, out=", "numpy", "python"]
+    assert names == ["numba", "numba, out=", "numba parallel", "numpy", "python"]
     assert (tmp_path / "align.md").read_text() == text
 
 
