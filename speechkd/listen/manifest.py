@@ -131,29 +131,35 @@ def build_manifest(data_dir: str, systems: dict[str, str], out: str | os.PathLik
                    num_utts: int = 0, reference_system: str | None = None) -> Path:
     """Write a manifest for the first ``num_utts`` (0: all) utterances of a Kaldi data dir.
 
-    ``systems`` maps a system name to a directory of ``<utt>.wav``, or to the
-    data dir itself (its own audio: the ground truth). Utterances missing from
+    ``systems`` maps a system name to a directory of ``<utt>.wav``, or to a Kaldi
+    data dir (one with a ``wav.scp``: e.g. ``data_dir`` itself, the ground truth, or
+    the clean references of a speech-enhancement test set). Utterances missing from
     any system are left out with a warning, so the page compares like with like.
     """
     from speechkd.data.kaldi import read_datadir
     from speechkd.utils.io import atomic_write_json
 
     dd = read_datadir(data_dir)
+    sources = {name: read_datadir(src) if os.path.isfile(os.path.join(src, "wav.scp")) else src
+               for name, src in systems.items()}
     utts = dd.utts[:num_utts] if num_utts > 0 else dd.utts
     rows = []
     for utt in utts:
         audio: dict[str, str] = {}
-        for name, src in systems.items():
-            if os.path.abspath(src) == os.path.abspath(data_dir):
-                entry, seg = dd.audio(utt)
-                if seg is not None or entry.endswith("|"):
-                    raise SpeechkdError("ground-truth audio must be a plain wav file for a listening page",
-                                        path=data_dir, utt=utt, field="wav.scp",
-                                        hint="extract segments/pipes to wav files first")
-                audio[name] = os.path.abspath(entry)
-            else:
+        for name, src in sources.items():
+            if isinstance(src, str):
                 audio[name] = os.path.abspath(os.path.join(src, f"{utt}.wav"))
-        missing = [n for n, p in audio.items() if not os.path.isfile(p)]
+                continue
+            if utt not in src.utt2spk:
+                audio[name] = ""
+                continue
+            entry, seg = src.audio(utt)
+            if seg is not None or entry.endswith("|"):
+                raise SpeechkdError("audio must be a plain wav file for a listening page",
+                                    path=src.path, utt=utt, field="wav.scp",
+                                    hint="extract segments/pipes to wav files first")
+            audio[name] = os.path.abspath(entry)
+        missing = [n for n, p in audio.items() if not p or not os.path.isfile(p)]
         if missing:
             logger.warning("%s: no audio from %s; left out of the page", utt, ", ".join(missing))
             continue
