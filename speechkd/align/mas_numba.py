@@ -9,10 +9,10 @@ same loop ported to numba as is, thanks to these layout choices:
   [T, S]; the backtrack reads decisions, not scores, and the input is never
   copied or modified;
 - frames are processed in tiles of ``TILE`` frames: the tile of log_p is first
-  transposed into a [TILE, S] buffer so that the inner loop over tokens reads
-  contiguous memory and compiles to AVX2/AVX-512 code (loop bounds written as
-  ``range(n)`` from an offset: numba's ``range(lo, hi)`` defeats LLVM's
-  vectoriser here);
+  transposed into a [TILE, S] buffer (eight token rows at a time) so that the
+  inner loop over tokens reads contiguous memory and compiles to AVX2/AVX-512
+  code (loop bounds written as ``range(n)`` from an offset: numba's
+  ``range(lo, hi)`` defeats LLVM's vectoriser here);
 - work buffers are allocated per calling thread, grown when needed and reused; the output
   is zeroed inside the kernel, item by item, while the cache is warm;
 - with ``parallel=True`` items are spread over numba's threads round-robin
@@ -34,6 +34,29 @@ TILE = 16  # frames transposed at a time: 16 float32 = one 64-byte cache line of
 _NEG = np.float32(-np.inf)
 
 
+@njit(nogil=True, cache=True, boundscheck=False, inline="always")
+def _transpose_tile(v, tile, lo, n, t0, kk):
+    """tile[k, s] = v[s, t0 + k] for tokens lo .. lo+n-1 and k < kk. Eight token rows at a
+    time, written out: LLVM then emits 8-wide stores (~1.6x faster than a gather loop)."""
+    i = lo
+    while i + 8 <= lo + n:
+        for k in range(kk):
+            t = t0 + k
+            tile[k, i] = v[i, t]
+            tile[k, i + 1] = v[i + 1, t]
+            tile[k, i + 2] = v[i + 2, t]
+            tile[k, i + 3] = v[i + 3, t]
+            tile[k, i + 4] = v[i + 4, t]
+            tile[k, i + 5] = v[i + 5, t]
+            tile[k, i + 6] = v[i + 6, t]
+            tile[k, i + 7] = v[i + 7, t]
+        i += 8
+    while i < lo + n:
+        for k in range(kk):
+            tile[k, i] = v[i, t0 + k]
+        i += 1
+
+
 @njit(nogil=True, cache=True, boundscheck=False, fastmath=False)
 def _mas_one(path, v, S, T, q, came_from_prev, tile):
     """One item: path [S_max, T_max] int32 (zeroed here), v [S_max, T_max] float32,
@@ -48,10 +71,7 @@ def _mas_one(path, v, S, T, q, came_from_prev, tile):
         kk = min(TILE, T - t0)
         lo0 = max(0, S - T + t0)
         n0 = min(S, t0 + kk) - lo0
-        for k in range(kk):  # transpose the band of frames t0 .. t0+kk-1
-            row = tile[k]
-            for i in range(n0):
-                row[lo0 + i] = v[lo0 + i, t0 + k]
+        _transpose_tile(v, tile, lo0, n0, t0, kk)
         for k in range(kk):
             t = t0 + k
             old = q[(t - 1) & 1]
