@@ -12,6 +12,8 @@
 #   5  enhancement of the test sets by every system (80 Hz high-pass baseline, teacher, control,
 #      students, teacher/student S(T(y)), upper bound) -> exp/<system>/enhanced/<test set>/
 #   6  evaluation (speechkd eval se) of every system and the noisy input -> exp/eval/results.md
+#   7  listening-test site of the first test set (clean reference, noisy input, every system)
+#      -> exp/listen/index.html
 set -euo pipefail
 
 recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -30,6 +32,7 @@ control=true                # train the teacher on for the students' extra minut
 average=3                   # enhance with the average of the last N checkpoints of each model
 test_sets="test_in_domain test_mismatched"
 num_eval_utts=0             # 0: every test utterance
+num_listen_utts=10          # utterances of the first test set on the listening page
 expdir=exp
 
 . "$recipes/utils/parse_options.sh"
@@ -133,6 +136,16 @@ stage_eval() {
     --title "$(basename "$(dirname "$PWD")") speech enhancement: objective evaluation"
 }
 
+stage_listen() {
+  local t=${test_sets%% *} name opts=()
+  opts=(--system "clean=data/se/$t/ref" --system "noisy=data/se/$t")
+  while read -r name _; do opts+=(--system "$name=$expdir/$name/enhanced/$t"); done < <(systems)
+  speechkd listen manifest --data-dir "data/se/$t" "${opts[@]}" --reference clean \
+    --num-utts "$num_listen_utts" --out "$expdir/listen/manifest.json"
+  speechkd listen page --manifest "$expdir/listen/manifest.json" --out "$expdir/listen" \
+    --title "$(basename "$(dirname "$PWD")") speech enhancement ($t): listening test"
+}
+
 run_stage 0 data stage_data
 run_stage 1 mix stage_mix
 run_stage 2 teacher stage_teacher
@@ -140,5 +153,6 @@ run_stage 3 estimates stage_estimates
 run_stage 4 students stage_students
 run_stage 5 enhance stage_enhance
 run_stage 6 eval stage_eval
+run_stage 7 listen stage_listen
 
-log "Done. Results table: $expdir/eval/results.md"
+log "Done. Results table: $expdir/eval/results.md; listening page: $expdir/listen/index.html"
