@@ -132,7 +132,7 @@ stage_eval() {
       results+=("$expdir/eval/$t/$name/results.json")
     done < <(systems)
   done
-  speechkd eval se-summary --results "${results[@]}" --out "$expdir/eval" \
+  speechkd eval se-summary --results "${results[@]}" --out "$expdir/eval" --paired-against teacher_nytt \
     --title "$(basename "$(dirname "$PWD")") speech enhancement: objective evaluation"
 }
 

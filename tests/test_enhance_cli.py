@@ -187,9 +187,11 @@ def test_se_summary(trained, tmp_path):
         assert cli(["eval", "se", "--ref-dir", str(se / "test_in_domain" / "ref"), "--enh-dir", str(enh),
                     "--noisy-dir", str(se / "test_in_domain"), "--out", str(ev / "test_in_domain" / name)]) == 0
     assert cli(["eval", "se-summary", "--results", *map(str, sorted(ev.glob("*/*/results.json"))),
-                "--out", str(ev)]) == 0
+                "--out", str(ev), "--paired-against", "noisy"]) == 0
     md = (ev / "results.md").read_text()
-    assert "## test_in_domain" in md and "| hpf80 |" in md and "SI-SDRi @5 dB" in md
+    assert "## test_in_domain" in md and "| hpf80 |" in md and "SI-SDRi @5 dB" in md and "ΔSI-SDR vs noisy" in md
     rows = json.loads((ev / "results.json").read_text())["systems"]
     noisy = next(r for r in rows if r["system"] == "noisy")
     assert abs(noisy["si_sdr_delta"]["mean"]) < 1e-9 and set(noisy["si_sdri_by_snr"]) == {"0", "5", "10"}
+    hpf = next(r for r in rows if r["system"] == "hpf80")  # paired difference to noisy == its SI-SDRi
+    assert abs(hpf["paired"]["si_sdr"]["mean"] - hpf["si_sdr_delta"]["mean"]) < 1e-6

@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="results.json files of eval se runs (<eval dir>/<test set>/<system>/results.json)")
     p.add_argument("--out", required=True, help="output dir for results.json and results.md")
     p.add_argument("--title", default="Speech enhancement: objective evaluation")
+    p.add_argument("--paired-against", default=None,
+                   help="system (e.g. teacher_nytt) to compare every system with, utterance by utterance")
 
     p = sub.add_parser("tts", help="MCD, log-F0 RMSE, V/UV error (and WER/CER) of synthesized audio")
     p.add_argument("--data-dir", required=True, help="reference Kaldi data dir (ground-truth audio and text)")
@@ -80,7 +82,7 @@ def main(args: argparse.Namespace) -> int:
     if args.what == "se-summary":
         from speechkd.eval.se_summary import summarize_se
 
-        path = summarize_se(args.results, args.out, args.title)
+        path = summarize_se(args.results, args.out, args.title, args.paired_against)
         print(open(path, encoding="utf-8").read())
         print(f"-> {path}")
         return 0

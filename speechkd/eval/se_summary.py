@@ -62,7 +62,21 @@ def system_row(path: str) -> dict:
         if snr is not None and v is not None and np.isfinite(v):
             by_snr[snr].append(float(v))
     row["si_sdri_by_snr"] = {f"{k:g}": float(np.mean(v)) for k, v in sorted(by_snr.items())}
+    row["_per_utt"] = {str(r["utt"]): (r.get("si_sdr"), r.get("pesq")) for r in res.get("utts", []) if "utt" in r}
     return row
+
+
+def paired(row: dict, base: dict) -> dict:
+    """Per-utterance differences row − base (SI-SDR dB, PESQ) over shared utterances, mean with t CI."""
+    from speechkd.eval.stats import mean_ci
+
+    shared = [u for u in row["_per_utt"] if u in base["_per_utt"]]
+    out = {}
+    for i, key in enumerate(("si_sdr", "pesq")):
+        diffs = [row["_per_utt"][u][i] - base["_per_utt"][u][i] for u in shared
+                 if row["_per_utt"][u][i] is not None and base["_per_utt"][u][i] is not None]
+        out[key] = mean_ci(diffs).as_dict()
+    return out
 
 
 def _cell(m: dict | None, fmt: str, ci: bool = False) -> str:
@@ -75,11 +89,20 @@ def _cell(m: dict | None, fmt: str, ci: bool = False) -> str:
     return text
 
 
-def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancement") -> str:
-    """Write ``out_dir/results.{json,md}``: one table per test set, systems in the given order."""
+def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancement",
+                 paired_against: str | None = None) -> str:
+    """Write ``out_dir/results.{json,md}``: one table per test set, systems in the given order;
+    with ``paired_against``, per-utterance paired differences to that system as two more columns."""
     if not paths:
         raise SpeechkdError("no results files given", field="--results")
     rows = [system_row(p) for p in paths]
+    if paired_against:
+        for r in rows:
+            base = next((b for b in rows if b["system"] == paired_against and b["test_set"] == r["test_set"]), None)
+            if base is None:
+                raise SpeechkdError(f"no results of system {paired_against!r} for test set {r['test_set']!r}",
+                                    field="--paired-against")
+            r["paired"] = paired(r, base)
     tests = list(dict.fromkeys(r["test_set"] for r in rows))
     lines = [f"# {title}", ""]
     for t in tests:
@@ -87,19 +110,31 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
         snrs = list(dict.fromkeys(k for r in trows for k in r["si_sdri_by_snr"]))
         head = ["system", "utts"] + [c[1] for c in COLUMNS] + ["SI-SDRi dB [95% CI]"] + \
             [f"SI-SDRi @{s} dB" for s in snrs]
+        if paired_against:
+            head += [f"ΔSI-SDR vs {paired_against} [95% CI]", f"ΔPESQ vs {paired_against}"]
         lines += [f"## {t}", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
         for r in trows:
             cells = [r["system"], str(r["num_utts"] or "–")] + [_cell(r.get(k), f) for k, _, f in COLUMNS]
             cells.append(_cell(r.get("si_sdr_delta"), "{:+.2f}", ci=True))
             cells += [f"{r['si_sdri_by_snr'][s]:+.2f}" if s in r["si_sdri_by_snr"] else "–" for s in snrs]
+            if paired_against:
+                cells += [_cell({"mean": r["paired"]["si_sdr"]["mean"], "ci95": r["paired"]["si_sdr"]["ci95"]},
+                                "{:+.2f}", ci=r["system"] != paired_against),
+                          _cell(r["paired"]["pesq"], "{:+.2f}")]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["Means over utterances; SI-SDRi = SI-SDR(enhanced) − SI-SDR(noisy input) per utterance "
               "(Le Roux et al. 2019), with a Student-t 95% CI; PESQ wide band (P.862.2); STOI/ESTOI "
               "(pystoi). `hpf80` is the trivial 80 Hz high-pass baseline; `*_st` is teacher/student "
-              "inference S(T(y)).", ""]
+              "inference S(T(y))."
+              + (f" Δ vs {paired_against}: mean of per-utterance differences (paired), Student-t 95% CI."
+                 if paired_against else ""), ""]
     os.makedirs(out_dir, exist_ok=True)
-    atomic_write_json(os.path.join(out_dir, "results.json"), {"title": title, "systems": rows})
+    from speechkd.eval.stats import json_safe
+
+    atomic_write_json(os.path.join(out_dir, "results.json"),
+                      json_safe({"title": title, "paired_against": paired_against,
+                                 "systems": [{k: v for k, v in r.items() if k != "_per_utt"} for r in rows]}))
     path = os.path.join(out_dir, "results.md")
     atomic_write_text(path, "\n".join(lines))
     return path
