@@ -59,7 +59,7 @@ def test_sync_is_timed_and_errors():
 def test_bench_align_cli(tmp_path, capsys):
     out = tmp_path / "align.json"
     rc = main(["bench", "align", "--batch", "3", "--text", "4", "--frames", "12", "--repeats", "2",
-               "--warmup", "1", "--backends", "numba,numpy,python", "--json", str(out),
+               "--warmup", "1", "--backends", "numba,numpy,python", "--blocked", "--json", str(out),
                "--markdown", str(tmp_path / "align.md")])
     assert rc == 0
     text = capsys.readouterr().out
@@ -68,6 +68,7 @@ def test_bench_align_cli(tmp_path, capsys):
     d = json.loads(out.read_text())
     assert d["schema"] == SCHEMA and d["suite"] == "align"
     (bench,) = d["benches"]
+    assert bench["order"] == "blocked"
     names = [r["name"] for r in bench["results"]]
     assert names == ["numba", "numba, out=", "numba parallel", "numpy", "python"]
     assert (tmp_path / "align.md").read_text() == text
@@ -90,3 +91,11 @@ def test_bench_align_cuda_under_simulator(tmp_path):
     (bench,) = json.loads(out.read_text())["benches"]
     assert [x["name"] for x in bench["results"]] == ["numba (CPU)", "cuda thread", "cuda block"]
     assert bench["extra"]["identical paths"].startswith("yes")
+
+
+def test_blocked_order():
+    calls = []
+    bench = Bench("blocked", repeats=2, warmup=1, interleave=False)
+    bench.add("a", lambda: calls.append("a")).add("b", lambda: calls.append("b")).run()
+    assert calls == ["a", "b", "a", "a", "b", "b"]          # first calls, then each case back to back
+    assert bench.to_dict()["order"] == "blocked" and "each case back to back" in bench.markdown()

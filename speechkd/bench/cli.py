@@ -15,7 +15,7 @@ import importlib
 import logging
 import sys
 
-from speechkd.bench.harness import SCHEMA
+from speechkd.bench.harness import SCHEMA, Bench
 from speechkd.errors import SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="untimed runs per case, the first call included (which is always excluded)")
         p.add_argument("--json", default=None, help="write the results (with the environment) to this JSON file")
         p.add_argument("--markdown", default=None, help="also write the Markdown tables to this file")
+        p.add_argument("--blocked", action="store_true",
+                       help="run each case's repeats back to back (steady state, like timeit) instead of "
+                            "interleaved rounds (robust to load bursts, but each case inherits the others' "
+                            "cache and allocator state)")
         p.set_defaults(_suite_module=module)
         importlib.import_module(module).add_arguments(p)
 
@@ -45,7 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.warmup < 0:
         raise SpeechkdError(f"--repeats must be >= 1 and --warmup >= 0 (got {args.repeats}, {args.warmup})")
-    benches = importlib.import_module(args._suite_module).run(args)
+    Bench.default_interleave = not args.blocked
+    try:
+        benches = importlib.import_module(args._suite_module).run(args)
+    finally:
+        Bench.default_interleave = True
     text = "\n".join(b.markdown() for b in benches)
     print(text, end="")
     if args.markdown:

@@ -4,7 +4,11 @@
 that their ratios are comparable even on a shared machine: cases are run in
 interleaved rounds (round r times every case that still needs an r-th repeat),
 which spreads background load over all of them instead of penalising
-whichever ran during a burst. Each case reports its first call separately
+whichever ran during a burst. The price: each case runs right after the
+others, whose memory traffic and allocations it inherits (a kernel that takes
+1.0 ms alone measured 1.5 ms between numpy calls). ``interleave=False`` (the
+CLI's ``--blocked``) runs each case's repeats back to back instead, in its
+steady state, like ``timeit``. Each case reports its first call separately
 (JIT compilation, cache loading, CUDA context: excluded from the statistics),
 the median wall time (the headline number), the minimum, the interquartile
 range and the mean, and the median CPU time of the process (all its threads);
@@ -125,12 +129,15 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 class Bench:
     """Named callables timed side by side; see the module docstring."""
 
+    default_interleave = True  # what interleave=None means; the CLI's --blocked sets it to False
+
     def __init__(self, title: str, *, repeats: int = 10, warmup: int = 1, baseline: str | None = None,
-                 device: str = "cpu", unit: str = "ms"):
+                 device: str = "cpu", unit: str = "ms", interleave: bool | None = None):
         if unit not in _UNITS:
             raise SpeechkdError(f"unknown time unit '{unit}'", field="unit", hint=f"one of {', '.join(_UNITS)}")
         self.title, self.repeats, self.warmup, self.baseline = title, repeats, warmup, baseline
         self.device, self.unit = device, unit
+        self.interleave = Bench.default_interleave if interleave is None else interleave
         self.cases: list[Case] = []
         self.results: list[Result] = []
         self.env: dict[str, Any] = {}
@@ -148,7 +155,8 @@ class Bench:
         return self
 
     def run(self) -> "Bench":
-        """Time every case: first call and warm-up per case, then interleaved timed rounds."""
+        """Time every case: first call and warm-up per case, then interleaved timed rounds
+        (or, with ``interleave=False``, each case's repeats back to back)."""
         if not self.cases:
             raise SpeechkdError("nothing to benchmark: no cases added")
         if self.baseline is not None and self.baseline not in {c.name for c in self.cases}:
@@ -162,10 +170,14 @@ class Bench:
                 _timed(c)
             logger.debug("%s: first call %.4f s", c.name, first[c.name])
         times: dict[str, list[tuple[float, float]]] = {c.name: [] for c in self.cases}
-        for r in range(max(c.repeats for c in self.cases)):
+        if self.interleave:
+            for r in range(max(c.repeats for c in self.cases)):
+                for c in self.cases:
+                    if r < c.repeats:
+                        times[c.name].append(_timed(c))
+        else:
             for c in self.cases:
-                if r < c.repeats:
-                    times[c.name].append(_timed(c))
+                times[c.name] = [_timed(c) for _ in range(c.repeats)]
         self.results = [Result(c.name, [w for w, _ in times[c.name]], [p for _, p in times[c.name]],
                                first[c.name], c.warmup, c.note) for c in self.cases]
         if self.baseline is not None:
@@ -184,6 +196,7 @@ class Bench:
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "title": self.title, "baseline": self.baseline, "unit": "s",
+                "order": "interleaved" if self.interleave else "blocked",
                 "env": self.env, "extra": self.extra, "results": [asdict(r) for r in self.results]}
 
     def markdown(self) -> str:
@@ -204,7 +217,8 @@ class Bench:
         load = f"load {e.get('load_avg_1m')} -> {e.get('load_avg_1m_after')}"
         lines = [f"### {self.title}", "",
                  f"{e.get('cpu')} ({e.get('cpu_count')} cores), device {e.get('gpu', e.get('device'))}; "
-                 f"{threads}; {load}; numpy {e.get('numpy')}, numba {e.get('numba')}, torch {e.get('torch')}", ""]
+                 f"{threads}; {load}; numpy {e.get('numpy')}, numba {e.get('numba')}, torch {e.get('torch')}; "
+                 f"{'interleaved rounds' if self.interleave else 'each case back to back'}", ""]
         lines += [f"- {k}: {v}" for k, v in self.extra.items()]
         if self.extra:
             lines.append("")
