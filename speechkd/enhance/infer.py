@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -144,11 +145,16 @@ def enhance_datadir(data_dir: str, out_dir: str, *, model: str, teacher: str | N
         with ProcessPoolExecutor(max_workers=nj, initializer=_init_worker, initargs=(kwargs,)) as ex:
             seconds = list(ex.map(_job, jobs, chunksize=max(1, len(jobs) // (4 * nj))))
     wall = time.perf_counter() - t0
+    manifest = os.path.join(out_dir, "enhance.json")
+    if not jobs and os.path.exists(manifest):  # a rerun that found everything done keeps the first run's record
+        logger.info("all %d utterances of %s already enhanced in %s", len(utts), data_dir, out_dir)
+        with open(manifest, encoding="utf-8") as f:
+            return json.load(f)
     info = {**kwargs, "data_dir": os.path.abspath(data_dir), "utterances": len(utts), "enhanced": len(jobs),
             "skipped_existing": len(utts) - len(jobs), "nj": nj, "wall_seconds": round(wall, 2),
             "audio_seconds": round(sum(seconds), 2),
             "rtf_per_process": round(wall * max(1, min(nj, len(jobs))) / sum(seconds), 4) if seconds else None}
-    atomic_write_json(os.path.join(out_dir, "enhance.json"), info)
+    atomic_write_json(manifest, info)
     logger.info("enhanced %d utterances (%d already there) of %s -> %s in %.1f s", len(jobs),
                 len(utts) - len(jobs), data_dir, out_dir, wall)
     return info

@@ -1,0 +1,40 @@
+"""Smoke run of the whole mini_en/se1 recipe with the tiny preset (slow: ~4 minutes on 2 cores):
+data, mixing, NyTT teacher, upper bound, estimates, remix students, control, enhancement, evaluation."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("flite") is None, reason="flite missing (tools/install_system.sh)")]
+
+
+def test_se_recipe_tiny(tmp_path):
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    (tmp_path / "tools").symlink_to(ROOT / "tools")
+    d = tmp_path / "egs/mini_en/se1"
+    shutil.copytree(ROOT / "egs/mini_en/se1", d, ignore=shutil.ignore_patterns("data", "exp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
+    r = subprocess.run(["./run.sh", "--preset", "tiny", "--nj", "1"], cwd=d, capture_output=True, text=True,
+                       env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    systems = ["noisy", "hpf80", "teacher_nytt", "teacher_nytt_more", "clean_upper", "student_remix",
+               "student_small", "student_remix_st", "student_small_st"]
+    table = json.loads((d / "exp/eval/results.json").read_text())["systems"]
+    for test in ("test_in_domain", "test_mismatched"):
+        assert [row["system"] for row in table if row["test_set"] == test] == systems
+        n = len((d / "data/se" / test / "utt2spk").read_text().splitlines())
+        assert len(list((d / "exp/student_small_st/enhanced" / test).glob("*.wav"))) == n
+    hpf = [row for row in table if row["system"] == "hpf80"]
+    assert all(abs(row["si_sdr_delta"]["mean"]) < 0.5 for row in hpf)
+    assert "## test_mismatched" in (d / "exp/eval/results.md").read_text()
+    for n in ("1.mix", "2.teacher", "3.estimates", "4.students", "5.enhance", "6.eval"):
+        assert (d / f"exp/.done/{n}.done").exists()
