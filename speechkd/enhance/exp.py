@@ -21,50 +21,21 @@ import io
 import logging
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
-import speechkd
 from speechkd.errors import SpeechkdError
-from speechkd.utils.io import atomic_open, atomic_write_text
+# One exp-dir convention for every trainer: checkpoint layout, atomic checkpoints, code version, train.log.
+from speechkd.train.exp import CKPT_DIR, LAST
+from speechkd.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-CKPT_DIR = "checkpoints"
-LAST = "last.ckpt"
-
-
-def code_version() -> dict[str, str]:
-    """speechkd's version and, in a git checkout, the commit (``-dirty`` with local changes)."""
-    out = {"speechkd": speechkd.__version__, "git_commit": ""}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(speechkd.__file__)))
-    try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        if commit:
-            dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
-            out["git_commit"] = commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """torch.save into a temporary file beside the target, then rename over it."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str, storage_options: Any = None) -> None:
-        buf = io.BytesIO()
-        torch.save(checkpoint, buf)
-        with atomic_open(path, "wb") as f:
-            f.write(buf.getbuffer())
 
 
 class CSVMetrics(Logger):
@@ -108,17 +79,6 @@ class CSVMetrics(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         self.save()
-
-
-def attach_log_file(exp_dir: str) -> logging.Handler:
-    """Append this run's log (speechkd and Lightning) to ``train.log``."""
-    h = logging.FileHandler(os.path.join(exp_dir, "train.log"), encoding="utf-8")
-    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
-    root = logging.getLogger()
-    root.addHandler(h)
-    if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
-    return h
 
 
 def resolve_checkpoint(exp_or_ckpt: str) -> str:

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 from speechkd.config import to_dict
 from speechkd.distill.remix import ema_update, remix_pairs, remixit_loss
 from speechkd.enhance.config import REMIX, SETrainConfig
-from speechkd.enhance.exp import code_version, load_se_model, model_state, read_checkpoint, resolve_checkpoint
+from speechkd.enhance.exp import load_se_model, model_state, read_checkpoint, resolve_checkpoint
+from speechkd.train.exp import code_version
 from speechkd.enhance.losses import neg_si_sdr, se_loss
 from speechkd.enhance.models import build_se_model
 from speechkd.enhance.nytt import noisy_target_pair

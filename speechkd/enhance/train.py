@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from speechkd.config import dump_config, from_dict
 from speechkd.enhance.config import SETrainConfig, config_changes, resolve_paths
 from speechkd.enhance.data import SEBatches, dev_batches
-from speechkd.enhance.exp import (CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetrics, attach_log_file,
-                                  read_checkpoint, resolve_checkpoint)
+from speechkd.enhance.exp import CSVMetrics, read_checkpoint, resolve_checkpoint
+from speechkd.train.exp import CKPT_DIR, LAST, AtomicCheckpointIO, attach_log_file
 from speechkd.enhance.models import num_parameters
 from speechkd.enhance.task import SETask
 from speechkd.errors import ConfigError
