@@ -15,70 +15,21 @@ atomically (temporary file, then rename), so a kill never leaves a truncated one
 
 from __future__ import annotations
 
-import csv
 import glob
-import io
 import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-from lightning.pytorch.loggers import Logger
-from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 
 from speechkd.errors import SpeechkdError
 # One exp-dir convention for every trainer: checkpoint layout, atomic checkpoints, code version, train.log.
 from speechkd.train.exp import CKPT_DIR, LAST
-from speechkd.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-
-
-class CSVMetrics(Logger):
-    """``metrics.csv``, one row per logged step, rewritten atomically at each checkpoint."""
-
-    def __init__(self, exp_dir: str):
-        super().__init__()
-        self.path = os.path.join(exp_dir, "metrics.csv")
-        self.rows: list[dict[str, Any]] = []
-        if os.path.exists(self.path):
-            with open(self.path, newline="", encoding="utf-8") as f:
-                self.rows = [{k: v for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
-
-    name = "csv"
-    version = ""
-
-    def truncate_after(self, step: int) -> None:
-        self.rows = [r for r in self.rows if int(float(r.get("step", 0))) <= step]
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        pass  # the config lives in config.yaml
-
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        row = {"step": step, **{k: float(v) for k, v in metrics.items() if k != "epoch"}}
-        if self.rows and str(self.rows[-1].get("step")) == str(step):
-            self.rows[-1].update(row)
-        else:
-            self.rows.append(row)
-
-    @rank_zero_only
-    def save(self) -> None:
-        cols = ["step"] + sorted({k for r in self.rows for k in r} - {"step"})
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=cols)
-        w.writeheader()
-        w.writerows(self.rows)
-        atomic_write_text(self.path, buf.getvalue())
-
-    @rank_zero_only
-    def finalize(self, status: str) -> None:
-        self.save()
 
 
 def resolve_checkpoint(exp_or_ckpt: str) -> str:

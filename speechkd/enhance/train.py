@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from speechkd.config import dump_config, from_dict
 from speechkd.enhance.config import SETrainConfig, config_changes, resolve_paths
 from speechkd.enhance.data import SEBatches, dev_batches
-from speechkd.enhance.exp import CSVMetrics, read_checkpoint, resolve_checkpoint
-from speechkd.train.exp import CKPT_DIR, LAST, AtomicCheckpointIO, attach_log_file
+from speechkd.enhance.exp import read_checkpoint, resolve_checkpoint
+from speechkd.train.exp import CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file
 from speechkd.enhance.models import num_parameters
 from speechkd.enhance.task import SETask
 from speechkd.errors import ConfigError
@@ -88,7 +88,7 @@ def run_se_training(cfg: SETrainConfig, exp_dir: str, *, continue_from: str = ""
                     task.version, num_parameters(task.model) / 1e6,
                     f"resuming from {resume} (step {step})" if resume else "fresh start")
         train = DataLoader(SEBatches(cfg, start_step=step), batch_size=None, num_workers=0)
-        metrics = CSVMetrics(exp_dir)
+        metrics = CSVMetricsLogger(exp_dir)
         metrics.truncate_after(step)
         ckpt_dir = os.path.join(exp_dir, CKPT_DIR)
         cbs = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,

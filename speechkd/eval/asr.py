@@ -9,12 +9,12 @@ never as absolute numbers.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from speechkd.errors import SpeechkdError
+from speechkd.utils.parallel import process_map
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,4 @@ def _recognize_job(job: _Job) -> tuple[str, str]:
 
 def recognize_many(jobs: list[tuple[str, str, tuple[float, float] | None]], nj: int = 1) -> dict[str, str]:
     """{utt: hypothesis} for (utt, wav.scp entry, segment) triples, over ``nj`` processes."""
-    work = [_Job(*j) for j in jobs]
-    if nj <= 1:
-        return dict(_recognize_job(j) for j in work)
-    with ProcessPoolExecutor(max_workers=nj) as ex:
-        return dict(ex.map(_recognize_job, work, chunksize=max(1, len(work) // (4 * nj))))
+    return dict(process_map(_recognize_job, [_Job(*j) for j in jobs], nj))

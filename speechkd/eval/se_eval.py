@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
 from speechkd.audio import load_audio
+from speechkd.utils.parallel import process_map
 from speechkd.errors import AudioError, SpeechkdError
 from speechkd.eval.se_metrics import PESQ_SAMPLE_RATE, pesq_wb, si_sdr, stoi_scores
 from speechkd.eval.stats import fmt_ci, summarize
@@ -149,11 +149,7 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
     if not jobs:
         raise SpeechkdError("no enhanced audio to evaluate", path=enh_dir)
     t0 = time.perf_counter()
-    if nj <= 1:
-        rows = [_eval_job(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=nj) as ex:
-            rows = list(ex.map(_eval_job, jobs, chunksize=max(1, len(jobs) // (4 * nj))))
+    rows = process_map(_eval_job, jobs, nj)
     wall = time.perf_counter() - t0
     # audio seconds scored: the enhanced set, and the noisy set when given
     audio_s = sum(r["seconds"] for r in rows) * (2 if noisy_set else 1)

@@ -8,7 +8,6 @@ when utterance ids end in ``_snrNN`` (``speechkd se-data`` test sets).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import defaultdict
@@ -16,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from speechkd.errors import SpeechkdError
+from speechkd.eval.summary import read_results
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
 SNR_RE = re.compile(r"_snr(m?)(\d+)(?:p(\d+))?$")
@@ -32,20 +32,9 @@ def utt_snr(utt: str) -> float | None:
     return -v if m.group(1) else v
 
 
-def _read(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise SpeechkdError("results file does not exist", path=path) from None
-    except json.JSONDecodeError as e:
-        raise SpeechkdError(f"malformed JSON at line {e.lineno}: {e.msg}", path=path,
-                            hint="rerun the evaluation that wrote it") from None
-
-
 def system_row(path: str) -> dict:
     """Test set, system, means (and CIs) and per-SNR SI-SDRi of one ``eval se`` results.json."""
-    res = _read(path)
+    res = read_results(path)
     summ = res.get("summary") or {}
     if "si_sdr" not in summ:
         raise SpeechkdError("not a `speechkd eval se` results file (no si_sdr)", path=path)

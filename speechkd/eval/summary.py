@@ -17,7 +17,8 @@ TTS_COLUMNS = [("mcd", "MCD dB", 1.0, "{:.2f}"), ("f0_rmse_cents", "log-F0 RMSE 
                ("vuv_error", "V/UV error %", 100.0, "{:.1f}")]
 
 
-def _read(path: str) -> dict:
+def read_results(path: str) -> dict:
+    """A results.json, with clear errors for a missing or malformed file."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -30,7 +31,7 @@ def _read(path: str) -> dict:
 
 def system_row(path: str) -> dict:
     """Name, utterance count, metrics with CIs, WER/CER of one results.json."""
-    res = _read(path)
+    res = read_results(path)
     row: dict = {"system": os.path.basename(os.path.dirname(os.path.abspath(path))), "results": path}
     summ = res.get("summary") or {}
     for key, *_ in TTS_COLUMNS:

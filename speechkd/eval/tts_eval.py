@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from speechkd.audio import load_audio
 from speechkd.data.kaldi import DataDir
+from speechkd.utils.parallel import process_map
 from speechkd.errors import AudioError, ConfigError, SpeechkdError
 from speechkd.eval.stats import fmt_ci, summarize
 
@@ -129,11 +129,7 @@ def evaluate_tts(dd: DataDir, utts: list[str], wav_dir: str, cfg: TtsEvalConfig 
     if not jobs:
         raise SpeechkdError("no synthesized audio to evaluate", path=wav_dir)
     t0 = time.perf_counter()
-    if nj <= 1:
-        rows = [_eval_job(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=nj) as ex:
-            rows = list(ex.map(_eval_job, jobs, chunksize=max(1, len(jobs) // (4 * nj))))
+    rows = process_map(_eval_job, jobs, nj)
     wall = time.perf_counter() - t0
     audio_s = sum(r["ref_seconds"] + r["syn_seconds"] for r in rows)
     timing = {"wall_seconds": wall, "audio_seconds": audio_s,
