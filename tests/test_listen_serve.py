@@ -68,3 +68,17 @@ def test_store_validate_and_export(server, tmp_path: Path) -> None:
 def test_not_a_site(tmp_path: Path) -> None:
     with pytest.raises(SpeechkdError, match="site.json"):
         make_server(tmp_path, port=0)
+
+
+def test_csv_export_guards_formulas(server, tmp_path: Path) -> None:
+    """A listener id a spreadsheet would run as a formula is exported with a leading apostrophe;
+    read_csv gives the id back unchanged, and numeric CMOS scores stay plain numbers."""
+    _, url = server
+    rows = [_row(listener="=HYPERLINK(\"x\")"), _row(listener="@L2", test="cmos", other="sysB", score=-2)]
+    assert _post(url, {"site_id": "abc123", "rows": rows})[0] == 200
+    with _OPENER.open(url + "/api/answers.csv", timeout=5) as r:
+        text = r.read().decode()
+    assert "'=HYPERLINK" in text and "'@L2" in text and ",-2.0," in text
+    (tmp_path / "got.csv").write_text(text)
+    got = sorted((r.listener, r.score) for r in read_csv(tmp_path / "got.csv"))
+    assert got == [("=HYPERLINK(\"x\")", 4), ("@L2", -2)]

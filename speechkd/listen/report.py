@@ -30,6 +30,11 @@ def _systems(rows: list[Rating]) -> list[str]:
     return list(dict.fromkeys(r.system for r in rows))
 
 
+# Bounds of each rating scale: a t-interval of a few ratings can reach past them (e.g. MOS
+# 4.8 +- 0.5), which no rating can; intervals are clipped to the scale.
+SCALE_BOUNDS = {"mos": (1.0, 5.0), "cmos": (-3.0, 3.0), "mushra": (0.0, 100.0)}
+
+
 def _score_table(rows: list[Rating], seed: int, n_boot: int) -> list[dict]:
     by: dict[str, list[Rating]] = defaultdict(list)
     for r in rows:
@@ -38,6 +43,9 @@ def _score_table(rows: list[Rating], seed: int, n_boot: int) -> list[dict]:
     for s, rs in by.items():
         x = [r.score for r in rs]
         mean, lo, hi = stats.t_interval(x)
+        if rs[0].test in SCALE_BOUNDS and not math.isnan(lo):
+            lo_b, hi_b = SCALE_BOUNDS[rs[0].test]
+            lo, hi = max(lo, lo_b), min(hi, hi_b)
         blo, bhi = stats.bootstrap_interval(x, [r.listener for r in rs], n_boot=n_boot, seed=seed)
         out.append({"system": s, "other": rs[0].other, "n": len(x), "listeners": len({r.listener for r in rs}),
                     "mean": mean, "ci_t": [lo, hi], "ci_boot": [blo, bhi]})

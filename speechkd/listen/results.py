@@ -127,6 +127,11 @@ def parse_row(rec: dict, where: str, path: str) -> Rating:
                   position=int(num("position", vals["position"] or 0)), source=where)
 
 
+def _unescape_cell(v: str) -> str:
+    """Undo the apostrophe that exports put before text starting with = + - @ (formula guard)."""
+    return v[1:] if len(v) > 1 and v[0] == "'" and v[1] in "=+-@\t\r" else v
+
+
 def read_csv(path: Path) -> list[Rating]:
     out: list[Rating] = []
     try:
@@ -148,6 +153,7 @@ def read_csv(path: Path) -> list[Rating]:
                     what = "truncated file?" if len(fields) < len(header) else "unquoted comma?"
                     raise SpeechkdError(f"line {reader.line_num}: {len(fields)} fields, expected "
                                         f"{len(header)} ({what})", path=str(path))
+                fields = [_unescape_cell(v) for v in fields]
                 out.append(parse_row(dict(zip(header, fields)), f"line {reader.line_num}", str(path)))
     except csv.Error as e:
         line = reader.line_num if "reader" in locals() else 0

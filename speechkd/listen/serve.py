@@ -54,8 +54,17 @@ class _Store:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\r\n")
         w.writerow(COLUMNS)
-        w.writerows(rows)
+        w.writerows([[_cell(v) for v in row] for row in rows])
         return buf.getvalue()
+
+
+def _cell(v: object) -> object:
+    """A CSV cell safe to open in a spreadsheet: text starting with = + - @ (a formula there,
+    e.g. a listener id ``=HYPERLINK(...)``) gets a leading apostrophe (OWASP CSV injection).
+    Numbers are left alone, so CMOS scores like -2 stay numbers."""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + v
+    return v
 
 
 class _Handler(SimpleHTTPRequestHandler):

@@ -94,7 +94,9 @@
   }
   function toCSV(rows) {
     const q = (v) => {
-      const s = v === undefined || v === null ? "" : String(v);
+      let s = v === undefined || v === null ? "" : String(v);
+      // Text that a spreadsheet would run as a formula gets a leading apostrophe (read_csv strips it).
+      if (typeof v === "string" && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
       return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
     };
     return [FIELDS.join(",")].concat(rows.map((r) => FIELDS.map((f) => q(r[f])).join(","))).join("\r\n") + "\r\n";
