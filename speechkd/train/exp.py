@@ -147,6 +147,7 @@ class LoadedModel:
     step: int
     version: dict
     path: str
+    frontend: dict | None = None  # text frontend settings (frontend.yaml); None in older checkpoints
 
     def normalize(self, mel: torch.Tensor) -> torch.Tensor:
         if self.feature_config.normalization != "global":
@@ -193,4 +194,4 @@ def load_model(exp_or_ckpt: str, device: str | torch.device = "cpu") -> LoadedMo
     model.to(device).eval()
     return LoadedModel(model, cfg, tl, fc, np.asarray(meta["mel_mean"], np.float32),
                        np.asarray(meta["mel_std"], np.float32), int(ckpt.get("global_step", 0)),
-                       meta.get("version", {}), path)
+                       meta.get("version", {}), path, meta.get("frontend"))

@@ -23,7 +23,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from speechkd.config import to_dict
+from speechkd.config import read_yaml, to_dict
 from speechkd.features.config import FeatureConfig
 from speechkd.features.stats import Stats
 from speechkd.models import get_model_class
@@ -34,6 +34,13 @@ from speechkd.train.exp import code_version
 logger = logging.getLogger(__name__)
 
 FOCUS_THRESHOLD = 0.5  # utterances below are "not aligned" (see speechkd.distill.teacher_dump)
+
+
+def _frontend_beside(token_list: TokenList) -> dict | None:
+    """The text frontend settings (``frontend.yaml`` beside the token list), so that a checkpoint
+    can turn text into its tokens wherever it is copied (``speechkd synth``)."""
+    path = os.path.join(os.path.dirname(token_list.path), "frontend.yaml") if token_list.path else ""
+    return read_yaml(path) if path and os.path.exists(path) else None
 
 
 def noam_factor(step: int, warmup: int, schedule: str = "noam") -> float:
@@ -55,7 +62,8 @@ class TTSTask(L.LightningModule):
         self.model = get_model_class(cfg.model)(cfg.model_conf, n_vocab=len(token_list), n_mels=feature_config.n_mels)
         self.meta = {"config": to_dict(cfg), "tokens": list(token_list.tokens),
                      "feature_config": to_dict(feature_config), "mel_mean": stats.mel_mean.tolist(),
-                     "mel_std": stats.mel_std.tolist(), "version": code_version()}
+                     "mel_std": stats.mel_std.tolist(), "version": code_version(),
+                     "frontend": _frontend_beside(token_list)}
         norm = feature_config.normalization == "global"
         self.register_buffer("mel_mean", torch.tensor(stats.mel_mean if norm else 0.0 * stats.mel_mean))
         self.register_buffer("mel_std", torch.tensor(stats.mel_std if norm else 1.0 + 0.0 * stats.mel_std))
