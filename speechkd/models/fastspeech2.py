@@ -1,0 +1,150 @@
+"""FastSpeech 2 (Ren et al. 2021, "FastSpeech 2: Fast and High-Quality End-to-End Text to Speech"):
+FastSpeech trained on ground-truth mels, with a variance adaptor that also predicts pitch and energy.
+
+    encoder output h -> duration predictor (log(d+1), as FastSpeech)           (sec. 2.3)
+                     -> pitch predictor  p^ ; h += E_p[bucket(p)]              (sec. 2.3)
+                     -> energy predictor e^ ; h += E_e[bucket(e)]              (sec. 2.3)
+                     -> length regulator -> FFT decoder -> mel                 (sec. 2.2, Fig. 1)
+
+Pitch and energy are predicted per TOKEN (the phoneme-level variant of the public FastSpeech 2
+implementations, instead of the paper's frame-level CWT pitch): the targets are the token means
+of the feature dump's continuous log-F0 and linear frame energy over the teacher's durations
+(:mod:`speechkd.features.average`), standardised with the training statistics (``stats.npz``:
+lf0_mean/std over voiced frames, energy_mean/std). Each value is quantised into ``n_bins``
+buckets, evenly spaced between the training minimum and maximum (normalised), whose embedding is
+added to the hidden sequence; training uses the target values (teacher forcing), inference the
+predictions. Loss: mel L1 + duration/pitch/energy MSE (sec. 2.3).
+
+Inference controls (act on the denormalised values, so they mean the same for every voice):
+
+- ``pitch_scale`` multiplies F0 in Hz, i.e. adds ``log(pitch_scale)`` to the predicted log-F0
+  (2.0 = one octave up); unvoiced tokens are shifted too (their contour is interpolated);
+- ``energy_scale`` multiplies the predicted frame energy (the L2 norm of the linear STFT
+  magnitude), e.g. 1.26 is +2 dB;
+- ``speed`` as FastSpeech (2.0 = twice as fast).
+
+The statistics live in model buffers (set by :meth:`FastSpeech2.set_stats` before training), so a
+checkpoint carries them and :func:`speechkd.train.exp.load_model` restores them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from speechkd.config import field
+from speechkd.models.fastspeech import FastSpeech, FastSpeechConfig, VariancePredictor, durations_from_log
+
+
+@dataclass
+class FastSpeech2Config(FastSpeechConfig):
+    """FastSpeech with a variance adaptor (pitch and energy per token)."""
+
+    n_bins: int = field(256, help="quantisation buckets of the pitch and energy embeddings (paper: 256)")
+    pitch_loss_weight: float = field(1.0, help="weight of the token pitch MSE (normalised log-F0)")
+    energy_loss_weight: float = field(1.0, help="weight of the token energy MSE (normalised energy)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_bins < 2:
+            raise ValueError(f"n_bins must be >= 2, got {self.n_bins}")
+
+
+class FastSpeech2(FastSpeech):
+    """FastSpeech 2: FastSpeech + token-level pitch and energy in the variance adaptor."""
+
+    Config = FastSpeech2Config
+    batch_needs = ("durations", "pitch", "energy")
+    has_variances = True
+
+    def __init__(self, cfg: FastSpeech2Config, n_vocab: int, n_mels: int):
+        super().__init__(cfg, n_vocab, n_mels)
+        d, c = cfg.d_model, cfg
+        self.pitch_predictor = VariancePredictor(d, c.predictor_channels, c.predictor_kernel, c.predictor_dropout)
+        self.energy_predictor = VariancePredictor(d, c.predictor_channels, c.predictor_kernel, c.predictor_dropout)
+        self.pitch_embed = nn.Embedding(cfg.n_bins, d)
+        self.energy_embed = nn.Embedding(cfg.n_bins, d)
+        # [mean, std, normalised min, normalised max] of log-F0 and of energy (training statistics)
+        self.register_buffer("pitch_stats", torch.tensor([0.0, 1.0, -4.0, 4.0]))
+        self.register_buffer("energy_stats", torch.tensor([0.0, 1.0, -4.0, 4.0]))
+
+    def set_stats(self, stats) -> None:
+        """Take the normalisation and bucket range of pitch and energy from the training
+        :class:`speechkd.features.stats.Stats`."""
+        for buf, mean, std, lo, hi in ((self.pitch_stats, stats.lf0_mean, stats.lf0_std, stats.lf0_min, stats.lf0_max),
+                                       (self.energy_stats, stats.energy_mean, stats.energy_std, stats.energy_min,
+                                        stats.energy_max)):
+            std = max(float(std), 1e-5)
+            lo_n, hi_n = (float(lo) - mean) / std, (float(hi) - mean) / std
+            if not hi_n > lo_n:  # no voiced frame / constant energy: any non-empty range
+                lo_n, hi_n = -4.0, 4.0
+            buf.copy_(torch.tensor([float(mean), std, lo_n, hi_n]))
+
+    @staticmethod
+    def _normalise(x: torch.Tensor, st: torch.Tensor) -> torch.Tensor:
+        return (x - st[0]) / st[1]
+
+    @staticmethod
+    def _denormalise(x: torch.Tensor, st: torch.Tensor) -> torch.Tensor:
+        return x * st[1] + st[0]
+
+    def _bucket_embed(self, values: torch.Tensor, st: torch.Tensor, emb: nn.Embedding) -> torch.Tensor:
+        """E[bucket(v)]: n_bins buckets, n_bins - 1 boundaries evenly between the normalised min and max."""
+        edges = torch.linspace(float(st[2]), float(st[3]), self.cfg.n_bins - 1, device=values.device)
+        return emb(torch.bucketize(values.contiguous(), edges))
+
+    def adapt(self, h: torch.Tensor, tmask: torch.Tensor, durations: torch.Tensor | None, speed: float,
+              pitch: torch.Tensor | None = None, energy: torch.Tensor | None = None, pitch_scale: float = 1.0,
+              energy_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Variance adaptor (sec. 2.3) at token level; ``pitch``/``energy`` are raw targets (log-Hz,
+        linear) or None for the (scaled) predictions. Predictions are returned normalised
+        (``pitch``, ``energy``), the values embedded denormalised (``pitch_used`` in log-Hz,
+        ``energy_used`` linear)."""
+        if pitch_scale <= 0 or energy_scale <= 0:
+            raise ValueError(f"pitch_scale and energy_scale must be > 0, got {pitch_scale}, {energy_scale}")
+        m = tmask.to(h.dtype)
+        log_d = self.duration_predictor(h, tmask)
+        if durations is None:
+            durations = durations_from_log(log_d, tmask, speed, self.cfg.max_token_frames)
+        p_hat = self.pitch_predictor(h, tmask)
+        if pitch is None:  # log(F0 * s) = log F0 + log s
+            p = p_hat + math.log(pitch_scale) / self.pitch_stats[1]
+        else:
+            p = self._normalise(pitch.to(h.dtype), self.pitch_stats)
+        h = h + self._bucket_embed(p, self.pitch_stats, self.pitch_embed) * m[..., None]
+        e_hat = self.energy_predictor(h, tmask)
+        if energy is None:
+            e = self._normalise(self._denormalise(e_hat, self.energy_stats) * energy_scale, self.energy_stats)
+        else:
+            e = self._normalise(energy.to(h.dtype), self.energy_stats)
+        h = h + self._bucket_embed(e, self.energy_stats, self.energy_embed) * m[..., None]
+        pred = {"log_durations": log_d, "pitch": p_hat, "energy": e_hat,
+                "pitch_used": self._denormalise(p, self.pitch_stats) * m,
+                "energy_used": self._denormalise(e, self.energy_stats) * m}
+        return h, durations.long() * tmask.long(), pred
+
+    def variance_losses(self, batch: dict, out: dict) -> dict[str, torch.Tensor]:
+        """Duration MSE on log(d + 1), pitch and energy MSE on the normalised token values."""
+        logs = super().variance_losses(batch, out)
+        tm = out["token_mask"].to(out["pitch"].dtype)
+        for name, st in (("pitch", self.pitch_stats), ("energy", self.energy_stats)):
+            target = self._normalise(batch[name].to(tm.dtype), st)
+            logs[name] = (((out[name] - target) ** 2) * tm).sum() / tm.sum()
+        return logs
+
+    def loss_weight(self, name: str) -> float:
+        c = self.cfg
+        return {"duration": c.duration_loss_weight, "pitch": c.pitch_loss_weight, "energy": c.energy_loss_weight}[name]
+
+    def validation_metrics(self, batch: dict, out: dict) -> dict[str, list[float]]:
+        """FastSpeech's metrics + per-utterance RMSE of the predicted token log-F0 (``lf0_rmse``,
+        log-Hz) and energy (``energy_rmse``, linear)."""
+        res = super().validation_metrics(batch, out)
+        for name, st, key in (("pitch", self.pitch_stats, "lf0_rmse"), ("energy", self.energy_stats, "energy_rmse")):
+            pred = self._denormalise(out[name].detach(), st)
+            res[key] = [float(((pred[b, :s] - batch[name][b, :s]) ** 2).mean().sqrt())
+                        for b, s in enumerate(batch["token_lens"].tolist())]
+        return res
