@@ -1,0 +1,241 @@
+"""``speechkd synth``: text -> wav with a trained acoustic model and a vocoder.
+
+    speechkd synth --model exp/fastspeech2 "The goat butted the hiker." -o goat.wav
+    echo "One sentence per line." | speechkd synth --model exp/fastspeech2 -d out/
+    speechkd synth --model exp/fastspeech2 -i sentences.txt -d out/          # one utterance per line
+    speechkd synth --model exp/fastspeech2 --list data/test/text -d exp/fastspeech2/synth/test
+    speechkd synth --model exp/fastspeech2 --vocoder exp/vocoder_vocos --speed 1.2 --pitch-scale 1.1 ...
+
+Input (one of): each TEXT argument is one utterance (quote sentences); ``-i FILE`` one utterance
+per non-empty line (``-i -``: stdin); ``--list FILE`` lines ``id|text`` or a Kaldi ``text`` file
+(``id text``), the format told by each line's first field; with none of these, stdin is read
+like ``-i -``. Ids of unnamed utterances are utt0001, utt0002, ...
+
+Output: ``-o out.wav`` (exactly one utterance) or ``-d DIR``: ``DIR/<id>.wav`` and
+``DIR/manifest.tsv`` (id, text, path, seconds of audio, synth_seconds: wall time of the batch
+that made it, batch_size, stopped). Wavs are written atomically (16-bit PCM).
+
+``--speed 2.0`` speaks twice as fast (every duration halved), 0.5 half as fast; ``--pitch-scale``
+and ``--energy-scale`` multiply the predicted pitch and energy. Models that lack a control refuse
+it (the autoregressive teacher takes none of them; FastSpeech takes --speed).
+
+Bad input (empty text, a symbol outside the model's token list, a missing or half-written exp
+dir, an unwritable output path, mismatched acoustic-model and vocoder features) is a one-line
+error and exit status 2. In a batch, one bad line does not stop the others: the good ones are
+written, each bad one is reported on stderr and in ``DIR/failures.tsv`` (id, line, error), and
+the exit status is 1; only when every line fails is it 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+
+from speechkd.errors import SpeechkdError
+from speechkd.utils.io import atomic_write_text, atomic_write_wav
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.tsv"
+FAILURES = "failures.tsv"
+_BAD_ID = re.compile(r"[\s/\\]|^\.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("text", nargs="*", metavar="TEXT", help="utterances to speak, one per argument (quote them)")
+    p.add_argument("--model", required=True, help="acoustic model exp dir (exp/teacher_ar, exp/fastspeech2, ...) "
+                                                   "or a .ckpt")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("-i", "--input", metavar="FILE", help="text file, one utterance per non-empty line; - = stdin")
+    src.add_argument("--list", metavar="FILE", help="lines 'id|text', or a Kaldi text file ('id text')")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("-o", "--output", metavar="WAV", help="write the (single) utterance to this wav")
+    out.add_argument("-d", "--out-dir", metavar="DIR", help="write DIR/<id>.wav and DIR/manifest.tsv")
+    p.add_argument("--num-utts", type=int, default=0, help="only the first N utterances; 0 = all")
+    p.add_argument("--vocoder", default="griffin_lim",
+                   help="a registered vocoder name (griffin_lim) or a trained vocoder's exp dir")
+    p.add_argument("--speed", type=float, default=1.0, help="speaking rate: 2.0 = twice as fast (durations "
+                                                            "halved), 0.5 = twice as slow")
+    p.add_argument("--pitch-scale", type=float, default=1.0, help="multiply the predicted F0 (variance-adaptor "
+                                                                  "models only)")
+    p.add_argument("--energy-scale", type=float, default=1.0, help="multiply the predicted energy "
+                                                                   "(variance-adaptor models only)")
+    p.add_argument("--on-unknown", choices=["error", "map"], default="error",
+                   help="symbols outside the model's token list: error (name them), or map to <unk>")
+    p.add_argument("--frontend", default=None, help="frontend.yaml to use when the checkpoint holds none")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (the AR teacher's "
+                                                       "prenet dropout, Griffin-Lim's initial phase, ...)")
+    p.add_argument("--batch-size", type=int, default=1, help="utterances per forward pass (sorted by length)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
+
+
+# ---- input ---------------------------------------------------------------------------------------
+def read_lines(path: str) -> list[str]:
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        raise SpeechkdError("input file does not exist", path=path) from None
+    except UnicodeDecodeError as e:
+        raise SpeechkdError(f"not UTF-8 text (byte {e.start})", path=path, hint="convert it to UTF-8") from None
+    except OSError as e:
+        raise SpeechkdError(f"cannot read input ({e.strerror})", path=path) from None
+
+
+def parse_list(lines: list[str], path: str = "<list>") -> list[tuple[str, str, int]]:
+    """``(id, text, line number)`` of ``id|text`` or Kaldi ``id text`` lines (blank lines skipped).
+    A line whose first whitespace-separated field holds '|' is ``id|text``; a line of just an id
+    gives an empty text (reported as that utterance's failure). Duplicate ids are an error."""
+    out, seen = [], {}
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line:
+            continue
+        first = line.split(maxsplit=1)[0]
+        if "|" in first:
+            utt, text = (s.strip() for s in line.split("|", 1))
+        else:
+            utt, _, text = line.partition(" ") if " " in line else (line, "", "")
+            utt, text = utt.strip(), text.strip()
+        if not utt:
+            raise SpeechkdError(f"line {n}: empty utterance id", path=path, hint="lines are 'id|text' or 'id text'")
+        if utt in seen:
+            raise SpeechkdError(f"line {n}: utterance id '{utt}' already on line {seen[utt]}", path=path,
+                                hint="ids name the output wavs and must be unique")
+        seen[utt] = n
+        out.append((utt, text, n))
+    return out
+
+
+def collect_inputs(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """``(id, text, line)`` of every utterance asked for (line 0 for command-line arguments)."""
+    if args.text and (args.input or args.list):
+        raise SpeechkdError("give the text either as arguments or with -i/--list, not both")
+    if args.list:
+        items = parse_list(read_lines(args.list), args.list)
+    else:
+        if args.text:
+            texts = [(t, 0) for t in args.text]
+        else:
+            if not args.input and sys.stdin.isatty():
+                raise SpeechkdError("no text given", hint="pass TEXT arguments, -i FILE, --list FILE or pipe "
+                                                          "text into stdin")
+            texts = [(ln, n) for n, ln in enumerate(read_lines(args.input or "-"), 1) if ln.strip()]
+        width = max(4, len(str(len(texts))))
+        items = [(f"utt{i + 1:0{width}d}", t, n) for i, (t, n) in enumerate(texts)]
+    if args.num_utts > 0:
+        items = items[:args.num_utts]
+    if not items:
+        raise SpeechkdError("no text given (the input holds no non-empty line)", path=args.list or args.input,
+                            hint="give at least one sentence")
+    return items
+
+
+# ---- output --------------------------------------------------------------------------------------
+def check_writable(args: argparse.Namespace, n: int) -> str:
+    """The output dir, created and checked before any work (an unwritable path fails fast)."""
+    if not args.output and not args.out_dir:
+        raise SpeechkdError("no output given", hint="pass -o out.wav (one utterance) or -d DIR")
+    if args.output:
+        if n != 1:
+            raise SpeechkdError(f"-o writes one utterance, but {n} were given", field="-o",
+                                hint="use -d DIR for several (or quote the sentence: one argument)")
+        if os.path.isdir(args.output):
+            raise SpeechkdError("-o names a directory", path=args.output, hint="give a .wav path, or use -d")
+        where = os.path.dirname(os.path.abspath(args.output))
+    else:
+        where = os.path.abspath(args.out_dir)
+    try:
+        os.makedirs(where, exist_ok=True)
+    except OSError as e:
+        raise SpeechkdError(f"cannot create the output directory ({e.strerror})", path=where,
+                            hint="choose a writable location") from None
+    try:  # a real probe: os.access says yes to root, also on read-only mounts and /proc
+        fd, probe = tempfile.mkstemp(prefix=".speechkd_synth.", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise SpeechkdError(f"output directory is not writable ({e.strerror})", path=where,
+                            hint="choose a writable location") from None
+    return where
+
+
+def _tsv(rows: list[list[str]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from speechkd.infer.synthesize import Synthesizer, Utterance
+
+    items = collect_inputs(args)
+    out_dir = check_writable(args, len(items))
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    t_load = time.perf_counter()
+    synth = Synthesizer.from_exp(args.model, vocoder=args.vocoder, device=args.device,
+                                 on_unknown=args.on_unknown, frontend=args.frontend)
+    logger.info("loaded %s (%s, step %d) + vocoder %s on %s in %.1f s", args.model, synth.loaded.config.model,
+                synth.loaded.step, args.vocoder, synth.device, time.perf_counter() - t_load)
+    line_of = {u: n for u, _, n in items}
+    bad_ids = [u for u, _, _ in items if _BAD_ID.search(u)]
+    if bad_ids and not args.output:
+        raise SpeechkdError(f"utterance id(s) {', '.join(repr(u) for u in bad_ids[:5])} cannot name a file "
+                            "(whitespace, slash or a leading dot)", path=args.list, hint="rename them")
+
+    def write(r: Utterance) -> None:
+        if r.wav is None:
+            return
+        path = args.output or os.path.join(out_dir, f"{r.utt}.wav")
+        try:
+            atomic_write_wav(path, r.wav, synth.sample_rate)
+        except OSError as e:
+            raise SpeechkdError(f"cannot write the wav ({e.strerror})", path=path,
+                                hint="choose a writable location") from None
+        r.path = path
+
+    results = synth.batch([t for _, t, _ in items], [u for u, _, _ in items], batch_size=args.batch_size,
+                          speed=args.speed, pitch_scale=args.pitch_scale, energy_scale=args.energy_scale,
+                          seed=args.seed, on_done=write)
+    failed = [r for r in results if r.error]
+    ok = [r for r in results if not r.error]
+    if not ok and len(failed) == 1:
+        raise SpeechkdError(failed[0].error or "synthesis failed")
+    for r in failed:
+        n = line_of[r.utt]
+        print(f"speechkd synth: error: {'line %d: ' % n if n else ''}{r.error}", file=sys.stderr)
+    if not ok:
+        raise SpeechkdError(f"all {len(failed)} utterances failed (see the errors above)")
+    sr = synth.sample_rate
+    if args.out_dir:
+        rows = [["id", "text", "path", "seconds", "synth_seconds", "batch_size", "stopped"]]
+        rows += [[r.utt, r.text, r.path, f"{len(r.wav) / sr:.3f}", f"{r.synth_seconds:.3f}",
+                  str(r.batch_size), str(r.stopped).lower()] for r in ok]
+        atomic_write_text(os.path.join(out_dir, MANIFEST), _tsv(rows))
+        fail_path = os.path.join(out_dir, FAILURES)
+        if failed:
+            atomic_write_text(fail_path, _tsv([["id", "line", "error"]] +
+                                              [[r.utt, str(line_of[r.utt]), r.error] for r in failed]))
+        elif os.path.exists(fail_path):
+            os.unlink(fail_path)  # a rerun that fixed them
+    audio = sum(len(r.wav) for r in ok) / sr  # type: ignore[arg-type]
+    busy = sum(r.synth_seconds / r.batch_size for r in ok)
+    where = args.output or os.path.join(out_dir, MANIFEST)
+    print(f"{where}: {len(ok)} utterance(s), {audio:.1f} s of audio in {busy:.1f} s (RTF {busy / audio:.3f})"
+          + (f"; {len(failed)} failed, listed in {os.path.join(out_dir, FAILURES)}" if failed and args.out_dir
+             else (f"; {len(failed)} failed" if failed else "")))
+    return 1 if failed else 0

@@ -1,0 +1,284 @@
+"""Text -> waveform with a trained acoustic model and a vocoder: the library behind ``speechkd synth``.
+
+    from speechkd.infer.synthesize import Synthesizer
+    synth = Synthesizer.from_exp("exp/fastspeech2", vocoder="griffin_lim", device="auto")
+    wav, sr = synth("The goat butted the hiker with his horns.", speed=1.0)
+
+Pipeline: text -> tokens with the frontend the model was trained with (kept in the checkpoint,
+or ``frontend.yaml`` beside the training token list for older checkpoints) -> ids (an unknown
+symbol is an error naming it, or ``<unk>`` with ``on_unknown="map"``) -> ``model.inference``
+(normalised mel) -> the training statistics undo the normalisation -> vocoder -> waveform.
+
+The acoustic model's FeatureConfig and the vocoder's must agree on every mel field
+(:data:`speechkd.features.config.MEL_FIELDS`), else :class:`FeatureMismatchError` names the
+differing fields: the most common silent failure of TTS toolkits is a vocoder fed mels of another
+definition. Prosody controls are passed only to models that take them: ``speed`` (2.0 = twice as
+fast, durations halved), ``pitch_scale`` and ``energy_scale`` (models with a variance adaptor);
+anything else is refused with a message naming the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import torch
+
+from speechkd.config import from_dict
+from speechkd.errors import ConfigError, SpeechkdError
+from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
+from speechkd.text.frontend import Frontend
+from speechkd.train.exp import LoadedModel, load_model
+
+logger = logging.getLogger(__name__)
+
+FRONTEND_FILE = "frontend.yaml"
+# Prosody controls: keyword of model.inference -> the CLI option that sets it.
+CONTROLS = {"speed": "--speed", "pitch_scale": "--pitch-scale", "energy_scale": "--energy-scale"}
+
+
+@dataclass
+class Utterance:
+    """One synthesized utterance (``wav`` is None and ``error`` set when it failed)."""
+
+    utt: str
+    text: str
+    wav: np.ndarray | None = None
+    frames: int = 0
+    synth_seconds: float = 0.0  # wall time of the batch that produced it (batch_size 1: of this utterance)
+    batch_size: int = 1
+    stopped: bool = True  # False: an autoregressive model hit its maximum length without a stop token
+    error: str | None = None
+    path: str = ""  # where a caller wrote it (the CLI's manifest)
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SpeechkdError(f"device {device!r} asked for, but torch sees no CUDA device", field="--device",
+                            hint="use --device cpu or auto")
+    return device
+
+
+def resolve_frontend(loaded: LoadedModel, exp_dir: str, frontend: str | Frontend | None = None) -> Frontend:
+    """The model's text frontend: given explicitly (a Frontend or a YAML path), embedded in the
+    checkpoint, or ``frontend.yaml`` beside the training token list (its path in the config is
+    tried as is, then relative to the recipe dir two levels above ``exp/<tag>``)."""
+    if isinstance(frontend, Frontend):
+        return frontend
+    if frontend:
+        from speechkd.config import load_config
+
+        return load_config(Frontend, frontend)
+    if loaded.frontend:
+        return from_dict(Frontend, loaded.frontend, source=f"{loaded.path} (embedded frontend)")
+    tl = loaded.config.data.token_list
+    exp_abs = os.path.abspath(exp_dir if os.path.isdir(exp_dir) else os.path.dirname(os.path.dirname(exp_dir)))
+    for root in ("", os.path.dirname(os.path.dirname(exp_abs))):
+        path = os.path.join(root, os.path.dirname(tl), FRONTEND_FILE) if tl else ""
+        if path and os.path.exists(path):
+            from speechkd.config import load_config
+            from speechkd.text.tokens import TokenList
+
+            beside = os.path.join(os.path.dirname(path), os.path.basename(tl))
+            if os.path.exists(beside) and TokenList.load(beside) != loaded.token_list:
+                logger.warning("%s differs from the checkpoint's token list; using its frontend.yaml anyway",
+                               beside)
+            return load_config(Frontend, path)
+    raise SpeechkdError("the checkpoint holds no text frontend and no frontend.yaml was found beside its "
+                        f"training token list {tl!r}", path=loaded.path,
+                        hint="pass the frontend.yaml the token list was built with (--frontend FILE)")
+
+
+def _vocoder_feature_config(voc: Any) -> FeatureConfig | None:
+    for name in ("feature_config", "feats"):
+        fc = getattr(voc, name, None)
+        if isinstance(fc, FeatureConfig):
+            return fc
+    return None
+
+
+def load_vocoder(name_or_exp: str, feats: FeatureConfig, device: str = "cpu",
+                 options: dict | None = None) -> Callable:
+    """A vocoder ``(log_mel [B, T, n_mels], lengths) -> wav [B, N]`` for mels of ``feats``: a
+    registered vocoder that needs no training (``griffin_lim``) is built for ``feats``; a
+    trained one (a registered name of a trained vocoder, or an exp dir) is loaded through
+    :func:`speechkd.models.vocoders.load_vocoder`, which refuses a mismatched FeatureConfig."""
+    from speechkd.models import vocoders
+
+    registry = vocoders.VOCODERS
+    if name_or_exp in registry and not getattr(registry[name_or_exp][0], "needs_training", True):
+        cls, cfg_cls = registry[name_or_exp]
+        return cls(feats, from_dict(cfg_cls, options or {}, source="vocoder options"), device=device)
+    trained = getattr(vocoders, "load_vocoder", None)
+    if trained is None:
+        if os.path.isdir(name_or_exp):
+            raise SpeechkdError("this speechkd has no loader for trained vocoders yet", path=name_or_exp,
+                                field="--vocoder", hint="use --vocoder griffin_lim")
+        raise SpeechkdError(f"unknown vocoder {name_or_exp!r}", field="--vocoder",
+                            hint=f"give a vocoder exp dir or one of {', '.join(sorted(registry))}")
+    if options:
+        raise ConfigError("vocoder options apply to untrained vocoders only (e.g. griffin_lim n_iter=64)",
+                          field="--vocoder")
+    return trained(name_or_exp, feats, device)
+
+
+class Synthesizer:
+    """Text -> (waveform, sample rate); see the module docstring."""
+
+    def __init__(self, loaded: LoadedModel, vocoder: Callable, frontend: Frontend, *, device: str = "cpu",
+                 on_unknown: Literal["error", "map"] = "error", vocoder_name: str = ""):
+        self.loaded, self.model, self.vocoder, self.frontend = loaded, loaded.model, vocoder, frontend
+        self.device, self.on_unknown, self.vocoder_name = device, on_unknown, vocoder_name
+        self.feature_config = loaded.feature_config
+        self.sample_rate = loaded.feature_config.sample_rate
+        voc_fc = _vocoder_feature_config(vocoder)
+        if voc_fc is not None:
+            check_compatible(loaded.feature_config, voc_fc, f"acoustic model {loaded.path}",
+                             f"vocoder {vocoder_name or type(vocoder).__name__}", only=MEL_FIELDS,
+                             hint="use a vocoder trained on features of the same definition, or griffin_lim")
+        self.inference_params = set(inspect.signature(self.model.inference).parameters)
+
+    @classmethod
+    def from_exp(cls, path: str, vocoder: str = "griffin_lim", device: str = "auto", *,
+                 on_unknown: Literal["error", "map"] = "error", frontend: str | Frontend | None = None,
+                 vocoder_options: dict | None = None) -> "Synthesizer":
+        """Load ``exp/<tag>`` (or a ``.ckpt``) and a vocoder (a registered name or an exp dir)."""
+        device = resolve_device(device)
+        if not os.path.exists(path):
+            raise SpeechkdError("experiment dir does not exist", path=path, field="--model",
+                                hint="give a trained exp dir such as exp/fastspeech2 (ls exp/)")
+        loaded = load_model(path, device)
+        if not hasattr(loaded.model, "inference"):
+            raise SpeechkdError(f"model {loaded.config.model!r} cannot synthesize (no inference method)",
+                                path=path)
+        fe = resolve_frontend(loaded, path, frontend)
+        voc = load_vocoder(vocoder, loaded.feature_config, device, vocoder_options)
+        return cls(loaded, voc, fe, device=device, on_unknown=on_unknown, vocoder_name=vocoder)
+
+    # ---- text ---------------------------------------------------------------------------------
+    def token_ids(self, texts: Sequence[str], utts: Sequence[str]) -> list[list[int] | SpeechkdError]:
+        """Ids of each text, or the error that text causes (empty, no tokens, unknown symbols)."""
+        out: list[list[int] | SpeechkdError] = [SpeechkdError("empty text", utt=u, field="text",
+                                                              hint="give a sentence; drop empty lines")
+                                                if not t.strip() else [] for t, u in zip(texts, utts)]
+        live = [i for i, t in enumerate(texts) if t.strip()]
+        try:  # one phonemizer call for all (much faster than one per text) ...
+            toks = dict(zip(live, self.frontend.batch([texts[i] for i in live], [utts[i] for i in live])))
+        except SpeechkdError:  # ... and one at a time to find the text that fails
+            toks = {}
+            for i in live:
+                try:
+                    toks[i] = self.frontend.text_to_tokens(texts[i], utts[i])
+                except SpeechkdError as e:
+                    out[i] = e
+        for i, tk in toks.items():
+            try:
+                out[i] = self.loaded.token_list.encode(tk, utt=utts[i], on_unknown=self.on_unknown)
+            except SpeechkdError as e:
+                out[i] = e
+        return out
+
+    # ---- synthesis ----------------------------------------------------------------------------
+    def _controls(self, speed: float, pitch_scale: float, energy_scale: float) -> dict[str, float]:
+        """The prosody keywords for model.inference; a non-default control the model lacks is an error."""
+        kw = {}
+        # FastSpeech shares FastSpeech 2's inference signature but has no variance adaptor
+        variances = getattr(self.model, "has_variances", True)
+        for name, value in (("speed", speed), ("pitch_scale", pitch_scale), ("energy_scale", energy_scale)):
+            if not value > 0:
+                raise ConfigError(f"{CONTROLS[name]} must be > 0, got {value}", field=CONTROLS[name])
+            if name in self.inference_params and (name == "speed" or variances):
+                kw[name] = float(value)
+            elif value != 1.0:
+                why = ("an autoregressive model's length comes from its stop token"
+                       if name == "speed" else "it has no variance adaptor")
+                raise ConfigError(f"model {self.loaded.config.model!r} does not support {CONTROLS[name]} ({why})",
+                                  field=CONTROLS[name], hint="leave it at 1.0, or use a model that has "
+                                                             "it: fastspeech2 takes all three")
+        return kw
+
+    @torch.no_grad()
+    def synthesize_ids(self, ids: list[list[int]], *, speed: float = 1.0, pitch_scale: float = 1.0,
+                       energy_scale: float = 1.0, seed: int | None = None) -> list[tuple[np.ndarray, int, bool]]:
+        """Waveforms of a batch of id sequences: ``(wav float32, frames, stopped)`` each."""
+        kw = self._controls(speed, pitch_scale, energy_scale)
+        if seed is not None:
+            torch.manual_seed(seed)
+            if "generator" in self.inference_params:  # e.g. the AR teacher's always-on prenet dropout
+                kw["generator"] = torch.Generator(device=self.device).manual_seed(seed)
+        lens = torch.tensor([len(x) for x in ids], dtype=torch.long, device=self.device)
+        tokens = torch.zeros(len(ids), int(lens.max()), dtype=torch.long, device=self.device)
+        for b, x in enumerate(ids):
+            tokens[b, :len(x)] = torch.tensor(x, dtype=torch.long)
+        out = self.model.inference(tokens, lens, **kw)
+        mel_lens = out["mel_lens"].long()
+        log_mel = self.loaded.denormalize(out["mel"].float())
+        wav = self.vocoder(log_mel, mel_lens)
+        wav = wav.float().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, np.float32)
+        stopped = out.get("stopped")
+        hop = self.feature_config.hop_length
+        res = []
+        for b in range(len(ids)):
+            n = int(mel_lens[b])
+            w = wav[b, :min(n * hop, wav.shape[1])].astype(np.float32)
+            peak = float(np.abs(w).max()) if len(w) else 0.0
+            if peak > 1.0:  # never clip: scale down
+                w = w * (0.99 / peak)
+            res.append((w, n, True if stopped is None else bool(stopped[b])))
+        return res
+
+    def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
+                 seed: int | None = None) -> tuple[np.ndarray, int]:
+        """``(wav float32 in [-1, 1], sample rate)`` of one text; a bad text raises SpeechkdError."""
+        ids = self.token_ids([text], ["<text>"])[0]
+        if isinstance(ids, SpeechkdError):
+            raise ids
+        wav = self.synthesize_ids([ids], speed=speed, pitch_scale=pitch_scale, energy_scale=energy_scale,
+                                  seed=seed)[0][0]
+        return wav, self.sample_rate
+
+    def batch(self, texts: Sequence[str], utts: Sequence[str] | None = None, *, batch_size: int = 1,
+              speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
+              seed: int | None = None, on_done: Callable[[Utterance], None] | None = None) -> list[Utterance]:
+        """Synthesize many texts, ``batch_size`` at a time (sorted by length to limit padding). A bad
+        text does not stop the others: its :class:`Utterance` carries the error instead of a wav.
+        ``seed`` reseeds before every batch, so an utterance's audio does not depend on the ones
+        before it (with batch_size 1, not on the others at all). ``on_done`` sees each result as it
+        is ready (the CLI writes wavs there)."""
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}", field="--batch-size")
+        self._controls(speed, pitch_scale, energy_scale)  # refuse bad controls before any work
+        utts = list(utts) if utts is not None else [f"utt{i + 1:04d}" for i in range(len(texts))]
+        results = [Utterance(u, t) for u, t in zip(utts, texts)]
+        ids = self.token_ids(list(texts), utts)
+        good = []
+        for r, x in zip(results, ids):
+            if isinstance(x, SpeechkdError):
+                r.error = str(x)
+                if on_done:
+                    on_done(r)
+            else:
+                good.append((r, x))
+        good.sort(key=lambda p: len(p[1]))
+        for start in range(0, len(good), batch_size):
+            chunk = good[start:start + batch_size]
+            t0 = time.perf_counter()
+            outs = self.synthesize_ids([x for _, x in chunk], speed=speed, pitch_scale=pitch_scale,
+                                       energy_scale=energy_scale, seed=seed)
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            for (r, _), (w, n, stopped) in zip(chunk, outs):
+                r.wav, r.frames, r.stopped, r.synth_seconds, r.batch_size = w, n, stopped, dt, len(chunk)
+                if not stopped:
+                    logger.warning("utterance '%s': the model hit its maximum length without a stop token", r.utt)
+                if on_done:
+                    on_done(r)
+        return results
