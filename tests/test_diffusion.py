@@ -205,3 +205,37 @@ def test_set_stats_standardises_and_round_trips():
     m2 = _model(seed=1)
     m2.load_state_dict(m.state_dict())  # the statistics travel in the state dict
     torch.testing.assert_close(m2.mel_loc, torch.arange(6.0))
+
+
+def _fs2_model(steps: int = 4) -> DiffusionTTS:
+    from speechkd.models import get_model_class
+    from speechkd.train.config import train_config_from_dict
+
+    cfg = train_config_from_dict({"model": "diffusion", "model_conf": {
+        "steps": steps, "denoiser": {"residual_layers": 2, "residual_channels": 8},
+        "condition": {"d_model": 16, "n_heads": 2, "enc_layers": 1, "conv_filter": 32, "predictor_channels": 16,
+                      "n_bins": 8}}})
+    torch.manual_seed(0)
+    return get_model_class("diffusion")(cfg.model_conf, n_vocab=10, n_mels=6)
+
+
+def test_fastspeech2_condition_joint_losses_and_inference():
+    """The registered model: FastSpeech 2 condition (no mel decoder), teacher-forced durations/pitch/
+    energy in training with its variance losses, predicted ones at inference."""
+    m = _fs2_model()
+    assert m.condition.decoder is None and m.condition.mel_out is None
+    assert m.batch_needs == ("durations", "pitch", "energy")
+    tokens, token_lens, durations, mels, mel_lens = _batch()
+    batch = {"durations": durations, "pitch": torch.full((2, 4), 5.0), "energy": torch.ones(2, 4),
+             "tokens": tokens, "token_lens": token_lens}
+    out = m(tokens, token_lens, mels, mel_lens, durations=durations, pitch=batch["pitch"], energy=batch["energy"])
+    assert out["cond"].shape == (2, 8, 16)
+    loss, logs = m.losses(batch, out)
+    assert set(logs) == {"loss", "diff_l1", "duration", "pitch", "energy"}
+    loss.backward()
+    assert m.condition.encoder.blocks[0].attn.q.weight.grad is not None  # joint training reaches the encoder
+    m.eval()
+    r = m.inference(tokens, token_lens, steps=2, generator=torch.Generator().manual_seed(0))
+    assert r["mel"].shape[0] == 2 and torch.all(r["mel_lens"] >= token_lens)
+    fast = m.inference(tokens, token_lens, steps=2, speed=2.0, generator=torch.Generator().manual_seed(0))
+    assert torch.all(fast["mel_lens"] <= r["mel_lens"])

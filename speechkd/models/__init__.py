@@ -12,6 +12,7 @@ from __future__ import annotations
 from torch import nn
 
 from speechkd.errors import ConfigError
+from speechkd.models.diffusion import DiffusionTTS
 from speechkd.models.fastspeech import FastSpeech
 from speechkd.models.fastspeech2 import FastSpeech2
 from speechkd.models.transformer_tts import TransformerTTS
@@ -20,6 +21,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "transformer_tts": TransformerTTS,
     "fastspeech": FastSpeech,
     "fastspeech2": FastSpeech2,
+    "diffusion": DiffusionTTS,
 }
 
 

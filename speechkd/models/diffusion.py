@@ -33,6 +33,7 @@ from torch import nn
 
 from speechkd.config import field
 from speechkd.distill.samplers import NoiseSchedule, q_sample, sample, sampling_grid
+from speechkd.models.fastspeech2 import FastSpeech2, FastSpeech2Config
 from speechkd.models.layers import length_mask
 
 
@@ -121,8 +122,9 @@ class DiffusionConfig:
     sampler: Literal["ddim", "ddpm"] = field("ddim", help="default sampler: deterministic DDIM (eta 0) or the "
                                                           "DDPM posterior")
     denoiser: DenoiserConfig = field(default_factory=DenoiserConfig, help="the WaveNet-style denoiser")
-    condition: Any = field(default_factory=dict, help="the FastSpeech 2 encoder + variance adaptor that "
-                                                       "gives the frame-level condition (its Config)")
+    condition: FastSpeech2Config = field(default_factory=lambda: FastSpeech2Config(dec_layers=0),
+                                         help="the FastSpeech 2 encoder + variance adaptor giving the frame-level "
+                                              "condition (its decoder settings are unused)")
     variance_loss_weight: float = field(1.0, help="weight of the condition's duration/pitch/energy losses "
                                                   "(joint training as in ProDiff); 0: diffusion loss only")
     val_sample_steps: int = field(0, help="validation: sample the dev mels with this many DDIM steps (ground-"
@@ -149,13 +151,17 @@ class DiffusionTTS(nn.Module):
     """FastSpeech 2 condition + x0-predicting denoiser; see the module docstring."""
 
     Config = DiffusionConfig
+    # batch entries TTSTask passes to forward(): the condition is teacher-forced like FastSpeech 2
+    batch_needs = FastSpeech2.batch_needs
+    has_variances = True
 
     def __init__(self, cfg: DiffusionConfig, n_vocab: int, n_mels: int, condition: nn.Module | None = None):
         super().__init__()
         self.cfg, self.n_mels = cfg, n_mels
         self.schedule = NoiseSchedule(cfg.schedule, cfg.beta_min, cfg.beta_max, cfg.cosine_s)
         self.condition = condition if condition is not None else build_condition(cfg, n_vocab, n_mels)
-        self.denoiser = Denoiser(cfg.denoiser, n_mels, self.condition.d_condition)
+        d_cond = getattr(self.condition, "d_condition", None) or cfg.condition.d_model
+        self.denoiser = Denoiser(cfg.denoiser, n_mels, d_cond)
         # per-bin standardisation of the mels (training statistics, set once by set_stats and saved)
         self.register_buffer("mel_loc", torch.zeros(n_mels))
         self.register_buffer("mel_scale", torch.ones(n_mels))
@@ -214,8 +220,9 @@ class DiffusionTTS(nn.Module):
         logs = {"diff_l1": l1}
         loss = l1
         if self.cfg.variance_loss_weight > 0 and hasattr(self.condition, "variance_losses"):
-            v_loss, v_logs = self.condition.variance_losses(batch, out["pred"])
-            loss = loss + self.cfg.variance_loss_weight * v_loss
+            v_logs = self.condition.variance_losses(batch, out["pred"])
+            loss = loss + self.cfg.variance_loss_weight * sum(self.condition.loss_weight(k) * v
+                                                              for k, v in v_logs.items())
             logs.update(v_logs)
         logs["loss"] = loss
         return loss, logs
@@ -277,5 +284,9 @@ def _fit_frames(x: torch.Tensor, t: int) -> torch.Tensor:
     return F.pad(x, (0, 0, 0, t - x.size(1)))
 
 
-def build_condition(cfg: DiffusionConfig, n_vocab: int, n_mels: int) -> nn.Module:
-    raise NotImplementedError("FastSpeech 2 condition: pending")
+def build_condition(cfg: DiffusionConfig, n_vocab: int, n_mels: int) -> FastSpeech2:
+    """FastSpeech 2 without its mel decoder: only ``encode_condition`` (encoder, variance adaptor,
+    length regulator) and its variance losses are used (ProDiff sec. 3.2, DiffSpeech)."""
+    fs2 = FastSpeech2(cfg.condition, n_vocab, n_mels)
+    fs2.decoder = fs2.mel_out = fs2.postnet = None  # unused parameters (DDP would need find_unused_parameters)
+    return fs2
