@@ -106,27 +106,19 @@ def _vocoder_feature_config(voc: Any) -> FeatureConfig | None:
 
 def load_vocoder(name_or_exp: str, feats: FeatureConfig, device: str = "cpu",
                  options: dict | None = None) -> Callable:
-    """A vocoder ``(log_mel [B, T, n_mels], lengths) -> wav [B, N]`` for mels of ``feats``: a
-    registered vocoder that needs no training (``griffin_lim``) is built for ``feats``; a
-    trained one (a registered name of a trained vocoder, or an exp dir) is loaded through
-    :func:`speechkd.models.vocoders.load_vocoder`, which refuses a mismatched FeatureConfig."""
+    """A vocoder ``(log_mel [B, T, n_mels], lengths) -> wav [B, N]`` for mels of ``feats``, through
+    :func:`speechkd.models.vocoders.load_vocoder` (a registered name such as ``griffin_lim``, or a
+    trained vocoder's exp dir, refused when trained on other features)."""
     from speechkd.models import vocoders
 
-    registry = vocoders.VOCODERS
-    if name_or_exp in registry and not getattr(registry[name_or_exp][0], "needs_training", True):
-        cls, cfg_cls = registry[name_or_exp]
-        return cls(feats, from_dict(cfg_cls, options or {}, source="vocoder options"), device=device)
-    trained = getattr(vocoders, "load_vocoder", None)
-    if trained is None:
-        if os.path.isdir(name_or_exp):
-            raise SpeechkdError("this speechkd has no loader for trained vocoders yet", path=name_or_exp,
-                                field="--vocoder", hint="use --vocoder griffin_lim")
+    loader = getattr(vocoders, "load_vocoder", None)
+    if loader is not None:
+        return loader(name_or_exp, feats, device, options)
+    if name_or_exp not in vocoders.VOCODERS:  # a speechkd without trained vocoders
         raise SpeechkdError(f"unknown vocoder {name_or_exp!r}", field="--vocoder",
-                            hint=f"give a vocoder exp dir or one of {', '.join(sorted(registry))}")
-    if options:
-        raise ConfigError("vocoder options apply to untrained vocoders only (e.g. griffin_lim n_iter=64)",
-                          field="--vocoder")
-    return trained(name_or_exp, feats, device)
+                            hint=f"use one of {', '.join(sorted(vocoders.VOCODERS))}")
+    cls, cfg_cls = vocoders.VOCODERS[name_or_exp]
+    return cls(feats, from_dict(cfg_cls, options or {}, source="vocoder options"), device=device)
 
 
 class Synthesizer:
@@ -189,8 +181,9 @@ class Synthesizer:
     def _controls(self, speed: float, pitch_scale: float, energy_scale: float) -> dict[str, float]:
         """The prosody keywords for model.inference; a non-default control the model lacks is an error."""
         kw = {}
-        # FastSpeech shares FastSpeech 2's inference signature but has no variance adaptor
-        variances = getattr(self.model, "has_variances", True)
+        # pitch/energy only where the model says it has a variance adaptor (FastSpeech shares
+        # FastSpeech 2's inference signature without one)
+        variances = getattr(self.model, "has_variances", False)
         for name, value in (("speed", speed), ("pitch_scale", pitch_scale), ("energy_scale", energy_scale)):
             if not value > 0:
                 raise ConfigError(f"{CONTROLS[name]} must be > 0, got {value}", field=CONTROLS[name])
