@@ -117,7 +117,9 @@ class FastSpeech2(FastSpeech):
         h = h + self._bucket_embed(p, self.pitch_stats, self.pitch_embed) * m[..., None]
         e_hat = self.energy_predictor(h, tmask)
         if energy is None:
-            e = self._normalise(self._denormalise(e_hat, self.energy_stats) * energy_scale, self.energy_stats)
+            # energy is a norm (>= 0): clamp before scaling, so that a scale > 1 always means louder
+            e = self._normalise(self._denormalise(e_hat, self.energy_stats).clamp(min=0.0) * energy_scale,
+                                self.energy_stats)
         else:
             e = self._normalise(energy.to(h.dtype), self.energy_stats)
         h = h + self._bucket_embed(e, self.energy_stats, self.energy_embed) * m[..., None]
