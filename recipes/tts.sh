@@ -9,8 +9,9 @@
 #   4  teacher dump (--kd_mode teacher_forced|free_running|both): durations, focus rates,
 #      free-running mels -> dump/teacher/<split>/<kd_mode>, report.md per split and mode
 #   5-9 (students, diffusion, vocoder training) come with later work
-#   10 synthesis of the test set by every system (now: Griffin-Lim copy synthesis of
-#      ground-truth mels, the upper bound of any acoustic model with that vocoder)
+#   10 synthesis of the test set by every system: Griffin-Lim copy synthesis of ground-truth
+#      mels (the upper bound of any acoustic model with that vocoder), and `speechkd synth` of
+#      data/<test>/text by every trained acoustic model (with each trained neural vocoder too)
 #   11 objective evaluation of every exp/<system>/synth/<test> -> exp/eval/results.{json,md}
 #   12 listening-test site -> exp/listen/index.html
 set -euo pipefail
@@ -101,6 +102,19 @@ stage_teacher_dump() {
 stage_synthesis() {
   speechkd vocode --feats "$dumpdir/feats/$test_set" --vocoder griffin_lim \
     --out "$expdir/resynth_griffin_lim/synth/$test_set" --num-utts "$num_eval_utts"
+  # Every trained acoustic model speaks the test text: with Griffin-Lim as exp/<model>, and with
+  # each trained neural vocoder exp/vocoder_<v> as the system exp/<model>_<v>.
+  local am voc
+  for am in "$expdir"/teacher_ar "$expdir"/fastspeech "$expdir"/fastspeech2 "$expdir"/diffusion_*; do
+    [ -f "$am/checkpoints/last.ckpt" ] || continue
+    speechkd synth --model "$am" --list "data/$test_set/text" --num-utts "$num_eval_utts" \
+      --on-unknown map --vocoder griffin_lim -d "$am/synth/$test_set"
+    for voc in "$expdir"/vocoder_*; do
+      [ -f "$voc/checkpoints/last.ckpt" ] || continue
+      speechkd synth --model "$am" --list "data/$test_set/text" --num-utts "$num_eval_utts" \
+        --on-unknown map --vocoder "$voc" -d "${am}_${voc#"$expdir"/vocoder_}/synth/$test_set"
+    done
+  done
 }
 
 # Systems: every exp/<system>/synth/<test set> directory.

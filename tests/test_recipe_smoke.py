@@ -52,12 +52,16 @@ def test_tts_recipe_tiny(tmp_path):
     # Griffin-Lim copy synthesis of every test utterance, evaluated and on the page
     n_test = len((d / "data/test/utt2spk").read_text().splitlines())
     assert len(list((d / "exp/resynth_griffin_lim/synth/test").glob("*.wav"))) == n_test
+    # the trained teacher speaks the test text (speechkd synth), evaluated beside the others
+    synth = (d / "exp/teacher_ar/synth/test/manifest.tsv").read_text().splitlines()
+    assert len(synth) == 1 + n_test and len(list((d / "exp/teacher_ar/synth/test").glob("*.wav"))) == n_test
     table = json.loads((d / "exp/eval/results.json").read_text())
-    assert [r["system"] for r in table["systems"]] == ["ground_truth", "resynth_griffin_lim"]
+    systems = [r["system"] for r in table["systems"]]
+    assert systems[:2] == ["ground_truth", "resynth_griffin_lim"] and "teacher_ar" in systems
     assert 0.0 < table["systems"][1]["mcd"]["mean"] < 10.0
     assert "resynth_griffin_lim" in (d / "exp/eval/results.md").read_text()
     manifest = json.loads((d / "exp/listen/manifest.json").read_text())
-    assert manifest["systems"] == ["ground_truth", "resynth_griffin_lim"]
+    assert manifest["systems"] == systems
     assert (d / "exp/listen/index.html").exists() and (d / "exp/listen/mos.html").exists()
     # AR teacher (tiny: a few steps) and its dump: durations for every training utterance, both KD modes
     assert (d / "exp/teacher_ar/checkpoints/last.ckpt").exists() and (d / "exp/teacher_ar/metrics.csv").exists()
