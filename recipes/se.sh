@@ -26,7 +26,8 @@ preset=demo                 # tiny (tests) | demo | quality
 force=false
 local_data_opts=""
 se_data_opts=""             # e.g. "--train-snr -5 10 --test-snrs 0 5 10"
-students="student_remix student_small"   # conf/<name>_<preset>.yaml each, trained into exp/<name>
+students="student_remix student_small"   # conf/<name>_<preset>.yaml each, trained into exp/<name>;
+                            # add student_remix_ema for EMA-teacher rounds (RemixIT)
 upper_bound=true            # train the same network on clean targets (reads the eval-only clean speech)
 control=true                # train the teacher on for the students' extra minutes
 average=3                   # enhance with the average of the last N checkpoints of each model

@@ -13,10 +13,14 @@ another utterance's noise):
 
 g sets SNR(base : g·n^_π) to a drawn value (``snr``; None keeps g = 1). An EMA
 teacher (RemixIT's sequentially updated teacher) follows the student:
-θ_T ← d·θ_T + (1 − d)·θ_S after each step.
+θ_T ← d·θ_T + (1 − d)·θ_S after each step. In EMA-teacher rounds the teacher's
+estimates of the whole training set are regenerated at the start of each round
+(:func:`teacher_estimates`, :func:`current_round`) while the student carries on.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -72,3 +76,21 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
             bt.mul_(decay).add_(bs, alpha=1.0 - decay)
         else:
             bt.copy_(bs)
+
+
+def current_round(rounds: int, step: int, minutes: float, max_steps: int, max_minutes: float) -> int:
+    """0-based round of the next step when the budget (max_steps, else max_minutes) is split into
+    ``rounds`` equal parts; the last round runs on past the budget."""
+    frac = step / max_steps if max_steps > 0 else minutes / max_minutes
+    return min(rounds - 1, math.floor(frac * rounds + 1e-9))
+
+
+@torch.no_grad()
+def teacher_estimates(teacher: nn.Module, noisy: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{utt: s^ = T(y)} of whole utterances (the teacher in eval mode; its mode is restored)."""
+    was_training = teacher.training
+    teacher.eval()
+    device = next(teacher.parameters()).device
+    out = {u: teacher(torch.from_numpy(y).to(device)).cpu().numpy().astype(np.float32) for u, y in noisy.items()}
+    teacher.train(was_training)
+    return out

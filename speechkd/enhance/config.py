@@ -11,7 +11,8 @@
   and noise estimate (mixture − speech, mixture consistency) vs g·n^_π, both by −SI-SDR.
 
 Remix methods read the teacher's estimates s^ from ``data.estimates_dir`` (stage 3), or compute
-them online with ``remix.teacher`` (then optionally an EMA teacher, ``remix.ema_decay``).
+them online with ``remix.teacher`` (then optionally an EMA teacher, ``remix.ema_decay``), or in
+``remix.rounds`` EMA-teacher rounds that regenerate the estimates of the whole training set.
 """
 
 from __future__ import annotations
@@ -74,8 +75,13 @@ class SETrainerConfig:
 class RemixConfig:
     teacher: str = field("", help="online remixing: teacher exp dir or .ckpt run on each batch "
                                   "(instead of data.estimates_dir)")
-    ema_decay: float = field(0.0, help="online only: after each step θ_T <- d θ_T + (1 - d) θ_S "
-                                       "(RemixIT; 0.995); 0: fixed teacher. Needs the same model for both")
+    ema_decay: float = field(0.0, help="after each student step θ_T <- d θ_T + (1 - d) θ_S (RemixIT; 0.995); "
+                                       "0: fixed teacher. Needs remix.teacher and the same model for both")
+    rounds: int = field(1, help="EMA-teacher rounds (RemixIT, offline): > 1 splits the student's budget "
+                                "(trainer.max_steps, else max_minutes) into N rounds; at the start of each "
+                                "the (EMA) teacher's estimates s^ of the whole training set are regenerated; "
+                                "the student and its optimizer carry on. 1: estimates_dir, or online with "
+                                "remix.teacher")
 
 
 @dataclass
@@ -100,6 +106,18 @@ def check_config(cfg: SETrainConfig, source: str = "<config>") -> SETrainConfig:
     d = cfg.data
     if len(d.snr_range) != 2 or d.snr_range[0] > d.snr_range[1]:
         raise ConfigError(f"must be [low, high], got {d.snr_range}", path=source, field="data.snr_range")
+    r = cfg.remix
+    if r.rounds < 1:
+        raise ConfigError(f"must be >= 1, got {r.rounds}", path=source, field="remix.rounds")
+    if r.rounds > 1:
+        need = [(not r.teacher, "remix.teacher (the teacher whose estimates are regenerated)"),
+                (not r.ema_decay, "remix.ema_decay > 0 (a fixed teacher gives the same estimates every round)"),
+                (bool(d.estimates_dir), "data.estimates_dir empty (the rounds make their own estimates)"),
+                (cfg.trainer.max_steps <= 0 and cfg.trainer.max_minutes <= 0,
+                 "trainer.max_steps or trainer.max_minutes (the budget split into rounds)")]
+        for bad, what in need:
+            if bad:
+                raise ConfigError(f"remix.rounds {r.rounds} needs {what}", path=source, field="remix.rounds")
     if cfg.method == "clean" and not d.clean_dir:
         raise ConfigError("method clean needs data.clean_dir (the eval-only clean speech)", path=source,
                           field="data.clean_dir")

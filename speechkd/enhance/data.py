@@ -61,7 +61,8 @@ def crop(x: np.ndarray, n: int, offset: int) -> np.ndarray:
 
 
 class SEBatches(IterableDataset):
-    """Endless batches {"y", and per method "extra" | "clean" | "s_hat", "snr", "perm"} as tensors."""
+    """Endless batches {"y", "index" (of ``utts``), "offset" (of the crop), and per method "extra" |
+    "clean" | "s_hat", "snr", "perm"} as tensors."""
 
     def __init__(self, cfg: SETrainConfig, start_step: int = 0):
         super().__init__()
@@ -88,14 +89,16 @@ class SEBatches(IterableDataset):
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         d, n, bs = self.cfg.data, self.length, self.cfg.data.batch_size
         picks = rng.integers(len(self.utts), size=bs)
-        ys, paired = [], []
+        ys, paired, offsets = [], [], []
         for i in picks:
             u = self.utts[int(i)]
             off = int(rng.integers(max(1, len(self.noisy[u]) - n + 1)))
+            offsets.append(off)
             ys.append(crop(self.noisy[u], n, off))
             if self.paired:
                 paired.append(crop(self.paired[u], n, off))
-        out = {"y": torch.from_numpy(np.stack(ys))}
+        out = {"y": torch.from_numpy(np.stack(ys)), "index": torch.from_numpy(picks.astype(np.int64)),
+               "offset": torch.tensor(offsets, dtype=torch.int64)}
         if self.paired:
             out["clean" if self.cfg.method == "clean" else "s_hat"] = torch.from_numpy(np.stack(paired))
         if self.extra:
@@ -133,3 +136,9 @@ def dev_batches(cfg: SETrainConfig, seed: int = 12345) -> list[dict[str, torch.T
                     "extra": torch.from_numpy(np.stack(ns[i:i + d.batch_size])),
                     "snr": torch.from_numpy(snr[i:i + d.batch_size])})
     return out
+
+
+def crops_of(audio: dict[str, np.ndarray], utts: list[str], index: torch.Tensor, offset: torch.Tensor,
+             n: int) -> torch.Tensor:
+    """(B, n) crops of ``audio[utts[index[b]]]`` at ``offset[b]``: the same crops as a batch's y."""
+    return torch.from_numpy(np.stack([crop(audio[utts[int(i)]], n, int(o)) for i, o in zip(index, offset)]))

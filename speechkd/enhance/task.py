@@ -6,6 +6,12 @@
 same for every method and needs no clean speech: noisy-target pairs of dev
 speech plus extra noise, reporting the loss and the SI-SDR improvement
 towards the noisy dev speech y.
+
+EMA-teacher rounds (``remix.rounds`` > 1): the teacher follows the student
+(θ_T ← d·θ_T + (1 − d)·θ_S after each step) and its estimates s^ of the whole
+training set are regenerated when a round starts; batches carry crop indices, so
+every step after a regeneration crops the new estimates. A resumed run regenerates
+them from the checkpointed EMA teacher.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ import time
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from speechkd.config import to_dict
-from speechkd.distill.remix import ema_update, remix_pairs, remixit_loss
+from speechkd.distill.remix import current_round, ema_update, remix_pairs, remixit_loss, teacher_estimates
 from speechkd.enhance.config import REMIX, SETrainConfig
+from speechkd.enhance.data import SEBatches, crops_of
 from speechkd.enhance.exp import load_se_model, model_state, read_checkpoint, resolve_checkpoint
 from speechkd.train.exp import code_version
 from speechkd.enhance.losses import neg_si_sdr, se_loss
@@ -32,9 +40,14 @@ logger = logging.getLogger(__name__)
 
 
 class SETask(L.LightningModule):
-    def __init__(self, cfg: SETrainConfig, dev: list[dict[str, torch.Tensor]] | None = None):
+    def __init__(self, cfg: SETrainConfig, dev: list[dict[str, torch.Tensor]] | None = None,
+                 batches: SEBatches | None = None):
         super().__init__()
-        self.cfg, self.dev = cfg, dev or []
+        self.cfg, self.dev, self.batches = cfg, dev or [], batches
+        if cfg.remix.rounds > 1 and batches is None:
+            raise ValueError("EMA-teacher rounds need the training batches (their noisy speech)")
+        self.round, self.round_log = -1, []   # the current EMA-teacher round; one record per regeneration
+        self.estimates: dict[str, np.ndarray] = {}
         self.model = build_se_model(cfg.model, cfg.model_conf)
         self.teacher = None
         if cfg.remix.teacher:
@@ -63,7 +76,10 @@ class SETask(L.LightningModule):
             return {"input": x, "target": t}
         if m == "clean":
             return {"input": y, "target": batch["clean"]}
-        if self.teacher is not None:
+        if self.cfg.remix.rounds > 1:
+            s_hat = crops_of(self.estimates, self.batches.utts, batch["index"], batch["offset"],
+                             y.shape[-1]).to(y.device)
+        elif self.teacher is not None:
             self.teacher.eval()
             with torch.no_grad():
                 s_hat = self.teacher(y)
@@ -95,11 +111,35 @@ class SETask(L.LightningModule):
         self._t0 = now
         if self.teacher is not None and self.cfg.remix.ema_decay:
             ema_update(self.teacher, self.model, self.cfg.remix.ema_decay)
+        if self.cfg.remix.rounds > 1 and self.round_index() != self.round:
+            self.regenerate()  # timed as training: the next step's interval includes it
         self.log("train/minutes", self.train_minutes, on_step=True, batch_size=1)
         t = self.cfg.trainer
         if t.max_minutes > 0 and self.train_minutes >= t.max_minutes:
             logger.info("max_minutes %.1f reached at step %d", t.max_minutes, self.global_step)
             self.trainer.should_stop = True
+
+    # ---- EMA-teacher rounds
+    def round_index(self) -> int:
+        t = self.cfg.trainer
+        return current_round(self.cfg.remix.rounds, self.global_step, self.train_minutes, t.max_steps,
+                             t.max_minutes)
+
+    def regenerate(self) -> None:
+        """The current teacher's estimates of every training utterance, for the round that starts now."""
+        t0 = time.perf_counter()
+        self.estimates = teacher_estimates(self.teacher, self.batches.noisy)
+        self.round = self.round_index()
+        rec = {"round": self.round, "step": int(self.global_step), "minutes": round(self.train_minutes, 3),
+               "seconds": round(time.perf_counter() - t0, 2)}
+        self.round_log.append(rec)
+        logger.info("EMA-teacher round %d/%d from step %d: the teacher's estimates of %d utterances "
+                    "regenerated in %.1f s", self.round + 1, self.cfg.remix.rounds, rec["step"],
+                    len(self.estimates), rec["seconds"])
+
+    def on_train_start(self) -> None:
+        if self.cfg.remix.rounds > 1:
+            self.regenerate()  # round 0 (or, resumed, the round of the checkpoint's step)
 
     def on_validation_start(self) -> None:
         self._t0 = None  # validation time is not training time
@@ -122,7 +162,10 @@ class SETask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["speechkd"] = {"kind": "se", "config": to_dict(self.cfg), "model": self.cfg.model,
                                   "sample_rate": self.cfg.data.sample_rate, "train_minutes": self.train_minutes,
-                                  "version": self.version, "remix": self.cfg.method in REMIX}
+                                  "version": self.version, "remix": self.cfg.method in REMIX,
+                                  "rounds": list(self.round_log)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.train_seconds = 60.0 * float(checkpoint.get("speechkd", {}).get("train_minutes", 0.0))
+        meta = checkpoint.get("speechkd", {})
+        self.train_seconds = 60.0 * float(meta.get("train_minutes", 0.0))
+        self.round_log = list(meta.get("rounds", []))

@@ -83,11 +83,12 @@ def run_se_training(cfg: SETrainConfig, exp_dir: str, *, continue_from: str = ""
         L.seed_everything(t.seed, workers=True, verbose=False)
         resume, step = previous_run(exp_dir, cfg, continue_from)
         atomic_write_text(os.path.join(exp_dir, "config.yaml"), dump_config(cfg))
-        task = SETask(cfg, dev_batches(cfg))
+        batches = SEBatches(cfg, start_step=step)
+        task = SETask(cfg, dev_batches(cfg), batches)
         logger.info("speechkd se-train %s -> %s: %s, %s, %.3f M parameters; %s", cfg.method, exp_dir, cfg.model,
                     task.version, num_parameters(task.model) / 1e6,
                     f"resuming from {resume} (step {step})" if resume else "fresh start")
-        train = DataLoader(SEBatches(cfg, start_step=step), batch_size=None, num_workers=0)
+        train = DataLoader(batches, batch_size=None, num_workers=0)
         metrics = CSVMetricsLogger(exp_dir)
         metrics.truncate_after(step)
         ckpt_dir = os.path.join(exp_dir, CKPT_DIR)
