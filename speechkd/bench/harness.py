@@ -50,6 +50,7 @@ class Case:
     warmup: int
     sync: Callable[[], Any] | None = None
     note: str = ""
+    timed_first: bool = False  # the first call is the first timed repeat (too slow to run twice)
 
 
 @dataclass
@@ -144,14 +145,16 @@ class Bench:
         self.extra: dict[str, Any] = {}  # free-form facts a suite wants in the report (shapes, checks)
 
     def add(self, name: str, fn: Callable[[], Any], *, repeats: int | None = None, warmup: int | None = None,
-            sync: Callable[[], Any] | None = None, note: str = "") -> "Bench":
+            sync: Callable[[], Any] | None = None, note: str = "", timed_first: bool = False) -> "Bench":
+        """``timed_first``: no untimed call; the first call is the first timed repeat (and
+        ``first_call_s``), for cases too slow to run twice (e.g. uncached autoregressive decoding)."""
         if any(c.name == name for c in self.cases):
             raise SpeechkdError(f"benchmark case '{name}' added twice", field="name")
         r = self.repeats if repeats is None else repeats
         w = self.warmup if warmup is None else warmup
         if r < 1 or w < 0:
             raise SpeechkdError(f"case '{name}': repeats must be >= 1 and warmup >= 0 (got {r}, {w})")
-        self.cases.append(Case(name, fn, r, w, sync, note))
+        self.cases.append(Case(name, fn, r, 0 if timed_first else w, sync, note, timed_first))
         return self
 
     def run(self) -> "Bench":
@@ -164,12 +167,14 @@ class Bench:
                                 f"({', '.join(c.name for c in self.cases)})", field="baseline")
         self.env = environment(self.device)
         first: dict[str, float] = {}
+        times: dict[str, list[tuple[float, float]]] = {c.name: [] for c in self.cases}
         for c in self.cases:
+            if c.timed_first:
+                continue
             first[c.name] = _timed(c)[0]
             for _ in range(max(c.warmup - 1, 0)):  # the first call counts as one warm-up run
                 _timed(c)
             logger.debug("%s: first call %.4f s", c.name, first[c.name])
-        times: dict[str, list[tuple[float, float]]] = {c.name: [] for c in self.cases}
         if self.interleave:
             for r in range(max(c.repeats for c in self.cases)):
                 for c in self.cases:
@@ -178,6 +183,9 @@ class Bench:
         else:
             for c in self.cases:
                 times[c.name] = [_timed(c) for _ in range(c.repeats)]
+        for c in self.cases:
+            if c.timed_first:
+                first[c.name] = times[c.name][0][0]
         self.results = [Result(c.name, [w for w, _ in times[c.name]], [p for _, p in times[c.name]],
                                first[c.name], c.warmup, c.note) for c in self.cases]
         if self.baseline is not None:
