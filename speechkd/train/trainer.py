@@ -15,6 +15,7 @@ import datetime
 import logging
 import os
 import sys
+from typing import Callable
 
 import lightning as L
 import torch
@@ -90,8 +91,11 @@ def check_previous_run(exp_dir: str, cfg: TrainConfig, tokens: TokenList, fc: Fe
     return last
 
 
-def run_training(cfg: TrainConfig, exp_dir: str, *, progress_bar: bool | None = None) -> str:
-    """Train (or resume) in ``exp_dir``; returns the path of the last checkpoint."""
+def run_training(cfg: TrainConfig, exp_dir: str, *, progress_bar: bool | None = None,
+                 make_task: Callable[..., TTSTask] = TTSTask) -> str:
+    """Train (or resume) in ``exp_dir``; returns the path of the last checkpoint. ``make_task(cfg,
+    token_list, feature_config, stats, exp_dir=...)`` builds the Lightning module (a TTSTask
+    subclass, e.g. :class:`speechkd.distill.progressive.ProgressiveTask`)."""
     require_data(cfg)
     t = cfg.trainer
     if t.max_steps < 0 and t.max_minutes <= 0:
@@ -109,7 +113,7 @@ def run_training(cfg: TrainConfig, exp_dir: str, *, progress_bar: bool | None = 
             cfg.data.plot_utt = dm.dev_utts[0].utt
         resume = check_previous_run(exp_dir, cfg, dm.token_list, dm.feature_config)
         atomic_write_text(os.path.join(exp_dir, "config.yaml"), dump_config(cfg))
-        task = TTSTask(cfg, dm.token_list, dm.feature_config, dm.stats, exp_dir=exp_dir)
+        task = make_task(cfg, dm.token_list, dm.feature_config, dm.stats, exp_dir=exp_dir)
         n_params = sum(p.numel() for p in task.model.parameters())
         logger.info("model %s: %.2f M parameters; %s", cfg.model, n_params / 1e6,
                     f"resuming from {resume}" if resume else "fresh start")
