@@ -55,8 +55,9 @@ class DenoiserConfig:
 def step_embedding(tau: torch.Tensor, dim: int, scale: float) -> torch.Tensor:
     """Sinusoidal embedding [B, dim] of the diffusion time (Vaswani et al. 2017 sec. 3.5, as DiffWave)."""
     half = dim // 2
-    freqs = torch.exp(torch.arange(half, device=tau.device, dtype=torch.float32) * (-math.log(10000.0) / (half - 1)))
-    arg = (tau.float() * scale)[:, None] * freqs[None]
+    dtype = tau.dtype if tau.is_floating_point() else torch.float32
+    freqs = torch.exp(torch.arange(half, device=tau.device, dtype=dtype) * (-math.log(10000.0) / (half - 1)))
+    arg = (tau.to(dtype) * scale)[:, None] * freqs[None]
     return torch.cat([arg.sin(), arg.cos()], dim=-1)
 
 

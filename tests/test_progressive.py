@@ -1,0 +1,121 @@
+"""Progressive distillation: the loss pass against the defining identity, a tiny chain end to end
+(loadable exp dirs, sampling with their own steps), resume and skip of done rounds, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusion_fixtures import StandInCondition, make_dump_with_durations
+from speechkd.distill.progressive import ProgressiveConfig, distillation_loss, round_steps, run_progressive
+from speechkd.distill.samplers import ddim_step
+from speechkd.errors import ConfigError, SpeechkdError
+from speechkd.models.diffusion import DenoiserConfig, DiffusionConfig, DiffusionTTS
+from speechkd.train.config import load_train_config
+from speechkd.train.exp import load_model
+from speechkd.train.trainer import run_training
+
+CONF = Path(__file__).resolve().parents[1] / "recipes/conf"
+
+
+def _pair(k: int = 2):
+    cfg = DiffusionConfig(steps=2 * k, denoiser=DenoiserConfig(residual_layers=2, residual_channels=8))
+    torch.manual_seed(0)
+    teacher = DiffusionTTS(cfg, 10, 4, condition=StandInCondition()).double()
+    with torch.no_grad():
+        teacher.denoiser.out_proj.weight.normal_(0, 0.5)
+    student = DiffusionTTS(dataclasses.replace(cfg, steps=k), 10, 4, condition=StandInCondition()).double()
+    student.load_state_dict(teacher.state_dict())
+    return teacher.eval(), student.eval()
+
+
+def test_round_steps():
+    assert round_steps(8, 3) == [4, 2, 1]
+    with pytest.raises(ConfigError, match="cannot halve 1 steps"):
+        round_steps(4, 3)
+
+
+@pytest.mark.parametrize("j", [1, 2])
+def test_distillation_loss_target_is_two_teacher_steps(j):
+    """The pass's target makes one student DDIM step from x_t land where the teacher's two steps do,
+    at the student's own time labels (j = 1 ends on the teacher's x0^)."""
+    teacher, student = _pair(k=2)
+    tokens, token_lens = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([3, 2])
+    mels = torch.randn(2, 9, 4, dtype=torch.float64)
+    mel_lens = torch.tensor([9, 6])
+    jj = torch.tensor([j, j])
+    out = distillation_loss(student, teacher, tokens, token_lens, mels, mel_lens, {}, j=jj)
+    x_t, mask = out["x_t"], out["mask"]
+    sched, m = teacher.schedule, mask[..., None].double()
+    cond = out["cond"]
+    a = [sched.a_sigma(torch.full((2,), (2 * j - i) / 4, dtype=torch.float64), x_t) for i in range(3)]
+    x1 = ddim_step(x_t, teacher.denoise(x_t, torch.full((2,), 2 * j / 4.0, dtype=torch.float64), cond, mask), *a[0],
+                   *a[1]) * m
+    x0_1 = teacher.denoise(x1, torch.full((2,), (2 * j - 1) / 4.0, dtype=torch.float64), cond, mask)
+    x2 = x0_1 if j == 1 else ddim_step(x1, x0_1, *a[1], *a[2])
+    torch.testing.assert_close(ddim_step(x_t, out["target"], *a[0], *a[2]) * m, x2 * m)
+    # the student (a copy of the teacher) at its own label tau = j/2 gives the teacher's x0^ at t = 2j
+    torch.testing.assert_close(out["x0_hat"], teacher.denoise(x_t, torch.full((2,), j / 2.0, dtype=torch.float64),
+                                                               cond, mask))
+    assert float((out["target"] * (1 - m)).abs().max()) == 0.0  # padding carries no target
+
+
+@pytest.fixture
+def teacher_exp(tmp_path):
+    paths = make_dump_with_durations(tmp_path)
+    cfg = load_train_config(CONF / "diffusion_tiny.yaml", [
+        f"data.dump_dir={paths['dump']}", f"data.token_list={paths['token_list']}", "trainer.accelerator=cpu",
+        "trainer.devices=1"])
+    exp = tmp_path / "exp" / "diffusion_4"
+    run_training(cfg, str(exp), progress_bar=False)
+    return exp
+
+
+def test_progressive_chain_end_to_end_and_resume(teacher_exp, tmp_path):
+    from speechkd.config import load_config
+
+    pcfg = load_config(ProgressiveConfig, CONF / "progressive_tiny.yaml")
+    pcfg.trainer.accelerator, pcfg.trainer.devices = "cpu", "1"
+    outs = run_progressive(str(teacher_exp), pcfg, progress_bar=False)
+    assert [Path(o).name for o in outs] == ["diffusion_2", "diffusion_1"]
+    for k, o in zip((2, 1), outs):
+        lm = load_model(o)
+        assert lm.model.cfg.steps == k and lm.step == 3
+        info = json.loads((Path(o) / "round.json").read_text())
+        assert info["student_steps"] == k and info["teacher_steps"] == 2 * k and info["steps_trained"] == 3
+        assert (Path(o) / "config.yaml").exists() and (Path(o) / "progressive.yaml").exists()
+        r = lm.model.inference(torch.tensor([[3, 4, 5]]), torch.tensor([3]), generator=torch.Generator().manual_seed(0))
+        assert r["mel"].shape[-1] == 16 and torch.isfinite(r["mel"]).all()
+    # round 1 started from the teacher, then trained: weights moved
+    t, s = load_model(str(teacher_exp)).model, load_model(outs[0]).model
+    moved = [n for n, p in s.state_dict().items() if not torch.equal(p, t.state_dict()[n])]
+    assert any(n.startswith("denoiser.") for n in moved)
+    # a rerun skips the done rounds; one more round on a 1-step model is an error
+    mtime = (Path(outs[1]) / "checkpoints/last.ckpt").stat().st_mtime
+    assert run_progressive(str(teacher_exp), pcfg, progress_bar=False) == outs
+    assert (Path(outs[1]) / "checkpoints/last.ckpt").stat().st_mtime == mtime
+    with pytest.raises(ConfigError, match="cannot halve 1 steps"):
+        run_progressive(str(teacher_exp), dataclasses.replace(pcfg, rounds=3), progress_bar=False)
+
+
+def test_progressive_resumes_an_interrupted_round(teacher_exp):
+    pcfg = ProgressiveConfig(rounds=1, optim=ProgressiveConfig().optim)
+    pcfg.trainer = dataclasses.replace(pcfg.trainer, max_steps=2, ckpt_every_steps=1, val_every_steps=2,
+                                       accelerator="cpu", devices="1")
+    [out] = run_progressive(str(teacher_exp), pcfg, progress_bar=False)
+    (Path(out) / "round.json").unlink()  # as if killed after its last checkpoint
+    pcfg.trainer.max_steps = 4
+    run_progressive(str(teacher_exp), pcfg, progress_bar=False)
+    assert load_model(out).step == 4
+    rows = (Path(out) / "metrics.csv").read_text().splitlines()
+    steps = [int(float(r.split(",")[0])) for r in rows[1:]]
+    assert steps == sorted(steps) and max(steps) == 4  # one history, continued
+
+
+def test_teacher_must_be_a_diffusion_model(tmp_path):
+    with pytest.raises(SpeechkdError, match="has no checkpoint"):
+        run_progressive(str(tmp_path), ProgressiveConfig())
