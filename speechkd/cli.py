@@ -30,6 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "se-train": ("speechkd.enhance.train_cli", "train an SE model: noisy-target teacher, remix students, upper bound"),
     "enhance": ("speechkd.enhance.enhance_cli", "enhance a wav or a data dir (--nj); S(T(y)) with --teacher"),
     "eval": ("speechkd.eval.cli", "objective evaluation: tts (MCD, F0, WER), se (PESQ, STOI, SI-SDR), asr, summary"),
+    "train-vocoder": ("speechkd.train.vocoder_cli", "train a neural vocoder (Vocos-like; GAN + mel losses) in an exp dir"),
     "vocode": ("speechkd.infer.cli_vocode", "dumped log-mels -> wavs through a vocoder (copy synthesis)"),
     "synth": ("speechkd.infer.cli_synth", "text -> wav with a trained acoustic model and a vocoder (-o or -d DIR)"),
     "bench": ("speechkd.bench.cli", "speed benchmarks side by side in one process (align: MAS backends)"),

@@ -3,7 +3,9 @@
 The "resynthesis" system of every recipe: the upper bound an acoustic model
 can reach with that vocoder, evaluated and listened to beside the students.
 The dump's ``feature_config.yaml`` is the vocoder's input contract: a vocoder
-with its own FeatureConfig (a trained one) must match it, field by field.
+with its own FeatureConfig (a trained one, given as its exp dir) must match it, field by field.
+WORLD is not a mel vocoder: its copy synthesis analyses the data dir's waveforms
+(:func:`resynthesize_datadir`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import time
 import numpy as np
 import torch
 
-from speechkd.config import from_dict
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import FeatureConfig
-from speechkd.models.vocoders import VOCODERS
+from speechkd.models.vocoders import load_vocoder
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,16 @@ def resolve_device(device: str) -> str:
 
 
 def build_vocoder(name: str, feats: FeatureConfig, options: dict | None = None, device: str = "cpu"):
-    if name not in VOCODERS:
-        raise SpeechkdError(f"unknown vocoder '{name}'; known: {', '.join(VOCODERS)}", field="--vocoder")
-    cls, cfg_cls = VOCODERS[name]
-    return cls(feats, from_dict(cfg_cls, options or {}, source="--vocoder options"), device=device)
+    """A registered vocoder (with ``options``) or a trained one (exp dir), checked against ``feats``."""
+    return load_vocoder(name, feats, device, options)
+
+
+def _write(wav_path: str, wav: np.ndarray, sr: int, utt: str) -> None:
+    peak = float(np.abs(wav).max()) if len(wav) else 0.0
+    if peak > 1.0:  # never clip: scale down and say so
+        log.warning("%s: peak %.2f > 1, scaled to 0.99", utt, peak)
+        wav = wav * (0.99 / peak)
+    atomic_write_wav(wav_path, wav.astype(np.float32), sr)
 
 
 def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options: dict | None = None, *,
@@ -63,6 +70,9 @@ def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options:
         index = index[:num_utts]
     device = resolve_device(device)
     voc = build_vocoder(vocoder, feats, options, device)
+    if getattr(voc, "needs_wav", False):
+        raise SpeechkdError(f"{vocoder} resynthesises waveforms, not log-mels", field="--vocoder",
+                            hint="give the data dir: speechkd vocode --vocoder world --data-dir data/<split>")
     os.makedirs(out, exist_ok=True)
     done = seconds = audio_s = 0.0
     for utt, path, frames in index:
@@ -75,15 +85,51 @@ def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options:
         wav = voc(mel[None])[0].cpu().numpy()
         seconds += time.perf_counter() - t0
         audio_s += len(wav) / feats.sample_rate
-        peak = float(np.abs(wav).max())
-        if peak > 1.0:  # never clip: scale down and say so
-            log.warning("%s: peak %.2f > 1, scaled to 0.99", utt, peak)
-            wav = wav * (0.99 / peak)
-        atomic_write_wav(wav_path, wav.astype(np.float32), feats.sample_rate)
+        _write(wav_path, wav, feats.sample_rate, utt)
         done += 1
     info = {"vocoder": vocoder, "options": options or {}, "device": device, "feats_dir": feats_dir,
             "utterances": len(index), "vocoded_now": int(done), "seconds": round(seconds, 3),
             "rtf": round(seconds / audio_s, 4) if audio_s else None}
     atomic_write_json(os.path.join(out, "vocode_info.json"), info)
     log.info("vocoded %d utterances into %s (RTF %s)", done, out, info["rtf"])
+    return info
+
+
+def resynthesize_datadir(data_dir: str, out: str, vocoder: str = "world", options: dict | None = None, *,
+                         feats: FeatureConfig | None = None, num_utts: int = 0, device: str = "auto",
+                         batch_size: int = 8) -> dict:
+    """Copy synthesis of a data dir's waveforms by a vocoder that analyses audio (WORLD) into
+    ``out/<utt>.wav``, ``batch_size`` utterances per synthesis call (the batched kernel's batch);
+    wavs already there are kept. The first ``num_utts`` in C order (the dump's order)."""
+    from speechkd.audio import load_audio
+    from speechkd.data.kaldi import read_datadir
+
+    feats = feats or FeatureConfig()
+    device = resolve_device(device)
+    voc = build_vocoder(vocoder, feats, options, device)
+    if not getattr(voc, "needs_wav", False):
+        raise SpeechkdError(f"{vocoder} vocodes log-mels: give --feats (a feature dump), not --data-dir",
+                            field="--vocoder")
+    dd = read_datadir(data_dir)
+    utts = dd.utts[:num_utts] if num_utts > 0 else dd.utts
+    todo = [u for u in utts if not os.path.exists(os.path.join(out, f"{u}.wav"))]
+    os.makedirs(out, exist_ok=True)
+    seconds = audio_s = 0.0
+    for i in range(0, len(todo), max(1, batch_size)):
+        chunk = todo[i:i + batch_size]
+        wavs = []
+        for u in chunk:
+            entry, seg = dd.audio(u)
+            wavs.append(load_audio(entry, sample_rate=feats.sample_rate, utt=u, segment=seg)[0])
+        t0 = time.perf_counter()
+        outs = voc.resynthesize(wavs, feats.sample_rate)
+        seconds += time.perf_counter() - t0
+        for u, w in zip(chunk, outs):
+            audio_s += len(w) / feats.sample_rate
+            _write(os.path.join(out, f"{u}.wav"), w, feats.sample_rate, u)
+    info = {"vocoder": vocoder, "options": options or {}, "device": device, "data_dir": data_dir,
+            "utterances": len(utts), "vocoded_now": len(todo), "seconds": round(seconds, 3),
+            "rtf": round(seconds / audio_s, 4) if audio_s else None}
+    atomic_write_json(os.path.join(out, "vocode_info.json"), info)
+    log.info("resynthesised %d utterances into %s (RTF %s, analysis included)", len(todo), out, info["rtf"])
     return info

@@ -1,0 +1,408 @@
+"""Neural vocoder training (``speechkd train-vocoder``) and loading (:func:`load_trained_vocoder`).
+
+Data: random segments of ``segment_frames`` mel frames from a feature dump
+(``<feats>/<split>/feats.scp``) with the matching audio from the data dir
+(``<data>/<split>/wav.scp``): frame t of a centred STFT is centred on sample t·hop, so frames
+t0..t0+S-1 pair with samples [t0·hop, (t0+S-1)·hop), which is what the iSTFT head returns.
+
+Losses (HiFi-GAN eq. 6 / Vocos sec. 3.3), per step, with ŷ = G(mel):
+
+    L_D = Σ_k adv_D(D_k(y), D_k(ŷ))                                (hinge or least squares)
+    L_G = λ_adv Σ_k adv_G(D_k(ŷ)) + λ_fm L_FM + λ_mel ‖logmel(y) − logmel(ŷ)‖₁
+
+``logmel`` is THE feature definition (:func:`speechkd.features.mel.log_mel`). Before
+``loss.disc_start_step`` the generator trains on the mel loss alone and no discriminator
+runs (3-4x cheaper steps: on a CPU budget most of the intelligibility comes from there).
+
+Experiment dir as every trainer's (:mod:`speechkd.train.exp`): config.yaml, train.log,
+metrics.csv, atomic checkpoints carrying ``{"kind": "vocoder", config, feature_config,
+version, train_minutes}``; a rerun resumes from checkpoints/last.ckpt; ``samples/`` holds a dev
+utterance vocoded at each validation. ``global_step`` counts generator steps (the
+discriminator's optimizer is stepped outside Lightning's step counter).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.utils.data import DataLoader, IterableDataset
+
+from speechkd.config import _merge, dump_config, field, from_dict, parse_overrides, read_yaml, to_dict
+from speechkd.errors import ConfigError, SpeechkdError
+from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
+from speechkd.features.mel import log_mel
+from speechkd.models.vocoders.discriminators import (DiscriminatorConfig, Discriminators, discriminator_loss,
+                                                     feature_matching_loss, generator_adv_loss)
+from speechkd.train.config import TrainerConfig, config_changes
+from speechkd.train.exp import CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file, code_version
+from speechkd.utils.io import atomic_write_text, atomic_write_wav
+
+logger = logging.getLogger(__name__)
+
+RESUMABLE = ("trainer.", "data.max_dev_utts")
+
+
+@dataclass
+class VocoderDataConfig:
+    feats_dir: str = field("", help="feature dump root holding <split>/feats.scp (`--feats` sets it)")
+    data_dir: str = field("", help="data root holding <split>/wav.scp, the audio of the dump (`--data` sets it)")
+    train_set: str = field("train", help="training split")
+    dev_set: str = field("dev", help="validation split")
+    segment_frames: int = field(32, help="mel frames per training segment ((S-1)·hop samples of audio)")
+    batch_size: int = field(8, help="segments per batch")
+    max_dev_utts: int = field(4, help="validate on the first N dev utterances (whole utterances)")
+
+
+@dataclass
+class VocoderLossConfig:
+    gan_loss: Literal["hinge", "lsgan"] = field("hinge", help="adversarial loss: hinge (Vocos) or least squares "
+                                                               "(HiFi-GAN)")
+    mel_weight: float = field(45.0, help="λ_mel on the log-mel L1 (HiFi-GAN, Vocos: 45)")
+    fm_weight: float = field(2.0, help="λ_fm on the feature-matching loss (HiFi-GAN: 2)")
+    adv_weight: float = field(1.0, help="λ_adv on the generator's adversarial loss")
+    disc_start_step: int = field(0, help="generator steps trained on the mel loss alone before the "
+                                         "discriminators start")
+
+
+@dataclass
+class VocoderOptimConfig:
+    lr: float = field(5e-4, help="AdamW learning rate of both networks (Vocos: 5e-4)")
+    betas: list[float] = field(default_factory=lambda: [0.8, 0.9], help="AdamW betas (Vocos)")
+    weight_decay: float = field(0.01, help="AdamW decoupled weight decay")
+    grad_clip: float = field(10.0, help="clip each network's gradient norm to this; 0: no clipping")
+
+
+@dataclass
+class VocoderTrainConfig:
+    """Everything `speechkd train-vocoder` needs besides the exp dir."""
+
+    generator: str = field("vocos", help="registered generator (speechkd.models.vocoders.GENERATORS)")
+    generator_conf: Any = field(default_factory=dict, help="the generator's settings (its Config dataclass)")
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig, help="MPD + MRD settings")
+    data: VocoderDataConfig = field(default_factory=VocoderDataConfig, help="training data")
+    loss: VocoderLossConfig = field(default_factory=VocoderLossConfig, help="loss weights")
+    optim: VocoderOptimConfig = field(default_factory=VocoderOptimConfig, help="optimisers")
+    trainer: TrainerConfig = field(default_factory=TrainerConfig, help="training length, devices, precision")
+
+
+def vocoder_config_from_dict(data: dict, source: str = "<dict>") -> VocoderTrainConfig:
+    from speechkd.models.vocoders import GENERATORS
+
+    data = dict(data)
+    gen_conf = data.pop("generator_conf", None) or {}
+    cfg = from_dict(VocoderTrainConfig, data, source=source)
+    if cfg.generator not in GENERATORS:
+        raise ConfigError(f"unknown generator '{cfg.generator}'; known: {', '.join(GENERATORS)}", path=source,
+                          field="generator")
+    cfg.generator_conf = from_dict(GENERATORS[cfg.generator][1], gen_conf, source=source, prefix="generator_conf.")
+    if cfg.trainer.accumulate_grad_batches != 1:
+        raise ConfigError("gradient accumulation is not supported by the GAN loop", path=source,
+                          field="trainer.accumulate_grad_batches", hint="raise data.batch_size instead")
+    return cfg
+
+
+def load_vocoder_config(path: str | None, overrides: list[str] | None = None) -> VocoderTrainConfig:
+    data = read_yaml(path) if path else {}
+    if overrides:
+        data = _merge(data, parse_overrides(overrides))
+    return vocoder_config_from_dict(data, source=str(path) if path else "<overrides>")
+
+
+# ---- data ------------------------------------------------------------------------------------------
+def load_pairs(feats_root: str, data_root: str, split: str, fc: FeatureConfig,
+               max_utts: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(utt, log-mel [T, n_mels], wav [N]) of every utterance in both the dump and the data dir."""
+    from speechkd.audio import load_audio
+    from speechkd.data.kaldi import read_datadir
+    from speechkd.infer.vocode import read_feats_index
+
+    index = read_feats_index(os.path.join(feats_root, split))
+    dd = read_datadir(os.path.join(data_root, split))
+    missing = [u for u, _, _ in index if u not in dd.utt2spk]
+    if missing:
+        raise SpeechkdError(f"{len(missing)} dumped utterance(s) are not in the data dir, e.g. {missing[0]}",
+                            path=os.path.join(data_root, split), utt=missing[0],
+                            hint="--feats and --data must be the same corpus (stage 2 dumps stage 0's data)")
+    out = []
+    for utt, npz, frames in index[:max_utts] if max_utts > 0 else index:
+        entry, seg = dd.audio(utt)
+        wav = load_audio(entry, sample_rate=fc.sample_rate, utt=utt, segment=seg)[0]
+        if fc.num_frames(len(wav)) != frames:
+            raise SpeechkdError(f"{len(wav)} samples give {fc.num_frames(len(wav))} frames, the dump has {frames}",
+                                path=npz, utt=utt, hint="the dump is stale: rerun speechkd features")
+        with np.load(npz) as z:
+            out.append((utt, z["mel"][:frames].astype(np.float32), wav))
+    if not out:
+        raise SpeechkdError("no utterances", path=os.path.join(feats_root, split))
+    return out
+
+
+class SegmentBatches(IterableDataset):
+    """Endless batches ``{"mel" [B, S, n_mels], "wav" [B, (S-1)·hop]}`` of random segments."""
+
+    def __init__(self, pairs: list[tuple[str, np.ndarray, np.ndarray]], fc: FeatureConfig, segment_frames: int,
+                 batch_size: int, seed: int, start_step: int = 0):
+        super().__init__()
+        self.pairs, self.fc, self.S, self.bs = pairs, fc, segment_frames, batch_size
+        self.seed, self.start_step = seed, start_step
+        self.floor = float(np.log(fc.log_floor) if fc.log_base == "e" else np.log10(fc.log_floor))
+
+    def segment(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        _, mel, wav = self.pairs[i]
+        S, hop = self.S, self.fc.hop_length
+        t0 = int(rng.integers(max(1, len(mel) - S + 1)))
+        m = mel[t0:t0 + S]
+        w = wav[t0 * hop:(t0 + S - 1) * hop]
+        if len(m) < S:  # a short utterance: silence after it
+            m = np.concatenate([m, np.full((S - len(m), mel.shape[1]), self.floor, np.float32)])
+        return m, np.pad(w, (0, (S - 1) * hop - len(w)))
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.start_step])
+        while True:
+            segs = [self.segment(int(i), rng) for i in rng.integers(len(self.pairs), size=self.bs)]
+            yield {"mel": torch.from_numpy(np.stack([s[0] for s in segs])),
+                   "wav": torch.from_numpy(np.stack([s[1] for s in segs]))}
+
+
+# ---- the Lightning module --------------------------------------------------------------------------
+def build_generator(cfg: VocoderTrainConfig, fc: FeatureConfig, mel_mean=None, mel_std=None) -> torch.nn.Module:
+    from speechkd.models.vocoders import GENERATORS
+
+    return GENERATORS[cfg.generator][0](cfg.generator_conf, fc, mel_mean, mel_std)
+
+
+class VocoderTask(L.LightningModule):
+    def __init__(self, cfg: VocoderTrainConfig, fc: FeatureConfig, mel_mean: np.ndarray, mel_std: np.ndarray,
+                 dev: list[tuple[str, np.ndarray, np.ndarray]], exp_dir: str | None = None):
+        super().__init__()
+        self.cfg, self.fc, self.dev, self.exp_dir = cfg, fc, dev, exp_dir
+        self.generator = build_generator(cfg, fc, mel_mean, mel_std)
+        self.discriminator = Discriminators(cfg.discriminator)
+        self.automatic_optimization = False
+        self.train_seconds, self._t0 = 0.0, None
+        self.version = code_version()
+        self._val: list[float] = []
+
+    @property
+    def train_minutes(self) -> float:
+        return self.train_seconds / 60.0
+
+    def _clip(self, module: torch.nn.Module) -> None:
+        if self.cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.cfg.optim.grad_clip)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        c = self.cfg.loss
+        opt_g, opt_d = self.optimizers()
+        y, y_hat = batch["wav"], self.generator(batch["mel"])
+        adversarial = self.global_step >= c.disc_start_step
+        logs = {}
+        if adversarial:
+            real, _ = self.discriminator(y)
+            fake, _ = self.discriminator(y_hat.detach())
+            loss_d = discriminator_loss(real, fake, c.gan_loss)
+            opt_d.optimizer.zero_grad(set_to_none=True)  # the raw optimizer: not counted as a global step
+            self.manual_backward(loss_d)
+            self._clip(self.discriminator)
+            opt_d.optimizer.step()
+            logs["loss_d"] = loss_d.detach()
+        mel_l1 = F.l1_loss(log_mel(y_hat, self.fc), log_mel(y, self.fc))
+        loss_g = c.mel_weight * mel_l1
+        if adversarial:
+            _, real_feats = self.discriminator(y)
+            fake, fake_feats = self.discriminator(y_hat)
+            adv, fm = generator_adv_loss(fake, c.gan_loss), feature_matching_loss(real_feats, fake_feats)
+            loss_g = loss_g + c.adv_weight * adv + c.fm_weight * fm
+            logs.update(adv_g=adv.detach(), fm=fm.detach())
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        self._clip(self.generator)
+        opt_g.step()
+        logs.update(loss_g=loss_g.detach(), mel_l1=mel_l1.detach())
+        self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=y.shape[0])
+
+    def on_train_start(self) -> None:
+        if hasattr(self.logger, "truncate_after"):
+            self.logger.truncate_after(self.global_step)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        self.train_seconds += now - (self._t0 or now)
+        self._t0 = now
+        self.log("minutes", self.train_minutes, batch_size=1)
+        t = self.cfg.trainer
+        if t.max_minutes > 0 and self.train_minutes >= t.max_minutes:
+            logger.info("max_minutes %.1f reached at step %d", t.max_minutes, self.global_step)
+            self.trainer.should_stop = True
+
+    def on_validation_start(self) -> None:
+        self._t0 = None  # validation time is not training time
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        mel = batch["mel"]
+        y_hat = self.generator(mel)
+        m = log_mel(y_hat, self.fc)
+        n = min(m.shape[1], mel.shape[1])
+        self._val.append(float((m[:, :n] - mel[:, :n]).abs().mean()))
+        if batch_idx == 0 and self.exp_dir and self.trainer.is_global_zero:
+            path = os.path.join(self.exp_dir, "samples", f"step{self.global_step:07d}_{batch['utt']}.wav")
+            wav = y_hat[0].float().cpu().numpy()
+            atomic_write_wav(path, wav * min(1.0, 0.99 / max(1e-9, float(np.abs(wav).max()))), self.fc.sample_rate)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val:
+            self.log("val/mel_l1", float(np.mean(self._val)))
+        self.log("minutes", self.train_minutes)
+        self._val = []
+
+    def val_dataloader(self) -> DataLoader:
+        items = [{"utt": u, "mel": torch.from_numpy(m)[None]} for u, m, _ in self.dev]
+        return DataLoader(items, batch_size=None)
+
+    def configure_optimizers(self):
+        o = self.cfg.optim
+        mk = lambda m: torch.optim.AdamW(m.parameters(), lr=o.lr, betas=tuple(o.betas),  # noqa: E731
+                                         weight_decay=o.weight_decay)
+        return [mk(self.generator), mk(self.discriminator)]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["speechkd"] = {"kind": "vocoder", "config": to_dict(self.cfg), "feature_config": to_dict(self.fc),
+                                  "version": self.version, "train_minutes": self.train_minutes}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.train_seconds = 60.0 * float(checkpoint.get("speechkd", {}).get("train_minutes", 0.0))
+
+
+# ---- checkpoints -----------------------------------------------------------------------------------
+def read_vocoder_checkpoint(exp_or_ckpt: str) -> tuple[str, dict]:
+    path = os.path.join(exp_or_ckpt, CKPT_DIR, LAST) if os.path.isdir(exp_or_ckpt) else exp_or_ckpt
+    if not os.path.exists(path):
+        raise SpeechkdError("vocoder experiment has no checkpoint" if os.path.isdir(exp_or_ckpt)
+                            else "vocoder exp dir or checkpoint does not exist", path=exp_or_ckpt,
+                            hint="train it first: speechkd train-vocoder (recipe stage 9)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {e})", path=path) from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("speechkd"), dict) \
+            or ckpt["speechkd"].get("kind") != "vocoder":
+        raise SpeechkdError("not a speechkd vocoder checkpoint", path=path,
+                            hint="pass an exp dir written by `speechkd train-vocoder`")
+    return path, ckpt
+
+
+def load_trained_vocoder(exp_or_ckpt: str, feature_config: FeatureConfig | None, device: str = "cpu"):
+    """The trained generator as a :class:`~speechkd.models.vocoders.vocos.Vocos` vocoder; refused when its
+    FeatureConfig differs from ``feature_config`` in any mel field (None: no check)."""
+    from speechkd.models.vocoders.vocos import Vocos
+
+    path, ckpt = read_vocoder_checkpoint(exp_or_ckpt)
+    meta = ckpt["speechkd"]
+    cfg = vocoder_config_from_dict(meta["config"], source=f"{path} (embedded config)")
+    fc = FeatureConfig.from_dict(meta["feature_config"], source=f"{path} (embedded feature config)")
+    if feature_config is not None:
+        check_compatible(fc, feature_config, f"vocoder {exp_or_ckpt}", "the acoustic features", only=MEL_FIELDS,
+                         hint="use a vocoder trained on features of the same definition, or griffin_lim")
+    gen = build_generator(cfg, fc)
+    gen.load_state_dict({k[len("generator."):]: v for k, v in ckpt["state_dict"].items()
+                         if k.startswith("generator.")})
+    logger.info("loaded vocoder %s (%s, step %d, %.1f training minutes)", path, cfg.generator,
+                int(ckpt.get("global_step", 0)), float(meta.get("train_minutes", 0.0)))
+    return Vocos(gen, fc, device=device, path=path)
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+def previous_run(exp_dir: str, cfg: VocoderTrainConfig, fc: FeatureConfig) -> tuple[str | None, int]:
+    last = os.path.join(exp_dir, CKPT_DIR, LAST)
+    if not os.path.exists(last):
+        return None, 0
+    _, ckpt = read_vocoder_checkpoint(last)
+    old = vocoder_config_from_dict(ckpt["speechkd"]["config"], source=f"{last} (embedded config)")
+    changed = config_changes(old, cfg)
+    fixed = [k for k in changed if not k.startswith(RESUMABLE)]
+    if fixed:
+        raise ConfigError(f"cannot resume {exp_dir}: its checkpoint was trained with other settings of "
+                          f"{', '.join(fixed)}", path=last, hint="use a new --exp dir, or restore those settings")
+    check_compatible(FeatureConfig.from_dict(ckpt["speechkd"]["feature_config"]), fc, f"checkpoint {last}",
+                     "training dump", hint="train in a new --exp dir, or use the dump the checkpoint was trained on")
+    return last, int(ckpt.get("global_step", 0))
+
+
+def run_vocoder_training(cfg: VocoderTrainConfig, exp_dir: str, *, progress_bar: bool | None = None) -> str:
+    """Train (or resume) a neural vocoder in ``exp_dir``; returns the path of the last checkpoint."""
+    from speechkd.features.stats import Stats
+    from speechkd.train.trainer import FinalCheckpoint, _devices
+
+    d, t = cfg.data, cfg.trainer
+    if not d.feats_dir or not d.data_dir:
+        raise ConfigError("data.feats_dir and data.data_dir must be set", hint="pass --feats DUMP/feats --data DATA")
+    if t.max_steps < 0 and t.max_minutes <= 0:
+        logger.warning("neither trainer.max_steps nor trainer.max_minutes is set: training runs until killed")
+    os.makedirs(os.path.join(exp_dir, CKPT_DIR), exist_ok=True)
+    handler = attach_log_file(exp_dir)
+    try:
+        logger.info("speechkd train-vocoder -> %s (%s)", exp_dir, code_version())
+        if t.num_threads > 0:
+            torch.set_num_threads(t.num_threads)
+        L.seed_everything(t.seed, workers=True, verbose=False)
+        train_feats = os.path.join(d.feats_dir, d.train_set)
+        fc = FeatureConfig.load(os.path.join(train_feats, "feature_config.yaml"))
+        check_compatible(fc, FeatureConfig.load(os.path.join(d.feats_dir, d.dev_set, "feature_config.yaml")),
+                         f"{d.train_set} dump", f"{d.dev_set} dump", only=MEL_FIELDS)
+        resume, step = previous_run(exp_dir, cfg, fc)
+        atomic_write_text(os.path.join(exp_dir, "config.yaml"), dump_config(cfg))
+        stats = Stats.load(os.path.join(train_feats, "stats.npz"))
+        train = load_pairs(d.feats_dir, d.data_dir, d.train_set, fc)
+        dev = load_pairs(d.feats_dir, d.data_dir, d.dev_set, fc, d.max_dev_utts)
+        task = VocoderTask(cfg, fc, stats.mel_mean, stats.mel_std, dev, exp_dir=exp_dir)
+        logger.info("%s: %.3f M generator parameters, %.3f M discriminator; %d training utterances (%.1f min); %s",
+                    cfg.generator, sum(p.numel() for p in task.generator.parameters()) / 1e6,
+                    sum(p.numel() for p in task.discriminator.parameters()) / 1e6, len(train),
+                    sum(len(w) for _, _, w in train) / fc.sample_rate / 60,
+                    f"resuming from {resume} (step {step})" if resume else "fresh start")
+        batches = SegmentBatches(train, fc, d.segment_frames, d.batch_size, t.seed, start_step=step)
+        ckpt_dir = os.path.join(exp_dir, CKPT_DIR)
+        metrics = CSVMetricsLogger(exp_dir)
+        cbs = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
+                               every_n_train_steps=t.ckpt_every_steps, save_last=True, monitor="step", mode="max",
+                               save_top_k=t.keep_checkpoints, enable_version_counter=False),
+               FinalCheckpoint(os.path.join(ckpt_dir, LAST))]
+        bar = sys.stderr.isatty() if progress_bar is None else progress_bar
+        trainer = L.Trainer(
+            accelerator=t.accelerator, devices=_devices(t.devices), num_nodes=t.num_nodes, strategy=t.strategy,
+            precision=t.precision, max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_every_steps,
+            check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=t.log_every_steps,
+            logger=metrics, callbacks=cbs, plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir,
+            enable_progress_bar=bar, enable_model_summary=False, use_distributed_sampler=False)
+        try:
+            trainer.fit(task, train_dataloaders=DataLoader(batches, batch_size=None), ckpt_path=resume)
+        except SIGTERMException:
+            raise SpeechkdError(f"training stopped by SIGTERM at step {trainer.global_step}; "
+                                f"{os.path.join(ckpt_dir, LAST)} holds that state", path=exp_dir,
+                                hint="rerun the same command to resume") from None
+        if trainer.is_global_zero:
+            from speechkd.train.plots import plot_curves
+
+            plot_curves(metrics.rows, os.path.join(exp_dir, "plots", "curves.png"),
+                        ["train/mel_l1", "val/mel_l1", "train/loss_d", "train/adv_g", "train/fm"])
+        logger.info("stopped at step %d after %.1f training minutes", trainer.global_step, task.train_minutes)
+        return os.path.join(ckpt_dir, LAST)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
