@@ -11,6 +11,11 @@ Settings: TrainConfig defaults <- ``--config`` YAML <- ``KEY=VALUE`` overrides (
 Multi-GPU / multi-node / mixed precision go through Lightning (``--devices 4 --strategy ddp
 --precision 16-mixed``); on a CPU-only machine ``accelerator: auto`` picks the CPU.
 Rerunning the same command continues from ``exp/<tag>/checkpoints/last.ckpt``.
+
+Students (stages 5-6) read the teacher dump of stage 4 as well::
+
+    speechkd train --config conf/fastspeech_demo.yaml --data dump --token-list ... \
+        --exp exp/fastspeech --kd-mode free_running [--teacher-dump dump/teacher]
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from speechkd.config import dump_config
 # flag -> config key
 FLAGS = {"data": "data.dump_dir", "token_list": "data.token_list", "devices": "trainer.devices",
          "num_nodes": "trainer.num_nodes", "strategy": "trainer.strategy", "precision": "trainer.precision",
-         "max_minutes": "trainer.max_minutes", "max_steps": "trainer.max_steps", "accelerator": "trainer.accelerator"}
+         "max_minutes": "trainer.max_minutes", "max_steps": "trainer.max_steps", "accelerator": "trainer.accelerator",
+         "kd_mode": "data.kd_mode", "teacher_dump": "data.teacher_dump_dir"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--accelerator", help="auto, cpu, gpu")
     p.add_argument("--max-minutes", type=float, help="training time limit in minutes (over resumes)")
     p.add_argument("--max-steps", type=int, help="optimizer step limit")
+    p.add_argument("--kd-mode", choices=("teacher_forced", "free_running"),
+                   help="students: targets from the teacher dump (free_running: its generated mels, "
+                        "sequence-level KD; teacher_forced: ground-truth mels with its durations)")
+    p.add_argument("--teacher-dump", metavar="DIR", help="students: teacher dump root with <split>/<kd_mode> "
+                                                          "(default <DUMP>/teacher)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

@@ -31,6 +31,17 @@ class DataConfig:
     plot_utt: str = field("", help="dev utterance whose attention and mels are plotted at each validation; "
                                    "'' = the first dev utterance (C-sorted)")
     max_dev_utts: int = field(0, help="validate on the first N dev utterances only; 0 = all")
+    kd_mode: Literal["none", "teacher_forced", "free_running"] = field(
+        "none", help="students (FastSpeech, FastSpeech 2): where durations and mel targets come from. "
+                     "free_running: the teacher's generated mels and their durations (sequence-level KD, "
+                     "the FastSpeech paper); teacher_forced: ground-truth mels with the teacher-forced "
+                     "durations; none: ground-truth mels only (the AR teacher). `--kd-mode` sets it")
+    teacher_dump_dir: str = field("", help="teacher dump root holding <split>/<kd_mode>/index.scp "
+                                           "(speechkd teacher-dump, stage 4); '' = <dump_dir>/teacher. "
+                                           "`--teacher-dump` sets it")
+    keep_filtered: bool = field(False, help="also train on utterances the teacher dump lists in 'filtered' "
+                                            "(low focus rate, never stopped); by default they are left out "
+                                            "(logged)")
 
 
 @dataclass

@@ -11,6 +11,18 @@ naming the utterances and both files (a stale dump is the usual cause). Batches 
 utterances of similar length so that ``utterances x longest <= batch_frames`` (padding
 counted, which bounds memory); batch order is shuffled per epoch with a seeded generator,
 and under DDP every rank takes every world_size-th batch.
+
+Students (models whose ``batch_needs`` name ``durations``, see :mod:`speechkd.models.fastspeech`)
+also read the teacher dump of ``data.kd_mode`` (:mod:`speechkd.distill.teacher_dump`)::
+
+    <teacher_dump_dir>/<split>/<kd_mode>/index.scp   <utt> data/<utt>.npz <num_frames>
+    <teacher_dump_dir>/<split>/<kd_mode>/filtered    <utt> <reason>   (left out unless keep_filtered)
+
+Their batches add ``durations [B, S]`` (frames per token, summing to ``mel_lens``) and, for
+FastSpeech 2, ``pitch``/``energy [B, S]``: the token means of the ground-truth log-F0 (log-Hz)
+and energy over those durations (:mod:`speechkd.features.average`). With ``free_running`` the
+mel targets are the teacher's generated mels (sequence-level KD), with ``teacher_forced`` the
+ground-truth mels.
 """
 
 from __future__ import annotations
@@ -43,6 +55,13 @@ class Utterance:
     token_ids: np.ndarray  # int64 [S]
     npz: str  # absolute path of the features
     frames: int
+    teacher_npz: str = ""  # students: absolute path of the teacher dump's npz (durations, generated mel)
+    teacher_frames: int = -1  # frames of the teacher's target (free_running: its generated mel)
+
+    @property
+    def target_frames(self) -> int:
+        """Frames of the training target (batching, length limit)."""
+        return self.teacher_frames if self.teacher_frames >= 0 else self.frames
 
 
 def split_paths(dump_dir: str, split: str) -> tuple[str, str]:
@@ -111,6 +130,88 @@ class UtteranceDataset(Dataset):
         return [self.load(i) for i in idx] if isinstance(idx, (list, tuple)) else self.load(idx)
 
 
+class StudentDataset(UtteranceDataset):
+    """Items of :class:`UtteranceDataset` + ``durations [S]`` from the teacher dump; with ``free_running``
+    the teacher's mel replaces the ground truth; with ``token_variances`` also token-level
+    ``pitch``/``energy [S]`` (the frame-level lf0, vuv and energy are dropped)."""
+
+    def __init__(self, utts: list[Utterance], kd_mode: str, token_variances: bool = False):
+        super().__init__(utts, ("mel", "lf0", "vuv", "energy") if token_variances else ("mel",))
+        self.kd_mode, self.token_variances = kd_mode, token_variances
+
+    def load(self, i: int) -> dict:
+        from speechkd.features.average import token_energy, token_pitch
+
+        item, u = super().load(i), self.utts[i]
+        try:
+            with np.load(u.teacher_npz) as z:
+                d = z["durations"].astype(np.int64)
+                mel = z["mel"] if self.kd_mode == "free_running" else None
+        except (OSError, KeyError, ValueError, EOFError) as e:
+            raise SpeechkdError(f"cannot read the teacher dump ({type(e).__name__}: {e})", path=u.teacher_npz,
+                                utt=u.utt, hint=f"rerun speechkd teacher-dump --kd-mode {self.kd_mode}") from None
+        if mel is not None:
+            item["mel"] = mel
+        if len(d) != len(u.token_ids) or int(d.sum()) != len(item["mel"]) or d.min() < 0:
+            raise SpeechkdError(f"{len(d)} durations summing to {int(d.sum())} frames for {len(u.token_ids)} tokens "
+                                f"and a {len(item['mel'])}-frame target", path=u.teacher_npz, utt=u.utt,
+                                field="durations", hint="the teacher dump is stale: rerun speechkd teacher-dump "
+                                                        "on the current tokens and features")
+        item["durations"] = d
+        if self.token_variances:
+            item["pitch"] = token_pitch(item.pop("lf0"), item.pop("vuv"), d, utt=u.utt)
+            item["energy"] = token_energy(item.pop("energy"), d, utt=u.utt)
+        return item
+
+
+def attach_teacher_dump(utts: list[Utterance], dump_dir: str, split: str, kd_mode: str,
+                        keep_filtered: bool = False) -> list[Utterance]:
+    """The utterances of a split joined with the teacher dump ``<dump_dir>/<split>/<kd_mode>``; those
+    it lists in ``filtered`` are left out (logged) unless ``keep_filtered``. An utterance of the
+    features that the dump neither indexes nor filters, or the reverse, is an error naming both."""
+    from speechkd.data.kaldi import read_table
+
+    d = os.path.join(dump_dir, split, kd_mode)
+    index_path, filt_path = os.path.join(d, "index.scp"), os.path.join(d, "filtered")
+    if not os.path.exists(index_path):
+        raise SpeechkdError(f"no {kd_mode} teacher dump of split '{split}'", path=index_path,
+                            hint=f"run speechkd teacher-dump --split {split} --kd-mode {kd_mode} (stage 4), "
+                                 "or point --teacher-dump at its output")
+    index = {}
+    for utt, value in read_table(index_path).items():  # <utt> data/<utt>.npz <num_frames>
+        rel, frames = value.rsplit(maxsplit=1)
+        index[utt] = (os.path.join(d, rel), int(frames))
+    filtered = read_table(filt_path, allow_empty_value=True) if os.path.exists(filt_path) else {}
+    ids = {u.utt for u in utts}
+    only_dump = sorted(set(index) - ids)
+    only_feats = sorted(ids - set(index) - set(filtered))
+    if only_dump or only_feats:
+        parts = []
+        for bad, here, there in ((only_dump, index_path, "the tokens/features"), (only_feats, "the features",
+                                                                                   f"{index_path} or {filt_path}")):
+            if bad:
+                more = f" and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+                parts.append(f"{len(bad)} utterance(s) in {here} but not in {there}: {', '.join(bad[:_SHOWN])}{more}")
+        raise SpeechkdError("teacher dump and features list different utterances: " + "; ".join(parts),
+                            utt=(only_dump or only_feats)[0],
+                            hint="the teacher dump is stale: rerun speechkd teacher-dump for this split")
+    out, left = [], []
+    for u in utts:
+        if u.utt not in index or (u.utt in filtered and not keep_filtered):
+            left.append(u.utt)
+            continue
+        npz, frames = index[u.utt]
+        if kd_mode == "teacher_forced" and frames != u.frames:
+            raise SpeechkdError(f"teacher-forced dump has {frames} frames, the features {u.frames}", path=npz,
+                                utt=u.utt, hint="the teacher dump is stale: rerun speechkd teacher-dump")
+        out.append(Utterance(u.utt, u.token_ids, u.npz, u.frames, npz, frames))
+    if left:
+        logger.warning("%s/%s: left out %d utterance(s) the teacher dump filtered (%s): %s%s", split, kd_mode,
+                       len(left), filt_path, ", ".join(f"{x} ({filtered.get(x, 'no durations')})" for x in left[:_SHOWN]),
+                       f" and {len(left) - _SHOWN} more" if len(left) > _SHOWN else "")
+    return out
+
+
 def pad_stack(arrays: list[np.ndarray], value: float = 0.0) -> torch.Tensor:
     """Stack arrays of different first-axis lengths, padding at the end."""
     n = max(a.shape[0] for a in arrays)
@@ -177,9 +278,12 @@ class TTSDataModule(L.LightningDataModule):
     """Reads the token list, the FeatureConfig and statistics of the training dump at construction
     (the model needs them), and the splits lazily."""
 
-    def __init__(self, cfg: DataConfig, seed: int = 0, keys: tuple[str, ...] = ("mel",)):
+    def __init__(self, cfg: DataConfig, seed: int = 0, keys: tuple[str, ...] = ("mel",),
+                 needs: tuple[str, ...] = ()):
+        """``needs``: the model's ``batch_needs`` (e.g. ``("durations", "pitch", "energy")``)."""
         super().__init__()
-        self.cfg, self.seed, self.keys = cfg, seed, keys
+        self.cfg, self.seed, self.keys, self.needs = cfg, seed, keys, tuple(needs)
+        check_kd_mode(cfg, self.needs)
         self.token_list = TokenList.load(cfg.token_list)
         self.feature_config = read_feature_config(cfg.dump_dir, cfg.train_set)
         dev_fc = read_feature_config(cfg.dump_dir, cfg.dev_set)
@@ -194,7 +298,9 @@ class TTSDataModule(L.LightningDataModule):
             return
         c = self.cfg
         utts = read_split(c.dump_dir, c.train_set, self.token_list)
-        self.train_utts = [u for u in utts if u.frames <= c.max_frames]
+        if self.needs:
+            utts = attach_teacher_dump(utts, self.teacher_dump_dir, c.train_set, c.kd_mode, c.keep_filtered)
+        self.train_utts = [u for u in utts if u.target_frames <= c.max_frames]
         if len(self.train_utts) < len(utts):
             logger.warning("left out %d training utterance(s) longer than data.max_frames=%d",
                            len(utts) - len(self.train_utts), c.max_frames)
@@ -202,15 +308,28 @@ class TTSDataModule(L.LightningDataModule):
             raise SpeechkdError("no training utterances", path=c.dump_dir)
         # dev/test text may hold phones the training text lacks: map them to <unk> there
         self.dev_utts = read_split(c.dump_dir, c.dev_set, self.token_list, on_unknown="map")
+        if self.needs:
+            self.dev_utts = attach_teacher_dump(self.dev_utts, self.teacher_dump_dir, c.dev_set, c.kd_mode,
+                                                c.keep_filtered)
         if c.max_dev_utts > 0:
             self.dev_utts = self.dev_utts[: c.max_dev_utts]
-        logger.info("data: %d training utterances (%d frames), %d dev utterances", len(self.train_utts),
-                    sum(u.frames for u in self.train_utts), len(self.dev_utts))
+        if self.needs and not self.dev_utts:
+            raise SpeechkdError(f"no dev utterances left after the teacher dump's filter", path=self.teacher_dump_dir,
+                                hint="set data.keep_filtered=true, or retrain the teacher until it aligns")
+        logger.info("data: %d training utterances (%d frames), %d dev utterances%s", len(self.train_utts),
+                    sum(u.target_frames for u in self.train_utts), len(self.dev_utts),
+                    f"; {c.kd_mode} teacher dump {self.teacher_dump_dir}" if self.needs else "")
+
+    @property
+    def teacher_dump_dir(self) -> str:
+        return self.cfg.teacher_dump_dir or os.path.join(self.cfg.dump_dir, "teacher")
 
     def _loader(self, utts: list[Utterance], shuffle: bool) -> DataLoader:
-        sampler = FrameBatchSampler([u.frames for u in utts], self.cfg.batch_frames, shuffle, self.seed)
+        sampler = FrameBatchSampler([u.target_frames for u in utts], self.cfg.batch_frames, shuffle, self.seed)
+        ds = (StudentDataset(utts, self.cfg.kd_mode, token_variances="pitch" in self.needs) if self.needs
+              else UtteranceDataset(utts, self.keys))
         # batch_size=None: the sampler yields whole batches, and Lightning finds its set_epoch
-        return DataLoader(UtteranceDataset(utts, self.keys), sampler=sampler, batch_size=None, collate_fn=collate,
+        return DataLoader(ds, sampler=sampler, batch_size=None, collate_fn=collate,
                           num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
@@ -220,3 +339,18 @@ class TTSDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         self.setup()
         return self._loader(self.dev_utts, shuffle=False)
+
+
+def check_kd_mode(cfg: DataConfig, needs: tuple[str, ...]) -> None:
+    """A student needs a KD mode; FastSpeech 2's token pitch/energy need ground-truth-aligned durations."""
+    from speechkd.errors import ConfigError
+
+    if "durations" in needs and cfg.kd_mode == "none":
+        raise ConfigError("this model trains on teacher durations: set the KD mode", field="data.kd_mode",
+                          hint="--kd-mode free_running (the teacher's mels, sequence-level KD) or teacher_forced "
+                               "(ground-truth mels)")
+    if "pitch" in needs and cfg.kd_mode == "free_running":
+        raise ConfigError("token pitch/energy targets come from the ground-truth features, so their durations must "
+                          "split the ground-truth frames", field="data.kd_mode", hint="use --kd-mode teacher_forced")
+    if not needs and cfg.kd_mode != "none":
+        logger.warning("data.kd_mode=%s is ignored: this model trains on ground-truth mels only", cfg.kd_mode)

@@ -60,6 +60,8 @@ class TTSTask(L.LightningModule):
         super().__init__()
         self.cfg, self.exp_dir = cfg, exp_dir
         self.model = get_model_class(cfg.model)(cfg.model_conf, n_vocab=len(token_list), n_mels=feature_config.n_mels)
+        if hasattr(self.model, "set_stats"):  # FastSpeech 2: pitch/energy normalisation and bucket range
+            self.model.set_stats(stats)
         self.meta = {"config": to_dict(cfg), "tokens": list(token_list.tokens),
                      "feature_config": to_dict(feature_config), "mel_mean": stats.mel_mean.tolist(),
                      "mel_std": stats.mel_std.tolist(), "version": code_version(),
@@ -75,7 +77,8 @@ class TTSTask(L.LightningModule):
     # ---- steps -------------------------------------------------------------------------------
     def _run(self, batch: dict) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
         batch = dict(batch, mels=(batch["mels"] - self.mel_mean) / self.mel_std)
-        out = self.model(batch["tokens"], batch["token_lens"], batch["mels"], batch["mel_lens"])
+        extra = {k: batch[k] for k in getattr(self.model, "batch_needs", ())}  # students: durations, pitch, energy
+        out = self.model(batch["tokens"], batch["token_lens"], batch["mels"], batch["mel_lens"], **extra)
         loss, logs = self.model.losses(batch, out, step=self.global_step)
         return batch, loss, {**logs, "out": out}
 

@@ -25,6 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from speechkd.config import dump_config
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import FeatureConfig, check_compatible
+from speechkd.models import get_model_class
 from speechkd.text.tokens import TokenList
 from speechkd.train.config import TrainConfig, config_changes, require_data, train_config_from_dict
 from speechkd.train.data import TTSDataModule
@@ -37,8 +38,9 @@ logger = logging.getLogger(__name__)
 
 # Settings that may change when a run is resumed (how long and where it trains, not what).
 RESUMABLE_CHANGES = ("trainer.", "data.num_workers", "data.dump_dir", "data.token_list", "data.plot_utt",
-                     "data.max_dev_utts")
-CURVES = ["train/loss", "val/loss", "val/focus_rate", "val/focus_rate_above_0.5", "train/lr"]
+                     "data.max_dev_utts", "data.teacher_dump_dir")
+CURVES = ["train/loss", "val/loss", "val/focus_rate", "val/focus_rate_above_0.5", "val/mel_l1", "val/dur_mae",
+          "train/lr"]
 
 
 class FinalCheckpoint(Callback):
@@ -107,7 +109,7 @@ def run_training(cfg: TrainConfig, exp_dir: str, *, progress_bar: bool | None = 
         if t.num_threads > 0:
             torch.set_num_threads(t.num_threads)
         L.seed_everything(t.seed, workers=True, verbose=False)
-        dm = TTSDataModule(cfg.data, seed=t.seed)
+        dm = TTSDataModule(cfg.data, seed=t.seed, needs=getattr(get_model_class(cfg.model), "batch_needs", ()))
         dm.setup()
         if not cfg.data.plot_utt and dm.dev_utts:
             cfg.data.plot_utt = dm.dev_utts[0].utt
