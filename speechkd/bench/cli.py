@@ -2,6 +2,7 @@
 
 Suites (explicit registry, imported only when run):
   align    monotonic alignment search: numba vs numpy vs pure Python (and CUDA when a GPU is usable)
+  diffusion  N-step diffusion teacher vs k-step distilled students: mel generation time, speed-up vs 0.8 N/k
   vocoder  vocoders on the same ~10 s log-mel: torch fast Griffin-Lim vs librosa (CUDA when present)
 
 Every suite prints Markdown tables (statistics from speechkd.bench.harness)
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 SUITES: dict[str, tuple[str, str]] = {
     "align": ("speechkd.bench.align", "monotonic alignment search backends (numba, numpy, python, cuda)"),
     "vocoder": ("speechkd.bench.vocoder", "vocoders on the same ~10 s log-mel (torch fast Griffin-Lim vs librosa)"),
+    "diffusion": ("speechkd.bench.diffusion", "N-step diffusion teacher vs its k-step distilled students (ProDiff)"),
 }
 
 
