@@ -51,5 +51,4 @@ def make_dump_with_durations(root, n_train: int = 6, n_dev: int = 2, n_mels: int
             np.savez(out / "data" / f"{utt}.npz", durations=d, num_frames=np.asarray(frames, np.int32))
             lines.append(f"{utt} data/{utt}.npz {frames}\n")
         (out / "index.scp").write_text("".join(lines))
-        (out / "feats.scp").write_text("".join(lines))
     return paths
