@@ -11,13 +11,16 @@
 #      (same-compute control) -> exp/teacher_nytt_more
 #   5  enhancement of the test sets by every system (80 Hz high-pass baseline, teacher, control,
 #      students, teacher/student S(T(y)), upper bound) -> exp/<system>/enhanced/<test set>/
+#      with --spread K also by each of the last K checkpoints of every trained model alone
+#      -> exp/<system>/enhanced_ckpt<k>/<test set>/
 #   6  evaluation (speechkd eval se) of every system and the noisy input -> exp/eval/results.md
+#      (with --spread K, each model's row also shows mean [min, max] over its single checkpoints)
 #   7  listening-test site of the first test set (clean reference, noisy input, every system)
 #      -> exp/listen/index.html
 set -euo pipefail
 
 recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-help_message="Usage: $0 [--stage N] [--stop_stage M] [--nj J] [--preset demo|quality|tiny] [--force true]"
+help_message="Usage: $0 [--stage N] [--stop_stage M] [--nj J] [--preset demo|quality|tiny] [--force true] [--spread K]"
 
 stage=0
 stop_stage=100
@@ -31,6 +34,7 @@ students="student_remix student_small"   # conf/<name>_<preset>.yaml each, train
 upper_bound=true            # train the same network on clean targets (reads the eval-only clean speech)
 control=true                # train the teacher on for the students' extra minutes
 average=3                   # enhance with the average of the last N checkpoints of each model
+spread=0                    # K > 0: also evaluate each of the last K checkpoints of every trained model alone
 test_sets="test_in_domain test_mismatched"
 num_eval_utts=0             # 0: every test utterance
 num_listen_utts=10          # utterances of the first test set on the listening page
@@ -111,18 +115,36 @@ systems() {
   return 0
 }
 
+# trained models (not the high-pass baseline, not S(T(y))) whose single checkpoints are evaluated
+spread_systems() {
+  local name model teacher
+  [ "$spread" -gt 0 ] || return 0
+  while read -r name model teacher; do
+    if [ -z "$teacher" ] && [ -d "$model/checkpoints" ]; then echo "$name $model"; fi
+  done < <(systems)
+  return 0
+}
+
 stage_enhance() {
-  local name model teacher t
+  local name model teacher t k
   while read -r name model teacher; do
     for t in $test_sets; do
       speechkd enhance --model "$model" ${teacher:+--teacher "$teacher"} --average "$average" \
         --data-dir "data/se/$t" --out-dir "$expdir/$name/enhanced/$t" --nj "$nj" --num-utts "$num_eval_utts"
     done
   done < <(systems)
+  while read -r name model; do
+    for k in $(seq "$spread"); do
+      for t in $test_sets; do
+        speechkd enhance --model "$model" --checkpoint "$k" --data-dir "data/se/$t" \
+          --out-dir "$expdir/$name/enhanced_ckpt$k/$t" --nj "$nj" --num-utts "$num_eval_utts"
+      done
+    done
+  done < <(spread_systems)
 }
 
 stage_eval() {
-  local name t results=()
+  local name t k results=()
   for t in $test_sets; do
     speechkd eval se --ref-dir "data/se/$t/ref" --enh-dir "data/se/$t" --noisy-dir "data/se/$t" \
       --out "$expdir/eval/$t/noisy" --nj "$nj" --num-utts "$num_eval_utts" --title "noisy input: $t"
@@ -132,6 +154,14 @@ stage_eval() {
         --out "$expdir/eval/$t/$name" --nj "$nj" --num-utts "$num_eval_utts" --title "$name: $t"
       results+=("$expdir/eval/$t/$name/results.json")
     done < <(systems)
+    while read -r name _; do
+      for k in $(seq "$spread"); do
+        speechkd eval se --ref-dir "data/se/$t/ref" --enh-dir "$expdir/$name/enhanced_ckpt$k/$t" \
+          --noisy-dir "data/se/$t" --out "$expdir/eval/$t/$name@ckpt$k" --nj "$nj" --num-utts "$num_eval_utts" \
+          --title "$name, checkpoint $k alone: $t"
+        results+=("$expdir/eval/$t/$name@ckpt$k/results.json")
+      done
+    done < <(spread_systems)
   done
   speechkd eval se-summary --results "${results[@]}" --out "$expdir/eval" --paired-against teacher_nytt \
     --title "$(basename "$(dirname "$PWD")") speech enhancement: objective evaluation"

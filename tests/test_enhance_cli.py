@@ -195,3 +195,49 @@ def test_se_summary(trained, tmp_path):
     assert abs(noisy["si_sdr_delta"]["mean"]) < 1e-9 and set(noisy["si_sdri_by_snr"]) == {"0", "5", "10"}
     hpf = next(r for r in rows if r["system"] == "hpf80")  # paired difference to noisy == its SI-SDRi
     assert abs(hpf["paired"]["si_sdr"]["mean"] - hpf["si_sdr_delta"]["mean"]) < 1e-6
+
+
+def test_single_checkpoints_and_their_spread_in_the_summary(trained, tmp_path, capsys):
+    from speechkd.enhance.exp import last_checkpoints, load_se_model, model_state
+    from speechkd.errors import SpeechkdError
+
+    exp = str(trained / "exp" / "teacher")
+    ck = trained / "exp" / "teacher" / "checkpoints"
+    assert last_checkpoints(exp, 3) == [str(ck / "step2.ckpt"), str(ck / "last.ckpt")]  # step4 == last: once
+    for k, path in ((1, "last.ckpt"), (2, "step2.ckpt")):
+        m = load_se_model(exp, checkpoint=k)
+        assert m.paths == [str(ck / path)]
+        want = model_state(read_checkpoint(str(ck / path)))
+        assert all(torch.equal(v, want[n]) for n, v in m.model.state_dict().items())
+    with pytest.raises(SpeechkdError, match="no 3-th newest"):
+        load_se_model(exp, checkpoint=3)
+    with pytest.raises(SpeechkdError, match="needs an exp dir"):
+        load_se_model(str(ck / "last.ckpt"), checkpoint=1)
+    assert cli(["enhance", "-i", "x.wav", "-o", "y.wav", "--model", exp, "--average", "2", "--checkpoint", "1"]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    # evaluate the averaged weights and each checkpoint alone; the summary folds <system>@<tag> into a spread
+    se, ev = trained / "se", tmp_path / "eval"
+    test = se / "test_in_domain"
+    runs = [("teacher", ["--average", "2"]), ("teacher@ckpt1", ["--checkpoint", "1"]),
+            ("teacher@ckpt2", ["--checkpoint", "2"])]
+    for name, opts in runs:
+        out = tmp_path / name
+        assert cli(["enhance", "--model", exp, *opts, "--data-dir", str(test), "--out-dir", str(out)]) == 0
+        assert cli(["eval", "se", "--ref-dir", str(test / "ref"), "--enh-dir", str(out), "--noisy-dir", str(test),
+                    "--out", str(ev / "test_in_domain" / name)]) == 0
+    single = [json.loads((ev / "test_in_domain" / n / "results.json").read_text())["summary"]["si_sdr_delta"]["mean"]
+              for n in ("teacher@ckpt1", "teacher@ckpt2")]
+    assert cli(["eval", "se-summary", "--results", *map(str, sorted(ev.glob("*/*/results.json"))),
+                "--out", str(ev)]) == 0
+    rows = json.loads((ev / "results.json").read_text())["systems"]
+    assert [r["system"] for r in rows] == ["teacher"]
+    sc = rows[0]["single_checkpoints"]
+    assert sc["n"] == 2 and sorted(sc["tags"]) == ["ckpt1", "ckpt2"]
+    assert sc["si_sdr_delta"]["min"] == min(single) and sc["si_sdr_delta"]["max"] == max(single)
+    assert abs(sc["si_sdr_delta"]["mean"] - np.mean(single)) < 1e-9
+    assert "SI-SDRi single ckpts: mean [min, max]" in (ev / "results.md").read_text()
+    # a single checkpoint without its system's row is refused, naming the file
+    with pytest.raises(SpeechkdError, match="no results of system 'teacher'"):
+        from speechkd.eval.se_summary import summarize_se
+
+        summarize_se([str(ev / "test_in_domain" / "teacher@ckpt1" / "results.json")], str(tmp_path / "x"))

@@ -3,7 +3,7 @@
     speechkd enhance -i noisy.wav -o clean.wav --model exp/teacher_nytt
     speechkd enhance -i noisy.wav -o clean.wav --model exp/student_remix --teacher exp/teacher_nytt   # S(T(y))
     speechkd enhance --data-dir data/se/test_in_domain --out-dir exp/teacher_nytt/enhanced/test_in_domain \
-        --model exp/teacher_nytt [--average 3] [--nj 2]
+        --model exp/teacher_nytt [--average 3 | --checkpoint 2] [--nj 2]
     speechkd enhance --data-dir data/se/test_in_domain --out-dir exp/hpf80/enhanced/test_in_domain \
         --model builtin:highpass80
 
@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--teacher", default=None, help="teacher exp dir: output S(T(y)) (teacher first)")
     parser.add_argument("--average", type=int, default=1,
                         help="average the weights of the last N step checkpoints of each exp dir")
+    parser.add_argument("--checkpoint", type=int, default=0,
+                        help="use only the K-th newest of the last checkpoints of --model (1: last.ckpt), to "
+                             "measure the spread of single checkpoints; 0: --average")
     parser.add_argument("--resample", action="store_true",
                         help="resample input at another rate to the model's (and the output back) instead of refusing")
     parser.add_argument("--nj", type=int, default=1, help="batch mode: parallel processes")
@@ -47,17 +50,23 @@ def main(args: argparse.Namespace) -> int:
         raise SpeechkdError("give either -i/-o (one file) or --data-dir/--out-dir (batch)")
     if args.average < 1 or args.nj < 1:
         raise SpeechkdError("--average and --nj must be at least 1")
+    if args.checkpoint < 0:
+        raise SpeechkdError(f"must be >= 0, got {args.checkpoint}", field="--checkpoint")
+    if args.checkpoint and args.average > 1:
+        raise SpeechkdError("give either --average N or --checkpoint K, not both", field="--checkpoint")
     if single:
         if not (args.input and args.output):
             raise SpeechkdError("single-file mode needs both -i and -o")
-        enh = Enhancer(args.model, args.teacher, average=args.average, resample=args.resample)
+        enh = Enhancer(args.model, args.teacher, average=args.average, checkpoint=args.checkpoint,
+                       resample=args.resample)
         enhance_file(enh, args.input, args.output, args.subtype)
         print(f"{args.input} -> {args.output}")
         return 0
     if not (args.data_dir and args.out_dir):
         raise SpeechkdError("batch mode needs both --data-dir and --out-dir")
     info = enhance_datadir(args.data_dir, args.out_dir, model=args.model, teacher=args.teacher,
-                           average=args.average, resample=args.resample, nj=args.nj, subtype=args.subtype,
+                           average=args.average, checkpoint=args.checkpoint, resample=args.resample, nj=args.nj,
+                           subtype=args.subtype,
                            overwrite=args.overwrite, num_utts=args.num_utts)
     print(f"{args.data_dir}: {info['enhanced']} enhanced, {info['skipped_existing']} already there -> {args.out_dir}")
     return 0

@@ -79,27 +79,45 @@ class LoadedSE:
     version: dict
 
 
-def load_se_model(exp_or_ckpt: str, *, average: int = 1, device: str | torch.device = "cpu") -> LoadedSE:
-    """Rebuild a trained SE model; ``average`` > 1 averages the weights of the last N step
-    checkpoints of an exp dir (single checkpoints move by ~0.5 dB SI-SDR)."""
+def last_checkpoints(exp_dir: str, n: int) -> list[str]:
+    """The last ``n`` distinct steps of an exp dir, oldest first: step<N>.ckpt files older than
+    last.ckpt, then last.ckpt (which may be newer than every step<N>.ckpt). Fewer when there are fewer."""
+    last = resolve_checkpoint(exp_dir)
+    last_step = int(read_checkpoint(last).get("global_step", 0))
+    older = [p for p in step_checkpoints(exp_dir)
+             if int(re.findall(r"step(\d+)", os.path.basename(p))[0]) < last_step]
+    return (older[-(n - 1):] if n > 1 else []) + [last]
+
+
+def load_se_model(exp_or_ckpt: str, *, average: int = 1, checkpoint: int = 0,
+                  device: str | torch.device = "cpu") -> LoadedSE:
+    """Rebuild a trained SE model; ``average`` > 1 averages the weights of the last N checkpoints
+    of an exp dir (single checkpoints move by ~0.5 dB SI-SDR); ``checkpoint`` K > 0 takes the
+    K-th newest of them alone (1: last.ckpt), to measure that spread."""
     from speechkd.enhance.config import SETrainConfig
     from speechkd.config import from_dict
     from speechkd.enhance.models import build_se_model
 
-    paths = [resolve_checkpoint(exp_or_ckpt)]
-    ckpts = [read_checkpoint(paths[0])]
-    if average > 1:
-        if not os.path.isdir(exp_or_ckpt):
-            raise SpeechkdError("checkpoint averaging needs an exp dir", path=exp_or_ckpt, field="--average")
-        # the last N distinct steps among step<N>.ckpt and last.ckpt (which may be newer)
-        last_step = int(ckpts[0].get("global_step", 0))
-        older = [p for p in step_checkpoints(exp_or_ckpt)
-                 if int(re.findall(r"step(\d+)", os.path.basename(p))[0]) < last_step][-(average - 1):]
-        paths = older + paths
-        ckpts = [read_checkpoint(p) for p in older] + ckpts
+    if (average > 1 or checkpoint > 0) and not os.path.isdir(exp_or_ckpt):
+        raise SpeechkdError("choosing or averaging checkpoints needs an exp dir", path=exp_or_ckpt,
+                            field="--checkpoint" if checkpoint else "--average")
+    if average > 1 and checkpoint > 0:
+        raise SpeechkdError("give either --average N or --checkpoint K, not both", field="--checkpoint")
+    if checkpoint > 0:
+        paths = last_checkpoints(exp_or_ckpt, checkpoint)
+        if len(paths) < checkpoint:
+            raise SpeechkdError(f"has {len(paths)} distinct checkpoints, no {checkpoint}-th newest",
+                                path=exp_or_ckpt, field="--checkpoint",
+                                hint="keep more (trainer.keep_checkpoints) or ask for fewer")
+        paths = paths[:1]
+    elif average > 1:
+        paths = last_checkpoints(exp_or_ckpt, average)
         if len(paths) < average:
             logger.warning("%s: averaging the %d checkpoints there are (asked for %d)", exp_or_ckpt,
                            len(paths), average)
+    else:
+        paths = [resolve_checkpoint(exp_or_ckpt)]
+    ckpts = [read_checkpoint(p) for p in paths]
     meta = ckpts[-1]["speechkd"]
     cfg = from_dict(SETrainConfig, meta["config"], source=f"{paths[-1]} (embedded config)")
     model = build_se_model(cfg.model, cfg.model_conf, source=f"{paths[-1]} (embedded config)")

@@ -4,6 +4,8 @@
   ``builtin:highpass80`` (4th-order Butterworth high-pass at 80 Hz, zero phase: the trivial
   baseline every SE table keeps, DESIGN.md) or ``builtin:identity``.
 - ``teacher`` given: teacher/student inference S(T(y)) (the teacher runs first).
+- ``average`` N: the weights of each model's last N checkpoints averaged; ``checkpoint`` K: the
+  model's K-th newest checkpoint alone (the spread of single checkpoints; a teacher stays averaged).
 - Input at another rate than the model's is refused, unless ``resample`` is set: then it is
   resampled to the model's rate (soxr, logged), enhanced, and resampled back, so the output
   has the input's rate and length.
@@ -40,11 +42,11 @@ def highpass80(wav: np.ndarray, sr: int) -> np.ndarray:
 class Enhancer:
     """Callable on one float waveform at ``rate`` Hz; returns the enhanced waveform (same rate, length)."""
 
-    def __init__(self, model: str, teacher: str | None = None, *, average: int = 1, resample: bool = False,
-                 device: str = "cpu"):
+    def __init__(self, model: str, teacher: str | None = None, *, average: int = 1, checkpoint: int = 0,
+                 resample: bool = False, device: str = "cpu"):
         from speechkd.enhance.exp import load_se_model
 
-        self.spec = {"model": model, "teacher": teacher, "average": average}
+        self.spec = {"model": model, "teacher": teacher, "average": average, "checkpoint": checkpoint}
         self.resample, self.device = resample, torch.device(device)
         self.stages: list = []
         self.sample_rate: int | None = None  # None: any rate (built-ins)
@@ -55,7 +57,9 @@ class Enhancer:
             if name.startswith("builtin:"):
                 raise SpeechkdError(f"unknown built-in enhancer {name!r}; known: {', '.join(BUILTINS)}",
                                     field="--model")
-            loaded = load_se_model(name, average=average, device=self.device)
+            # --checkpoint picks one checkpoint of the model; the teacher keeps its averaged weights
+            single = checkpoint if name == model else 0
+            loaded = load_se_model(name, average=1 if single else average, checkpoint=single, device=self.device)
             if self.sample_rate not in (None, loaded.sample_rate):
                 raise SpeechkdError(f"teacher runs at {self.sample_rate} Hz but the student at "
                                     f"{loaded.sample_rate} Hz", path=name, hint="use models of one sample rate")
@@ -120,8 +124,8 @@ def _job(job: tuple[str, str, tuple[float, float] | None, str, str]) -> float:
 
 
 def enhance_datadir(data_dir: str, out_dir: str, *, model: str, teacher: str | None = None, average: int = 1,
-                    resample: bool = False, nj: int = 1, subtype: str = "PCM_16", overwrite: bool = False,
-                    num_utts: int = 0) -> dict:
+                    checkpoint: int = 0, resample: bool = False, nj: int = 1, subtype: str = "PCM_16",
+                    overwrite: bool = False, num_utts: int = 0) -> dict:
     """Write ``out_dir/<utt>.wav`` for every utterance of a data dir (skipping those already there unless
     ``overwrite``), over ``nj`` processes; writes and returns ``out_dir/enhance.json``."""
     from speechkd.data.kaldi import read_datadir
@@ -135,7 +139,7 @@ def enhance_datadir(data_dir: str, out_dir: str, *, model: str, teacher: str | N
         if overwrite or not os.path.exists(out):
             entry, seg = dd.audio(u)
             jobs.append((u, entry, seg, out, subtype))
-    kwargs = {"model": model, "teacher": teacher, "average": average, "resample": resample}
+    kwargs = {"model": model, "teacher": teacher, "average": average, "checkpoint": checkpoint, "resample": resample}
     t0 = time.perf_counter()
     _init_worker(kwargs)  # in this process first: a bad model is one clear error, not a broken pool
     if nj <= 1 or len(jobs) <= 1:

@@ -4,6 +4,10 @@ Results live at ``<eval dir>/<test set>/<system>/results.json`` (the layout of
 recipes/se.sh stage 6); other paths are named by their directory. Besides the
 means over all utterances, the SI-SDR improvement is broken down by input SNR
 when utterance ids end in ``_snrNN`` (``speechkd se-data`` test sets).
+
+Systems named ``<system>@<tag>`` (e.g. ``teacher_nytt@ckpt2``: one single checkpoint of a model
+whose row shows its averaged weights) are not rows of their own: their SI-SDRi and PESQ means
+become the spread columns of ``<system>``'s row (mean [min, max] over the single checkpoints).
 """
 
 from __future__ import annotations
@@ -78,13 +82,48 @@ def _cell(m: dict | None, fmt: str, ci: bool = False) -> str:
     return text
 
 
+SPREAD = (("si_sdr_delta", "SI-SDRi", "{:+.2f}"), ("pesq", "PESQ", "{:.2f}"))
+
+
+def fold_single_checkpoints(rows: list[dict]) -> list[dict]:
+    """Rows without the ``<system>@<tag>`` ones, which become ``single_checkpoints`` of their system:
+    {"n", "tags", and per SPREAD key {"mean", "min", "max"} over the single checkpoints' means}."""
+    singles = [r for r in rows if "@" in r["system"]]
+    rows = [r for r in rows if "@" not in r["system"]]
+    for s in singles:
+        base, tag = s["system"].split("@", 1)
+        row = next((r for r in rows if r["system"] == base and r["test_set"] == s["test_set"]), None)
+        if row is None:
+            raise SpeechkdError(f"single-checkpoint results {s['system']!r} but no results of system {base!r} "
+                                f"for test set {s['test_set']!r}", path=s["results"], field="--results")
+        sc = row.setdefault("single_checkpoints", {"n": 0, "tags": [], "_values": {k: [] for k, _, _ in SPREAD}})
+        sc["n"] += 1
+        sc["tags"].append(tag)
+        for k, _, _ in SPREAD:
+            if (s.get(k) or {}).get("mean") is not None:
+                sc["_values"][k].append(float(s[k]["mean"]))
+    for r in rows:
+        sc = r.get("single_checkpoints")
+        if sc:
+            for k, v in sc.pop("_values").items():
+                sc[k] = {"mean": float(np.mean(v)), "min": min(v), "max": max(v)} if v else None
+    return rows
+
+
+def _spread_cell(m: dict | None, fmt: str) -> str:
+    if not m:
+        return "–"
+    return f"{fmt.format(m['mean'])} [{fmt.format(m['min'])}, {fmt.format(m['max'])}]"
+
+
 def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancement",
                  paired_against: str | None = None) -> str:
     """Write ``out_dir/results.{json,md}``: one table per test set, systems in the given order;
-    with ``paired_against``, per-utterance paired differences to that system as two more columns."""
+    with ``paired_against``, per-utterance paired differences to that system as two more columns;
+    ``<system>@<tag>`` results as the spread of ``<system>``'s single checkpoints."""
     if not paths:
         raise SpeechkdError("no results files given", field="--results")
-    rows = [system_row(p) for p in paths]
+    rows = fold_single_checkpoints([system_row(p) for p in paths])
     if paired_against:
         for r in rows:
             base = next((b for b in rows if b["system"] == paired_against and b["test_set"] == r["test_set"]), None)
@@ -101,6 +140,9 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
             [f"SI-SDRi @{s} dB" for s in snrs]
         if paired_against:
             head += [f"ΔSI-SDR vs {paired_against} [95% CI]", f"ΔPESQ vs {paired_against}"]
+        spread = any(r.get("single_checkpoints") for r in trows)
+        if spread:
+            head += [f"{name} single ckpts: mean [min, max]" for _, name, _ in SPREAD]
         lines += [f"## {t}", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
         for r in trows:
             cells = [r["system"], str(r["num_utts"] or "–")] + [_cell(r.get(k), f) for k, _, f in COLUMNS]
@@ -110,6 +152,9 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
                 cells += [_cell({"mean": r["paired"]["si_sdr"]["mean"], "ci95": r["paired"]["si_sdr"]["ci95"]},
                                 "{:+.2f}", ci=r["system"] != paired_against),
                           _cell(r["paired"]["pesq"], "{:+.2f}")]
+            if spread:
+                sc = r.get("single_checkpoints") or {}
+                cells += [_spread_cell(sc.get(k), f) + (f" ({sc['n']})" if sc.get(k) else "") for k, _, f in SPREAD]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["Means over utterances; SI-SDRi = SI-SDR(enhanced) − SI-SDR(noisy input) per utterance "
@@ -117,7 +162,10 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
               "(pystoi). `hpf80` is the trivial 80 Hz high-pass baseline; `*_st` is teacher/student "
               "inference S(T(y))."
               + (f" Δ vs {paired_against}: mean of per-utterance differences (paired), Student-t 95% CI."
-                 if paired_against else ""), ""]
+                 if paired_against else "")
+              + (" Single ckpts: the means of each of the model's last checkpoints alone (the rows use their "
+                 "averaged weights), mean [min, max] over them, (n) checkpoints." if any(
+                  r.get("single_checkpoints") for r in rows) else ""), ""]
     os.makedirs(out_dir, exist_ok=True)
     from speechkd.eval.stats import json_safe
 
