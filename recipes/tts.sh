@@ -8,7 +8,11 @@
 #   3  autoregressive Transformer-TTS teacher -> exp/teacher_ar (resumes after a kill)
 #   4  teacher dump (--kd_mode teacher_forced|free_running|both): durations, focus rates,
 #      free-running mels -> dump/teacher/<split>/<kd_mode>, report.md per split and mode
-#   5-9 (students, diffusion, vocoder training) come with later work
+#   5-6 (students) and 9 (vocoder training) come with later work
+#   7  diffusion teacher (ProDiff-style, N = $diffusion_steps DDIM steps) -> exp/diffusion_<N>
+#   8  progressive distillation N -> N/2 -> ... (rounds in conf/progressive_<preset>.yaml)
+#      -> exp/diffusion_<k>; stages 7-8 are left out of the demo preset's full run (they add
+#      ~25 CPU minutes): ./run.sh --stage 7 --stop_stage 8 runs them (see $diffusion)
 #   10 synthesis of the test set by every system: Griffin-Lim copy synthesis of ground-truth
 #      mels (the upper bound of any acoustic model with that vocoder), and `speechkd synth` of
 #      data/<test>/text by every trained acoustic model (with each trained neural vocoder too)
@@ -34,6 +38,9 @@ local_data_opts=""      # passed to local/data.sh
 teacher_config=""       # AR teacher YAML; default conf/teacher_ar_<preset>.yaml, else recipes/conf/
 teacher_opts=""         # extra `speechkd train` arguments, e.g. "--devices 2 --strategy ddp"
 kd_mode=both            # teacher dump: teacher_forced | free_running | both
+diffusion=auto          # stages 7-8: auto = with --preset tiny|quality, or when --stage is 7 or 8; true | false
+diffusion_steps=8       # N of the diffusion teacher (exp/diffusion_<N>); stage 8 halves it
+diffusion_opts=""       # extra `speechkd train` arguments of stage 7 (e.g. "--devices 2")
 num_eval_utts=50        # test utterances synthesized and evaluated
 num_listen_utts=10      # test utterances on the listening page
 dumpdir=dump
@@ -99,6 +106,29 @@ stage_teacher_dump() {
   done
 }
 
+# Stages 7-8 run unless the demo preset's full run would pay for them (see $diffusion).
+want_diffusion() {
+  case $diffusion in
+    true) return 0 ;;
+    false) return 1 ;;
+  esac
+  [ "$preset" != demo ] || [ "$stage" -ge 7 ]
+}
+
+stage_diffusion() {
+  local conf
+  conf=$(conf_file diffusion)
+  # shellcheck disable=SC2086
+  speechkd train --config "$conf" --data "$dumpdir" --token-list "data/token_list/$token_kind/tokens.txt" \
+    --exp "$expdir/diffusion_$diffusion_steps" --kd-mode teacher_forced --teacher-dump "$dumpdir/teacher" \
+    model_conf.steps="$diffusion_steps" data.train_set="$train_set" data.dev_set="$dev_set" $diffusion_opts
+}
+
+stage_progressive() {
+  speechkd distill progressive --teacher "$expdir/diffusion_$diffusion_steps" \
+    --config "$(conf_file progressive)"
+}
+
 stage_synthesis() {
   speechkd vocode --feats "$dumpdir/feats/$test_set" --vocoder griffin_lim \
     --out "$expdir/resynth_griffin_lim/synth/$test_set" --num-utts "$num_eval_utts"
@@ -153,6 +183,13 @@ run_stage 1 text stage_text
 run_stage 2 features stage_features
 run_stage 3 teacher_ar stage_teacher_ar
 run_stage 4 teacher_dump stage_teacher_dump
+if want_diffusion; then
+  run_stage 7 diffusion stage_diffusion
+  run_stage 8 progressive stage_progressive
+elif [ "$stage" -le 8 ] && [ "$stop_stage" -ge 7 ]; then
+  log "Stages 7-8 (diffusion teacher, progressive distillation) are not part of the demo preset's full run" \
+    "(~25 CPU minutes more): ./run.sh --stage 7 --stop_stage 8"
+fi
 run_stage 10 synthesis stage_synthesis
 run_stage 11 eval stage_eval
 run_stage 12 listen stage_listen

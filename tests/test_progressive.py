@@ -70,7 +70,7 @@ def teacher_exp(tmp_path):
     cfg = load_train_config(CONF / "diffusion_tiny.yaml", [
         f"data.dump_dir={paths['dump']}", f"data.token_list={paths['token_list']}", "trainer.accelerator=cpu",
         "trainer.devices=1"])
-    exp = tmp_path / "exp" / "diffusion_4"
+    exp = tmp_path / "exp" / "diffusion_8"
     run_training(cfg, str(exp), progress_bar=False)
     return exp
 
@@ -81,8 +81,8 @@ def test_progressive_chain_end_to_end_and_resume(teacher_exp, tmp_path):
     pcfg = load_config(ProgressiveConfig, CONF / "progressive_tiny.yaml")
     pcfg.trainer.accelerator, pcfg.trainer.devices = "cpu", "1"
     outs = run_progressive(str(teacher_exp), pcfg, progress_bar=False)
-    assert [Path(o).name for o in outs] == ["diffusion_2", "diffusion_1"]
-    for k, o in zip((2, 1), outs):
+    assert [Path(o).name for o in outs] == ["diffusion_4", "diffusion_2"]
+    for k, o in zip((4, 2), outs):
         lm = load_model(o)
         assert lm.model.cfg.steps == k and lm.step == 3
         info = json.loads((Path(o) / "round.json").read_text())
@@ -94,12 +94,12 @@ def test_progressive_chain_end_to_end_and_resume(teacher_exp, tmp_path):
     t, s = load_model(str(teacher_exp)).model, load_model(outs[0]).model
     moved = [n for n, p in s.state_dict().items() if not torch.equal(p, t.state_dict()[n])]
     assert any(n.startswith("denoiser.") for n in moved)
-    # a rerun skips the done rounds; one more round on a 1-step model is an error
+    # a rerun skips the done rounds; halving a 1-step model is an error (before any training)
     mtime = (Path(outs[1]) / "checkpoints/last.ckpt").stat().st_mtime
     assert run_progressive(str(teacher_exp), pcfg, progress_bar=False) == outs
     assert (Path(outs[1]) / "checkpoints/last.ckpt").stat().st_mtime == mtime
     with pytest.raises(ConfigError, match="cannot halve 1 steps"):
-        run_progressive(str(teacher_exp), dataclasses.replace(pcfg, rounds=3), progress_bar=False)
+        run_progressive(str(teacher_exp), dataclasses.replace(pcfg, rounds=4), progress_bar=False)
 
 
 def test_progressive_resumes_an_interrupted_round(teacher_exp):
