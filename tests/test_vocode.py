@@ -105,10 +105,16 @@ def test_listen_manifest_from_data_dir(tmp_path, tiny_datadir):
 
 def test_bench_vocoder_json(tmp_path):
     out = tmp_path / "b.json"
-    assert main(["bench", "vocoder", "--seconds", "1", "--n-iter", "2", "--repeats", "1", "--warmup", "0",
+    assert main(["bench", "vocoder", "--seconds", "0.5", "--n-iter", "2", "--repeats", "1", "--warmup", "0",
                  "--threads", "1", "--json", str(out)]) == 0
     res = json.loads(out.read_text())["benches"][0]
     names = [r["name"] for r in res["results"]]
-    assert names == ["torch fast GL (momentum 0.99)", "torch GL (no momentum)", "librosa griffinlim"]
+    assert names[:4] == ["torch fast GL (momentum 0.99)", "torch GL (no momentum)", "librosa griffinlim",
+                         "GL phase update alone (sgn, sub)"]
+    assert names[4].startswith("Vocos-like") and "WORLD synthesis: pyworld" in names
+    assert "harmonic sum: numba CPU twin" in names and "harmonic sum: torch, [N, K] materialised" in names
     assert all(r["median_s"] > 0 for r in res["results"]) and res["baseline"] == "librosa griffinlim"
-    assert "real-time factors" in res["extra"]
+    assert "real-time factors" in res["extra"] and float(res["extra"]["harmonic sum torch vs numba, max |diff|"]) < 1e-3
+    if not torch.cuda.is_available():
+        assert res["extra"]["CUDA"].startswith("not measured")
+    assert main(["bench", "vocoder", "--cases", "gl,hifigan"]) == 2

@@ -1,12 +1,22 @@
-"""``speechkd bench vocoder``: vocoders side by side on the same ~10 s log-mel.
+"""``speechkd bench vocoder``: vocoders side by side on the same ~10 s of audio, one process.
 
-Cases: our batched torch fast Griffin-Lim (momentum 0.99, the recipe's vocoder),
-the same without momentum (Griffin & Lim 1984), and librosa's Griffin-Lim on
-the same linear magnitude (the reference figure in DESIGN.md: librosa GL
-RTF 0.031, torch fast GL 0.016–0.018), all at the same iteration count; CUDA
-when torch sees a GPU. Real-time factors are in ``extra`` (time / audio
-seconds). The input is the log-mel of a synthetic harmonic "voice" with a
-gliding F0 (no corpus needed), or of a wav given with ``--wav``.
+Case groups (``--cases``, default all):
+
+- ``gl``: our batched torch fast Griffin-Lim (momentum 0.99, the recipe's default vocoder),
+  the same without momentum (Griffin & Lim 1984), librosa's Griffin-Lim on the same linear
+  magnitude (the baseline), and the Griffin-Lim phase update alone (``sgn``/``sub`` of every
+  iteration: what a fused CUDA phase-update kernel could save);
+- ``vocos``: the Vocos-like generator at the demo preset's size (random weights: the time
+  depends on the size only), or the trained one given with ``--vocos EXP_DIR``;
+- ``world``: synthesis from the same WORLD parameters by pyworld (C++, CPU, per utterance) and by
+  our harmonic-plus-noise synthesis (numba CPU twin; the CUDA kernel when a GPU is present),
+  and the harmonic sum alone by the numba twin against the same sum in torch, which must
+  materialise [N, K] (the measurement behind the CUDA kernel's choice).
+
+GPU columns (torch cases on CUDA, the harmonic CUDA kernel) appear only when a GPU is
+usable; otherwise ``extra`` says that CUDA was not measured. Real-time factors
+(time / audio seconds) are in ``extra``. The input is a synthetic harmonic "voice" with a
+gliding F0 (no corpus needed), or the wav given with ``--wav``.
 """
 
 from __future__ import annotations
@@ -17,11 +27,19 @@ import numpy as np
 
 from speechkd.bench.harness import Bench
 
+GROUPS = ("gl", "vocos", "world")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=10.0, help="length of the synthetic test signal")
     p.add_argument("--wav", default=None, help="use this 16 kHz wav instead of the synthetic signal")
-    p.add_argument("--n-iter", type=int, default=32, help="Griffin-Lim iterations of every case")
+    p.add_argument("--n-iter", type=int, default=32, help="Griffin-Lim iterations of every GL case")
+    p.add_argument("--cases", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
+    p.add_argument("--vocos", default=None, help="a trained vocoder's exp dir (default: the demo preset's "
+                                                 "size with random weights)")
+    p.add_argument("--vocos-config", default=None,
+                   help="generator size of the untrained Vocos case: a vocoder preset YAML "
+                        "(default: recipes/conf/vocoder_vocos_demo.yaml)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's). On a loaded 2-core machine, 2 OpenMP "
@@ -36,16 +54,41 @@ def _signal(seconds: float, sr: int) -> np.ndarray:
     return (env * sum(0.3 / k * np.sin(k * phase) for k in range(1, 25))).astype(np.float32)
 
 
+def harmonics_torch(arrays: dict[str, np.ndarray]):
+    """The harmonic sum of :mod:`speechkd.models.vocoders.source_filter` in plain torch: the
+    amplitudes and cosines of every (sample, harmonic) pair are materialised, [N, K] per utterance."""
+    import torch
+
+    phase = torch.from_numpy(arrays["phase"])
+    amp = torch.from_numpy(arrays["amp"])
+    B, N = phase.shape
+    T, K = amp.shape[1:]
+    pos = torch.arange(N, dtype=torch.float32) / float(arrays["period"])
+    t = pos.long().clamp(max=T - 1)
+    t1 = (t + 1).clamp(max=T - 1)
+    w = (pos - t)[None, :, None]
+    a = (1 - w) * amp[:, t] + w * amp[:, t1]  # [B, N, K]
+    a = a * (torch.arange(K)[None, None, :] < torch.from_numpy(arrays["kcount"]).long()[:, t, None])
+    k = torch.arange(1, K + 1, dtype=torch.float32)
+    return (a * torch.cos(phase[..., None] * k)).sum(-1)
+
+
 def run(args: argparse.Namespace) -> list[Bench]:
     import librosa
     import torch
 
     from speechkd.audio import load_audio
+    from speechkd.errors import SpeechkdError
     from speechkd.features.config import FeatureConfig
     from speechkd.features.mel import log_mel
     from speechkd.infer.vocode import resolve_device
     from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
 
+    groups = [g.strip() for g in args.cases.split(",") if g.strip()]
+    bad = [g for g in groups if g not in GROUPS]
+    if bad or not groups:
+        raise SpeechkdError(f"unknown case group(s) {', '.join(bad) or '(none)'}; known: {', '.join(GROUPS)}",
+                            field="--cases")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     feats = FeatureConfig()
@@ -53,29 +96,101 @@ def run(args: argparse.Namespace) -> list[Bench]:
     seconds = len(wav) / feats.sample_rate
     device = resolve_device(args.device)
     mel = log_mel(torch.from_numpy(wav), feats)[None].to(device)
-    fast = GriffinLim(feats, GriffinLimConfig(n_iter=args.n_iter), device=device)
-    plain = GriffinLim(feats, GriffinLimConfig(n_iter=args.n_iter, momentum=0.0), device=device)
-    mag = fast.mel_to_magnitude(mel)[0].cpu().numpy()
     sync = torch.cuda.synchronize if device == "cuda" else None
+    baseline = "librosa griffinlim" if "gl" in groups else None
+    bench = Bench(f"Vocoders, {seconds:.1f} s of audio ({', '.join(groups)})", repeats=args.repeats,
+                  warmup=args.warmup, baseline=baseline, device=device, unit="ms")
+    checks: list[tuple[str, object]] = []
 
-    bench = Bench(f"Vocoders, {seconds:.1f} s of audio, {args.n_iter} Griffin-Lim iterations",
-                  repeats=args.repeats, warmup=args.warmup, baseline="librosa griffinlim", device=device,
-                  unit="ms")
-    bench.add("torch fast GL (momentum 0.99)", lambda: fast(mel), sync=sync, note=device)
-    bench.add("torch GL (no momentum)", lambda: plain(mel), sync=sync, note=device)
-    bench.add("librosa griffinlim", lambda: librosa.griffinlim(
-        mag, n_iter=args.n_iter, hop_length=feats.hop_length, win_length=feats.win_length,
-        n_fft=feats.n_fft, momentum=0.99, init=None, random_state=0), note="cpu, same magnitude")
+    if "gl" in groups:
+        fast = GriffinLim(feats, GriffinLimConfig(n_iter=args.n_iter), device=device)
+        plain = GriffinLim(feats, GriffinLimConfig(n_iter=args.n_iter, momentum=0.0), device=device)
+        mag = fast.mel_to_magnitude(mel)[0].cpu().numpy()
+        bench.add("torch fast GL (momentum 0.99)", lambda: fast(mel), sync=sync, note=f"{device}, {args.n_iter} it")
+        bench.add("torch GL (no momentum)", lambda: plain(mel), sync=sync, note=f"{device}, {args.n_iter} it")
+        bench.add("librosa griffinlim", lambda: librosa.griffinlim(
+            mag, n_iter=args.n_iter, hop_length=feats.hop_length, win_length=feats.win_length,
+            n_fft=feats.n_fft, momentum=0.99, init=None, random_state=0), note="cpu, same magnitude")
+        spec = torch.polar(torch.from_numpy(mag)[None].to(device), torch.rand(1, *mag.shape, device=device))
+        prev = spec * 0.5
+
+        def phase_updates():
+            for _ in range(args.n_iter):
+                out = torch.sgn(spec.sub(prev, alpha=0.497))
+            return out
+
+        bench.add("GL phase update alone (sgn, sub)", phase_updates, sync=sync,
+                  note=f"{device}, {args.n_iter} it: what fusing it could save")
+        checks += [("fast", fast), ("plain", plain)]
+
+    if "vocos" in groups:
+        from speechkd.models.vocoders.vocos import Vocos
+
+        if args.vocos:
+            from speechkd.models.vocoders import load_vocoder
+
+            voc = load_vocoder(args.vocos, feats, device)
+            label = f"Vocos-like ({args.vocos})"
+        else:
+            import os
+
+            from speechkd.train.vocoder import build_generator, load_vocoder_config
+
+            conf = args.vocos_config or os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "conf",
+                                                     "vocoder_vocos_demo.yaml")
+            if not os.path.exists(conf):
+                raise SpeechkdError("vocoder preset not found", path=conf, field="--vocos-config")
+            voc = Vocos(build_generator(load_vocoder_config(conf), feats), feats, device)
+            label = f"Vocos-like ({os.path.basename(conf)}, untrained)"
+        n_params = sum(p.numel() for p in voc.generator.parameters())
+        bench.add(label, lambda: voc(mel), sync=sync, note=f"{device}, {n_params / 1e6:.2f} M params")
+        bench.extra["Vocos parameters"] = f"{n_params:,}"
+        checks.append(("vocos", voc))
+
+    if "world" in groups:
+        from speechkd.models.vocoders import source_filter as sfm
+        from speechkd.models.vocoders.source_filter_cuda import cuda_available
+        from speechkd.models.vocoders.world import World, WorldConfig
+
+        world = World(feats, WorldConfig(f0_method="dio"))
+        params = world.analyse(wav, feats.sample_rate)
+        arrays = sfm.prepare([params])
+        pw = world.pw
+        bench.add("WORLD synthesis: pyworld", lambda: pw.synthesize(params.f0, params.sp, params.ap,
+                                                                    feats.sample_rate, params.frame_period_ms),
+                  note="cpu (C++), from the same parameters")
+        bench.add("WORLD synthesis: harmonic+noise, numba", lambda: sfm.synthesize_batch([params], "cpu"),
+                  note="cpu twin, prepare + noise included")
+        bench.add("harmonic sum: numba CPU twin", lambda: sfm.harmonics(arrays, "cpu"), note="cpu, serial")
+        bench.add("harmonic sum: torch, [N, K] materialised", lambda: harmonics_torch(arrays),
+                  note=f"cpu, K={arrays['amp'].shape[2]}")
+        gpu = device == "cuda" and cuda_available()
+        if gpu:
+            from numba import cuda
+
+            from speechkd.models.vocoders.source_filter_cuda import harmonics_cuda
+
+            bench.add("harmonic sum: CUDA kernel", lambda: harmonics_cuda(arrays, to_host=False),
+                      sync=cuda.synchronize, note="cuda, device output")
+            bench.add("WORLD synthesis: harmonic+noise, CUDA", lambda: sfm.synthesize_batch([params], "cuda"),
+                      sync=sync, note="cuda, host in and out")
+            diff = float(np.abs(harmonics_cuda(arrays) - sfm.harmonics(arrays, "cpu")).max())
+            bench.extra["harmonic sum CUDA vs CPU twin, max |diff|"] = f"{diff:.2e}"
+        bench.extra["harmonic sum torch vs numba, max |diff|"] = \
+            f"{float(np.abs(harmonics_torch(arrays).numpy() - sfm.harmonics(arrays, 'cpu')).max()):.2e}"
+
+    if device != "cuda":
+        bench.extra["CUDA"] = "not measured: no GPU usable in this process"
     bench.run()
     bench.extra["audio seconds"] = round(seconds, 2)
-    bench.extra["real-time factors"] = ", ".join(
-        f"{r.name}: {r.median_s / seconds:.4f}" for r in bench.results)
-    # quality beside speed: log-mel distance of each output to the input, same iterations
-    err = {}
-    for name, fn in (("fast", lambda: fast(mel)), ("plain", lambda: plain(mel))):
-        out = fn()[0]
+    bench.extra["real-time factors"] = ", ".join(f"{r.name}: {r.median_s / seconds:.4f}" for r in bench.results)
+    # quality beside speed: log-mel L1 of each mel vocoder's output to its input
+    err = []
+    for name, fn in checks:
+        out = fn(mel)[0]
         m = log_mel(out.cpu(), feats)
         n = min(m.shape[0], mel.shape[1])
-        err[name] = float((m[:n] - mel[0, :n].cpu()).abs().mean())
-    bench.extra["log-mel L1 of the output (fast / plain)"] = f"{err['fast']:.3f} / {err['plain']:.3f}"
+        err.append(f"{name}: {float((m[:n] - mel[0, :n].cpu()).abs().mean()):.3f}")
+    if err:
+        bench.extra["log-mel L1 of the output"] = ", ".join(err)
     return [bench]
