@@ -168,12 +168,12 @@ class DiffusionTTS(nn.Module):
         self.register_buffer("mel_scale", torch.ones(n_mels))
 
     # ---- scaling -----------------------------------------------------------------------------
-    def set_stats(self, stats: Any, mels_normalized: bool = False) -> None:
-        """Standardise mels per bin with the training ``Stats`` (identity when the training task
-        already feeds globally normalised mels); also hands them to the condition."""
-        if not mels_normalized:
-            self.mel_loc.copy_(torch.as_tensor(stats.mel_mean, dtype=torch.float32))
-            self.mel_scale.copy_(torch.as_tensor(stats.mel_std, dtype=torch.float32).clamp_min(1e-5))
+    def set_stats(self, stats: Any) -> None:
+        """Standardise mels per bin with the training ``Stats`` of the mels this model is given
+        (TTSTask passes mean 0 / std 1 when the features are globally normalised already); also
+        hands them to the condition (pitch/energy)."""
+        self.mel_loc.copy_(torch.as_tensor(stats.mel_mean, dtype=torch.float32))
+        self.mel_scale.copy_(torch.as_tensor(stats.mel_std, dtype=torch.float32).clamp_min(1e-5))
         if hasattr(self.condition, "set_stats"):
             self.condition.set_stats(stats)
 

@@ -14,6 +14,7 @@ Mels are standardised with the training statistics when the FeatureConfig says
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -60,13 +61,15 @@ class TTSTask(L.LightningModule):
         super().__init__()
         self.cfg, self.exp_dir = cfg, exp_dir
         self.model = get_model_class(cfg.model)(cfg.model_conf, n_vocab=len(token_list), n_mels=feature_config.n_mels)
-        if hasattr(self.model, "set_stats"):  # FastSpeech 2: pitch/energy normalisation and bucket range
-            self.model.set_stats(stats)
+        norm = feature_config.normalization == "global"
+        if hasattr(self.model, "set_stats"):  # FastSpeech 2: pitch/energy normalisation; diffusion: mel scaling
+            # the statistics of the mels the model sees: standardised already under global normalisation
+            self.model.set_stats(dataclasses.replace(stats, mel_mean=0.0 * stats.mel_mean,
+                                                     mel_std=1.0 + 0.0 * stats.mel_std) if norm else stats)
         self.meta = {"config": to_dict(cfg), "tokens": list(token_list.tokens),
                      "feature_config": to_dict(feature_config), "mel_mean": stats.mel_mean.tolist(),
                      "mel_std": stats.mel_std.tolist(), "version": code_version(),
                      "frontend": _frontend_beside(token_list)}
-        norm = feature_config.normalization == "global"
         self.register_buffer("mel_mean", torch.tensor(stats.mel_mean if norm else 0.0 * stats.mel_mean))
         self.register_buffer("mel_std", torch.tensor(stats.mel_std if norm else 1.0 + 0.0 * stats.mel_std))
         self.train_minutes = 0.0  # training wall-clock, summed over resumes (kept in checkpoints)
