@@ -151,6 +151,28 @@ def test_resume_after_kill(trained, tmp_path):
         run_se_training(load_se_config(None, over + ["optim.lr=0.1"]), str(exp), progress_bar=False)
 
 
+def test_sigterm_saves_a_checkpoint_and_fails(trained, tmp_path):
+    """SIGTERM (`kill`, preemption) leaves last.ckpt at the step reached and raises: Lightning alone
+    exits 0, and the recipe would mark the stage done and train the next model on an unfinished one."""
+    import os
+    import signal
+
+    from lightning.pytorch.callbacks import Callback
+
+    from speechkd.errors import SpeechkdError
+
+    class KillAt(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    exp = tmp_path / "exp_term"
+    with pytest.raises(SpeechkdError, match="SIGTERM at step"):
+        run_se_training(load_se_config(None, _overrides(trained / "se", steps=50)), str(exp), callbacks=[KillAt()],
+                        progress_bar=False)
+    assert read_checkpoint(str(exp / "checkpoints" / "last.ckpt"))["global_step"] in (3, 4)
+
+
 def test_control_and_remix_students(trained, tmp_path):
     se, teacher = trained / "se", trained / "exp" / "teacher"
     # the same-compute control: a copy of the teacher's checkpoint trained on

@@ -16,6 +16,7 @@ import sys
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from speechkd.config import dump_config, from_dict
@@ -23,9 +24,11 @@ from speechkd.enhance.config import SETrainConfig, config_changes, resolve_paths
 from speechkd.enhance.data import SEBatches, dev_batches
 from speechkd.enhance.exp import read_checkpoint, resolve_checkpoint
 from speechkd.train.exp import CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file
+# last.ckpt at the end of training and on SIGTERM (the same callback as the TTS trainer)
+from speechkd.train.trainer import FinalCheckpoint
 from speechkd.enhance.models import num_parameters
 from speechkd.enhance.task import SETask
-from speechkd.errors import ConfigError
+from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.utils.io import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -34,16 +37,6 @@ logger = logging.getLogger(__name__)
 RESUMABLE = ("trainer.max_steps", "trainer.max_minutes", "trainer.val_every_steps", "trainer.ckpt_every_steps",
              "trainer.keep_checkpoints", "trainer.log_every_steps", "trainer.num_threads", "trainer.accelerator",
              "trainer.devices", "data.max_dev_utts")
-
-
-class FinalCheckpoint(Callback):
-    """Write last.ckpt when training ends (max_steps or max_minutes), so a rerun resumes exactly there."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
 
 
 def previous_run(exp_dir: str, cfg: SETrainConfig, continue_from: str = "") -> tuple[str | None, int]:
@@ -104,7 +97,14 @@ def run_se_training(cfg: SETrainConfig, exp_dir: str, *, continue_from: str = ""
             gradient_clip_val=cfg.optim.grad_clip or None, logger=metrics, callbacks=cbs,
             plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir, enable_progress_bar=bar,
             enable_model_summary=False, limit_val_batches=len(task.dev) or 0)
-        trainer.fit(task, train_dataloaders=train, ckpt_path=resume)
+        try:
+            trainer.fit(task, train_dataloaders=train, ckpt_path=resume)
+        except SIGTERMException:
+            # Lightning exits 0 on SIGTERM: a recipe would mark the stage done and train the next
+            # model on an unfinished one. Fail instead; the rerun resumes from last.ckpt.
+            raise SpeechkdError(f"training stopped by SIGTERM at step {trainer.global_step}; "
+                                f"{os.path.join(ckpt_dir, LAST)} holds that state", path=exp_dir,
+                                hint="rerun the same command to resume") from None
         logger.info("stopped at step %d after %.1f training minutes", trainer.global_step, task.train_minutes)
         return os.path.join(ckpt_dir, LAST)
     finally:
