@@ -8,13 +8,16 @@
 #   3  autoregressive Transformer-TTS teacher -> exp/teacher_ar (resumes after a kill)
 #   4  teacher dump (--kd_mode teacher_forced|free_running|both): durations, focus rates,
 #      free-running mels -> dump/teacher/<split>/<kd_mode>, report.md per split and mode
-#   5-6 (students) and 9 (vocoder training) come with later work
+#   5-6 (students) come with later work
 #   7  diffusion teacher (ProDiff-style, N = $diffusion_steps DDIM steps) -> exp/diffusion_<N>
 #   8  progressive distillation N -> N/2 -> ... (rounds in conf/progressive_<preset>.yaml)
 #      -> exp/diffusion_<k>; stages 7-8 are left out of the demo preset's full run (they add
 #      ~25 CPU minutes): ./run.sh --stage 7 --stop_stage 8 runs them (see $diffusion)
-#   10 synthesis of the test set by every system: Griffin-Lim copy synthesis of ground-truth
-#      mels (the upper bound of any acoustic model with that vocoder), and `speechkd synth` of
+#   9  neural vocoder (Vocos-like, conf/vocoder_vocos_<preset>.yaml) -> exp/vocoder_vocos; left out
+#      of the demo preset's full run (~20 CPU minutes): ./run.sh --stage 9 --stop_stage 9 (see $vocoder)
+#   10 synthesis of the test set by every system: copy synthesis of ground-truth mels by
+#      Griffin-Lim and by each trained vocoder exp/vocoder_<v> (-> exp/resynth_<v>), WORLD
+#      resynthesis of the test audio (exp/resynth_world), and `speechkd synth` of
 #      data/<test>/text by every trained acoustic model (with each trained neural vocoder too)
 #   11 objective evaluation of every exp/<system>/synth/<test> -> exp/eval/results.{json,md}
 #   12 listening-test site -> exp/listen/index.html
@@ -41,6 +44,9 @@ kd_mode=both            # teacher dump: teacher_forced | free_running | both
 diffusion=auto          # stages 7-8: auto = with --preset tiny|quality, or when --stage is 7 or 8; true | false
 diffusion_steps=8       # N of the diffusion teacher (exp/diffusion_<N>); stage 8 halves it
 diffusion_opts=""       # extra `speechkd train` arguments of stage 7 (e.g. "--devices 2")
+vocoder=auto            # stage 9: auto = with --preset tiny|quality, or when --stage is 9; true | false
+vocoder_config=""       # neural vocoder YAML; default conf/vocoder_vocos_<preset>.yaml, else recipes/conf/
+vocoder_opts=""         # extra `speechkd train-vocoder` arguments (e.g. "trainer.max_minutes=40")
 num_eval_utts=50        # test utterances synthesized and evaluated
 num_listen_utts=10      # test utterances on the listening page
 dumpdir=dump
@@ -129,9 +135,34 @@ stage_progressive() {
     --config "$(conf_file progressive)"
 }
 
+# Stage 9 runs unless the demo preset's full run would pay for it (see $vocoder).
+want_vocoder() {
+  case $vocoder in
+    true) return 0 ;;
+    false) return 1 ;;
+  esac
+  [ "$preset" != demo ] || [ "$stage" -ge 9 ]
+}
+
+stage_vocoder() {
+  # shellcheck disable=SC2086
+  speechkd train-vocoder --config "${vocoder_config:-$(conf_file vocoder_vocos)}" --feats "$dumpdir/feats" \
+    --data data --exp "$expdir/vocoder_vocos" data.train_set="$train_set" data.dev_set="$dev_set" $vocoder_opts
+}
+
 stage_synthesis() {
   speechkd vocode --feats "$dumpdir/feats/$test_set" --vocoder griffin_lim \
     --out "$expdir/resynth_griffin_lim/synth/$test_set" --num-utts "$num_eval_utts"
+  # WORLD analyses and resynthesises the test audio (a vocoder of waveforms, not of mels)
+  speechkd vocode --data-dir "data/$test_set" --feats "$dumpdir/feats/$test_set" --vocoder world \
+    --out "$expdir/resynth_world/synth/$test_set" --num-utts "$num_eval_utts"
+  # copy synthesis of ground-truth mels by each trained neural vocoder (stage 9), if any
+  local v
+  for v in "$expdir"/vocoder_*; do
+    [ -f "$v/checkpoints/last.ckpt" ] || continue
+    speechkd vocode --feats "$dumpdir/feats/$test_set" --vocoder "$v" \
+      --out "$expdir/resynth_${v#"$expdir"/vocoder_}/synth/$test_set" --num-utts "$num_eval_utts"
+  done
   # Every trained acoustic model speaks the test text: with Griffin-Lim as exp/<model>, and with
   # each trained neural vocoder exp/vocoder_<v> as the system exp/<model>_<v>.
   local am voc
@@ -189,6 +220,12 @@ if want_diffusion; then
 elif [ "$stage" -le 8 ] && [ "$stop_stage" -ge 7 ]; then
   log "Stages 7-8 (diffusion teacher, progressive distillation) are not part of the demo preset's full run" \
     "(~25 CPU minutes more): ./run.sh --stage 7 --stop_stage 8"
+fi
+if want_vocoder; then
+  run_stage 9 vocoder stage_vocoder
+elif [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
+  log "Stage 9 (neural vocoder training) is not part of the demo preset's full run (~20 CPU minutes):" \
+    "./run.sh --stage 9 --stop_stage 9"
 fi
 run_stage 10 synthesis stage_synthesis
 run_stage 11 eval stage_eval
