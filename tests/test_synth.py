@@ -124,6 +124,20 @@ def test_feature_config_mismatch_is_refused_naming_fields(exps):
     assert "hop_length" not in str(e.value)
 
 
+def test_older_checkpoint_finds_the_frontend_beside_its_token_list(tmp_path, monkeypatch):
+    exp = make_exp(tmp_path / "recipe")
+    ckpt = exp / "checkpoints/last.ckpt"
+    state = torch.load(ckpt, weights_only=False)
+    state["speechkd"].pop("frontend")  # as written before checkpoints carried it
+    state["speechkd"]["config"]["data"]["token_list"] = "data/token_list/char/tokens.txt"  # recipe-relative
+    torch.save(state, ckpt)
+    monkeypatch.chdir(tmp_path)  # not the recipe dir: found relative to exp/<tag>/../..
+    assert Synthesizer.from_exp(str(exp), device="cpu").frontend.kind == "char"
+    (tmp_path / "recipe/data/token_list/char/frontend.yaml").unlink()
+    with pytest.raises(SpeechkdError, match="no text frontend.*--frontend FILE"):
+        Synthesizer.from_exp(str(exp), device="cpu")
+
+
 # ---- CLI -----------------------------------------------------------------------------------------------
 def test_cli_input_modes_and_manifest(exps, tmp_path, monkeypatch, capsys):
     model = str(exps["fastspeech2"])

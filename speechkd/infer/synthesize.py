@@ -29,10 +29,11 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import torch
 
-from speechkd.config import from_dict
+from speechkd.config import from_dict, load_config
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.text.frontend import Frontend
+from speechkd.text.tokens import TokenList
 from speechkd.train.exp import LoadedModel, load_model
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,6 @@ def resolve_frontend(loaded: LoadedModel, exp_dir: str, frontend: str | Frontend
     if isinstance(frontend, Frontend):
         return frontend
     if frontend:
-        from speechkd.config import load_config
-
         return load_config(Frontend, frontend)
     if loaded.frontend:
         return from_dict(Frontend, loaded.frontend, source=f"{loaded.path} (embedded frontend)")
@@ -83,9 +82,6 @@ def resolve_frontend(loaded: LoadedModel, exp_dir: str, frontend: str | Frontend
     for root in ("", os.path.dirname(os.path.dirname(exp_abs))):
         path = os.path.join(root, os.path.dirname(tl), FRONTEND_FILE) if tl else ""
         if path and os.path.exists(path):
-            from speechkd.config import load_config
-            from speechkd.text.tokens import TokenList
-
             beside = os.path.join(os.path.dirname(path), os.path.basename(tl))
             if os.path.exists(beside) and TokenList.load(beside) != loaded.token_list:
                 logger.warning("%s differs from the checkpoint's token list; using its frontend.yaml anyway",
@@ -136,6 +132,17 @@ class Synthesizer:
                              f"vocoder {vocoder_name or type(vocoder).__name__}", only=MEL_FIELDS,
                              hint="use a vocoder trained on features of the same definition, or griffin_lim")
         self.inference_params = set(inspect.signature(self.model.inference).parameters)
+        self.model_options: dict = {}  # further model.inference keywords, e.g. a diffusion model's steps
+
+    def set_steps(self, steps: int) -> None:
+        """Sample a diffusion model with ``steps`` denoiser passes (a sub-grid of its own N)."""
+        if "steps" not in self.inference_params:
+            raise ConfigError(f"model {self.loaded.config.model!r} has no sampler steps", field="--steps",
+                              hint="--steps applies to diffusion models")
+        from speechkd.distill.samplers import sampling_grid
+
+        sampling_grid(self.model.cfg.steps, steps)  # must divide the model's N
+        self.model_options["steps"] = int(steps)
 
     @classmethod
     def from_exp(cls, path: str, vocoder: str = "griffin_lim", device: str = "auto", *,
@@ -201,7 +208,7 @@ class Synthesizer:
     def synthesize_ids(self, ids: list[list[int]], *, speed: float = 1.0, pitch_scale: float = 1.0,
                        energy_scale: float = 1.0, seed: int | None = None) -> list[tuple[np.ndarray, int, bool]]:
         """Waveforms of a batch of id sequences: ``(wav float32, frames, stopped)`` each."""
-        kw = self._controls(speed, pitch_scale, energy_scale)
+        kw = {**self._controls(speed, pitch_scale, energy_scale), **self.model_options}
         if seed is not None:
             torch.manual_seed(seed)
             if "generator" in self.inference_params:  # e.g. the AR teacher's always-on prenet dropout
