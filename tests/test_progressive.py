@@ -90,6 +90,19 @@ def test_progressive_chain_end_to_end_and_resume(teacher_exp, tmp_path):
         assert (Path(o) / "config.yaml").exists() and (Path(o) / "progressive.yaml").exists()
         r = lm.model.inference(torch.tensor([[3, 4, 5]]), torch.tensor([3]), generator=torch.Generator().manual_seed(0))
         assert r["mel"].shape[-1] == 16 and torch.isfinite(r["mel"]).all()
+    # speechkd synth's Synthesizer samples the teacher on a sub-grid (--steps) like the students
+    from speechkd.infer.synthesize import Synthesizer
+    from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
+    from speechkd.text.frontend import Frontend
+
+    lm = load_model(str(teacher_exp))
+    syn = Synthesizer(lm, GriffinLim(lm.feature_config, GriffinLimConfig(n_iter=2)), Frontend())
+    syn.set_steps(2)
+    assert syn.model_options == {"steps": 2}
+    (wav, frames, _), = syn.synthesize_ids([[3, 4, 5] * 8], seed=0)  # >= 24 frames: enough for an STFT
+    assert frames >= 24 and len(wav) > 0
+    with pytest.raises(ConfigError, match="must divide 8"):
+        syn.set_steps(3)
     # round 1 started from the teacher, then trained: weights moved
     t, s = load_model(str(teacher_exp)).model, load_model(outs[0]).model
     moved = [n for n, p in s.state_dict().items() if not torch.equal(p, t.state_dict()[n])]

@@ -74,6 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (the AR teacher's "
                                                        "prenet dropout, Griffin-Lim's initial phase, ...)")
     p.add_argument("--batch-size", type=int, default=1, help="utterances per forward pass (sorted by length)")
+    p.add_argument("--steps", type=int, default=0, help="diffusion models: sampler steps, a divisor of the "
+                                                        "model's own N (0 = its own N)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
 
 
@@ -189,6 +191,8 @@ def main(args: argparse.Namespace) -> int:
     t_load = time.perf_counter()
     synth = Synthesizer.from_exp(args.model, vocoder=args.vocoder, device=args.device,
                                  on_unknown=args.on_unknown, frontend=args.frontend)
+    if args.steps:
+        synth.set_steps(args.steps)
     logger.info("loaded %s (%s, step %d) + vocoder %s on %s in %.1f s", args.model, synth.loaded.config.model,
                 synth.loaded.step, args.vocoder, synth.device, time.perf_counter() - t_load)
     line_of = {u: n for u, _, n in items}
