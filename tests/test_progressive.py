@@ -132,3 +132,16 @@ def test_progressive_resumes_an_interrupted_round(teacher_exp):
 def test_teacher_must_be_a_diffusion_model(tmp_path):
     with pytest.raises(SpeechkdError, match="has no checkpoint"):
         run_progressive(str(tmp_path), ProgressiveConfig())
+
+
+def test_cli_print_config_and_errors(tmp_path, capsys):
+    from speechkd.cli import main
+
+    assert main(["distill", "progressive", "--config", str(CONF / "progressive_demo.yaml"), "--rounds", "3",
+                 "optim.lr=1e-4", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert "rounds: 3" in out and "lr: 0.0001" in out and "max_minutes: 5" in out
+    assert main(["distill", "progressive", "--config", str(CONF / "progressive_demo.yaml")]) == 2
+    assert "--teacher is required" in capsys.readouterr().err
+    assert main(["distill", "progressive", "--teacher", str(tmp_path), "weighting=snr"]) == 2
+    assert "must be one of" in capsys.readouterr().err
