@@ -185,7 +185,8 @@ def main(args: argparse.Namespace) -> int:
     from speechkd.infer.synthesize import Synthesizer, Utterance
 
     items = collect_inputs(args)
-    out_dir = check_writable(args, len(items))
+    check_writable(args, len(items))
+    out_dir = args.out_dir or ""  # as given: manifest paths relative when it is
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     t_load = time.perf_counter()
