@@ -104,9 +104,10 @@ def test_guided_attention_fades():
     assert m.guided_attn_scale(150) == pytest.approx(1.0) and m.guided_attn_scale(200) == pytest.approx(0.5)
 
 
-def test_cached_and_uncached_decoding_agree():
-    m = tiny(stop_threshold=1.1).eval()  # never stops: decode to the maximum length
-    b = batch()
+@pytest.mark.parametrize("r", [1, 3])
+def test_cached_and_uncached_decoding_agree(r):
+    m = tiny(stop_threshold=1.1, reduction_factor=r).eval()  # never stops: decode to the maximum length
+    b = batch()  # ragged: 7, 4, 5 tokens (the padding mask matters)
     outs = []
     for use_cache in (True, False):
         g = torch.Generator().manual_seed(123)  # same prenet dropout masks in both
@@ -116,12 +117,38 @@ def test_cached_and_uncached_decoding_agree():
     assert a["mel_lens"].tolist() == [21, 12, 15] and not a["stopped"].any()
     assert torch.equal(a["mel_lens"], u["mel_lens"])
     assert torch.allclose(a["mel"], u["mel"], atol=1e-5), float((a["mel"] - u["mel"]).abs().max())
+    assert a["attns"][0].shape == (3, 2, math.ceil(21 / r), 7)
     for x, y in zip(a["attns"], u["attns"]):
         assert torch.allclose(x, y, atol=1e-6)
+        assert float(x[1, :, :, 4:].abs().max()) == 0.0  # no weight on padding tokens
     # another seed gives other dropout masks, hence another output (the test can fail)
     g = torch.Generator().manual_seed(7)
     c = m.inference(b["tokens"], b["token_lens"], generator=g, max_frames_per_token=3.0)
     assert not torch.allclose(a["mel"], c["mel"], atol=1e-3)
+
+
+@pytest.mark.parametrize("r", [1, 3])
+def test_cached_and_uncached_stop_at_the_same_frames(r):
+    """Utterances stop at different steps: both modes agree on every length and frame."""
+    m = tiny(reduction_factor=r).eval()
+    b = batch()
+    with torch.no_grad():  # stop logit grows with the frame's first mel value: stops vary per utterance
+        m.stop_out.bias.fill_(-1.0)
+        m.stop_out.weight.normal_(0, 1.0)
+    outs = [m.inference(b["tokens"], b["token_lens"], use_cache=uc, generator=torch.Generator().manual_seed(3),
+                        max_frames_per_token=6.0) for uc in (True, False)]
+    a, u = outs
+    assert torch.equal(a["mel_lens"], u["mel_lens"]) and torch.equal(a["stopped"], u["stopped"])
+    assert a["stopped"].any() and len(set(a["mel_lens"].tolist())) > 1, a["mel_lens"]
+    assert torch.allclose(a["mel"], u["mel"], atol=1e-5)
+    assert (a["mel_lens"] <= torch.tensor([42, 24, 30])).all()
+
+
+def test_cached_decoding_needs_eval_mode():
+    m = tiny()
+    b = batch()
+    with pytest.raises(RuntimeError, match="eval"):
+        m.inference(b["tokens"], b["token_lens"])
 
 
 def test_inference_stop_token_and_length_limits():

@@ -7,6 +7,7 @@ Suites (explicit registry, imported only when run):
            (pyworld, harmonic kernel: numba CPU twin, CUDA when present)
   synth    mel generation and end to end, batch 1, ~10 s: AR teacher (r=1/r=3, KV cache or not),
            FastSpeech, FastSpeech 2, each vocoder; paper and demo sizes; ratios and RTFs
+  teacher  autoregressive Transformer-TTS decoding with vs without the KV cache (r=3 and r=1, ~800 frames)
 
 Every suite prints Markdown tables (statistics from speechkd.bench.harness)
 and, with ``--json``, writes them with the environment to a JSON file.
@@ -29,8 +30,9 @@ logger = logging.getLogger(__name__)
 SUITES: dict[str, tuple[str, str]] = {
     "align": ("speechkd.bench.align", "monotonic alignment search backends (numba, numpy, python, cuda)"),
     "vocoder": ("speechkd.bench.vocoder", "vocoders on the same ~10 s of audio (Griffin-Lim, Vocos-like, WORLD; CUDA when present)"),
-    "synth": ("speechkd.bench.synth", "teacher (cached, uncached) vs FastSpeech / FastSpeech 2, vocoders, end to end"),
     "diffusion": ("speechkd.bench.diffusion", "N-step diffusion teacher vs its k-step distilled students (ProDiff)"),
+    "synth": ("speechkd.bench.synth", "teacher (cached, uncached) vs FastSpeech / FastSpeech 2, vocoders, end to end"),
+    "teacher": ("speechkd.bench.teacher", "AR Transformer-TTS decoding with vs without the KV cache"),
 }
 
 

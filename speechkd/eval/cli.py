@@ -8,6 +8,8 @@
     speechkd eval se --ref-dir data/speech/test --enh-dir exp/student/enhanced/test \
         [--noisy-dir data/test_noisy] --out exp/eval/student [--num-utts 50] [--nj 2]
     speechkd eval se-summary --results exp/eval/*/*/results.json --out exp/eval
+    speechkd eval durations --teacher-dump dump/teacher/train/teacher_forced --data-dir data/train \
+        --out exp/eval/durations_train [--tokens dump/tokens/train/tokens] [--min-focus-rate 0.5]
 
 Writes ``results.json`` (summary and per-utterance rows) and ``results.md``.
 """
@@ -73,8 +75,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-missing", action="store_true", help="record missing audio instead of failing")
     p.add_argument("--title", default=None)
 
+    p = sub.add_parser("durations", help="phone-boundary error of teacher durations vs flite's own phone timings")
+    p.add_argument("--teacher-dump", required=True,
+                   help="teacher_forced dump dir (e.g. dump/teacher/train/teacher_forced)")
+    p.add_argument("--data-dir", required=True, help="Kaldi data dir with phone_durations (flite -psdur)")
+    p.add_argument("--tokens", default=None,
+                   help="token file the teacher saw (default: dump/tokens/<split>/tokens beside the dump's feats)")
+    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
+    p.add_argument("--min-focus-rate", type=float, default=0.0,
+                   help="leave out utterances whose focus rate is below this (default: evaluate all)")
+    p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N utterances (C order); 0 = all")
+    p.add_argument("--title", default=None)
+
 
 def main(args: argparse.Namespace) -> int:
+    if args.what == "durations":
+        return _main_durations(args)
     if args.what == "tts":
         return _main_tts(args)
     if args.what == "se":
@@ -155,4 +171,19 @@ def _main_se(args: argparse.Namespace) -> int:
     if res["missing"]:
         line += f", {len(res['missing'])} missing"
     print(f"{line} -> {os.path.join(args.out, 'results.md')}")
+    return 0
+
+
+def _main_durations(args: argparse.Namespace) -> int:
+    from speechkd.eval.durations import durations_markdown, evaluate_dump
+
+    res = evaluate_dump(args.teacher_dump, args.data_dir, args.tokens, args.min_focus_rate, args.num_utts)
+    os.makedirs(args.out, exist_ok=True)
+    atomic_write_json(os.path.join(args.out, "results.json"), json_safe(res))
+    atomic_write_text(os.path.join(args.out, "results.md"),
+                      durations_markdown(res, args.title or f"Duration accuracy: {args.teacher_dump}"))
+    t, e = res["summary"]["teacher"], res["summary"]["even_split"]
+    print(f"{args.teacher_dump}: {res['num_utts']} utts, {t['num_boundaries']} boundaries: teacher "
+          f"{t['mean_abs_ms']:.1f} ms mean abs error (lag {t['mean_signed_ms']:+.1f} ms), even split "
+          f"{e['mean_abs_ms']:.1f} ms -> {os.path.join(args.out, 'results.md')}")
     return 0

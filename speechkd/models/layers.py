@@ -47,6 +47,12 @@ class ScaledPositionalEncoding(nn.Module):
             self.pe = sinusoid_table(2 * end, self.pe.size(1)).to(self.pe)
         return self.dropout(x + self.alpha * self.pe[offset:end])
 
+    def table(self, n: int) -> torch.Tensor:
+        """``alpha * PE[:n]`` ``[n, d]``: what :meth:`forward` adds at positions 0..n-1 (dropout aside)."""
+        if n > self.pe.size(0):
+            self.pe = sinusoid_table(2 * n, self.pe.size(1)).to(self.pe)
+        return self.alpha * self.pe[:n]
+
 
 class MultiHeadAttention(nn.Module):
     """Scaled dot-product attention over H heads (Vaswani et al. 2017, eq. 1) that can return
@@ -133,6 +139,68 @@ class DecoderLayer(nn.Module):
                                static_kv=True)
         x = x + self.drop(out)
         return x + self.drop(self.ff(self.n3(x))), w
+
+
+class DecoderKVCache:
+    """Incremental decoding through a stack of :class:`DecoderLayer` s, one step at a time.
+
+    Built once per batch of utterances: every layer's self-attention keys/values go into
+    buffers preallocated for ``max_steps`` and written in place (no growth by concatenation),
+    the encoder memory is projected to keys/values once, q/k/v are one fused matmul with the
+    1/sqrt(dk) scale folded into the query rows, the padding mask is an additive bias built
+    once, and the weights are unpacked from the modules once, so a step is ~20 tensor ops per
+    layer and no module calls. Dropout is not applied (inference, eval mode). The result equals
+    ``DecoderLayer.forward`` over the whole prefix with a causal mask, up to float rounding.
+    """
+
+    def __init__(self, layers: "list[DecoderLayer] | nn.ModuleList", memory: torch.Tensor,
+                 src_mask: torch.Tensor | None, max_steps: int):
+        b, s, d = memory.shape
+        self.b, self.d = b, d
+        self.layers = []
+        for layer in layers:
+            sa, ca = layer.self_attn, layer.src_attn
+            h, dk = sa.h, sa.dk
+            scale = 1.0 / math.sqrt(dk)
+            w_qkv = torch.cat([sa.q.weight * scale, sa.k.weight, sa.v.weight])
+            b_qkv = torch.cat([sa.q.bias * scale, sa.k.bias, sa.v.bias])
+            mk, mv = ca.project_kv(memory)  # [B, H, S, dk]
+            mem_kt = mk.reshape(b * h, s, dk).transpose(1, 2).contiguous()  # [B*H, dk, S]
+            mem_v = mv.reshape(b * h, s, dk).contiguous()
+            bias = None
+            if src_mask is not None and not bool(src_mask.all()):
+                m = src_mask.reshape(b, 1, 1, s).expand(b, h, 1, s).reshape(b * h, 1, s)
+                bias = torch.zeros(m.shape, dtype=memory.dtype, device=memory.device)
+                bias.masked_fill_(~m, torch.finfo(memory.dtype).min)
+            k_buf = memory.new_empty(b * h, max_steps, dk)
+            v_buf = memory.new_empty(b * h, max_steps, dk)
+            norms = [(n.normalized_shape, n.weight, n.bias, n.eps) for n in (layer.n1, layer.n2, layer.n3)]
+            ff1, ff2 = layer.ff[0], layer.ff[3]
+            self.layers.append((h, dk, norms, w_qkv, b_qkv, sa.o.weight, sa.o.bias, k_buf, v_buf,
+                                ca.q.weight * scale, ca.q.bias * scale, mem_kt, mem_v, bias, ca.o.weight, ca.o.bias,
+                                ff1.weight, ff1.bias, ff2.weight, ff2.bias))
+
+    def step(self, x: torch.Tensor, j: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Decoder step ``j`` (0-based) for input ``x [B, 1, d]``: the last layer's output
+        ``[B, 1, d]`` and each layer's encoder-decoder attention ``[B, H, S]``."""
+        b, d = self.b, self.d
+        weights = []
+        for (h, dk, (n1, n2, n3), w_qkv, b_qkv, w_o, b_o, k_buf, v_buf, w_q2, b_q2, mem_kt, mem_v, bias,
+             w_o2, b_o2, w_f1, b_f1, w_f2, b_f2) in self.layers:
+            qkv = F.linear(F.layer_norm(x, *n1), w_qkv, b_qkv).view(b, 3, h * dk)
+            k_buf[:, j] = qkv[:, 1].reshape(b * h, dk)
+            v_buf[:, j] = qkv[:, 2].reshape(b * h, dk)
+            q = qkv[:, 0].reshape(b * h, 1, dk)
+            # causal self-attention: the cache holds exactly steps 0..j (scale folded into q)
+            a = torch.bmm(torch.softmax(torch.bmm(q, k_buf[:, : j + 1].transpose(1, 2)), dim=-1), v_buf[:, : j + 1])
+            x = x + F.linear(a.reshape(b, 1, d), w_o, b_o)
+            q = F.linear(F.layer_norm(x, *n2), w_q2, b_q2).view(b * h, 1, dk)
+            scores = torch.bmm(q, mem_kt) if bias is None else torch.baddbmm(bias, q, mem_kt)
+            w = torch.softmax(scores, dim=-1)  # [B*H, 1, S]
+            x = x + F.linear(torch.bmm(w, mem_v).reshape(b, 1, d), w_o2, b_o2)
+            x = x + F.linear(F.relu(F.linear(F.layer_norm(x, *n3), w_f1, b_f1)), w_f2, b_f2)
+            weights.append(w.view(b, h, -1))
+        return x, weights
 
 
 class ConvStack(nn.Module):

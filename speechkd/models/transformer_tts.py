@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkd.config import field
-from speechkd.models.layers import (ConvStack, DecoderLayer, EncoderLayer, ScaledPositionalEncoding, causal_mask,
-                                    dropout_always, length_mask)
+from speechkd.models.layers import (ConvStack, DecoderKVCache, DecoderLayer, EncoderLayer, ScaledPositionalEncoding,
+                                    causal_mask, dropout_always, length_mask)
 
 
 @dataclass
@@ -136,12 +136,16 @@ class TransformerTTS(nn.Module):
             x = layer(x, amask)
         return self.enc_norm(x), amask
 
-    def prenet(self, prev: torch.Tensor, offset: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decoder input ``[B, T, d]`` from the previous frames ``[B, T, n_mels]`` (positions offset..)."""
+    def prenet_mlp(self, prev: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Previous frames ``[B, T, n_mels]`` -> ``[B, T, d]`` before the positional encoding."""
         x = prev
         for lin in self.dec_prenet:
             x = dropout_always(F.relu(lin(x)), self.cfg.dec_prenet_dropout, generator)
-        return self.dec_pe(self.dec_proj(x), offset)
+        return self.dec_proj(x)
+
+    def prenet(self, prev: torch.Tensor, offset: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decoder input ``[B, T, d]`` from the previous frames ``[B, T, n_mels]`` (positions offset..)."""
+        return self.dec_pe(self.prenet_mlp(prev, generator), offset)
 
     def run_decoder(self, x: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor,
                     self_mask: torch.Tensor | None, caches: list[dict] | None = None
@@ -254,60 +258,77 @@ class TransformerTTS(nn.Module):
                 "mel predicted (teacher-forced)": out["mel_after"][b, :t].detach().float().cpu().numpy()}
 
     # ---- free running ----------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def inference(self, tokens: torch.Tensor, token_lens: torch.Tensor, *, use_cache: bool = True,
                   generator: torch.Generator | None = None, max_frames_per_token: float | None = None,
                   stop_threshold: float | None = None) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """Greedy batched decoding. Returns ``mel [B, T, n_mels]`` (after post-net, zero past each
-        length), ``mel_lens``, ``stopped`` (False: hit the maximum length without a stop token),
-        ``attns`` per layer ``[B, H, steps, S]`` and ``reduced_lens``.
+        """Greedy batched decoding (call in eval mode). Returns ``mel [B, T, n_mels]`` (after
+        post-net, zero past each length), ``mel_lens``, ``stopped`` (False: hit the maximum length
+        without a stop token), ``attns`` per layer ``[B, H, steps, S]`` and ``reduced_lens``.
 
-        ``use_cache=False`` recomputes every decoder layer over the whole prefix at each step
-        (same result, for tests and speed comparisons); the prenet of a step is computed once in
-        both modes, so a seeded ``generator`` gives both the same dropout masks.
+        ``use_cache=True``: :class:`~speechkd.models.layers.DecoderKVCache` (preallocated
+        keys/values written in place, memory projected once, fused q/k/v). ``use_cache=False``
+        is the reference: every step reruns the decoder layers' own ``forward`` over the whole
+        prefix with a causal mask, as in training. The prenet of a step is computed once in both
+        modes, so a seeded ``generator`` gives both the same dropout masks and the same output.
         """
-        c, r = self.cfg, self.r
+        if use_cache and self.training:
+            raise RuntimeError("cached decoding applies no dropout: call model.eval() first")
+        c, r, h = self.cfg, self.r, self.cfg.n_heads
         ratio = c.max_frames_per_token if max_frames_per_token is None else max_frames_per_token
         thr = c.stop_threshold if stop_threshold is None else stop_threshold
         b = tokens.size(0)
         memory, src_mask = self.encode(tokens, token_lens)
         max_frames = torch.clamp(torch.ceil(token_lens.float() * ratio).long(), min=r)
         min_frames = torch.minimum(torch.ceil(token_lens.float() * c.min_frames_per_token).long(), max_frames)
-        caches = [{"self": {}, "src": {}} for _ in self.decoder] if use_cache else None
+        n_steps = math.ceil(int(max_frames.max()) / r)
+        frame = torch.arange(n_steps * r, device=tokens.device)[None]
+        # a stop may fire at frames in [min_frames - 1, max_frames - 1] of its utterance
+        may_stop = (frame + 1 >= min_frames[:, None]) & (frame < max_frames[:, None])
+        limit_steps = {(int(f) + r - 1) // r - 1 for f in max_frames.tolist()}  # an utterance hits its maximum
+        before = memory.new_zeros(b, n_steps * r, self.n_mels)
+        attns = [memory.new_zeros(b, h, n_steps, memory.size(1)) for _ in self.decoder]
+        pos = self.dec_pe.table(n_steps)
+        w_out = torch.cat([self.mel_out.weight, self.stop_out.weight])  # mel and stop heads: one matmul
+        b_out = torch.cat([self.mel_out.bias, self.stop_out.bias])
+        if use_cache:
+            cache = DecoderKVCache(self.decoder, memory, src_mask, n_steps)
+        else:
+            inputs = memory.new_zeros(b, n_steps, c.d_model)
+        lens, done = max_frames.clone(), torch.zeros(b, dtype=torch.bool, device=tokens.device)
         prev = memory.new_zeros(b, 1, self.n_mels)
-        inputs, frames, attn_steps = [], [], []
-        lens = torch.zeros(b, dtype=torch.long, device=tokens.device)
-        done = torch.zeros(b, dtype=torch.bool, device=tokens.device)
-        hit_max = torch.zeros_like(done)
-        for j in range(math.ceil(int(max_frames.max()) / r)):
-            x = self.prenet(prev, offset=j, generator=generator)
+        j = 0
+        for j in range(n_steps):
+            x = self.prenet_mlp(prev, generator) + pos[j]
             if use_cache:
-                out, stop, attns = self.run_decoder(x, memory, src_mask, None, caches)
+                y, ws = cache.step(x, j)
+                for a, w in zip(attns, ws):
+                    a[:, :, j] = w
             else:
-                inputs.append(x)
-                out, stop, attns = self.run_decoder(torch.cat(inputs, 1), memory, src_mask,
-                                                    causal_mask(j + 1, x.device)[None, None])
-                out, stop, attns = out[:, -r:], stop[:, -r:], [a[:, :, -1:] for a in attns]
-            frames.append(out)
-            attn_steps.append(attns)
-            frame_idx = j * r + torch.arange(r, device=stop.device)
-            fired = (torch.sigmoid(stop) >= thr) & (frame_idx[None, :] + 1 >= min_frames[:, None])  # [B, r]
-            new = fired.any(1) & ~done
-            lens = torch.where(new, j * r + fired.int().argmax(1) + 1, lens)
-            done |= new
-            over = ~done & ((j + 1) * r >= max_frames)
-            lens = torch.where(over, max_frames, lens)
-            hit_max |= over
-            done |= over
-            if bool(done.all()):
+                inputs[:, j] = x[:, 0]
+                y = inputs[:, : j + 1]
+                for a, layer in zip(attns, self.decoder):
+                    y, w = layer(y, memory, causal_mask(j + 1, y.device)[None, None], src_mask)
+                    a[:, :, j] = w[:, :, -1]
+                y = y[:, -1:]
+            out = F.linear(self.dec_norm(y[:, 0]), w_out, b_out)  # [B, r*n_mels + r]
+            frames = out[:, : r * self.n_mels].view(b, r, self.n_mels)
+            before[:, j * r:(j + 1) * r] = frames
+            fired = (torch.sigmoid(out[:, r * self.n_mels:]) >= thr) & may_stop[:, j * r:(j + 1) * r]  # [B, r]
+            any_fired = bool(fired.any())
+            if any_fired:
+                new = fired.any(1) & ~done
+                lens = torch.where(new, j * r + fired.int().argmax(1) + 1, lens)
+                done |= new
+            if (any_fired or j in limit_steps) and bool((lens <= (j + 1) * r).all()):  # all stopped or at max
                 break
-            prev = out[:, -1:]
-        before = torch.cat(frames, 1)
+            prev = frames[:, -1:]
+        steps = j + 1
+        before = before[:, : steps * r]
         fmask = length_mask(lens, before.size(1))
         after = self.apply_postnet(before, fmask) * fmask[..., None]
-        attns = [torch.cat([s[i] for s in attn_steps], dim=2) for i in range(len(self.decoder))]
-        return {"mel": after[:, :int(lens.max())], "mel_lens": lens, "stopped": ~hit_max, "attns": attns,
-                "reduced_lens": (lens + r - 1) // r}
+        return {"mel": after[:, :int(lens.max())], "mel_lens": lens, "stopped": done,
+                "attns": [a[:, :, :steps] for a in attns], "reduced_lens": (lens + r - 1) // r}
 
 
 def expand_to_frames(attn: np.ndarray, r: int, num_frames: int) -> np.ndarray:
