@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 SUITES: dict[str, tuple[str, str]] = {
     "align": ("speechkd.bench.align", "monotonic alignment search backends (numba, numpy, python, cuda)"),
     "vocoder": ("speechkd.bench.vocoder", "vocoders on the same ~10 s of audio (Griffin-Lim, Vocos-like, WORLD; CUDA when present)"),
-    "diffusion": ("speechkd.bench.diffusion", "N-step diffusion teacher vs its k-step distilled students (ProDiff)"),
     "synth": ("speechkd.bench.synth", "teacher (cached, uncached) vs FastSpeech / FastSpeech 2, vocoders, end to end"),
+    "diffusion": ("speechkd.bench.diffusion", "N-step diffusion teacher vs its k-step distilled students (ProDiff)"),
     "teacher": ("speechkd.bench.teacher", "AR Transformer-TTS decoding with vs without the KV cache"),
 }
 
