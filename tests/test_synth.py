@@ -203,7 +203,7 @@ def test_cli_batch_with_bad_lines_writes_the_good_ones(exps, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["empty", "unknown", "no_exp", "half_exp", "corrupt", "unwritable", "file_as_dir", "o_many",
-                                  "no_output", "pitch_ar", "all_bad"])
+                                  "no_output", "pitch_ar", "all_bad", "bad_id"])
 def test_cli_bad_input_is_one_line_exit_2(exps, tmp_path, capsys, case):
     model = str(exps["transformer_tts"])
     out = ["-o", str(tmp_path / "x.wav")]
@@ -219,7 +219,9 @@ def test_cli_bad_input_is_one_line_exit_2(exps, tmp_path, capsys, case):
         "no_output": ["--model", model, "a fox"],
         "pitch_ar": ["--model", model, "a fox", "--pitch-scale", "1.2", *out],
         "all_bad": ["--model", model, "über", "", "-d", str(tmp_path / "d")],
+        "bad_id": ["--model", model, "--list", str(tmp_path / "ids"), "-d", str(tmp_path / "d")],
     }[case]
+    (tmp_path / "ids").write_text("ok|A fox.\n../../etc/x|A dog.\n")
     (tmp_path / "plain").write_text("a file, not a directory")
     if case == "corrupt":
         (tmp_path / "bad/checkpoints").mkdir(parents=True)
@@ -229,7 +231,8 @@ def test_cli_bad_input_is_one_line_exit_2(exps, tmp_path, capsys, case):
     expect = {"empty": "empty text", "unknown": "unknown symbol", "no_exp": "does not exist",
               "half_exp": "no checkpoint", "corrupt": "cannot read checkpoint", "unwritable": "not writable", "file_as_dir": "cannot create the output directory",
               "o_many": "-o writes one utterance", "no_output": "no output given",
-              "pitch_ar": "does not support --pitch-scale", "all_bad": "all 2 utterances failed"}[case]
+              "pitch_ar": "does not support --pitch-scale", "all_bad": "all 2 utterances failed",
+              "bad_id": "cannot name a file"}[case]
     assert expect in err[-1] and err[-1].startswith("speechkd synth: error:")
     if case != "all_bad":
         assert len([ln for ln in err if "error" in ln]) == 1

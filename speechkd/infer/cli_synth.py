@@ -186,6 +186,10 @@ def main(args: argparse.Namespace) -> int:
 
     items = collect_inputs(args)
     check_writable(args, len(items))
+    bad_ids = [u for u, _, _ in items if _BAD_ID.search(u)]
+    if bad_ids and not args.output:
+        raise SpeechkdError(f"utterance id(s) {', '.join(repr(u) for u in bad_ids[:5])} cannot name a file "
+                            "(a slash or a leading dot)", path=args.list, hint="rename them")
     out_dir = args.out_dir or ""  # as given: manifest paths relative when it is
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -197,10 +201,6 @@ def main(args: argparse.Namespace) -> int:
     logger.info("loaded %s (%s, step %d) + vocoder %s on %s in %.1f s", args.model, synth.loaded.config.model,
                 synth.loaded.step, args.vocoder, synth.device, time.perf_counter() - t_load)
     line_of = {u: n for u, _, n in items}
-    bad_ids = [u for u, _, _ in items if _BAD_ID.search(u)]
-    if bad_ids and not args.output:
-        raise SpeechkdError(f"utterance id(s) {', '.join(repr(u) for u in bad_ids[:5])} cannot name a file "
-                            "(whitespace, slash or a leading dot)", path=args.list, hint="rename them")
 
     def write(r: Utterance) -> None:
         if r.wav is None:
