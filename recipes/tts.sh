@@ -8,7 +8,9 @@
 #   3  autoregressive Transformer-TTS teacher -> exp/teacher_ar (resumes after a kill)
 #   4  teacher dump (--kd_mode teacher_forced|free_running|both): durations, focus rates,
 #      free-running mels -> dump/teacher/<split>/<kd_mode>, report.md per split and mode
-#   5-6 (students) come with later work
+#   5  FastSpeech student (sequence-level KD: --fastspeech_kd_mode free_running) -> exp/fastspeech
+#   6  FastSpeech 2 student (ground-truth mels, teacher-forced durations) -> exp/fastspeech2
+#      (both read dump/teacher/<split>/<kd_mode> of stage 4, which dumps the train and dev sets)
 #   7  diffusion teacher (ProDiff-style, N = $diffusion_steps DDIM steps) -> exp/diffusion_<N>
 #   8  progressive distillation N -> N/2 -> ... (rounds in conf/progressive_<preset>.yaml)
 #      -> exp/diffusion_<k>; stages 7-8 are left out of the demo preset's full run (they add
@@ -41,6 +43,9 @@ local_data_opts=""      # passed to local/data.sh
 teacher_config=""       # AR teacher YAML; default conf/teacher_ar_<preset>.yaml, else recipes/conf/
 teacher_opts=""         # extra `speechkd train` arguments, e.g. "--devices 2 --strategy ddp"
 kd_mode=both            # teacher dump: teacher_forced | free_running | both
+fastspeech_kd_mode=free_running    # stage 5 targets: free_running (the paper) | teacher_forced
+fastspeech2_kd_mode=teacher_forced # stage 6 targets (token pitch/energy need teacher_forced)
+student_opts=""         # extra `speechkd train` arguments of stages 5-6, e.g. "--max-minutes 10"
 diffusion=auto          # stages 7-8: auto = with --preset tiny|quality, or when --stage is 7 or 8; true | false
 diffusion_steps=8       # N of the diffusion teacher (exp/diffusion_<N>); stage 8 halves it
 diffusion_opts=""       # extra `speechkd train` arguments of stage 7 (e.g. "--devices 2")
@@ -111,6 +116,17 @@ stage_teacher_dump() {
       --out "$dumpdir/teacher/$s" --kd-mode "$kd_mode"
   done
 }
+
+# stage_student NAME KD_MODE: one `speechkd train` of a student on the stage-4 teacher dump.
+stage_student() {
+  # shellcheck disable=SC2086
+  speechkd train --config "$(conf_file "$1")" --data "$dumpdir" \
+    --token-list "data/token_list/$token_kind/tokens.txt" --exp "$expdir/$1" \
+    --kd-mode "$2" --teacher-dump "$dumpdir/teacher" \
+    data.train_set="$train_set" data.dev_set="$dev_set" $student_opts
+}
+stage_fastspeech() { stage_student fastspeech "$fastspeech_kd_mode"; }
+stage_fastspeech2() { stage_student fastspeech2 "$fastspeech2_kd_mode"; }
 
 # Stages 7-8 run unless the demo preset's full run would pay for them (see $diffusion).
 want_diffusion() {
@@ -214,6 +230,8 @@ run_stage 1 text stage_text
 run_stage 2 features stage_features
 run_stage 3 teacher_ar stage_teacher_ar
 run_stage 4 teacher_dump stage_teacher_dump
+run_stage 5 fastspeech stage_fastspeech
+run_stage 6 fastspeech2 stage_fastspeech2
 if want_diffusion; then
   run_stage 7 diffusion stage_diffusion
   run_stage 8 progressive stage_progressive
