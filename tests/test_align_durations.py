@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from speechkd.align import (durations_from_attention, durations_to_path, fix_durations, focus_rate,
                             path_to_durations, select_head)
+from speechkd.align.durations import shift_durations
 from speechkd.errors import SpeechkdError
 
 
@@ -104,3 +105,22 @@ def test_path_duration_round_trip():
     assert path_to_durations(np.stack([p, p])).shape == (2, 3)
     with pytest.raises(SpeechkdError):
         durations_to_path(d, frame_len=5)
+
+
+@pytest.mark.parametrize("k", [-7, -2, -1, 0, 1, 3, 50])
+def test_shift_durations_properties(k):
+    rng = np.random.default_rng(abs(k))
+    for _ in range(20):
+        d = rng.integers(1, 9, size=rng.integers(1, 12))
+        s = shift_durations(d, k)
+        assert s.sum() == d.sum() and s.min() >= 1 and len(s) == len(d)
+        c, cs = np.cumsum(d)[:-1], np.cumsum(s)[:-1]
+        # each boundary moves by k, or less where the edge of the utterance leaves no room
+        room = (c + k >= np.arange(1, len(d))) & (c + k <= d.sum() - len(d) + np.arange(1, len(d)))
+        assert (cs[room] == c[room] + k).all() and (np.abs(cs - c) <= abs(k)).all()
+    assert shift_durations([3, 4, 5], 0).tolist() == [3, 4, 5]
+    assert shift_durations([3, 4, 5], -1).tolist() == [2, 4, 6] and shift_durations([3, 4, 5], 2).tolist() == [5, 4, 3]
+    assert shift_durations([1, 1, 10], -3).tolist() == [1, 1, 10]
+    assert shift_durations([2, 2, 2], 9).tolist() == [4, 1, 1]
+    with pytest.raises(SpeechkdError, match=">= 1 frame per token"):
+        shift_durations([2, 0, 3], 1)

@@ -86,6 +86,31 @@ def test_argmax_durations_are_fixed(trained, tmp_path):
         assert dur.sum() == int(n) and dur.min() >= 1
 
 
+def test_shift_and_mean_attention(trained, tmp_path):
+    from speechkd.align.durations import shift_durations
+
+    root, paths = trained
+
+    def dump(name: str, **kw) -> dict[str, np.ndarray]:
+        out = tmp_path / name
+        teacher_dump(str(root / "exp"), str(paths["dump"]), "dev", str(out), "teacher_forced", DumpOptions(**kw),
+                     device="cpu")
+        info = json.loads((out / "teacher_forced/dump_info.json").read_text())
+        assert info["attention"] == kw.get("attention", "head") and info["shift_frames"] == kw.get("shift_frames", 0)
+        return {u: np.load(out / "teacher_forced" / rel)["durations"]
+                for u, rel, _ in (ln.split() for ln in open(out / "teacher_forced/index.scp"))}
+
+    base, late, mean = dump("base"), dump("late", shift_frames=2), dump("mean", attention="mean")
+    assert base.keys() == late.keys() == mean.keys()
+    for u, d in base.items():
+        assert late[u].tolist() == shift_durations(d, 2).tolist()
+        assert mean[u].sum() == d.sum() and mean[u].min() >= 1
+    with pytest.raises(SpeechkdError, match="shift_frames"):  # another setting in the same dir is refused
+        dump("base", shift_frames=1)
+    with pytest.raises(SpeechkdError, match="unknown attention source 'best'"):
+        dump("x", attention="best")
+
+
 def test_feature_config_mismatch_names_fields(trained, tmp_path):
     root, paths = trained
     fc = paths["dump"] / "feats/dev/feature_config.yaml"

@@ -11,17 +11,25 @@ layer/head picks the most diagonal head; its attention over decoder steps ``[S, 
 expanded to mel frames (step j made frames j*r .. j*r+r-1, so each column repeats r times,
 the tail past T is cut), and monotonic alignment search on its log splits the T frames
 (:func:`speechkd.align.durations.durations_from_attention`; ``argmax`` counting is the
-compatibility mode). Durations are over mel frames, sum exactly to T and give every token at
+compatibility mode). ``attention="mean"`` runs MAS on the mean of all layers and heads instead
+of the one chosen head (on the demo teacher: 105 vs 114 ms mean boundary error against flite's
+timings, ``speechkd eval durations``). ``shift_frames`` moves every boundary by a constant
+number of frames (:func:`speechkd.align.durations.shift_durations`), to remove a systematic lag
+measured by the lag scan of ``speechkd eval durations``; the demo teacher has none (+9 ms,
+best shift 0: the attention of decoder step j already describes the frames step j emits, not
+its input frame j*r - 1, whose one-step shift measured -37 ms). Durations are over mel frames,
+sum exactly to T and give every token at
 least one frame (:func:`speechkd.align.durations.fix_durations` enforces both). The always-on
 prenet dropout is seeded per batch, so a rerun gives the same durations.
 
 Layout of ``<out>/<kd_mode>/`` (one dir per mode; ``--kd-mode both`` writes both)::
 
-    dump_info.json        kd_mode, checkpoint and its step, code version, method, r, seed, threshold
+    dump_info.json        kd_mode, checkpoint and its step, code version, method, attention, shift_frames,
+                          r, seed, threshold
     feature_config.yaml   the teacher's FeatureConfig (= the dump's, checked)
     data/<utt>.npz        durations int32 [S] (sum = num_frames), focus_rate float32 [],
                           layer int32 [], head int32 [], num_frames int32 [],
-                          attn float16 [S, T_r] (the chosen head, over decoder steps),
+                          attn float16 [S, T_r] (the attention MAS ran on, over decoder steps),
                           free_running only: mel float32 [T, n_mels] (raw log-mel),
                           stopped bool [] (False: hit the maximum length)
     index.scp             <utt> data/<utt>.npz <num_frames>      (C-sorted, every utterance)
@@ -71,19 +79,27 @@ class DumpOptions:
     batch_frames: int = 6000
     seed: int = 0
     max_frames_per_token: float | None = None
+    attention: str = "head"  # "head": the focus-rate-chosen head (FastSpeech); "mean": all layers and heads
+    shift_frames: int = 0  # constant boundary shift (frames, > 0: later) against a measured lag
 
 
-def utterance_result(per_layer: list[np.ndarray], r: int, num_frames: int, method: str) -> dict[str, np.ndarray]:
-    """Durations etc. of one utterance from its attention per layer ``[H, S, T_r]``."""
-    from speechkd.align.durations import durations_from_attention, fix_durations, select_head
+ATTENTIONS = ("head", "mean")
+
+
+def utterance_result(per_layer: list[np.ndarray], r: int, num_frames: int, method: str, attention: str = "head",
+                     shift_frames: int = 0) -> dict[str, np.ndarray]:
+    """Durations etc. of one utterance from its attention per layer ``[H, S, T_r]``. The focus
+    rate, layer and head are those of the most diagonal head whatever ``attention`` is."""
+    from speechkd.align.durations import durations_from_attention, fix_durations, select_head, shift_durations
 
     layer, head, rate = select_head(per_layer)
-    attn = per_layer[layer][head]
+    attn = per_layer[layer][head] if attention == "head" else np.mean([a.mean(0) for a in per_layer], axis=0)
     s = attn.shape[0]
     if s > num_frames:
         raise ValueError(f"too_short ({s} tokens, {num_frames} frames)")
     d = np.asarray(durations_from_attention(expand_to_frames(attn, r, num_frames), method=method))
-    d = np.asarray(fix_durations(d, num_frames), dtype=np.int32)
+    d = fix_durations(d, num_frames)
+    d = np.asarray(shift_durations(d, shift_frames) if shift_frames else d, dtype=np.int32)
     assert d.sum() == num_frames and d.min() >= 1, (d.sum(), num_frames, d.min())
     return {"durations": d, "focus_rate": np.float32(rate), "layer": np.int32(layer), "head": np.int32(head),
             "num_frames": np.int32(num_frames), "attn": attn.astype(np.float16)}
@@ -100,12 +116,15 @@ def _load(path: str) -> dict[str, np.ndarray] | None:
 def _info(lm: LoadedModel, mode: str, opts: DumpOptions, split_dir: str) -> dict:
     return {"kd_mode": mode, "checkpoint": os.path.abspath(lm.path), "step": lm.step,
             "model": lm.config.model, "reduction_factor": lm.model.r, "duration_method": opts.method,
+            "attention": opts.attention, "shift_frames": opts.shift_frames,
             "focus_threshold": opts.focus_threshold, "seed": opts.seed,
             "max_frames_per_token": opts.max_frames_per_token, "source": os.path.abspath(split_dir),
             "version": lm.version, "dumped_with": code_version()}
 
 
-_SAME = ("kd_mode", "checkpoint", "step", "duration_method", "seed", "max_frames_per_token")
+_SAME = ("kd_mode", "checkpoint", "step", "duration_method", "seed", "max_frames_per_token", "attention",
+         "shift_frames")
+_DEFAULTS = {"attention": "head", "shift_frames": 0}  # what dumps made before these settings existed used
 
 
 def prepare_dir(out: str, info: dict, lm: LoadedModel, overwrite: bool) -> None:
@@ -115,7 +134,7 @@ def prepare_dir(out: str, info: dict, lm: LoadedModel, overwrite: bool) -> None:
     path = os.path.join(out, "dump_info.json")
     if os.path.exists(path):
         old = json.load(open(path, encoding="utf-8"))
-        diff = [k for k in _SAME if old.get(k) != info.get(k)]
+        diff = [k for k in _SAME if old.get(k, _DEFAULTS.get(k)) != info.get(k)]
         if diff:
             raise SpeechkdError(f"an earlier dump made with other settings is here ({', '.join(diff)}: "
                                 f"{[old.get(k) for k in diff]} vs {[info.get(k) for k in diff]})", path=out,
@@ -143,7 +162,7 @@ def run_batch(lm: LoadedModel, batch: dict, mode: str, opts: DumpOptions, genera
     for b, utt in enumerate(batch["utts"]):
         per_layer = m.attention_per_utterance(out["attns"], tl, red, b)
         try:
-            r = utterance_result(per_layer, m.r, int(lens[b]), opts.method)
+            r = utterance_result(per_layer, m.r, int(lens[b]), opts.method, opts.attention, opts.shift_frames)
         except ValueError as e:
             res[utt] = str(e)
             continue
@@ -291,6 +310,9 @@ def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: 
     from speechkd.train.exp import load_model
 
     modes = KD_MODES if kd_mode == "both" else (kd_mode,)
+    if opts.attention not in ATTENTIONS:
+        raise SpeechkdError(f"unknown attention source {opts.attention!r}", field="--attention",
+                            hint=f"one of {', '.join(ATTENTIONS)}")
     if any(m not in KD_MODES for m in modes):
         raise SpeechkdError(f"unknown --kd-mode {kd_mode!r}", field="--kd-mode",
                             hint="teacher_forced, free_running or both")

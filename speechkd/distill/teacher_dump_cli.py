@@ -27,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="teacher-forced durations, free-running mels + durations, or both")
     p.add_argument("--method", choices=["mas", "argmax"], default="mas",
                    help="durations by monotonic alignment search (default) or argmax counting (ESPnet compatible)")
+    p.add_argument("--attention", choices=["head", "mean"], default="head",
+                   help="MAS on the focus-rate-chosen head (FastSpeech, default) or on the mean of all layers/heads")
+    p.add_argument("--shift-frames", type=int, default=0,
+                   help="move every duration boundary by this many frames (> 0: later) to remove a lag measured "
+                        "by `speechkd eval durations` (default 0)")
     p.add_argument("--focus-threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="utterances whose focus rate is below are listed in `filtered` (default %(default)s)")
     p.add_argument("--batch-frames", type=int, default=6000, help="mel frames per batch")
@@ -41,7 +46,8 @@ def main(args: argparse.Namespace) -> int:
     from speechkd.distill.teacher_dump import DumpOptions, teacher_dump
 
     opts = DumpOptions(method=args.method, focus_threshold=args.focus_threshold, batch_frames=args.batch_frames,
-                       seed=args.seed, max_frames_per_token=args.max_frames_per_token)
+                       seed=args.seed, max_frames_per_token=args.max_frames_per_token, attention=args.attention,
+                       shift_frames=args.shift_frames)
     reports = teacher_dump(args.exp, args.data, args.split, args.out, args.kd_mode, opts, device=args.device,
                            overwrite=args.overwrite)
     for mode, rep in reports.items():

@@ -315,6 +315,7 @@ def evaluate_dump(dump: str, data_dir: str, tokens_path: str | None = None, min_
     return {"teacher_dump": os.path.abspath(dump), "data_dir": os.path.abspath(data_dir), "tokens": tokens_path,
             "checkpoint": info.get("checkpoint"), "step": info.get("step"),
             "reduction_factor": info.get("reduction_factor"), "duration_shift_frames": info.get("shift_frames", 0),
+            "attention": info.get("attention", "head"),
             "frame_ms": ms_per_frame, "center": fc.center, "num_utts": len(rows), "min_focus_rate": min_focus_rate,
             "skipped_low_focus_rate": skipped, "summary": summary,
             "lag_scan": {"shift_frames_to_mean_abs_ms": {str(k): v for k, v in scan.items()},
@@ -333,7 +334,7 @@ def durations_markdown(res: dict, title: str) -> str:
     s, scan, md_ = res["summary"], res["lag_scan"], res["mean_duration_ms"]
     lines = [f"# {title}", "",
              f"{res['num_utts']} utterances of {res['teacher_dump']} (step {res['step']}, r={res['reduction_factor']}, "
-             f"dump shift {res['duration_shift_frames']} frames) against flite's phone timings in "
+             f"attention {res['attention']}, dump shift {res['duration_shift_frames']} frames) against flite's phone timings in "
              f"{res['data_dir']}/phone_durations; frame {res['frame_ms']:g} ms"
              + (f"; {len(res['skipped_low_focus_rate'])} below focus rate {res['min_focus_rate']:g} left out"
                 if res["skipped_low_focus_rate"] else "") + ".", "",
