@@ -173,6 +173,7 @@ class FastSpeech(nn.Module):
     Config = FastSpeechConfig
     # batch entries TTSTask passes to forward() besides tokens/mels (see speechkd.train.data)
     batch_needs: tuple[str, ...] = ("durations",)
+    has_variances = False  # pitch/energy predictors (FastSpeech 2): pitch_scale / energy_scale apply
 
     def __init__(self, cfg: FastSpeechConfig, n_vocab: int, n_mels: int):
         super().__init__()
@@ -295,7 +296,7 @@ class FastSpeech(nn.Module):
         >= 1 frame per token); ``pitch_scale``/``energy_scale`` act on FastSpeech 2's pitch/energy
         (FastSpeech has none: they must stay 1.0). Given ``durations``/``pitch``/``energy``
         replace the predictions (``speed`` then does not apply to the durations)."""
-        if (pitch_scale != 1.0 or energy_scale != 1.0) and not getattr(self, "has_variances", False):
+        if (pitch_scale != 1.0 or energy_scale != 1.0) and not self.has_variances:
             raise ValueError(f"{type(self).__name__} predicts no pitch/energy: pitch_scale and energy_scale must be 1")
         frames, lens, pred = self.encode_condition(tokens, token_lens, durations, pitch, energy, speed=speed,
                                                    pitch_scale=pitch_scale, energy_scale=energy_scale)
