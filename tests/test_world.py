@@ -66,6 +66,11 @@ def test_cpu_twin_matches_float64_reference_and_batches():
     ref = sfm.harmonics_reference(a["phase"], a["amp"], a["kcount"], a["n_samples"], a["period"])
     assert np.abs(got - ref).max() < 1e-4 * max(1.0, np.abs(ref).max())
     assert np.all(got[1, a["n_samples"][1]:] == 0)
+    from speechkd.models.vocoders.source_filter_cuda import cuda_available
+
+    if not cuda_available():
+        with pytest.raises(SpeechkdError, match="needs a GPU"):
+            sfm.harmonics(a, "cuda")
     alone = sfm.harmonics(sfm.prepare(params[1:], max_harmonics=a["amp"].shape[2]))
     n = a["n_samples"][1]
     assert np.allclose(alone[0, :n], got[1, :n], atol=1e-6)

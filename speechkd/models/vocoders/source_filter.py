@@ -142,8 +142,13 @@ def harmonics_reference(phase: np.ndarray, amp: np.ndarray, kcount: np.ndarray, 
 def harmonics(arrays: dict[str, np.ndarray], device: str = "cpu") -> np.ndarray:
     """x_h [B, N] float32: the CUDA kernel on ``cuda``, the numba CPU twin otherwise."""
     if str(device).startswith("cuda"):
-        from speechkd.models.vocoders.source_filter_cuda import harmonics_cuda
+        from speechkd.models.vocoders.source_filter_cuda import cuda_available, harmonics_cuda
 
+        if not cuda_available():
+            from speechkd.errors import SpeechkdError
+
+            raise SpeechkdError("the CUDA harmonic kernel needs a GPU that numba can use", field="--device",
+                                hint="use --device cpu (the numba CPU twin) or auto")
         return harmonics_cuda(arrays)
     out = np.empty(arrays["phase"].shape, np.float32)
     harmonics_cpu(arrays["phase"], arrays["amp"], arrays["kcount"], arrays["n_samples"], arrays["period"], out)
