@@ -192,6 +192,18 @@ stage_synthesis() {
         --on-unknown map --vocoder "$voc" -d "${am}_${voc#"$expdir"/vocoder_}/synth/$test_set"
     done
   done
+  # The diffusion teacher sampled with each distilled student's step count k, as the system
+  # exp/diffusion_<N>_steps<k>: what the k-step student must beat (ProDiff's claim).
+  local teacher=$expdir/diffusion_$diffusion_steps d k
+  if [ -f "$teacher/checkpoints/last.ckpt" ]; then
+    for d in "$expdir"/diffusion_*; do
+      k=${d##*_}
+      case $k in ''|*[!0-9]*) continue ;; esac
+      [ "$k" -lt "$diffusion_steps" ] && [ -f "$d/checkpoints/last.ckpt" ] || continue
+      speechkd synth --model "$teacher" --steps "$k" --list "data/$test_set/text" --num-utts "$num_eval_utts" \
+        --on-unknown map --vocoder griffin_lim -d "${teacher}_steps$k/synth/$test_set"
+    done
+  fi
 }
 
 # Systems: every exp/<system>/synth/<test set> directory.
