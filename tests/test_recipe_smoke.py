@@ -71,7 +71,12 @@ def test_tts_recipe_tiny(tmp_path):
         too_short = (d / "dump/teacher/train" / mode / "filtered").read_text().count("too_short")
         assert len(index) + too_short == n_train
         assert (d / "dump/teacher/train" / mode / "report.md").exists()
-    stages = ("0.data", "1.text", "2.features", "3.teacher_ar", "4.teacher_dump", "10.synthesis", "11.eval",
+    # students (stages 5-6, tiny: a few steps) trained on that dump, speaking the test text in stage 10
+    for sys_, mode in (("fastspeech", "free_running"), ("fastspeech2", "teacher_forced")):
+        assert (d / "exp" / sys_ / "checkpoints/last.ckpt").exists() and (d / "exp" / sys_ / "metrics.csv").exists()
+        assert f"kd_mode: {mode}" in (d / "exp" / sys_ / "config.yaml").read_text() and sys_ in systems
+    stages = ("0.data", "1.text", "2.features", "3.teacher_ar", "4.teacher_dump", "5.fastspeech", "6.fastspeech2",
+              "10.synthesis", "11.eval",
               "12.listen")
     for n in stages:
         assert (d / f"exp/.done/{n}.done").exists()
