@@ -36,5 +36,10 @@ def test_se_recipe_tiny(tmp_path):
     hpf = [row for row in table if row["system"] == "hpf80"]
     assert all(abs(row["si_sdr_delta"]["mean"]) < 0.5 for row in hpf)
     assert "## test_mismatched" in (d / "exp/eval/results.md").read_text()
+    # tiny preset: --spread 1, each trained model's last checkpoint alone beside its averaged weights
+    spread = {row["system"]: row.get("single_checkpoints") for row in table if row["test_set"] == "test_in_domain"}
+    assert all(spread[s]["n"] == 1 for s in ("teacher_nytt", "teacher_nytt_more", "student_remix", "student_small"))
+    assert spread["hpf80"] is None and spread["student_remix_st"] is None and spread["clean_upper"] is None
+    assert (d / "exp/eval/test_in_domain/teacher_nytt@ckpt1/results.json").exists()
     for n in ("1.mix", "2.teacher", "3.estimates", "4.students", "5.enhance", "6.eval"):
         assert (d / f"exp/.done/{n}.done").exists()

@@ -73,8 +73,8 @@ class SETrainerConfig:
 
 @dataclass
 class RemixConfig:
-    teacher: str = field("", help="online remixing: teacher exp dir or .ckpt run on each batch "
-                                  "(instead of data.estimates_dir)")
+    teacher: str = field("", help="teacher exp dir or .ckpt: run on each batch (online remixing, instead of "
+                                  "data.estimates_dir), or, with rounds > 1, on the training set each round")
     ema_decay: float = field(0.0, help="after each student step θ_T <- d θ_T + (1 - d) θ_S (RemixIT; 0.995); "
                                        "0: fixed teacher. Needs remix.teacher and the same model for both")
     rounds: int = field(1, help="EMA-teacher rounds (RemixIT, offline): > 1 splits the student's budget "
