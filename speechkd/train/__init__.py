@@ -10,6 +10,8 @@
 A new model: one file in speechkd/models/ with a ``Config`` dataclass and the methods listed
 in :mod:`speechkd.train.module`, registered in :data:`speechkd.models.MODELS`.
 ``TTSDataModule(keys=...)`` adds further arrays of the feature dump (lf0, vuv, energy) to the
-batch, padded by :func:`speechkd.train.data.collate`; students that need the teacher dump
-(durations, free-running mels) will read ``dump/teacher/<split>/<kd_mode>/index.scp`` too.
+batch, padded by :func:`speechkd.train.data.collate`. Students (a model class whose ``batch_needs``
+names ``durations``) also read the teacher dump ``<teacher_dump_dir>/<split>/<data.kd_mode>/``
+(durations, free-running mels; token pitch/energy for FastSpeech 2), and TTSTask passes those
+batch entries to ``forward``.
 """
