@@ -91,3 +91,35 @@ def test_load_vocoder_errors(tmp_path):
         load_vocoder(str(tmp_path / "x.ckpt"), fc)
     gl = load_vocoder("griffin_lim", fc, options={"n_iter": 2})
     assert gl(torch.zeros(1, 10, fc.n_mels)).shape == (1, 9 * fc.hop_length)
+
+
+def test_sigterm_saves_a_checkpoint_fails_and_resumes(tmp_path, roots, monkeypatch):
+    """A killed vocoder training (SIGTERM: preemption, `kill`) leaves last.ckpt at its step and
+    fails (so a recipe stage is not marked done); the same command then resumes from there."""
+    import signal
+
+    from lightning.pytorch.callbacks import Callback
+
+    import speechkd.train.vocoder as voc_mod
+
+    class KillAt(Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    data, feats = roots
+    exp = tmp_path / "exp"
+    over = [f"data.feats_dir={feats}", f"data.data_dir={data}", "trainer.max_steps=6",
+            "trainer.ckpt_every_steps=100", "trainer.val_every_steps=100"]
+    orig = voc_mod.L.Trainer
+    monkeypatch.setattr(voc_mod.L, "Trainer",
+                        lambda *a, **kw: orig(*a, **{**kw, "callbacks": [*kw["callbacks"], KillAt()]}))
+    with pytest.raises(SpeechkdError, match="SIGTERM at step"):
+        voc_mod.run_vocoder_training(voc_mod.load_vocoder_config(TINY, over), str(exp), progress_bar=False)
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=False)["global_step"] in (3, 4)
+    monkeypatch.setattr(voc_mod.L, "Trainer", orig)
+    voc_mod.run_vocoder_training(voc_mod.load_vocoder_config(TINY, over), str(exp), progress_bar=False)
+    ck = torch.load(exp / "checkpoints/last.ckpt", weights_only=False)
+    assert ck["global_step"] == 6 and ck["speechkd"]["train_minutes"] > 0
+    steps = [int(r["step"]) for r in csv.DictReader(open(exp / "metrics.csv"))]
+    assert steps == sorted(set(steps)) and steps[-1] <= 6
