@@ -146,22 +146,29 @@ stage_enhance() {
   done < <(spread_systems)
 }
 
+# eval_se TEST ENH_DIR OUT TITLE: speechkd eval se of one system's output, skipped when OUT/results.json is
+# newer than ENH_DIR/enhance.json (a rerun, e.g. --force true with a larger --spread, redoes only what is new)
+eval_se() {
+  if [ -f "$3/results.json" ] && [ -f "$2/enhance.json" ] && [ "$3/results.json" -nt "$2/enhance.json" ]; then
+    echo "$3: up to date with $2, not evaluated again"
+    return 0
+  fi
+  speechkd eval se --ref-dir "data/se/$1/ref" --enh-dir "$2" --noisy-dir "data/se/$1" --out "$3" --nj "$nj" \
+    --num-utts "$num_eval_utts" --title "$4"
+}
+
 stage_eval() {
   local name t k results=()
   for t in $test_sets; do
-    speechkd eval se --ref-dir "data/se/$t/ref" --enh-dir "data/se/$t" --noisy-dir "data/se/$t" \
-      --out "$expdir/eval/$t/noisy" --nj "$nj" --num-utts "$num_eval_utts" --title "noisy input: $t"
+    eval_se "$t" "data/se/$t" "$expdir/eval/$t/noisy" "noisy input: $t"
     results+=("$expdir/eval/$t/noisy/results.json")
     while read -r name _; do
-      speechkd eval se --ref-dir "data/se/$t/ref" --enh-dir "$expdir/$name/enhanced/$t" --noisy-dir "data/se/$t" \
-        --out "$expdir/eval/$t/$name" --nj "$nj" --num-utts "$num_eval_utts" --title "$name: $t"
+      eval_se "$t" "$expdir/$name/enhanced/$t" "$expdir/eval/$t/$name" "$name: $t"
       results+=("$expdir/eval/$t/$name/results.json")
     done < <(systems)
     while read -r name _; do
       for k in $(seq "$spread"); do
-        speechkd eval se --ref-dir "data/se/$t/ref" --enh-dir "$expdir/$name/enhanced_ckpt$k/$t" \
-          --noisy-dir "data/se/$t" --out "$expdir/eval/$t/$name@ckpt$k" --nj "$nj" --num-utts "$num_eval_utts" \
-          --title "$name, checkpoint $k alone: $t"
+        eval_se "$t" "$expdir/$name/enhanced_ckpt$k/$t" "$expdir/eval/$t/$name@ckpt$k" "$name, checkpoint $k alone: $t"
         results+=("$expdir/eval/$t/$name@ckpt$k/results.json")
       done
     done < <(spread_systems)
