@@ -340,7 +340,8 @@ def durations_markdown(res: dict, title: str) -> str:
                 if res["skipped_low_focus_rate"] else "") + ".", "",
              "| durations | boundaries | mean abs error ms | per-utterance mean [95% CI] | signed lag ms | "
              "median ms | p90 ms | <= 20 ms | <= 50 ms |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, label in (("teacher", "teacher (MAS on the chosen head)"), ("even_split", "even split (baseline)")):
+    att = "the chosen head" if res["attention"] == "head" else "the mean of all heads"
+    for name, label in (("teacher", f"teacher (MAS on {att})"), ("even_split", "even split (baseline)")):
         x = s[name]
         lines.append(f"| {label} | {x['num_boundaries']} | {x['mean_abs_ms']:.1f} | "
                      f"{fmt_ci(x['utterance_mean_abs_ms'], 1)} | {x['mean_signed_ms']:+.1f} | "
