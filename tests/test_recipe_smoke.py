@@ -52,6 +52,10 @@ def test_tts_recipe_tiny(tmp_path):
     # Griffin-Lim copy synthesis of every test utterance, evaluated and on the page
     n_test = len((d / "data/test/utt2spk").read_text().splitlines())
     assert len(list((d / "exp/resynth_griffin_lim/synth/test").glob("*.wav"))) == n_test
+    # WORLD resynthesis of the test audio; copy synthesis by the neural vocoder of stage 9
+    assert len(list((d / "exp/resynth_world/synth/test").glob("*.wav"))) == n_test
+    assert len(list((d / "exp/resynth_vocos/synth/test").glob("*.wav"))) == n_test
+    assert (d / "exp/vocoder_vocos/checkpoints/last.ckpt").exists()
     # the trained teacher speaks the test text (speechkd synth), evaluated beside the others
     synth = (d / "exp/teacher_ar/synth/test/manifest.tsv").read_text().splitlines()
     assert len(synth) == 1 + n_test and len(list((d / "exp/teacher_ar/synth/test").glob("*.wav"))) == n_test
@@ -76,7 +80,7 @@ def test_tts_recipe_tiny(tmp_path):
         assert (d / "exp" / sys_ / "checkpoints/last.ckpt").exists() and (d / "exp" / sys_ / "metrics.csv").exists()
         assert f"kd_mode: {mode}" in (d / "exp" / sys_ / "config.yaml").read_text() and sys_ in systems
     stages = ("0.data", "1.text", "2.features", "3.teacher_ar", "4.teacher_dump", "5.fastspeech", "6.fastspeech2",
-              "10.synthesis", "11.eval",
+              "9.vocoder", "10.synthesis", "11.eval",
               "12.listen")
     for n in stages:
         assert (d / f"exp/.done/{n}.done").exists()
