@@ -123,3 +123,23 @@ def test_sigterm_saves_a_checkpoint_fails_and_resumes(tmp_path, roots, monkeypat
     assert ck["global_step"] == 6 and ck["speechkd"]["train_minutes"] > 0
     steps = [int(r["step"]) for r in csv.DictReader(open(exp / "metrics.csv"))]
     assert steps == sorted(set(steps)) and steps[-1] <= 6
+
+
+def test_training_segments_pair_mel_frames_with_their_samples():
+    """Frames t0..t0+S-1 of the dump's mel pair with samples [t0·hop, (t0+S-1)·hop): the log-mel of
+    the audio segment equals the mel segment away from the segment's edges (reflect padding)."""
+    from speechkd.features.mel import log_mel
+    from speechkd.train.vocoder import SegmentBatches
+
+    fc = FeatureConfig()
+    rng = np.random.default_rng(0)
+    wav = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+    mel = log_mel(torch.from_numpy(wav), fc).numpy()
+    batches = SegmentBatches([("u", mel, wav)], fc, segment_frames=24, batch_size=3, seed=0)
+    batch = next(iter(batches))
+    assert batch["mel"].shape == (3, 24, fc.n_mels) and batch["wav"].shape == (3, 23 * fc.hop_length)
+    k = fc.n_fft // fc.hop_length // 2 + 1  # frames touched by the segment's edge padding
+    for m, w in zip(batch["mel"], batch["wav"]):
+        again = log_mel(w, fc)
+        assert again.shape[0] == 24
+        assert torch.allclose(again[k:-k], m[k:-k], atol=1e-4)

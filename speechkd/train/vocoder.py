@@ -172,7 +172,9 @@ class SegmentBatches(IterableDataset):
         return m, np.pad(w, (0, (S - 1) * hop - len(w)))
 
     def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.start_step])
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if dist else 0  # DDP: each rank draws its own segments
+        rng = np.random.default_rng([self.seed, self.start_step, rank])
         while True:
             segs = [self.segment(int(i), rng) for i in rng.integers(len(self.pairs), size=self.bs)]
             yield {"mel": torch.from_numpy(np.stack([s[0] for s in segs])),
