@@ -90,6 +90,7 @@ def test_load_vocoder_errors(tmp_path):
     with pytest.raises(SpeechkdError, match="cannot read checkpoint"):
         load_vocoder(str(tmp_path / "x.ckpt"), fc)
     gl = load_vocoder("griffin_lim", fc, options={"n_iter": 2})
+    assert gl.feature_config is fc and load_vocoder("world", fc).feature_config is fc
     assert gl(torch.zeros(1, 10, fc.n_mels)).shape == (1, 9 * fc.hop_length)
 
 

@@ -41,6 +41,7 @@ class GriffinLim:
 
     def __init__(self, feats: FeatureConfig, cfg: GriffinLimConfig | None = None, device: str = "cpu"):
         self.feats, self.cfg, self.device = feats, cfg or GriffinLimConfig(), torch.device(device)
+        self.feature_config = feats
         basis = torch.from_numpy(np.array(mel_basis(feats), dtype=np.float32))
         self.inv_basis = torch.linalg.pinv(basis).to(self.device)  # [freq, n_mels]
         self.window = torch.hann_window(feats.win_length, periodic=True, device=self.device) \

@@ -65,6 +65,7 @@ class World:
 
     def __init__(self, feats: FeatureConfig, cfg: WorldConfig | None = None, device: str = "cpu"):
         self.feats, self.cfg, self.device = feats, cfg or WorldConfig(), str(device)
+        self.feature_config = feats
         self.pw = import_pyworld()
 
     def analyse(self, wav: np.ndarray, sample_rate: int) -> WorldParams:
