@@ -226,6 +226,16 @@ stage_eval() {
   done
   speechkd eval summary --results "${results[@]}" --out "$expdir/eval" \
     --title "$(basename "$(dirname "$PWD")") test set: objective evaluation"
+  # Diffusion: the teacher at k steps vs each distilled k-step student on dev mels, paired
+  # (same noise, ground-truth durations): distance to the teacher's N-step sample, GV ratio.
+  local chain=() d
+  for d in "$expdir"/diffusion_*; do
+    case ${d##*_} in ''|*[!0-9]*) continue ;; esac
+    if [ -f "$d/checkpoints/last.ckpt" ]; then chain+=("$d"); fi
+  done
+  if [ "${#chain[@]}" -gt 1 ]; then
+    speechkd distill compare --exps "${chain[@]}" --split "$dev_set" --out "$expdir/eval/diffusion_steps"
+  fi
 }
 
 stage_listen() {

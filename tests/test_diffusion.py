@@ -239,3 +239,17 @@ def test_fastspeech2_condition_joint_losses_and_inference():
     assert r["mel"].shape[0] == 2 and torch.all(r["mel_lens"] >= token_lens)
     fast = m.inference(tokens, token_lens, steps=2, speed=2.0, generator=torch.Generator().manual_seed(0))
     assert torch.all(fast["mel_lens"] <= r["mel_lens"])
+
+
+def test_global_variance_and_systems_of_the_step_comparison():
+    from speechkd.eval.diffusion_steps import global_variance, systems_of
+
+    x = torch.randn(2, 7, 3, dtype=torch.float64)
+    mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])
+    x[1, 4:] = 1e3  # padding ignored
+    gv = global_variance(x, mask)
+    np.testing.assert_allclose(gv[0].numpy(), x[0].numpy().var(0), rtol=1e-10)
+    np.testing.assert_allclose(gv[1].numpy(), x[1, :4].numpy().var(0), rtol=1e-10)
+    names = [(s.name, s.steps) for s in systems_of({8: "T", 4: "S4", 2: "S2"})]
+    assert names == [("teacher@8", 8), ("teacher@4", 4), ("student@4", 4), ("teacher@2", 2), ("student@2", 2),
+                     ("teacher@1", 1)]

@@ -103,6 +103,15 @@ def test_progressive_chain_end_to_end_and_resume(teacher_exp, tmp_path):
     assert frames >= 24 and len(wav) > 0
     with pytest.raises(ConfigError, match="must divide 8"):
         syn.set_steps(3)
+    # the paired comparison on mels: teacher@k vs student@k from the same noise
+    from speechkd.cli import main
+
+    assert main(["distill", "compare", "--exps", str(teacher_exp), *outs, "--out", str(tmp_path / "cmp")]) == 0
+    res = json.loads((tmp_path / "cmp/results.json").read_text())
+    assert list(res["systems"]) == ["teacher@8", "teacher@4", "student@4", "teacher@2", "student@2", "teacher@1"]
+    assert res["systems"]["teacher@8"]["l1_teacher"] == 0.0 and len(res["utts"]) == 2
+    assert all(0 < s["gv_ratio"] < 100 and s["l1_gt"] > 0 for s in res["systems"].values())
+    assert res["systems"]["teacher@1"]["l1_teacher"] > 0
     # round 1 started from the teacher, then trained: weights moved
     t, s = load_model(str(teacher_exp)).model, load_model(outs[0]).model
     moved = [n for n, p in s.state_dict().items() if not torch.equal(p, t.state_dict()[n])]

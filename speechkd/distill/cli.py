@@ -7,6 +7,12 @@ Methods (explicit registry):
 
   writes exp/diffusion_4, exp/diffusion_2 (each its own exp dir, resumable; done rounds are skipped).
 
+  compare      the teacher sampled with k steps vs the k-step students, paired, on mels of a split with
+               a teacher dump (:mod:`speechkd.eval.diffusion_steps`)::
+
+      speechkd distill compare --exps exp/diffusion_8 exp/diffusion_4 exp/diffusion_2 --split dev \
+          --out exp/eval/diffusion_steps
+
 Settings: ProgressiveConfig defaults <- ``--config`` YAML <- ``KEY=VALUE`` overrides (e.g.
 ``optim.lr=1e-4 trainer.max_steps=500``) <- the flags. ``--print-config`` prints the resolved config.
 """
@@ -47,6 +53,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--num-nodes", type=int, help="nodes (multi-node DDP)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
+    p = sub.add_parser("compare", help="teacher at k steps vs k-step students on mels (paired, same noise)",
+                       description="teacher at k steps vs k-step students on mels (paired, same noise)")
+    p.add_argument("--exps", nargs="+", required=True, help="exp dirs of the teacher and its students")
+    p.add_argument("--split", default="dev", help="split with a teacher dump (durations): dev or train")
+    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
+    p.add_argument("--num-utts", type=int, default=0, help="the first N utterances of the split; 0 = all")
+    p.add_argument("--data", metavar="DUMP", help="dump root (default: the teacher's data.dump_dir)")
+    p.add_argument("--teacher-dump", metavar="DIR", help="durations dump root (default: the teacher's)")
+    p.add_argument("--batch-frames", type=int, default=3000, help="mel frames per batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (shared by every system)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
+
 
 def resolve(args: argparse.Namespace):
     from speechkd.distill.progressive import ProgressiveConfig
@@ -57,9 +75,65 @@ def resolve(args: argparse.Namespace):
     return from_dict(ProgressiveConfig, data, source=args.config or "<overrides>")
 
 
+def compare(args: argparse.Namespace) -> int:
+    import dataclasses
+    import os
+
+    import torch
+
+    from speechkd.errors import SpeechkdError
+    from speechkd.eval import diffusion_steps as ds
+    from speechkd.features.config import check_compatible
+    from speechkd.models.diffusion import DiffusionTTS
+    from speechkd.train.data import TTSDataModule
+    from speechkd.train.exp import load_model
+    from speechkd.utils.io import atomic_write_json, atomic_write_text
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    loaded, dirs = {}, {}
+    for e in args.exps:
+        lm = load_model(e)
+        if not isinstance(lm.model, DiffusionTTS):
+            raise SpeechkdError(f"a {lm.config.model!r} model, not a diffusion model", path=e, field="--exps")
+        if lm.model.cfg.steps in loaded:
+            raise SpeechkdError(f"two models with {lm.model.cfg.steps} steps", path=e, field="--exps")
+        loaded[lm.model.cfg.steps] = lm
+        dirs[lm.model.cfg.steps] = os.path.normpath(e)
+    teacher = loaded[max(loaded)]
+    for k, lm in loaded.items():
+        check_compatible(teacher.feature_config, lm.feature_config, teacher.path, lm.path)
+        if lm.token_list.tokens != teacher.token_list.tokens:
+            raise SpeechkdError("token list differs from the teacher's", path=lm.path, field="--exps")
+    over = {"dev_set": args.split, "max_dev_utts": args.num_utts, "batch_frames": args.batch_frames,
+            "keep_filtered": False}
+    if args.data:
+        over["dump_dir"] = args.data
+    if args.teacher_dump:
+        over["teacher_dump_dir"] = args.teacher_dump
+    dm = TTSDataModule(dataclasses.replace(teacher.config.data, **over), needs=teacher.model.batch_needs)
+    dm.setup()
+    check_compatible(teacher.feature_config, dm.feature_config, teacher.path, "the dump")
+    systems = ds.systems_of({k: lm.model for k, lm in loaded.items()})
+    batches = ({**b, "mels": teacher.normalize(b["mels"])} for b in dm.val_dataloader())
+    res = ds.evaluate(systems, batches, seed=args.seed, to_logmel=teacher.denormalize)
+    summary = ds.summarize(res)
+    utts = [u.utt for u in dm.dev_utts]
+    title = f"Diffusion steps: teacher {dirs[max(dirs)]} at k steps vs distilled students ({args.split})"
+    atomic_write_json(os.path.join(args.out, "results.json"),
+                      {"title": title, "split": args.split, "utts": utts, "systems": summary, "per_utt": res,
+                       "exps": {str(k): d for k, d in sorted(dirs.items(), reverse=True)}})
+    text = ds.markdown(summary, title, len(utts))
+    atomic_write_text(os.path.join(args.out, "results.md"), text)
+    print(text, end="")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     from speechkd.errors import ConfigError
 
+    if args.method == "compare":
+        return compare(args)
     cfg = resolve(args)
     if args.print_config:
         print(dump_config(cfg), end="")
