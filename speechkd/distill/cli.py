@@ -105,8 +105,8 @@ def compare(args: argparse.Namespace) -> int:
         check_compatible(teacher.feature_config, lm.feature_config, teacher.path, lm.path)
         if lm.token_list.tokens != teacher.token_list.tokens:
             raise SpeechkdError("token list differs from the teacher's", path=lm.path, field="--exps")
-    over = {"dev_set": args.split, "max_dev_utts": args.num_utts, "batch_frames": args.batch_frames,
-            "keep_filtered": False}
+    # the teacher's data settings (its keep_filtered included), on the requested split
+    over = {"dev_set": args.split, "max_dev_utts": args.num_utts, "batch_frames": args.batch_frames}
     if args.data:
         over["dump_dir"] = args.data
     if args.teacher_dump:
