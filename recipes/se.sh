@@ -36,6 +36,7 @@ control=true                # train the teacher on for the students' extra minut
 average=3                   # enhance with the average of the last N checkpoints of each model
 spread=                     # K > 0: also evaluate each of the last K checkpoints of every trained model alone
                             # (default: 3; tiny preset 1); 0: off
+spread_only=""              # e.g. "teacher_nytt student_remix": spread of these systems only ("": all eligible)
 test_sets="test_in_domain test_mismatched"
 num_eval_utts=0             # 0: every test utterance
 num_listen_utts=10          # utterances of the first test set on the listening page
@@ -123,6 +124,7 @@ spread_systems() {
   local name model teacher
   [ "$spread" -gt 0 ] || return 0
   while read -r name model teacher; do
+    if [ -n "$spread_only" ] && [[ " $spread_only " != *" $name "* ]]; then continue; fi
     if [ -z "$teacher" ] && [ "$name" != clean_upper ] && [ -d "$model/checkpoints" ]; then echo "$name $model"; fi
   done < <(systems)
   return 0
