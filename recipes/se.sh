@@ -130,19 +130,24 @@ spread_systems() {
   return 0
 }
 
+# done DIR: DIR/enhance.json exists (written when every utterance is enhanced): a rerun skips it
+done_enh() { if [ -f "$1/enhance.json" ]; then echo "$1: already enhanced"; return 0; fi; return 1; }
+
 stage_enhance() {
-  local name model teacher t k
+  local name model teacher t k out
   while read -r name model teacher; do
     for t in $test_sets; do
-      speechkd enhance --model "$model" ${teacher:+--teacher "$teacher"} --average "$average" \
-        --data-dir "data/se/$t" --out-dir "$expdir/$name/enhanced/$t" --nj "$nj" --num-utts "$num_eval_utts"
+      out=$expdir/$name/enhanced/$t
+      done_enh "$out" || speechkd enhance --model "$model" ${teacher:+--teacher "$teacher"} --average "$average" \
+        --data-dir "data/se/$t" --out-dir "$out" --nj "$nj" --num-utts "$num_eval_utts"
     done
   done < <(systems)
   while read -r name model; do
     for k in $(seq "$spread"); do
       for t in $test_sets; do
-        speechkd enhance --model "$model" --checkpoint "$k" --data-dir "data/se/$t" \
-          --out-dir "$expdir/$name/enhanced_ckpt$k/$t" --nj "$nj" --num-utts "$num_eval_utts"
+        out=$expdir/$name/enhanced_ckpt$k/$t
+        done_enh "$out" || speechkd enhance --model "$model" --checkpoint "$k" --data-dir "data/se/$t" \
+          --out-dir "$out" --nj "$nj" --num-utts "$num_eval_utts"
       done
     done
   done < <(spread_systems)

@@ -1,4 +1,4 @@
-"""Smoke run of the whole mini_en/se1 recipe with the tiny preset (slow: ~4 minutes on 2 cores):
+"""Smoke run of the whole mini_en/se1 recipe with the tiny preset (slow: ~5 minutes on 2 idle cores, 15-20 on a loaded machine):
 data, mixing, NyTT teacher, upper bound, estimates, remix students, control, enhancement, evaluation."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def test_se_recipe_tiny(tmp_path):
     shutil.copytree(ROOT / "egs/mini_en/se1", d, ignore=shutil.ignore_patterns("data", "exp"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
     r = subprocess.run(["./run.sh", "--preset", "tiny", "--nj", "1"], cwd=d, capture_output=True, text=True,
-                       env=env, timeout=900)
+                       env=env, timeout=1800)
     assert r.returncode == 0, r.stderr[-3000:]
     systems = ["noisy", "hpf80", "teacher_nytt", "teacher_nytt_more", "clean_upper", "student_remix",
                "student_small", "student_remix_st", "student_small_st"]
