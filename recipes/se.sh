@@ -130,7 +130,7 @@ spread_systems() {
   return 0
 }
 
-# done DIR: DIR/enhance.json exists (written when every utterance is enhanced): a rerun skips it
+# done_enh DIR: DIR/enhance.json exists (written when every utterance is enhanced): a rerun skips it
 done_enh() { if [ -f "$1/enhance.json" ]; then echo "$1: already enhanced"; return 0; fi; return 1; }
 
 stage_enhance() {
