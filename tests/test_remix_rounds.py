@@ -137,3 +137,20 @@ def test_bad_round_configs(extra, match):
     with pytest.raises(ConfigError, match=match) as e:
         load_se_config(None, ["method=remix_noisy", *extra])
     assert "remix.rounds" in str(e.value)
+
+
+SE_CONFS = sorted(p for p in (Path(__file__).resolve().parents[1] / "recipes/conf").glob("*.yaml")
+                  if p.name.startswith(("teacher_nytt_", "clean_upper_", "student_remix", "student_small_")))
+
+
+@pytest.mark.parametrize("path", SE_CONFS, ids=lambda p: p.name)
+def test_shared_se_configs_load(path):
+    cfg = load_se_config(str(path))
+    if "student_remix_ema" in path.name:
+        assert cfg.remix.rounds > 1 and cfg.remix.ema_decay == 0.995 and cfg.init_from == cfg.remix.teacher
+
+
+def test_every_preset_has_every_se_config():
+    names = {p.name for p in SE_CONFS}
+    for kind in ("teacher_nytt", "clean_upper", "student_remix", "student_small", "student_remix_ema"):
+        assert {f"{kind}_{preset}.yaml" for preset in ("tiny", "demo", "quality")} <= names
