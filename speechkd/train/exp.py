@@ -160,17 +160,33 @@ class LoadedModel:
         return mel * torch.as_tensor(self.mel_std).to(mel) + torch.as_tensor(self.mel_mean).to(mel)
 
 
-def resolve_checkpoint(exp_or_ckpt: str) -> str:
-    """``exp/<tag>`` -> its checkpoints/last.ckpt; a ``.ckpt`` path is returned as is."""
+def resolve_checkpoint(exp_or_ckpt: str, trainer: str = "speechkd train") -> str:
+    """``exp/<tag>`` -> its checkpoints/last.ckpt; a ``.ckpt`` path is returned as is.
+    ``trainer`` names the command that writes such exp dirs (for the hint)."""
     if os.path.isdir(exp_or_ckpt):
         path = os.path.join(exp_or_ckpt, CKPT_DIR, LAST)
         if not os.path.exists(path):
             raise SpeechkdError("experiment has no checkpoint", path=exp_or_ckpt,
-                                hint="train it first (speechkd train) or pass a .ckpt path")
+                                hint=f"train it first ({trainer}) or pass a .ckpt path")
         return path
     if not os.path.exists(exp_or_ckpt):
-        raise SpeechkdError("checkpoint does not exist", path=exp_or_ckpt)
+        raise SpeechkdError("exp dir or checkpoint does not exist", path=exp_or_ckpt)
     return exp_or_ckpt
+
+
+def read_checkpoint(path: str, kind: str | None = None, trainer: str = "speechkd train") -> dict:
+    """A speechkd checkpoint as a dict; one-line errors for an unreadable file, a checkpoint that
+    is not ours, or one of another kind (``speechkd.kind``: "vocoder", "se"; acoustic models: none)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
+        raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {e})", path=path) from None
+    meta = ckpt.get("speechkd") if isinstance(ckpt, dict) else None
+    if not isinstance(meta, dict) or meta.get("kind") != kind:
+        what = f"{kind} " if kind else "acoustic-model "
+        raise SpeechkdError(f"not a speechkd {what}checkpoint", path=path,
+                            hint=f"pass an exp dir written by `{trainer}`")
+    return ckpt
 
 
 def load_model(exp_or_ckpt: str, device: str | torch.device = "cpu") -> LoadedModel:
@@ -178,13 +194,8 @@ def load_model(exp_or_ckpt: str, device: str | torch.device = "cpu") -> LoadedMo
     from speechkd.models import get_model_class
 
     path = resolve_checkpoint(exp_or_ckpt)
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {e})", path=path) from None
-    meta = ckpt.get("speechkd")
-    if not isinstance(meta, dict):
-        raise SpeechkdError("not a speechkd checkpoint (no 'speechkd' entry)", path=path)
+    ckpt = read_checkpoint(path)
+    meta = ckpt["speechkd"]
     cfg = train_config_from_dict(meta["config"], source=f"{path} (embedded config)")
     tl = TokenList(meta["tokens"], path=f"{path} (embedded token list)")
     fc = FeatureConfig.from_dict(meta["feature_config"], source=f"{path} (embedded feature config)")

@@ -48,7 +48,8 @@ from speechkd.features.mel import log_mel
 from speechkd.models.vocoders.discriminators import (DiscriminatorConfig, Discriminators, discriminator_loss,
                                                      feature_matching_loss, generator_adv_loss)
 from speechkd.train.config import TrainerConfig, config_changes
-from speechkd.train.exp import CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file, code_version
+from speechkd.train.exp import (CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file, code_version,
+                                read_checkpoint, resolve_checkpoint)
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
 
 logger = logging.getLogger(__name__)
@@ -296,20 +297,9 @@ class VocoderTask(L.LightningModule):
 
 # ---- checkpoints -----------------------------------------------------------------------------------
 def read_vocoder_checkpoint(exp_or_ckpt: str) -> tuple[str, dict]:
-    path = os.path.join(exp_or_ckpt, CKPT_DIR, LAST) if os.path.isdir(exp_or_ckpt) else exp_or_ckpt
-    if not os.path.exists(path):
-        raise SpeechkdError("vocoder experiment has no checkpoint" if os.path.isdir(exp_or_ckpt)
-                            else "vocoder exp dir or checkpoint does not exist", path=exp_or_ckpt,
-                            hint="train it first: speechkd train-vocoder (recipe stage 9)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {e})", path=path) from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("speechkd"), dict) \
-            or ckpt["speechkd"].get("kind") != "vocoder":
-        raise SpeechkdError("not a speechkd vocoder checkpoint", path=path,
-                            hint="pass an exp dir written by `speechkd train-vocoder`")
-    return path, ckpt
+    trainer = "speechkd train-vocoder (recipe stage 9)"
+    path = resolve_checkpoint(exp_or_ckpt, trainer)
+    return path, read_checkpoint(path, "vocoder", trainer)
 
 
 def load_trained_vocoder(exp_or_ckpt: str, feature_config: FeatureConfig | None, device: str = "cpu"):
