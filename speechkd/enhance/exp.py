@@ -26,35 +26,20 @@ from torch import nn
 
 from speechkd.errors import SpeechkdError
 # One exp-dir convention for every trainer: checkpoint layout, atomic checkpoints, code version, train.log.
-from speechkd.train.exp import CKPT_DIR, LAST
+from speechkd.train.exp import CKPT_DIR
+from speechkd.train.exp import read_checkpoint as _read
+from speechkd.train.exp import resolve_checkpoint as _resolve
 
 logger = logging.getLogger(__name__)
 
 
-
 def resolve_checkpoint(exp_or_ckpt: str) -> str:
     """``exp/<tag>`` -> its checkpoints/last.ckpt; a ``.ckpt`` path is returned as is."""
-    if os.path.isdir(exp_or_ckpt):
-        path = os.path.join(exp_or_ckpt, CKPT_DIR, LAST)
-        if not os.path.exists(path):
-            raise SpeechkdError("experiment has no checkpoint", path=exp_or_ckpt,
-                                hint="train it first (speechkd se-train) or pass a .ckpt path")
-        return path
-    if not os.path.exists(exp_or_ckpt):
-        raise SpeechkdError("SE model (exp dir or .ckpt) does not exist", path=exp_or_ckpt)
-    return exp_or_ckpt
+    return _resolve(exp_or_ckpt, "speechkd se-train")
 
 
 def read_checkpoint(path: str) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {e})", path=path) from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("speechkd"), dict) \
-            or ckpt["speechkd"].get("kind") != "se":
-        raise SpeechkdError("not a speechkd SE checkpoint", path=path,
-                            hint="pass an exp dir written by `speechkd se-train`")
-    return ckpt
+    return _read(path, "se", "speechkd se-train")
 
 
 def model_state(ckpt: dict) -> dict[str, torch.Tensor]:

@@ -183,8 +183,8 @@ def read_checkpoint(path: str, kind: str | None = None, trainer: str = "speechkd
         raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {e})", path=path) from None
     meta = ckpt.get("speechkd") if isinstance(ckpt, dict) else None
     if not isinstance(meta, dict) or meta.get("kind") != kind:
-        what = f"{kind} " if kind else "acoustic-model "
-        raise SpeechkdError(f"not a speechkd {what}checkpoint", path=path,
+        what = {None: "acoustic-model", "se": "SE"}.get(kind, kind)
+        raise SpeechkdError(f"not a speechkd {what} checkpoint", path=path,
                             hint=f"pass an exp dir written by `{trainer}`")
     return ckpt
 
