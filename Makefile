@@ -23,6 +23,9 @@ demo: install
 	@echo "results table:    $(CURDIR)/egs/mini_en/tts1/exp/eval/results.md"
 	@echo "listening page:   file://$(CURDIR)/egs/mini_en/tts1/exp/listen/index.html"
 	@echo "stage logs:       egs/mini_en/tts1/exp/log/"
+	@echo "not in the demo preset (one call each, from egs/mini_en/tts1):"
+	@echo "  ./run.sh --stage 7 --stop_stage 8   diffusion teacher + progressive distillation"
+	@echo "  ./run.sh --stage 9 --stop_stage 9   neural vocoder (Vocos-like), then ./run.sh --stage 10 --force true"
 
 test: install
 	$(VENV)/bin/pytest -q
