@@ -53,13 +53,18 @@ class PeriodDiscriminator(nn.Module):
         if n % self.period:
             x = F.pad(x, (0, self.period - n % self.period), mode="reflect")
         h = x.view(b, 1, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), LRELU)
-            feats.append(h)
-        h = self.post(h)
+        return _conv_stack(h, self.convs, self.post)
+
+
+def _conv_stack(h: torch.Tensor, convs: nn.ModuleList, post: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack then the 1-channel output conv: (logits [B, *], every feature map)."""
+    feats = []
+    for conv in convs:
+        h = F.leaky_relu(conv(h), LRELU)
         feats.append(h)
-        return h.flatten(1), feats
+    h = post(h)
+    feats.append(h)
+    return h.flatten(1), feats
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -80,13 +85,7 @@ class ResolutionDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         mag = torch.stft(x, self.n_fft, self.hop, self.win, self.window, center=True, return_complex=True).abs()
         h = mag.transpose(1, 2).unsqueeze(1)  # [B, 1, T, F]
-        feats = []
-        for conv in self.convs:
-            h = F.leaky_relu(conv(h), LRELU)
-            feats.append(h)
-        h = self.post(h)
-        feats.append(h)
-        return h.flatten(1), feats
+        return _conv_stack(h, self.convs, self.post)
 
 
 class Discriminators(nn.Module):
