@@ -30,7 +30,7 @@ from speechkd.distill.remix import current_round, ema_update, remix_pairs, remix
 from speechkd.enhance.config import REMIX, SETrainConfig
 from speechkd.enhance.data import SEBatches, crops_of
 from speechkd.enhance.exp import load_se_model, model_state, read_checkpoint, resolve_checkpoint
-from speechkd.train.exp import code_version
+from speechkd.train.exp import TrainClock, code_version
 from speechkd.enhance.losses import neg_si_sdr, se_loss
 from speechkd.enhance.models import build_se_model
 from speechkd.enhance.nytt import noisy_target_pair
@@ -59,13 +59,12 @@ class SETask(L.LightningModule):
             path = resolve_checkpoint(cfg.init_from)
             self.model.load_state_dict(model_state(read_checkpoint(path)))
             logger.info("model initialised from %s", path)
-        self.train_seconds = 0.0
-        self._t0: float | None = None
+        self.clock = TrainClock()
         self.version = code_version()
 
     @property
     def train_minutes(self) -> float:
-        return self.train_seconds / 60.0
+        return self.clock.minutes
 
     # ---- pairs
     def pairs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -102,13 +101,10 @@ class SETask(L.LightningModule):
         return losses["loss"]
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._t0 is None:
-            self._t0 = time.perf_counter()
+        self.clock.start()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        now = time.perf_counter()
-        self.train_seconds += now - (self._t0 or now)
-        self._t0 = now
+        self.clock.tick()
         if self.teacher is not None and self.cfg.remix.ema_decay:
             ema_update(self.teacher, self.model, self.cfg.remix.ema_decay)
         if self.cfg.remix.rounds > 1 and self.round_index() != self.round:
@@ -142,7 +138,7 @@ class SETask(L.LightningModule):
             self.regenerate()  # round 0 (or, resumed, the round of the checkpoint's step)
 
     def on_validation_start(self) -> None:
-        self._t0 = None  # validation time is not training time
+        self.clock.pause()  # validation time is not training time
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.dev, batch_size=None)
@@ -167,5 +163,5 @@ class SETask(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("speechkd", {})
-        self.train_seconds = 60.0 * float(meta.get("train_minutes", 0.0))
+        self.clock.seconds = 60.0 * float(meta.get("train_minutes", 0.0))
         self.round_log = list(meta.get("rounds", []))

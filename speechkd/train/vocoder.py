@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,7 +48,7 @@ from speechkd.models.vocoders.discriminators import (DiscriminatorConfig, Discri
                                                      feature_matching_loss, generator_adv_loss)
 from speechkd.train.config import TrainerConfig, config_changes
 from speechkd.train.exp import (CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file, code_version,
-                                read_checkpoint, resolve_checkpoint)
+                                TrainClock, read_checkpoint, resolve_checkpoint)
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
 
 logger = logging.getLogger(__name__)
@@ -197,13 +196,13 @@ class VocoderTask(L.LightningModule):
         self.generator = build_generator(cfg, fc, mel_mean, mel_std)
         self.discriminator = Discriminators(cfg.discriminator)
         self.automatic_optimization = False
-        self.train_seconds, self._t0 = 0.0, None
+        self.clock = TrainClock()
         self.version = code_version()
         self._val: list[float] = []
 
     @property
     def train_minutes(self) -> float:
-        return self.train_seconds / 60.0
+        return self.clock.minutes
 
     def _clip(self, module: torch.nn.Module) -> None:
         if self.cfg.optim.grad_clip > 0:
@@ -244,13 +243,10 @@ class VocoderTask(L.LightningModule):
             self.logger.truncate_after(self.global_step)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._t0 is None:
-            self._t0 = time.perf_counter()
+        self.clock.start()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        now = time.perf_counter()
-        self.train_seconds += now - (self._t0 or now)
-        self._t0 = now
+        self.clock.tick()
         self.log("minutes", self.train_minutes, batch_size=1)
         t = self.cfg.trainer
         if t.max_minutes > 0 and self.train_minutes >= t.max_minutes:
@@ -258,7 +254,7 @@ class VocoderTask(L.LightningModule):
             self.trainer.should_stop = True
 
     def on_validation_start(self) -> None:
-        self._t0 = None  # validation time is not training time
+        self.clock.pause()  # validation time is not training time
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         mel = batch["mel"]
@@ -292,7 +288,7 @@ class VocoderTask(L.LightningModule):
                                   "version": self.version, "train_minutes": self.train_minutes}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.train_seconds = 60.0 * float(checkpoint.get("speechkd", {}).get("train_minutes", 0.0))
+        self.clock.seconds = 60.0 * float(checkpoint.get("speechkd", {}).get("train_minutes", 0.0))
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------
