@@ -38,6 +38,7 @@ train_set=train
 dev_set=dev
 test_set=test
 token_kind=phoneme      # phoneme | char
+frontend_config=""      # text frontend YAML of stage 1 (speechkd text --print-config); "" = built-in
 feats_config=conf/feats.yaml
 local_data_opts=""      # passed to local/data.sh
 teacher_config=""       # AR teacher YAML; default conf/teacher_ar_<preset>.yaml, else recipes/conf/
@@ -75,8 +76,9 @@ stage_data() {
 }
 
 stage_text() {
-  local tl=data/token_list/$token_kind/tokens.txt
-  speechkd text --data-dir "data/$train_set" --kind "$token_kind" \
+  local tl=data/token_list/$token_kind/tokens.txt conf=()
+  [ -z "$frontend_config" ] || conf=(--config "$frontend_config")
+  speechkd text --data-dir "data/$train_set" "${conf[@]}" --kind "$token_kind" \
     --out "$dumpdir/tokens/$train_set" --build-token-list "$tl"
   for s in "$dev_set" "$test_set"; do
     # A phone the training set never saw becomes <unk>, listed in unknown_symbols.txt.

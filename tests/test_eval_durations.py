@@ -108,3 +108,14 @@ def test_bad_inputs(tmp_path, capsys):
     dump, data, tok = write_dump(tmp_path / "e", {"u1": EXACT}, {"u1": [("pau", "x")]}, {"u1": TOKENS})
     with pytest.raises(SpeechkdError, match="bad phone duration 'pau:x'"):
         evaluate_dump(str(dump), str(data), str(tok))
+
+
+def test_attached_stress_tokens_map_to_their_phones():
+    """Frontend ``stress_tokens: false`` gives ``ˈoʊ``: a phone, aligned like ``oʊ``."""
+    from speechkd.eval.durations import align_phones, is_joiner, phone_of
+
+    assert phone_of("ˈoʊ") == "oʊ" and phone_of("ˌaɪ") == "aɪ" and phone_of("ˈ") == "ˈ"
+    assert not is_joiner("ˈoʊ") and is_joiner("ˈ") and is_joiner("<space>")
+    attached = align_phones(["h", "ə", "l", "ˈoʊ"], ["hh", "ax", "l", "ow"])
+    separate = align_phones(["h", "ə", "l", "oʊ"], ["hh", "ax", "l", "ow"])
+    assert attached == separate == [(0, 0, 1), (1, 1, 1), (2, 2, 1), (3, 3, 1)]

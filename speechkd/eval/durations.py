@@ -67,11 +67,18 @@ _SPECIAL = frozenset({"<space>", "<eos>", "<pad>", "<unk>", "<blank>", "<sos>"})
 _IPA_VOWEL_CHARS = set("aeiouæɐɑɒɔəɘɚɛɜɝɞɤɨɪɯɵɶʉʊʌʏᵻ")
 
 
+def phone_of(token: str) -> str:
+    """The phone of a token with its stress mark attached (``ˈoʊ`` -> ``oʊ``; frontend
+    ``stress_tokens: false``); other tokens unchanged."""
+    bare = token.lstrip("ˈˌ")
+    return bare if bare and bare != token else token
+
+
 def is_joiner(token: str) -> bool:
     """True for tokens that take frames but name no phone: <space>, stress marks, punctuation."""
     if token in _SPECIAL:
         return True
-    if token in IPA_TO_FLITE:
+    if phone_of(token) in IPA_TO_FLITE:
         return False
     return all(c in "ˈˌ" or unicodedata.category(c)[0] in "PSZ" for c in token)
 
@@ -127,7 +134,7 @@ def align_phones(ours: list[str], flite: list[str]) -> list[tuple[int, int, int]
     back[0, 1:], back[1:, 0] = 2, 1
     f_vowel = [p in FLITE_VOWELS for p in flite]
     for i in range(1, n_o + 1):
-        tok = ours[i - 1]
+        tok = phone_of(ours[i - 1])
         allowed = IPA_TO_FLITE.get(tok, ())
         singles = {a[0] for a in allowed if len(a) == 1}
         doubles = {a for a in allowed if len(a) >= 2}

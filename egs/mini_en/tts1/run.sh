@@ -9,6 +9,7 @@ cd "$(dirname "$0")"
 
 ../../../recipes/tts.sh \
   --token_kind phoneme \
+  --frontend_config conf/frontend.yaml \
   --feats_config conf/feats.yaml \
   --num_eval_utts 50 \
   "$@"
