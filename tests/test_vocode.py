@@ -85,6 +85,16 @@ def test_eval_summary_table(tmp_path):
     text = open(md).read()
     assert "| gt | 2 | – | – | – | 25.0 [10.0, 40.0] |" in text
     assert "| sys | 2 | 4.50 [4.00, 5.00] |" in text and "50.0 [30.0, 70.0]" in text
+    # named ground_truth / resynth_*: listed first whatever the order given, with WER minus ground truth
+    for name, wer in (("teacher", 0.9), ("resynth_x", 0.3), ("ground_truth", 0.25)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"num_utts": 2, "wer": wer, "wer_ci95": [0, 1], "cer": 0.1, "cer_ci95": [0, 1]}))
+    md = summarize_systems([str(tmp_path / n / "results.json") for n in ("teacher", "resynth_x", "ground_truth")],
+                           str(tmp_path / "out3"))
+    rows = [ln.split(" | ")[0] for ln in open(md).read().splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert rows == ["| system", "| ground_truth", "| resynth_x", "| teacher"]
+    assert "| teacher | 2 |" in open(md).read() and open(md).read().count("+65.0") == 1
     (tmp_path / "bad.json").write_text('{"summary": ')
     with pytest.raises(SpeechkdError, match="malformed JSON"):
         summarize_systems([str(tmp_path / "bad.json")], str(tmp_path / "out2"))

@@ -56,17 +56,31 @@ def _cell(m: dict | None, scale: float, fmt: str) -> str:
     return f"{fmt.format(scale * m['mean'])} [{fmt.format(scale * lo)}, {fmt.format(scale * hi)}]"
 
 
+def _reference_rank(row: dict) -> int:
+    name = row["system"]
+    return 0 if name == "ground_truth" else 1 if name.startswith("resynth") else 2
+
+
 def summarize_systems(paths: list[str], out_dir: str, title: str = "Objective evaluation") -> str:
     """Write ``out_dir/results.{json,md}``; returns the Markdown path."""
     if not paths:
         raise SpeechkdError("no results files given", field="--results")
-    rows = [system_row(p) for p in paths]
+    # references first (ground truth, then resyntheses), then the systems in the order given
+    rows = sorted((system_row(p) for p in paths), key=_reference_rank)
+    gt = next((r for r in rows if r["system"] == "ground_truth" and "wer" in r), None)
     cols = TTS_COLUMNS + [("wer", "WER %", 100.0, "{:.1f}"), ("cer", "CER %", 100.0, "{:.1f}")]
-    lines = [f"# {title}", "", "| system | utts | " + " | ".join(c[1] for c in cols) + " |",
-             "|---|---:|" + "---:|" * len(cols)]
     for r in rows:
-        lines.append(f"| {r['system']} | {r.get('num_utts') or '–'} | "
-                     + " | ".join(_cell(r.get(k), s, f) for k, _, s, f in cols) + " |")
+        if gt is not None and "wer" in r:
+            r["wer_minus_ground_truth"] = r["wer"]["mean"] - gt["wer"]["mean"]
+    head = [c[1] for c in cols] + (["WER - ground truth, points"] if gt else [])
+    lines = [f"# {title}", "", "| system | utts | " + " | ".join(head) + " |",
+             "|---|---:|" + "---:|" * len(head)]
+    for r in rows:
+        cells = [_cell(r.get(k), s, f) for k, _, s, f in cols]
+        if gt:
+            d = r.get("wer_minus_ground_truth")
+            cells.append("–" if d is None else f"{100 * d:+.1f}")
+        lines.append(f"| {r['system']} | {r.get('num_utts') or '–'} | " + " | ".join(cells) + " |")
     lines += ["", "Means with 95% CIs over utterances (MCD/F0: Student t; WER/CER: bootstrap, corpus-level). "
               "MCD: WORLD mel-cepstrum c1..c24 on an exact DTW path; WER: pocketsphinx en-us, "
               "to be compared with the ground truth's, not read as absolute.", ""]
