@@ -119,3 +119,21 @@ def test_attached_stress_tokens_map_to_their_phones():
     attached = align_phones(["h", "ə", "l", "ˈoʊ"], ["hh", "ax", "l", "ow"])
     separate = align_phones(["h", "ə", "l", "oʊ"], ["hh", "ax", "l", "ow"])
     assert attached == separate == [(0, 0, 1), (1, 1, 1), (2, 2, 1), (3, 3, 1)]
+
+
+def test_refined_dump_reports_attention_durations_too(tmp_path):
+    """A refined dump (durations_attn in each npz): both rows, the refined one first."""
+    from speechkd.eval.durations import durations_markdown
+
+    late = [17, 4, 2, 6, 2, 11, 9]
+    dump, data, tok = write_dump(tmp_path, {"u1": EXACT}, {"u1": PHONES}, {"u1": TOKENS})
+    np.savez(dump / "data" / "u1.npz", durations=np.asarray(EXACT, np.int32), durations_attn=np.asarray(late, np.int32),
+             focus_rate=np.float32(0.8), num_frames=np.int32(sum(EXACT)))
+    info = json.loads((dump / "dump_info.json").read_text())
+    info["refine"] = {"iters": 5, "attn_weight": 0.1, "acoustic_weight": 10.0, "history": []}
+    (dump / "dump_info.json").write_text(json.dumps(info))
+    res = evaluate_dump(str(dump), str(data), str(tok))
+    assert res["summary"]["teacher"]["mean_abs_ms"] == pytest.approx(0.0, abs=1e-9)
+    assert res["summary"]["teacher_attention"]["mean_abs_ms"] == pytest.approx(10.0)
+    md = durations_markdown(res, "t")
+    assert md.index("teacher, refined (5 iterations") < md.index("teacher, attention only")

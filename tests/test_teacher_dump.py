@@ -97,8 +97,9 @@ def test_shift_and_mean_attention(trained, tmp_path):
                      device="cpu")
         info = json.loads((out / "teacher_forced/dump_info.json").read_text())
         assert info["attention"] == kw.get("attention", "head") and info["shift_frames"] == kw.get("shift_frames", 0)
-        return {u: np.load(out / "teacher_forced" / rel)["durations"]
-                for u, rel, _ in (ln.split() for ln in open(out / "teacher_forced/index.scp"))}
+        zs = {u: np.load(out / "teacher_forced" / rel)
+              for u, rel, _ in (ln.split() for ln in open(out / "teacher_forced/index.scp"))}
+        return {u: z["durations_attn"] if "durations_attn" in z.files else z["durations"] for u, z in zs.items()}
 
     base, late, mean = dump("base"), dump("late", shift_frames=2), dump("mean", attention="mean")
     assert base.keys() == late.keys() == mean.keys()
@@ -135,3 +136,28 @@ def test_cli_teacher_dump(trained, tmp_path, capsys):
     assert rc == 0 and "focus rate mean" in capsys.readouterr().out
     assert main(["teacher-dump", "--exp", str(tmp_path / "none"), "--data", str(paths["dump"]),
                  "--out", str(tmp_path / "e"), "--kd-mode", "both"]) == 2
+
+
+def test_refinement_in_the_dump(trained, tmp_path):
+    """Refined durations replace the attention ones (kept as durations_attn); --refine-iters 0
+    on the same dir restores the attention durations; the settings are in dump_info.json."""
+    from speechkd.align.refine import RefineConfig
+
+    root, paths = trained
+    out = tmp_path / "r"
+    run = lambda iters: teacher_dump(str(root / "exp"), str(paths["dump"]), "train", str(out), "teacher_forced",  # noqa: E731
+                                     DumpOptions(refine=RefineConfig(iters=iters)), device="cpu")
+    run(3)
+    d = out / "teacher_forced"
+    info = json.loads((d / "dump_info.json").read_text())
+    assert info["refine"]["iters"] == 3 and 1 <= len(info["refine"]["history"]) <= 3
+    zs = {u: np.load(d / rel) for u, rel, _ in (ln.split() for ln in open(d / "index.scp"))}
+    for z in zs.values():
+        assert z["durations"].sum() == z["durations_attn"].sum() == int(z["num_frames"])
+        assert z["durations"].min() >= 1 and len(z["durations"]) == len(z["durations_attn"])
+    attn = {u: z["durations_attn"].copy() for u, z in zs.items()}
+    run(0)
+    for u, rel, _ in (ln.split() for ln in open(d / "index.scp")):
+        z = np.load(d / rel)
+        assert "durations_attn" not in z.files and z["durations"].tolist() == attn[u].tolist()
+    assert json.loads((d / "dump_info.json").read_text())["refine"]["history"] == []

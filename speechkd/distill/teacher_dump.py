@@ -22,6 +22,11 @@ sum exactly to T and give every token at
 least one frame (:func:`speechkd.align.durations.fix_durations` enforces both). The always-on
 prenet dropout is seeded per batch, so a rerun gives the same durations.
 
+Refinement (default, ``DumpOptions.refine``; :mod:`speechkd.align.refine`): once every
+utterance is dumped, the attention durations are refined by Viterbi re-estimation of one
+Gaussian per token type over the split's mels, anchored by the log attention; the attention-only
+durations stay in each npz as ``durations_attn``.
+
 Layout of ``<out>/<kd_mode>/`` (one dir per mode; ``--kd-mode both`` writes both)::
 
     dump_info.json        kd_mode, checkpoint and its step, code version, method, attention, shift_frames,
@@ -30,6 +35,7 @@ Layout of ``<out>/<kd_mode>/`` (one dir per mode; ``--kd-mode both`` writes both
     data/<utt>.npz        durations int32 [S] (sum = num_frames), focus_rate float32 [],
                           layer int32 [], head int32 [], num_frames int32 [],
                           attn float16 [S, T_r] (the attention MAS ran on, over decoder steps),
+                          durations_attn int32 [S] (the attention-only durations, when refined),
                           free_running only: mel float32 [T, n_mels] (raw log-mel),
                           stopped bool [] (False: hit the maximum length)
     index.scp             <utt> data/<utt>.npz <num_frames>      (C-sorted, every utterance)
@@ -49,11 +55,13 @@ import os
 import shutil
 import time
 import zipfile
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from speechkd.align.refine import RefineConfig, RefineItem, refine_durations
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import MEL_FIELDS, check_compatible
 from speechkd.models.transformer_tts import expand_to_frames
@@ -81,6 +89,8 @@ class DumpOptions:
     max_frames_per_token: float | None = None
     attention: str = "head"  # "head": the focus-rate-chosen head (FastSpeech); "mean": all layers and heads
     shift_frames: int = 0  # constant boundary shift (frames, > 0: later) against a measured lag
+    # acoustic refinement of the attention durations (speechkd.align.refine); iters 0: attention only
+    refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
 
 
 ATTENTIONS = ("head", "mean")
@@ -199,6 +209,7 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
         done += len(idx)
         if k % 10 == 0 or done == len(todo):
             logger.info("%s %s: %d/%d utterances in %.1f s", mode, split, done, len(todo), time.perf_counter() - t0)
+    refine_dump(out, utts, mode, opts, lm.model.r)
     index, focus, filtered, rows = {}, {}, {}, []
     for u in utts:
         z = _load(os.path.join(out, "data", f"{u.utt}.npz"))
@@ -226,6 +237,45 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
     logger.info("%s %s: mean focus rate %s, %d/%d filtered; %s", mode, split, _fmt(report["focus_rate"]["mean"]),
                 len(filtered), len(utts), os.path.join(out, "report.md"))
     return report
+
+
+def refine_dump(out: str, utts: list, mode: str, opts: DumpOptions, r: int) -> list[dict]:
+    """Acoustic refinement (:mod:`speechkd.align.refine`) of every dumped utterance's durations,
+    in place: ``durations`` become the refined ones, ``durations_attn`` keeps the attention-only
+    ones, and a rerun starts again from those (so it is repeatable with any settings). The mels are
+    the ground truth (teacher_forced, from the feats dump) or the teacher's own (free_running).
+    The settings and per-iteration statistics go to ``dump_info.json`` under ``refine``."""
+    cfg = opts.refine
+    info_path = os.path.join(out, "dump_info.json")
+    info = json.load(open(info_path, encoding="utf-8"))
+    items, paths, arrays = [], [], []
+    for u in utts:
+        path = os.path.join(out, "data", f"{u.utt}.npz")
+        z = _load(path)
+        if z is None:
+            continue
+        d0 = z.get("durations_attn", z["durations"])
+        t = int(z["num_frames"])
+        mel = z["mel"] if mode == "free_running" else UtteranceDataset([u]).load(0)["mel"]
+        items.append(RefineItem(u.utt, np.asarray(u.token_ids), expand_to_frames(z["attn"].astype(np.float32), r, t),
+                                np.asarray(mel, dtype=np.float32)[:t], d0))
+        paths.append(path)
+        arrays.append(z)
+    t0 = time.perf_counter()
+    refined, history = refine_durations(items, cfg)
+    for path, z, it, d in zip(paths, arrays, items, refined):
+        new = {**z, "durations_attn": np.asarray(it.durations, dtype=np.int32), "durations": d.astype(np.int32)}
+        if cfg.iters <= 0:
+            new.pop("durations_attn")
+        if not (np.array_equal(z["durations"], new["durations"]) and ("durations_attn" in z) == (cfg.iters > 0)):
+            with atomic_open(path, "wb") as f:
+                np.savez(f, **new)
+    info["refine"] = {**dataclasses.asdict(cfg), "history": history, "seconds": round(time.perf_counter() - t0, 1)}
+    atomic_write_json(info_path, info)
+    if cfg.iters > 0:
+        logger.info("%s: durations of %d utterances refined in %.1f s (%s)", mode, len(items),
+                    time.perf_counter() - t0, info_path)
+    return history
 
 
 def _complete(path: str, mode: str) -> bool:

@@ -7,7 +7,9 @@ Recipe stage 4 (one call per split)::
 
 ``--kd-mode`` is explicit: ``teacher_forced`` (durations of the ground-truth mels),
 ``free_running`` (the teacher's own mels for sequence-level KD, with durations against them)
-or ``both`` (one sub-dir each). The output format is described in
+or ``both`` (one sub-dir each). Durations are refined acoustically by default
+(``--refine-iters``, :mod:`speechkd.align.refine`); the attention-only ones stay in each npz
+as ``durations_attn``. Rerunning on a finished dump redoes only the refinement. The output format is described in
 :mod:`speechkd.distill.teacher_dump`. Rerunning resumes; ``--overwrite`` starts over.
 """
 
@@ -32,6 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shift-frames", type=int, default=0,
                    help="move every duration boundary by this many frames (> 0: later) to remove a lag measured "
                         "by `speechkd eval durations` (default 0)")
+    p.add_argument("--refine-iters", type=int, default=20,
+                   help="iterations of acoustic refinement of the attention durations (speechkd.align.refine: "
+                        "Viterbi re-estimation of one Gaussian per token type, anchored by the attention); "
+                        "0: attention durations only, as in the FastSpeech paper (default %(default)s)")
+    p.add_argument("--refine-attn-weight", type=float, default=0.1,
+                   help="refinement: weight of the log attention (default %(default)s)")
+    p.add_argument("--refine-acoustic-weight", type=float, default=10.0,
+                   help="refinement: weight of the acoustic log-likelihood per mel band (default %(default)s)")
     p.add_argument("--focus-threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="utterances whose focus rate is below are listed in `filtered` (default %(default)s)")
     p.add_argument("--batch-frames", type=int, default=6000, help="mel frames per batch")
@@ -43,11 +53,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from speechkd.align.refine import RefineConfig
     from speechkd.distill.teacher_dump import DumpOptions, teacher_dump
 
     opts = DumpOptions(method=args.method, focus_threshold=args.focus_threshold, batch_frames=args.batch_frames,
                        seed=args.seed, max_frames_per_token=args.max_frames_per_token, attention=args.attention,
-                       shift_frames=args.shift_frames)
+                       shift_frames=args.shift_frames,
+                       refine=RefineConfig(iters=args.refine_iters, attn_weight=args.refine_attn_weight,
+                                           acoustic_weight=args.refine_acoustic_weight))
     reports = teacher_dump(args.exp, args.data, args.split, args.out, args.kd_mode, opts, device=args.device,
                            overwrite=args.overwrite)
     for mode, rep in reports.items():

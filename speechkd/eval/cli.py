@@ -184,6 +184,8 @@ def _main_durations(args: argparse.Namespace) -> int:
                       durations_markdown(res, args.title or f"Duration accuracy: {args.teacher_dump}"))
     t, e = res["summary"]["teacher"], res["summary"]["even_split"]
     print(f"{args.teacher_dump}: {res['num_utts']} utts, {t['num_boundaries']} boundaries: teacher "
-          f"{t['mean_abs_ms']:.1f} ms mean abs error (lag {t['mean_signed_ms']:+.1f} ms), even split "
-          f"{e['mean_abs_ms']:.1f} ms -> {os.path.join(args.out, 'results.md')}")
+          f"{t['mean_abs_ms']:.1f} ms mean abs error (lag {t['mean_signed_ms']:+.1f} ms), "
+          + (f"attention only {res['summary']['teacher_attention']['mean_abs_ms']:.1f} ms, "
+             if "teacher_attention" in res["summary"] else "")
+          + f"even split {e['mean_abs_ms']:.1f} ms -> {os.path.join(args.out, 'results.md')}")
     return 0

@@ -208,12 +208,17 @@ SHIFTS = tuple(range(-6, 7))  # frames, for the lag scan
 
 
 def evaluate_utterance(tokens: list[str], durations: np.ndarray, phones: list[tuple[str, float]], hop: int,
-                       sr: int, n_fft: int = 1024, center: bool = True) -> dict:
-    """Boundary errors (ms) of the system's durations and of the even split for one utterance."""
+                       sr: int, n_fft: int = 1024, center: bool = True,
+                       attn_durations: np.ndarray | None = None) -> dict:
+    """Boundary errors (ms) of the system's durations and of the even split for one utterance
+    (and of the attention-only durations of a refined dump, as ``teacher_attention``)."""
     d = np.asarray(durations, dtype=np.int64)
     ms_per_frame = 1000.0 * hop / sr
     out = {}
-    for name, dur in (("teacher", d), ("even_split", even_split(len(tokens), int(d.sum())))):
+    systems = [("teacher", d), ("even_split", even_split(len(tokens), int(d.sum())))]
+    if attn_durations is not None:
+        systems.append(("teacher_attention", np.asarray(attn_durations, dtype=np.int64)))
+    for name, dur in systems:
         s, e = _spans(dur, hop, sr, n_fft, center)
         sys_b, ref_b = boundaries(tokens, s, e, phones)
         out[name] = 1000.0 * (sys_b - ref_b)
@@ -289,6 +294,7 @@ def evaluate_dump(dump: str, data_dir: str, tokens_path: str | None = None, min_
     for u in utts:
         with np.load(os.path.join(dump, index[u])) as z:
             d, rate = z["durations"].astype(np.int64), float(z["focus_rate"])
+            d_attn = z["durations_attn"].astype(np.int64) if "durations_attn" in z.files else None
         phones = parse_phone_durations(truth[u], u, pd_path)
         if len(d) != len(tokens[u]):
             raise SpeechkdError(f"{len(d)} durations in the dump but {len(tokens[u])} tokens", path=tokens_path,
@@ -301,13 +307,17 @@ def evaluate_dump(dump: str, data_dir: str, tokens_path: str | None = None, min_
         if rate < min_focus_rate:
             skipped.append({"utt": u, "focus_rate": rate})
             continue
-        r = evaluate_utterance(tokens[u], d, phones, hop, sr, fc.n_fft, fc.center)
+        r = evaluate_utterance(tokens[u], d, phones, hop, sr, fc.n_fft, fc.center, attn_durations=d_attn)
+        if d_attn is not None:
+            errs.setdefault("teacher_attention", [])
         for k in errs:
-            errs[k].append(r[k])
+            if k in r:
+                errs[k].append(r[k])
         joiner_ms += r["joiner_ms"]
         phone_ms += r["phone_ms"]
         rows.append({"utt": u, "focus_rate": rate, "num_boundaries": int(len(r["teacher"])),
-                     **{f"{k}_mean_abs_ms": float(np.abs(r[k]).mean()) if len(r[k]) else None for k in errs},
+                     **{f"{k}_mean_abs_ms": float(np.abs(r[k]).mean()) if len(r.get(k, ())) else None
+                        for k in errs},
                      "teacher_mean_signed_ms": float(r["teacher"].mean()) if len(r["teacher"]) else None})
     if not rows:
         raise SpeechkdError(f"no utterance left to evaluate (min focus rate {min_focus_rate})", path=dump)
@@ -316,13 +326,14 @@ def evaluate_dump(dump: str, data_dir: str, tokens_path: str | None = None, min_
     scan = {k: float(np.abs(pooled["teacher"] + k * ms_per_frame).mean()) for k in SHIFTS}
     best = min(scan, key=scan.get)
     summary = {k: {**BoundaryStats(v).as_dict(),
-                   "utterance_mean_abs_ms": mean_ci([r[f"{k}_mean_abs_ms"] for r in rows]).as_dict()}
+                   "utterance_mean_abs_ms": mean_ci([r[f"{k}_mean_abs_ms"] for r in rows
+                                                             if r.get(f"{k}_mean_abs_ms") is not None]).as_dict()}
                for k, v in pooled.items()}
     flite_phone_ms = [1000 * d for u in utts for p, d in parse_phone_durations(truth[u]) if p not in FLITE_PAUSES]
     return {"teacher_dump": os.path.abspath(dump), "data_dir": os.path.abspath(data_dir), "tokens": tokens_path,
             "checkpoint": info.get("checkpoint"), "step": info.get("step"),
             "reduction_factor": info.get("reduction_factor"), "duration_shift_frames": info.get("shift_frames", 0),
-            "attention": info.get("attention", "head"),
+            "attention": info.get("attention", "head"), "refine": info.get("refine"),
             "frame_ms": ms_per_frame, "center": fc.center, "num_utts": len(rows), "min_focus_rate": min_focus_rate,
             "skipped_low_focus_rate": skipped, "summary": summary,
             "lag_scan": {"shift_frames_to_mean_abs_ms": {str(k): v for k, v in scan.items()},
@@ -348,7 +359,13 @@ def durations_markdown(res: dict, title: str) -> str:
              "| durations | boundaries | mean abs error ms | per-utterance mean [95% CI] | signed lag ms | "
              "median ms | p90 ms | <= 20 ms | <= 50 ms |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     att = "the chosen head" if res["attention"] == "head" else "the mean of all heads"
-    for name, label in (("teacher", f"teacher (MAS on {att})"), ("even_split", "even split (baseline)")):
+    ref = res.get("refine") or {}
+    rows = [("teacher", f"teacher (MAS on {att})"), ("even_split", "even split (baseline)")]
+    if "teacher_attention" in s:
+        rows = [("teacher", f"teacher, refined ({ref.get('iters')} iterations, alpha {ref.get('attn_weight')}, "
+                            f"beta {ref.get('acoustic_weight')})"),
+                ("teacher_attention", f"teacher, attention only (MAS on {att})"), rows[1]]
+    for name, label in rows:
         x = s[name]
         lines.append(f"| {label} | {x['num_boundaries']} | {x['mean_abs_ms']:.1f} | "
                      f"{fmt_ci(x['utterance_mean_abs_ms'], 1)} | {x['mean_signed_ms']:+.1f} | "
