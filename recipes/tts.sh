@@ -228,6 +228,11 @@ stage_eval() {
   done
   speechkd eval summary --results "${results[@]}" --out "$expdir/eval" \
     --title "$(basename "$(dirname "$PWD")") test set: objective evaluation"
+  # Duration accuracy of the teacher dump where the corpus knows the truth (flite's phone timings)
+  local tf=$dumpdir/teacher/$train_set/teacher_forced
+  if [ -f "data/$train_set/phone_durations" ] && [ -f "$tf/index.scp" ]; then
+    speechkd eval durations --teacher-dump "$tf" --data-dir "data/$train_set" --out "$expdir/eval/durations_$train_set"
+  fi
   # Diffusion: the teacher at k steps vs each distilled k-step student on dev mels, paired
   # (same noise, ground-truth durations): distance to the teacher's N-step sample, GV ratio.
   local chain=() d

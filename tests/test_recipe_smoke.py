@@ -72,6 +72,9 @@ def test_tts_recipe_tiny(tmp_path):
     cmp = json.loads((d / "exp/eval/diffusion_steps/results.json").read_text())
     assert list(cmp["systems"]) == ["teacher@8", "teacher@4", "student@4", "teacher@2", "student@2", "teacher@1"]
     assert "resynth_griffin_lim" in (d / "exp/eval/results.md").read_text()
+    # duration accuracy of the (refined) teacher dump against flite's timings, attention-only beside it
+    dur = json.loads((d / "exp/eval/durations_train/results.json").read_text())
+    assert {"teacher", "teacher_attention", "even_split"} <= set(dur["summary"])
     manifest = json.loads((d / "exp/listen/manifest.json").read_text())
     assert manifest["systems"] == systems
     assert (d / "exp/listen/index.html").exists() and (d / "exp/listen/mos.html").exists()
