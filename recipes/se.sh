@@ -17,6 +17,9 @@
 #      (with --spread K, each model's row also shows mean [min, max] over its single checkpoints)
 #   7  listening-test site of the first test set (clean reference, noisy input, every system)
 #      -> exp/listen/index.html
+# The whole script is one { ... } block: bash reads all of it before running any of it, so
+# editing the recipe while a run is going cannot derail that run.
+{
 set -euo pipefail
 
 recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -204,3 +207,5 @@ run_stage 6 eval stage_eval
 run_stage 7 listen stage_listen
 
 log "Done. Results table: $expdir/eval/results.md; listening page: $expdir/listen/index.html"
+exit
+}

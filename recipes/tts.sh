@@ -23,6 +23,9 @@
 #      data/<test>/text by every trained acoustic model (with each trained neural vocoder too)
 #   11 objective evaluation of every exp/<system>/synth/<test> -> exp/eval/results.{json,md}
 #   12 listening-test site -> exp/listen/index.html
+# The whole script is one { ... } block: bash reads all of it before running any of it, so
+# editing the recipe while a run is going cannot derail that run.
+{
 set -euo pipefail
 
 recipes=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -279,3 +282,5 @@ run_stage 11 eval stage_eval
 run_stage 12 listen stage_listen
 
 log "Done. Results table: $expdir/eval/results.md; listening page: $expdir/listen/index.html"
+exit
+}
