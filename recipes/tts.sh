@@ -211,12 +211,15 @@ stage_synthesis() {
   fi
 }
 
-# Systems: every exp/<system>/synth/<test set> directory.
 systems() {
-  local d
+  # Every system that synthesised the test set (alphabetically), the resyntheses (references)
+  # first: the order of the results table and of the listening page's columns.
+  local d names=()
   for d in "$expdir"/*/synth/"$test_set"; do
-    if [ -d "$d" ]; then basename "$(dirname "$(dirname "$d")")"; fi
+    if [ -d "$d" ]; then names+=("$(basename "$(dirname "$(dirname "$d")")")"); fi
   done
+  for d in "${names[@]}"; do case $d in resynth_*) echo "$d" ;; esac; done
+  for d in "${names[@]}"; do case $d in resynth_*) ;; *) echo "$d" ;; esac; done
 }
 
 stage_eval() {
