@@ -244,7 +244,10 @@ def dump_features(data_dir: str, out: str, cfg: FeatureConfig, *, nj: int = 1, c
         run_job(dd, out, cfg)
     logger.info("features of %d utterances ready in %.1f s", len(dd.utts), time.perf_counter() - t0)
     stats = write_index(dd, out, cfg, stats_from)
-    logger.info("wrote %s: %s", os.path.join(out, "feats.scp"), stats_summary(stats))
+    # With --stats-from the statistics are the training dump's, not this one's: say whose they are.
+    logger.info("wrote %s (%d utterances); normalisation statistics %s: %s", os.path.join(out, "feats.scp"),
+                len(dd.utts), "of this dump" if stats_from is None else f"copied from {stats_from}",
+                stats_summary(stats))
     return stats
 
 
