@@ -232,7 +232,15 @@ stage_eval() {
       --num-utts "$num_eval_utts" --nj "$nj" --out "$expdir/eval/$sys"
     results+=("$expdir/eval/$sys/results.json")
   done
-  speechkd eval summary --results "${results[@]}" --out "$expdir/eval" \
+  # ProDiff's claim, utterance-paired: each k-step student against the teacher sampled with k steps
+  local pairs=() k
+  for sys in $(systems); do
+    case $sys in diffusion_"$diffusion_steps"_steps*)
+      k=${sys##*_steps}
+      if [ -f "$expdir/eval/diffusion_$k/results.json" ]; then pairs+=("diffusion_$k:$sys"); fi ;;
+    esac
+  done
+  speechkd eval summary --results "${results[@]}" --out "$expdir/eval" --pairs "${pairs[@]}" \
     --title "$(basename "$(dirname "$PWD")") test set: objective evaluation"
   # Duration accuracy of the teacher dump where the corpus knows the truth (flite's phone timings)
   local tf=$dumpdir/teacher/$train_set/teacher_forced

@@ -100,6 +100,30 @@ def test_eval_summary_table(tmp_path):
         summarize_systems([str(tmp_path / "bad.json")], str(tmp_path / "out2"))
 
 
+def test_eval_summary_paired_differences(tmp_path):
+    # two systems on the same 3 utterances (+ one only A evaluated): A - B by hand
+    a = [{"utt": "u1", "mcd": 4.0, "word_errors": 1, "words": 5}, {"utt": "u2", "mcd": 5.0, "word_errors": 0, "words": 5},
+         {"utt": "u3", "mcd": 6.0, "word_errors": 2, "words": 10}, {"utt": "u4", "mcd": 9.0, "word_errors": 9, "words": 9}]
+    b = [{"utt": "u1", "mcd": 4.5, "word_errors": 2, "words": 5}, {"utt": "u2", "mcd": 5.2, "word_errors": 1, "words": 5},
+         {"utt": "u3", "mcd": 6.7, "word_errors": 2, "words": 10}]
+    for name, utts in (("student", a), ("teacher_k", b)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"summary": {}, "utts": utts}))
+    paths = [str(tmp_path / n / "results.json") for n in ("student", "teacher_k")]
+    md = summarize_systems(paths, str(tmp_path / "out"), pairs=["student:teacher_k"])
+    row = json.load(open(tmp_path / "out/results.json"))["pairs"][0]
+    assert row["num_utts"] == 3 and row["a"] == "student"
+    assert row["mcd"]["mean"] == pytest.approx((-0.5 - 0.2 - 0.7) / 3)
+    assert row["wer"]["mean"] == pytest.approx((-1 - 1 + 0) / 20)  # corpus level: error differences / words
+    lo, hi = row["wer"]["ci95"]
+    assert -0.2 <= lo <= row["wer"]["mean"] <= hi <= 0.0  # a resample lies in [-1/5 (u1 or u2 only), 0]
+    assert "| student − teacher_k | 3 | -0.47 [" in open(md).read()
+    with pytest.raises(SpeechkdError, match="no results file: nobody"):
+        summarize_systems(paths, str(tmp_path / "out2"), pairs=["student:nobody"])
+    with pytest.raises(SpeechkdError, match="SYSTEM_A:SYSTEM_B"):
+        summarize_systems(paths, str(tmp_path / "out2"), pairs=["student"])
+
+
 def test_listen_manifest_from_data_dir(tmp_path, tiny_datadir):
     dump = _dump(tmp_path, tiny_datadir)
     synth = tmp_path / "synth"

@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("summary", help="one table over systems from their results.json files")
     p.add_argument("--results", nargs="+", required=True, help="results.json files of eval tts / eval asr runs")
     p.add_argument("--out", required=True, help="output dir for results.json and results.md")
+    p.add_argument("--pairs", nargs="*", default=[], metavar="A:B",
+                   help="systems compared utterance by utterance, A − B (e.g. diffusion_2:diffusion_8_steps2)")
     p.add_argument("--title", default="Objective evaluation")
 
     p = sub.add_parser("se-summary", help="one table per test set over SE systems from eval se results.json files")
@@ -105,8 +107,8 @@ def main(args: argparse.Namespace) -> int:
     if args.what == "summary":
         from speechkd.eval.summary import summarize_systems
 
-        path = summarize_systems(args.results, args.out, args.title)
-        print(open(path, encoding="utf-8").read().split("\n\n")[1])
+        path = summarize_systems(args.results, args.out, args.title, args.pairs)
+        print(open(path, encoding="utf-8").read().split("\n\n", 1)[1])
         print(f"-> {path}")
         return 0
     from speechkd.eval.intelligibility import asr_markdown, evaluate_asr

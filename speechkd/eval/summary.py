@@ -1,13 +1,18 @@
 """One table over systems: the ``results.json`` of ``eval tts`` / ``eval asr`` runs side by side.
 
 Each results file is one system (named by its directory, e.g. exp/eval/<system>/);
-missing metrics (ASR-only ground truth has no MCD) are shown as "–".
+missing metrics (ASR-only ground truth has no MCD) are shown as "–". ``pairs`` add a table of
+utterance-paired differences A − B (e.g. a k-step distilled student against its teacher sampled
+with k steps): a difference of means whose CI excludes 0 is read there, not from overlapping
+per-system intervals.
 """
 
 from __future__ import annotations
 
 import json
 import os
+
+import numpy as np
 
 from speechkd.errors import SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_text
@@ -47,6 +52,52 @@ def system_row(path: str) -> dict:
     return row
 
 
+def paired_difference(res_a: dict, res_b: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+    """A − B over the utterances both evaluated: MCD in dB (mean of per-utterance differences,
+    Student-t CI) and corpus-level WER in points (sum of word-error differences over the words,
+    paired percentile bootstrap over utterances)."""
+    from speechkd.eval.stats import mean_ci
+
+    a = {r["utt"]: r for r in res_a.get("utts", []) if "utt" in r}
+    b = {r["utt"]: r for r in res_b.get("utts", []) if "utt" in r}
+    shared = [u for u in a if u in b]
+    out: dict = {"num_utts": len(shared)}
+    mcd = [a[u]["mcd"] - b[u]["mcd"] for u in shared if a[u].get("mcd") is not None and b[u].get("mcd") is not None]
+    if mcd:
+        out["mcd"] = mean_ci(mcd).as_dict()
+    asr = [u for u in shared if "word_errors" in a[u] and "word_errors" in b[u] and a[u].get("words")]
+    if asr:
+        d = np.array([a[u]["word_errors"] - b[u]["word_errors"] for u in asr], dtype=np.float64)
+        w = np.array([a[u]["words"] for u in asr], dtype=np.float64)
+        idx = np.random.default_rng(seed).integers(0, len(asr), size=(n_boot, len(asr)))
+        boots = d[idx].sum(-1) / w[idx].sum(-1)
+        lo, hi = np.quantile(boots, [0.025, 0.975])
+        out["wer"] = {"mean": float(d.sum() / w.sum()), "ci95": [float(lo), float(hi)], "n": len(asr)}
+    return out
+
+
+def _paired_table(pairs: list[str], paths: dict[str, str]) -> tuple[list[str], list[dict]]:
+    """Markdown lines and JSON rows of the ``A:B`` pairs (system names as in the main table)."""
+    lines = ["## Paired differences (A − B, same utterances)", "",
+             "| A − B | utts | ΔMCD dB [95% CI] | ΔWER points [95% CI] |", "|---|---:|---:|---:|"]
+    rows = []
+    for pair in pairs:
+        names = pair.split(":")
+        if len(names) != 2 or not all(names):
+            raise SpeechkdError(f"pair {pair!r} is not SYSTEM_A:SYSTEM_B", field="--pairs")
+        missing = [n for n in names if n not in paths]
+        if missing:
+            raise SpeechkdError(f"pair {pair!r} names a system with no results file: {', '.join(missing)}",
+                                field="--pairs", hint="systems: " + ", ".join(sorted(paths)))
+        d = paired_difference(read_results(paths[names[0]]), read_results(paths[names[1]]))
+        rows.append({"a": names[0], "b": names[1], **d})
+        lines.append(f"| {names[0]} − {names[1]} | {d['num_utts']} | {_cell(d.get('mcd'), 1.0, '{:+.2f}')} | "
+                     f"{_cell(d.get('wer'), 100.0, '{:+.1f}')} |")
+    lines += ["", "Negative = A better. ΔMCD: Student t over per-utterance differences; ΔWER: corpus-level, "
+              "paired bootstrap over utterances (2000 resamples).", ""]
+    return lines, rows
+
+
 def _cell(m: dict | None, scale: float, fmt: str) -> str:
     if not m or m.get("mean") is None:
         return "–"
@@ -61,8 +112,10 @@ def _reference_rank(row: dict) -> int:
     return 0 if name == "ground_truth" else 1 if name.startswith("resynth") else 2
 
 
-def summarize_systems(paths: list[str], out_dir: str, title: str = "Objective evaluation") -> str:
-    """Write ``out_dir/results.{json,md}``; returns the Markdown path."""
+def summarize_systems(paths: list[str], out_dir: str, title: str = "Objective evaluation",
+                      pairs: list[str] | None = None) -> str:
+    """Write ``out_dir/results.{json,md}``; returns the Markdown path. ``pairs``: ``A:B`` system
+    names whose utterance-paired differences get a second table."""
     if not paths:
         raise SpeechkdError("no results files given", field="--results")
     # references first (ground truth, then resyntheses), then the systems in the order given
@@ -84,9 +137,13 @@ def summarize_systems(paths: list[str], out_dir: str, title: str = "Objective ev
     lines += ["", "Means with 95% CIs over utterances (MCD/F0: Student t; WER/CER: bootstrap, corpus-level). "
               "MCD: WORLD mel-cepstrum c1..c24 on an exact DTW path; WER: pocketsphinx en-us, "
               "to be compared with the ground truth's, not read as absolute.", ""]
+    paired_rows: list[dict] = []
+    if pairs:
+        more, paired_rows = _paired_table(pairs, {r["system"]: r["results"] for r in rows})
+        lines += more
     md = "\n".join(lines)
     os.makedirs(out_dir, exist_ok=True)
-    atomic_write_json(os.path.join(out_dir, "results.json"), {"title": title, "systems": rows})
+    atomic_write_json(os.path.join(out_dir, "results.json"), {"title": title, "systems": rows, "pairs": paired_rows})
     path = os.path.join(out_dir, "results.md")
     atomic_write_text(path, md)
     return path
