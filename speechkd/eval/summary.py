@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-
 from speechkd.errors import SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
@@ -57,6 +55,7 @@ def paired_difference(res_a: dict, res_b: dict, n_boot: int = 2000, seed: int = 
     Student-t CI) and corpus-level WER in points (sum of word-error differences over the words,
     paired percentile bootstrap over utterances)."""
     from speechkd.eval.stats import mean_ci
+    from speechkd.eval.wer import bootstrap_ratio_ci
 
     a = {r["utt"]: r for r in res_a.get("utts", []) if "utt" in r}
     b = {r["utt"]: r for r in res_b.get("utts", []) if "utt" in r}
@@ -67,12 +66,9 @@ def paired_difference(res_a: dict, res_b: dict, n_boot: int = 2000, seed: int = 
         out["mcd"] = mean_ci(mcd).as_dict()
     asr = [u for u in shared if "word_errors" in a[u] and "word_errors" in b[u] and a[u].get("words")]
     if asr:
-        d = np.array([a[u]["word_errors"] - b[u]["word_errors"] for u in asr], dtype=np.float64)
-        w = np.array([a[u]["words"] for u in asr], dtype=np.float64)
-        idx = np.random.default_rng(seed).integers(0, len(asr), size=(n_boot, len(asr)))
-        boots = d[idx].sum(-1) / w[idx].sum(-1)
-        lo, hi = np.quantile(boots, [0.025, 0.975])
-        out["wer"] = {"mean": float(d.sum() / w.sum()), "ci95": [float(lo), float(hi)], "n": len(asr)}
+        d = [a[u]["word_errors"] - b[u]["word_errors"] for u in asr]
+        w = [a[u]["words"] for u in asr]
+        out["wer"] = {"mean": sum(d) / sum(w), "ci95": list(bootstrap_ratio_ci(d, w, n_boot, seed)), "n": len(asr)}
     return out
 
 

@@ -83,12 +83,17 @@ def cer_counts(ref: str, hyp: str) -> EditCounts:
 def bootstrap_rate_ci(counts: list[EditCounts], n_boot: int = 1000, seed: int = 0,
                       level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of the corpus error rate, resampling utterances."""
-    if not counts:
+    return bootstrap_ratio_ci([c.errors for c in counts], [c.ref_len for c in counts], n_boot, seed, level)
+
+
+def bootstrap_ratio_ci(num, den, n_boot: int = 1000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of sum(num) / sum(den), resampling utterances (the rows): a corpus
+    error rate, or with num = errors of A − errors of B a paired difference of rates."""
+    if len(num) == 0:
         return float("nan"), float("nan")
-    err = np.array([c.errors for c in counts], dtype=np.float64)
-    ref = np.array([c.ref_len for c in counts], dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(counts), size=(n_boot, len(counts)))
-    rates = err[idx].sum(1) / np.maximum(ref[idx].sum(1), 1)
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(num), size=(n_boot, len(num)))
+    rates = num[idx].sum(1) / np.maximum(den[idx].sum(1), 1)
     lo, hi = np.quantile(rates, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
