@@ -61,15 +61,11 @@ def system_row(path: str) -> dict:
 
 def paired(row: dict, base: dict) -> dict:
     """Per-utterance differences row − base (SI-SDR dB, PESQ) over shared utterances, mean with t CI."""
-    from speechkd.eval.stats import mean_ci
+    from speechkd.eval.stats import paired_mean_ci
 
-    shared = [u for u in row["_per_utt"] if u in base["_per_utt"]]
-    out = {}
-    for i, key in enumerate(("si_sdr", "pesq")):
-        diffs = [row["_per_utt"][u][i] - base["_per_utt"][u][i] for u in shared
-                 if row["_per_utt"][u][i] is not None and base["_per_utt"][u][i] is not None]
-        out[key] = mean_ci(diffs).as_dict()
-    return out
+    return {key: paired_mean_ci({u: v[i] for u, v in row["_per_utt"].items()},
+                                {u: v[i] for u, v in base["_per_utt"].items()}).as_dict()
+            for i, key in enumerate(("si_sdr", "pesq"))}
 
 
 def _cell(m: dict | None, fmt: str, ci: bool = False) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -54,6 +54,12 @@ def mean_ci(values: Iterable[float], level: float = 0.95) -> Summary:
     s = float(x.std(ddof=1)) if np.ptp(x) > 0 else 0.0  # exact zero width for a constant
     half = float(t.ppf((1 + level) / 2, n - 1)) * s / math.sqrt(n)
     return Summary(m, m - half, m + half, n, n_nan, s)
+
+
+def paired_mean_ci(a: Mapping[str, float | None], b: Mapping[str, float | None], level: float = 0.95) -> Summary:
+    """Mean of the per-key differences a[k] − b[k] over the keys both hold (utterances), Student-t
+    CI; a missing (None) or non-finite value on either side leaves its key out (counted in n_nan)."""
+    return mean_ci([None if a[k] is None or b[k] is None else a[k] - b[k] for k in a if k in b], level)
 
 
 def bootstrap_ci(values: Iterable[float], stat: Callable[[np.ndarray], np.ndarray] = np.mean,

@@ -32,9 +32,10 @@ def read_results(path: str) -> dict:
                             hint="rerun the evaluation that wrote it") from None
 
 
-def system_row(path: str) -> dict:
-    """Name, utterance count, metrics with CIs, WER/CER of one results.json."""
-    res = read_results(path)
+def system_row(path: str, res: dict | None = None) -> dict:
+    """Name, utterance count, metrics with CIs, WER/CER of one results.json (``res``: its content,
+    when already read)."""
+    res = read_results(path) if res is None else res
     row: dict = {"system": os.path.basename(os.path.dirname(os.path.abspath(path))), "results": path}
     summ = res.get("summary") or {}
     for key, *_ in TTS_COLUMNS:
@@ -54,16 +55,16 @@ def paired_difference(res_a: dict, res_b: dict, n_boot: int = 2000, seed: int = 
     """A − B over the utterances both evaluated: MCD in dB (mean of per-utterance differences,
     Student-t CI) and corpus-level WER in points (sum of word-error differences over the words,
     paired percentile bootstrap over utterances)."""
-    from speechkd.eval.stats import mean_ci
+    from speechkd.eval.stats import paired_mean_ci
     from speechkd.eval.wer import bootstrap_ratio_ci
 
     a = {r["utt"]: r for r in res_a.get("utts", []) if "utt" in r}
     b = {r["utt"]: r for r in res_b.get("utts", []) if "utt" in r}
     shared = [u for u in a if u in b]
     out: dict = {"num_utts": len(shared)}
-    mcd = [a[u]["mcd"] - b[u]["mcd"] for u in shared if a[u].get("mcd") is not None and b[u].get("mcd") is not None]
-    if mcd:
-        out["mcd"] = mean_ci(mcd).as_dict()
+    mcd = paired_mean_ci({u: r.get("mcd") for u, r in a.items()}, {u: r.get("mcd") for u, r in b.items()})
+    if mcd.n:
+        out["mcd"] = mcd.as_dict()
     asr = [u for u in shared if "word_errors" in a[u] and "word_errors" in b[u] and a[u].get("words")]
     if asr:
         d = [a[u]["word_errors"] - b[u]["word_errors"] for u in asr]
@@ -72,8 +73,9 @@ def paired_difference(res_a: dict, res_b: dict, n_boot: int = 2000, seed: int = 
     return out
 
 
-def _paired_table(pairs: list[str], paths: dict[str, str]) -> tuple[list[str], list[dict]]:
-    """Markdown lines and JSON rows of the ``A:B`` pairs (system names as in the main table)."""
+def _paired_table(pairs: list[str], results: dict[str, dict]) -> tuple[list[str], list[dict]]:
+    """Markdown lines and JSON rows of the ``A:B`` pairs (system names as in the main table;
+    ``results``: each system's results.json content)."""
     lines = ["## Paired differences (A − B, same utterances)", "",
              "| A − B | utts | ΔMCD dB [95% CI] | ΔWER points [95% CI] |", "|---|---:|---:|---:|"]
     rows = []
@@ -81,11 +83,11 @@ def _paired_table(pairs: list[str], paths: dict[str, str]) -> tuple[list[str], l
         names = pair.split(":")
         if len(names) != 2 or not all(names):
             raise SpeechkdError(f"pair {pair!r} is not SYSTEM_A:SYSTEM_B", field="--pairs")
-        missing = [n for n in names if n not in paths]
+        missing = [n for n in names if n not in results]
         if missing:
             raise SpeechkdError(f"pair {pair!r} names a system with no results file: {', '.join(missing)}",
-                                field="--pairs", hint="systems: " + ", ".join(sorted(paths)))
-        d = paired_difference(read_results(paths[names[0]]), read_results(paths[names[1]]))
+                                field="--pairs", hint="systems: " + ", ".join(sorted(results)))
+        d = paired_difference(results[names[0]], results[names[1]])
         rows.append({"a": names[0], "b": names[1], **d})
         lines.append(f"| {names[0]} − {names[1]} | {d['num_utts']} | {_cell(d.get('mcd'), 1.0, '{:+.2f}')} | "
                      f"{_cell(d.get('wer'), 100.0, '{:+.1f}')} |")
@@ -115,7 +117,8 @@ def summarize_systems(paths: list[str], out_dir: str, title: str = "Objective ev
     if not paths:
         raise SpeechkdError("no results files given", field="--results")
     # references first (ground truth, then resyntheses), then the systems in the order given
-    rows = sorted((system_row(p) for p in paths), key=_reference_rank)
+    loaded = {p: read_results(p) for p in paths}
+    rows = sorted((system_row(p, loaded[p]) for p in paths), key=_reference_rank)
     gt = next((r for r in rows if r["system"] == "ground_truth" and "wer" in r), None)
     cols = TTS_COLUMNS + [("wer", "WER %", 100.0, "{:.1f}"), ("cer", "CER %", 100.0, "{:.1f}")]
     for r in rows:
@@ -135,7 +138,7 @@ def summarize_systems(paths: list[str], out_dir: str, title: str = "Objective ev
               "to be compared with the ground truth's, not read as absolute.", ""]
     paired_rows: list[dict] = []
     if pairs:
-        more, paired_rows = _paired_table(pairs, {r["system"]: r["results"] for r in rows})
+        more, paired_rows = _paired_table(pairs, {r["system"]: loaded[r["results"]] for r in rows})
         lines += more
     md = "\n".join(lines)
     os.makedirs(out_dir, exist_ok=True)
