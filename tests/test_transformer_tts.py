@@ -61,8 +61,9 @@ def test_forward_backward_shapes_and_losses():
     assert not missing, missing
 
 
-def test_padding_does_not_change_an_utterance():
-    m = tiny(dec_prenet_dropout=0.0).eval()
+@pytest.mark.parametrize("ff_kernel", [1, 3])
+def test_padding_does_not_change_an_utterance(ff_kernel):
+    m = tiny(dec_prenet_dropout=0.0, ff_kernel=ff_kernel).eval()
     b = batch()
     full = m(b["tokens"], b["token_lens"], b["mels"], b["mel_lens"])
     one = m(b["tokens"][1:2, :4], b["token_lens"][1:2], b["mels"][1:2, :11], b["mel_lens"][1:2])
@@ -104,9 +105,10 @@ def test_guided_attention_fades():
     assert m.guided_attn_scale(150) == pytest.approx(1.0) and m.guided_attn_scale(200) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("r", [1, 3])
-def test_cached_and_uncached_decoding_agree(r):
-    m = tiny(stop_threshold=1.1, reduction_factor=r).eval()  # never stops: decode to the maximum length
+@pytest.mark.parametrize("r,ff_kernel", [(1, 1), (3, 1), (1, 3), (3, 5)])
+def test_cached_and_uncached_decoding_agree(r, ff_kernel):
+    """ff_kernel > 1 (FastSpeech's teacher): the cache keeps each layer's last k FFN inputs."""
+    m = tiny(stop_threshold=1.1, reduction_factor=r, ff_kernel=ff_kernel).eval()  # never stops: decode to the maximum length
     b = batch()  # ragged: 7, 4, 5 tokens (the padding mask matters)
     outs = []
     for use_cache in (True, False):
@@ -187,3 +189,20 @@ def test_expand_to_frames_and_noam():
     assert e.shape == (2, 8) and e[0].tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
     assert noam_factor(0, 10) == pytest.approx(0.1) and noam_factor(9, 10) == 1.0
     assert noam_factor(39, 10) == pytest.approx(0.5) and noam_factor(39, 10, "constant") == 1.0
+
+
+def test_conv_ffn_decoder_is_causal():
+    """With ff_kernel 3 a decoder frame depends on no later frame (teacher forcing = free running)."""
+    m = tiny(ff_kernel=3, dec_prenet_dropout=0.0, reduction_factor=1).eval()
+    b = batch()
+    mels = b["mels"].clone()
+    out = m(b["tokens"], b["token_lens"], mels, b["mel_lens"])["mel_before"]
+    mels[:, 10:] += 5.0  # frames >= 10 feed decoder steps >= 11
+    out2 = m(b["tokens"], b["token_lens"], mels, b["mel_lens"])["mel_before"]
+    assert torch.allclose(out[:, :11], out2[:, :11], atol=1e-6)
+    assert not torch.allclose(out[:, 11:], out2[:, 11:], atol=1e-3)
+
+
+def test_ff_kernel_must_be_odd():
+    with pytest.raises(ValueError, match="ff_kernel"):
+        TransformerTTSConfig(ff_kernel=2)

@@ -11,8 +11,10 @@ at 22 kHz/hop 256, the FastSpeech paper's setting; 13.8 s of audio at this proje
    end to end (token ids -> waveform; the text frontend is the same for every system and left
    out), with real-time factors.
 
-Presets: ``paper`` (Transformer-TTS 6+6 layers d_model 384 d_ff 1536, the FastSpeech paper's
-teacher scale; FastSpeech and FastSpeech 2 6+6 FFT blocks hidden 384 conv 1536; Vocos dim 512,
+Presets: ``paper`` (Transformer-TTS 6+6 layers d_model 384 d_ff 1536 with FastSpeech's teacher
+feed-forward, two 1-D convs of kernel 3, causal in the decoder: "the same configuration as
+Transformer TTS ... except that we use 1D convolution network instead of position-wise FFN",
+Ren et al. 2019 sec. 4.1; ``--teacher-ff-kernel 1`` times Li et al.'s dense FFN instead; FastSpeech and FastSpeech 2 6+6 FFT blocks hidden 384 conv 1536; Vocos dim 512,
 1536, 8 blocks as the Vocos paper) and ``demo`` (the model_conf of recipes/conf/*_demo.yaml,
 class defaults where a conf is missing); ``--quick``: tiny sizes and few frames (tests).
 Random weights are fine for timing because every length is forced: the teacher decodes with
@@ -42,7 +44,7 @@ from speechkd.errors import SpeechkdError
 logger = logging.getLogger(__name__)
 
 PAPER = {
-    "transformer_tts": dict(d_model=384, n_heads=2, enc_layers=6, dec_layers=6, d_ff=1536),
+    "transformer_tts": dict(d_model=384, n_heads=2, enc_layers=6, dec_layers=6, d_ff=1536, ff_kernel=3),
     "fastspeech": dict(d_model=384, n_heads=2, enc_layers=6, dec_layers=6, conv_filter=1536, predictor_channels=256),
     "fastspeech2": dict(d_model=384, n_heads=2, enc_layers=6, dec_layers=6, conv_filter=1536, predictor_channels=256),
     "vocos": dict(dim=512, intermediate_dim=1536, num_layers=8),
@@ -72,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ar-repeats", type=int, default=3, help="timed runs of the cached teacher cases")
     p.add_argument("--exp-dir", default=None, help="an exp/ dir: its trained models replace the demo preset's "
                                                    "random ones (teacher_ar, fastspeech, fastspeech2, vocoder_*)")
+    p.add_argument("--teacher-ff-kernel", type=int, default=None,
+                   help="feed-forward kernel of the paper-size teacher (default 3, FastSpeech's teacher; "
+                        "1: position-wise dense FFN as Li et al. 2019)")
     p.add_argument("--gl-iters", type=int, default=32, help="Griffin-Lim iterations")
     p.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
@@ -210,6 +215,8 @@ def _preset_benches(preset: str, args: argparse.Namespace, tokens_n: int, frames
     from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
 
     sizes, source = _sizes(preset)
+    if preset == "paper" and args.teacher_ff_kernel is not None:
+        sizes = {**sizes, "transformer_tts": {**sizes["transformer_tts"], "ff_kernel": args.teacher_ff_kernel}}
     if "teacher_ar" in trained:  # the r=1 teacher: the trained one's architecture, random weights
         sizes = {**sizes, "transformer_tts": to_dict(trained["teacher_ar"].config.model_conf)}
     feats = next((m.feature_config for k, m in trained.items() if k in ("teacher_ar", "fastspeech", "fastspeech2")),
@@ -269,7 +276,8 @@ def _preset_benches(preset: str, args: argparse.Namespace, tokens_n: int, frames
                   note="stop disabled, exactly the frames asked for" if "teacher" in name else "fixed durations")
     mel_b.extra["models"] = "; ".join(f"{k}: {v}" for k, v in used.items())
     tc, fc_, f2c = t1.cfg, fs.cfg, fs2.cfg
-    mel_b.extra["sizes"] = (f"teacher {tc.enc_layers}+{tc.dec_layers} layers d_model {tc.d_model} d_ff {tc.d_ff}; "
+    mel_b.extra["sizes"] = (f"teacher {tc.enc_layers}+{tc.dec_layers} layers d_model {tc.d_model} d_ff {tc.d_ff} "
+                            f"({'dense' if tc.ff_kernel == 1 else f'conv k={tc.ff_kernel}'}); "
                             f"FastSpeech {fc_.enc_layers}+{fc_.dec_layers} FFT blocks hidden {fc_.d_model} conv "
                             f"{fc_.conv_filter}; FastSpeech 2 {f2c.enc_layers}+{f2c.dec_layers} hidden {f2c.d_model} "
                             f"conv {f2c.conv_filter}")

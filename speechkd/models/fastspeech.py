@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkd.config import field
-from speechkd.models.layers import ConvStack, MultiHeadAttention, ScaledPositionalEncoding, length_mask
+from speechkd.models.layers import ConvFFN, ConvStack, MultiHeadAttention, ScaledPositionalEncoding, length_mask
 
 
 @dataclass
@@ -71,23 +71,6 @@ class FastSpeechConfig:
             raise ValueError("conv_kernel and predictor_kernel must be odd (same-length convolutions)")
 
 
-class ConvFFN(nn.Module):
-    """The FFT block's feed-forward part: conv1d(d -> filter, k) -> ReLU -> dropout -> conv1d(filter -> d, k)
-    (FastSpeech sec. 3.1: a 1-D convolution instead of the Transformer's dense layers, since
-    neighbouring phonemes and mel frames are closely related)."""
-
-    def __init__(self, d: int, d_filter: int, kernel: int, dropout: float):
-        super().__init__()
-        self.c1 = nn.Conv1d(d, d_filter, kernel, padding=kernel // 2)
-        self.c2 = nn.Conv1d(d_filter, d, kernel, padding=kernel // 2)
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        m = mask[:, None, :].to(x.dtype)  # padding zeroed before each conv: padded == unpadded
-        h = self.drop(F.relu(self.c1(x.transpose(1, 2) * m)))
-        return (self.c2(h * m) * m).transpose(1, 2)
-
-
 class FFTBlock(nn.Module):
     """Feed-forward Transformer block (Fig. 1b): self-attention + conv FFN, pre-norm residuals."""
 
@@ -100,7 +83,7 @@ class FFTBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x [B, T, d]``, ``mask [B, T]`` True on real positions; padding stays zero."""
         y = self.n1(x)
-        x = x + self.drop(self.attn(y, y, mask[:, None, None, :])[0])
+        x = x + self.drop(self.attn(y, y, mask[:, None, None, :], need_weights=False)[0])
         x = x + self.drop(self.ffn(self.n2(x), mask))
         return x * mask[..., None].to(x.dtype)
 

@@ -74,13 +74,16 @@ class MultiHeadAttention(nn.Module):
         return self._split(self.k(memory)), self._split(self.v(memory))
 
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                cache: dict | None = None, static_kv: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                cache: dict | None = None, static_kv: bool = False,
+                need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend ``query [B, Tq, d]`` to ``key`` (= the query when None).
 
         mask: broadcastable to ``[B, H, Tq, Tk]``, True where attending is allowed.
         cache: a dict kept by the caller. ``static_kv``: the keys are an encoder memory,
         projected once and reused; otherwise (self-attention) the new keys/values are
-        appended to those of earlier steps. Returns the output and the weights [B, H, Tq, Tk].
+        appended to those of earlier steps. Returns the output and the weights [B, H, Tq, Tk]
+        (None with ``need_weights=False``: then the same eq. 1 runs in torch's fused
+        ``scaled_dot_product_attention``, which never materialises the weights).
         """
         q = self._split(self.q(query))
         if static_kv and cache is not None and "k" in cache:
@@ -91,6 +94,10 @@ class MultiHeadAttention(nn.Module):
                 k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
             if cache is not None:
                 cache["k"], cache["v"] = k, v
+        if not need_weights:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                 dropout_p=self.dropout.p if self.training else 0.0)
+            return self.o(out.transpose(1, 2).reshape(query.size(0), query.size(1), self.h * self.dk)), None
         scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.dk)
         if mask is not None:
             scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
@@ -101,32 +108,75 @@ class MultiHeadAttention(nn.Module):
 
 
 class FeedForward(nn.Sequential):
+    """Position-wise feed-forward of the Transformer (Vaswani et al. 2017, eq. 2)."""
+
     def __init__(self, d: int, d_ff: int, dropout: float):
         super().__init__(nn.Linear(d, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+
+
+class ConvFFN(nn.Module):
+    """Feed-forward as two 1-D convolutions: conv1d(d -> d_ff, k) -> ReLU -> dropout -> conv1d(d_ff -> d, k)
+    (FastSpeech sec. 3.1: neighbouring phonemes and mel frames are closely related; its
+    autoregressive teacher uses the same in place of the position-wise FFN, sec. 4.1).
+
+    ``causal=True`` pads ``k - 1`` frames on the left only, so frame t sees frames <= t (an
+    autoregressive decoder); otherwise ``k // 2`` on both sides. ``mask [B, T]`` (True on real
+    positions) zeroes the padding before each conv, so a padded utterance equals the unpadded one.
+    """
+
+    def __init__(self, d: int, d_filter: int, kernel: int, dropout: float, causal: bool = False):
+        super().__init__()
+        if kernel < 1 or kernel % 2 == 0:
+            raise ValueError(f"feed-forward conv kernel {kernel} must be odd (same-length convolutions)")
+        self.kernel, self.causal = kernel, causal
+        pad = 0 if causal else kernel // 2
+        self.c1 = nn.Conv1d(d, d_filter, kernel, padding=pad)
+        self.c2 = nn.Conv1d(d_filter, d, kernel, padding=pad)
+        self.drop = nn.Dropout(dropout)
+
+    def _conv(self, conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+        return conv(F.pad(x, (self.kernel - 1, 0)) if self.causal else x)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x [B, T, d]`` -> ``[B, T, d]``."""
+        h = x.transpose(1, 2)
+        if mask is None:
+            return self._conv(self.c2, self.drop(F.relu(self._conv(self.c1, h)))).transpose(1, 2)
+        m = mask[:, None, :].to(x.dtype)
+        h = self.drop(F.relu(self._conv(self.c1, h * m)))
+        return (self._conv(self.c2, h * m) * m).transpose(1, 2)
+
+
+def feed_forward(d: int, d_ff: int, kernel: int, dropout: float, causal: bool) -> nn.Module:
+    """Kernel 1: the position-wise dense FFN (Li et al. 2019); > 1: :class:`ConvFFN`."""
+    return FeedForward(d, d_ff, dropout) if kernel == 1 else ConvFFN(d, d_ff, kernel, dropout, causal)
 
 
 class EncoderLayer(nn.Module):
     """Pre-norm self-attention + feed-forward block (pre-norm trains stably without long warm-up)."""
 
-    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float):
+    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float, ff_kernel: int = 1):
         super().__init__()
-        self.attn, self.ff = MultiHeadAttention(d, n_heads, dropout), FeedForward(d, d_ff, dropout)
+        self.attn = MultiHeadAttention(d, n_heads, dropout)
+        self.ff = feed_forward(d, d_ff, ff_kernel, dropout, causal=False)
         self.n1, self.n2, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``mask [B, 1, 1, S]``: True on real tokens."""
         y = self.n1(x)
-        x = x + self.drop(self.attn(y, y, mask)[0])
-        return x + self.drop(self.ff(self.n2(x)))
+        x = x + self.drop(self.attn(y, y, mask, need_weights=False)[0])
+        y = self.n2(x)
+        return x + self.drop(self.ff(y, mask[:, 0, 0, :]) if isinstance(self.ff, ConvFFN) else self.ff(y))
 
 
 class DecoderLayer(nn.Module):
     """Pre-norm causal self-attention, encoder-decoder attention (weights returned), feed-forward."""
 
-    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float):
+    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float, ff_kernel: int = 1):
         super().__init__()
         self.self_attn = MultiHeadAttention(d, n_heads, dropout)
         self.src_attn = MultiHeadAttention(d, n_heads, dropout)
-        self.ff = FeedForward(d, d_ff, dropout)
+        self.ff = feed_forward(d, d_ff, ff_kernel, dropout, causal=True)  # a conv FFN sees no future frame
         self.n1, self.n2, self.n3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.drop = nn.Dropout(dropout)
 
@@ -134,7 +184,8 @@ class DecoderLayer(nn.Module):
                 src_mask: torch.Tensor, cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """cache: ``{"self": {...}, "src": {...}}`` for incremental decoding (then x is one new step)."""
         y = self.n1(x)
-        x = x + self.drop(self.self_attn(y, None, self_mask, cache=None if cache is None else cache["self"])[0])
+        x = x + self.drop(self.self_attn(y, None, self_mask, cache=None if cache is None else cache["self"],
+                                              need_weights=False)[0])
         out, w = self.src_attn(self.n2(x), memory, src_mask, cache=None if cache is None else cache["src"],
                                static_kv=True)
         x = x + self.drop(out)
@@ -175,10 +226,22 @@ class DecoderKVCache:
             k_buf = memory.new_empty(b * h, max_steps, dk)
             v_buf = memory.new_empty(b * h, max_steps, dk)
             norms = [(n.normalized_shape, n.weight, n.bias, n.eps) for n in (layer.n1, layer.n2, layer.n3)]
-            ff1, ff2 = layer.ff[0], layer.ff[3]
             self.layers.append((h, dk, norms, w_qkv, b_qkv, sa.o.weight, sa.o.bias, k_buf, v_buf,
                                 ca.q.weight * scale, ca.q.bias * scale, mem_kt, mem_v, bias, ca.o.weight, ca.o.bias,
-                                ff1.weight, ff1.bias, ff2.weight, ff2.bias))
+                                self._ff(layer.ff, memory, max_steps)))
+
+    @staticmethod
+    def _ff(ff: nn.Module, memory: torch.Tensor, max_steps: int) -> tuple:
+        """Dense FFN: its weights. Causal conv FFN (kernel k): weights flattened to act on the
+        last k inputs concatenated, and zero-fronted buffers of its inputs and hidden units
+        (a step writes row j + k - 1 and reads rows j .. j + k - 1)."""
+        if isinstance(ff, FeedForward):
+            return 1, ff[0].weight, ff[0].bias, ff[3].weight, ff[3].bias, None, None
+        k, b = ff.kernel, memory.size(0)
+        flat = [c.weight.permute(0, 2, 1).reshape(c.out_channels, k * c.in_channels) for c in (ff.c1, ff.c2)]
+        u_buf = memory.new_zeros(b, max_steps + k - 1, ff.c1.in_channels)
+        h_buf = memory.new_zeros(b, max_steps + k - 1, ff.c1.out_channels)
+        return k, flat[0], ff.c1.bias, flat[1], ff.c2.bias, u_buf, h_buf
 
     def step(self, x: torch.Tensor, j: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Decoder step ``j`` (0-based) for input ``x [B, 1, d]``: the last layer's output
@@ -186,7 +249,7 @@ class DecoderKVCache:
         b, d = self.b, self.d
         weights = []
         for (h, dk, (n1, n2, n3), w_qkv, b_qkv, w_o, b_o, k_buf, v_buf, w_q2, b_q2, mem_kt, mem_v, bias,
-             w_o2, b_o2, w_f1, b_f1, w_f2, b_f2) in self.layers:
+             w_o2, b_o2, (k, w_f1, b_f1, w_f2, b_f2, u_buf, h_buf)) in self.layers:
             qkv = F.linear(F.layer_norm(x, *n1), w_qkv, b_qkv).view(b, 3, h * dk)
             k_buf[:, j] = qkv[:, 1].reshape(b * h, dk)
             v_buf[:, j] = qkv[:, 2].reshape(b * h, dk)
@@ -198,7 +261,13 @@ class DecoderKVCache:
             scores = torch.bmm(q, mem_kt) if bias is None else torch.baddbmm(bias, q, mem_kt)
             w = torch.softmax(scores, dim=-1)  # [B*H, 1, S]
             x = x + F.linear(torch.bmm(w, mem_v).reshape(b, 1, d), w_o2, b_o2)
-            x = x + F.linear(F.relu(F.linear(F.layer_norm(x, *n3), w_f1, b_f1)), w_f2, b_f2)
+            u = F.layer_norm(x, *n3)
+            if k == 1:
+                x = x + F.linear(F.relu(F.linear(u, w_f1, b_f1)), w_f2, b_f2)
+            else:  # causal conv FFN on the last k steps
+                u_buf[:, j + k - 1] = u[:, 0]
+                h_buf[:, j + k - 1] = F.relu(F.linear(u_buf[:, j:j + k].reshape(b, -1), w_f1, b_f1))
+                x = x + F.linear(h_buf[:, j:j + k].reshape(b, -1), w_f2, b_f2)[:, None]
             weights.append(w.view(b, h, -1))
         return x, weights
 

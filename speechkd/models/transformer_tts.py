@@ -50,6 +50,9 @@ class TransformerTTSConfig:
     enc_layers: int = field(3, help="Transformer encoder layers")
     dec_layers: int = field(3, help="Transformer decoder layers")
     d_ff: int = field(1024, help="feed-forward inner width")
+    ff_kernel: int = field(1, help="feed-forward kernel: 1 = position-wise dense (Li et al. 2019); odd k > 1 = "
+                                   "two 1-D convs as FastSpeech's teacher (Ren et al. 2019, sec. 4.1), causal "
+                                   "in the decoder")
     dropout: float = field(0.1, help="dropout of attention weights, residual branches and positional encodings")
     enc_prenet_layers: int = field(3, help="conv layers of the encoder prenet (kernel enc_prenet_kernel)")
     enc_prenet_kernel: int = field(5, help="kernel size of the encoder prenet convolutions")
@@ -81,6 +84,8 @@ class TransformerTTSConfig:
             raise ValueError(f"reduction_factor must be >= 1, got {self.reduction_factor}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} must be divisible by n_heads {self.n_heads}")
+        if self.ff_kernel < 1 or self.ff_kernel % 2 == 0:
+            raise ValueError(f"ff_kernel must be odd and >= 1, got {self.ff_kernel}")
 
 
 def guided_attention_weights(text_lens: torch.Tensor, frame_lens: torch.Tensor, sigma: float,
@@ -110,13 +115,13 @@ class TransformerTTS(nn.Module):
                                     cfg.enc_prenet_dropout)
         self.enc_proj = nn.Linear(d, d)
         self.enc_pe = ScaledPositionalEncoding(d, cfg.dropout)
-        self.encoder = nn.ModuleList(EncoderLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout)
+        self.encoder = nn.ModuleList(EncoderLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.ff_kernel)
                                      for _ in range(cfg.enc_layers))
         self.enc_norm = nn.LayerNorm(d)
         self.dec_prenet = nn.ModuleList([nn.Linear(n_mels, p), nn.Linear(p, p)])
         self.dec_proj = nn.Linear(p, d)
         self.dec_pe = ScaledPositionalEncoding(d, cfg.dropout)
-        self.decoder = nn.ModuleList(DecoderLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout)
+        self.decoder = nn.ModuleList(DecoderLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.ff_kernel)
                                      for _ in range(cfg.dec_layers))
         self.dec_norm = nn.LayerNorm(d)
         self.mel_out = nn.Linear(d, n_mels * self.r)
