@@ -8,6 +8,11 @@ autoregressive teacher whose encoder-decoder attention gives FastSpeech its dura
            -> linear to r frames of mel + r stop logits                                  (sec. 3.6)
     mel_after = mel_before + post-net(mel_before) (5 x conv5, BN, tanh)                  (sec. 3.6)
 
+FFN: position-wise dense (``ff_kernel=1``, Li et al.) or, as FastSpeech's teacher ("the same
+configuration as Transformer TTS ... except that we use 1D convolution network instead of
+position-wise FFN", Ren et al. 2019 sec. 4.1), two 1-D convolutions of kernel ``ff_kernel``:
+same-padded in the encoder, causal (left-padded) in the decoder so no step sees a later one.
+
 Reduction factor r (Tacotron, sec. 3.3): each decoder step emits r frames, the decoder sees
 every r-th frame (``mel[j*r - 1]`` at step j, zeros at step 0), so its attention spans
 ``ceil(T / r)`` steps; r = 3 aligns about twice as fast as r = 1 on the demo corpus. Targets
@@ -22,8 +27,8 @@ heads -- N times the paper's cell mean, so that weight 1 means the same for any 
 weighted by a factor that can halve every ``fade_half_life`` steps after ``fade_start``.
 
 Inference: greedy autoregressive decoding with a key/value cache (each step attends to the
-cached keys/values of earlier steps and to the encoder memory projected once), batched, with
-per-utterance stop detection and a maximum length.
+cached keys/values of earlier steps and to the encoder memory projected once; a conv FFN keeps
+its last ``ff_kernel`` inputs), batched, with per-utterance stop detection and a maximum length.
 """
 
 from __future__ import annotations
