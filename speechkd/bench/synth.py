@@ -14,8 +14,9 @@ at 22 kHz/hop 256, the FastSpeech paper's setting; 13.8 s of audio at this proje
 Presets: ``paper`` (Transformer-TTS 6+6 layers d_model 384 d_ff 1536 with FastSpeech's teacher
 feed-forward, two 1-D convs of kernel 3, causal in the decoder: "the same configuration as
 Transformer TTS ... except that we use 1D convolution network instead of position-wise FFN",
-Ren et al. 2019 sec. 4.1; ``--teacher-ff-kernel 1`` times Li et al.'s dense FFN instead; FastSpeech and FastSpeech 2 6+6 FFT blocks hidden 384 conv 1536; Vocos dim 512,
-1536, 8 blocks as the Vocos paper) and ``demo`` (the model_conf of recipes/conf/*_demo.yaml,
+Ren et al. 2019 sec. 4.1; ``--teacher-ff-kernel 1`` times Li et al.'s dense FFN instead;
+FastSpeech and FastSpeech 2 6+6 FFT blocks hidden 384 conv 1536; Vocos dim 512, 1536, 8 blocks
+as the Vocos paper) and ``demo`` (the model_conf of recipes/conf/*_demo.yaml,
 class defaults where a conf is missing); ``--quick``: tiny sizes and few frames (tests).
 Random weights are fine for timing because every length is forced: the teacher decodes with
 its stop token disabled (``stop_threshold=2``) and ``max_frames_per_token`` giving exactly
