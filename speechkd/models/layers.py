@@ -113,6 +113,10 @@ class FeedForward(nn.Sequential):
     def __init__(self, d: int, d_ff: int, dropout: float):
         super().__init__(nn.Linear(d, d_ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
 
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Position-wise: padding cannot leak, so ``mask`` (as :class:`ConvFFN`'s) is not needed."""
+        return super().forward(x)
+
 
 class ConvFFN(nn.Module):
     """Feed-forward as two 1-D convolutions: conv1d(d -> d_ff, k) -> ReLU -> dropout -> conv1d(d_ff -> d, k)
@@ -165,8 +169,7 @@ class EncoderLayer(nn.Module):
         """``mask [B, 1, 1, S]``: True on real tokens."""
         y = self.n1(x)
         x = x + self.drop(self.attn(y, y, mask, need_weights=False)[0])
-        y = self.n2(x)
-        return x + self.drop(self.ff(y, mask[:, 0, 0, :]) if isinstance(self.ff, ConvFFN) else self.ff(y))
+        return x + self.drop(self.ff(self.n2(x), mask[:, 0, 0, :]))
 
 
 class DecoderLayer(nn.Module):
