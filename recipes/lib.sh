@@ -22,8 +22,13 @@ run_stage() {
   log "Stage $n ($name): started; log: $slog"
   local t0=$SECONDS rc=0
   set +e
-  ( set -euo pipefail; "$fn" ) 2>&1 | tee "$slog"
-  rc=${PIPESTATUS[0]}
+  if [ "${stage_console:-true}" = true ]; then
+    ( set -euo pipefail; "$fn" ) 2>&1 | tee "$slog"
+    rc=${PIPESTATUS[0]}
+  else
+    ( set -euo pipefail; "$fn" ) > "$slog" 2>&1
+    rc=$?
+  fi
   set -e
   if [ "$rc" -ne 0 ]; then
     log "Stage $n ($name) FAILED (exit $rc) after $((SECONDS - t0)) s. Last lines of $slog:"
@@ -38,4 +43,21 @@ run_stage() {
   fi
   date '+%Y-%m-%dT%H:%M:%S' > "$marker"
   log "Stage $n ($name): finished in $((SECONDS - t0)) s"
+}
+
+# run_stages_parallel "N NAME FUNCTION" ...: run_stage for each, side by side (each stage writes
+# only to its own log, so that the console does not interleave them); waits for all of them,
+# then exits non-zero if any failed. Each stage keeps its own marker: a rerun redoes only the
+# ones that failed.
+run_stages_parallel() {
+  local spec pids=() rc=0 pid
+  for spec in "$@"; do
+    # shellcheck disable=SC2086
+    ( stage_console=false; run_stage $spec ) &
+    pids+=("$!")
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || rc=$?
+  done
+  [ "$rc" -eq 0 ] || exit "$rc"
 }

@@ -50,9 +50,13 @@ kd_mode=both            # teacher dump: teacher_forced | free_running | both
 fastspeech_kd_mode=free_running    # stage 5 targets: free_running (the paper) | teacher_forced
 fastspeech2_kd_mode=teacher_forced # stage 6 targets (token pitch/energy need teacher_forced)
 student_opts=""         # extra `speechkd train` arguments of stages 5-6, e.g. "--max-minutes 10"
+parallel_students=auto  # stages 5 and 6 side by side, nj/2 torch threads each (on 2 cores they train
+                        # ~1.4x more steps together than one after the other): auto = when nj >= 2
+                        # and both stages are due; true | false
 diffusion=auto          # stages 7-8: auto = with --preset tiny|quality, or when --stage is 7 or 8; true | false
 diffusion_steps=8       # N of the diffusion teacher (exp/diffusion_<N>); stage 8 halves it
 diffusion_opts=""       # extra `speechkd train` arguments of stage 7 (e.g. "--devices 2")
+progressive_opts=""     # extra `speechkd distill progressive` arguments of stage 8 (e.g. "--rounds 3")
 vocoder=auto            # stage 9: auto = with --preset tiny|quality, or when --stage is 9; true | false
 vocoder_config=""       # neural vocoder YAML; default conf/vocoder_vocos_<preset>.yaml, else recipes/conf/
 vocoder_opts=""         # extra `speechkd train-vocoder` arguments (e.g. "trainer.max_minutes=40")
@@ -122,16 +126,29 @@ stage_teacher_dump() {
   done
 }
 
-# stage_student NAME KD_MODE: one `speechkd train` of a student on the stage-4 teacher dump.
+# stage_student NAME KD_MODE: one `speechkd train` of a student on the stage-4 teacher dump
+# ($student_threads torch threads when set: the students share the cores).
 stage_student() {
+  local threads=()
+  [ -z "${student_threads:-}" ] || threads=(trainer.num_threads="$student_threads")
   # shellcheck disable=SC2086
   speechkd train --config "$(conf_file "$1")" --data "$dumpdir" \
     --token-list "data/token_list/$token_kind/tokens.txt" --exp "$expdir/$1" \
     --kd-mode "$2" --teacher-dump "$dumpdir/teacher" \
-    data.train_set="$train_set" data.dev_set="$dev_set" $student_opts
+    data.train_set="$train_set" data.dev_set="$dev_set" "${threads[@]}" $student_opts
 }
 stage_fastspeech() { stage_student fastspeech "$fastspeech_kd_mode"; }
 stage_fastspeech2() { stage_student fastspeech2 "$fastspeech2_kd_mode"; }
+
+# Stages 5 and 6 side by side (see $parallel_students): both due, none of them done.
+students_side_by_side() {
+  case $parallel_students in
+    true) return 0 ;;
+    false) return 1 ;;
+  esac
+  [ "$nj" -ge 2 ] && [ "$stage" -le 5 ] && [ "$stop_stage" -ge 6 ] || return 1
+  [ "$force" = true ] || { [ ! -f "$markers/5.fastspeech.done" ] && [ ! -f "$markers/6.fastspeech2.done" ]; }
+}
 
 # Stages 7-8 run unless the demo preset's full run would pay for them (see $diffusion).
 want_diffusion() {
@@ -152,8 +169,9 @@ stage_diffusion() {
 }
 
 stage_progressive() {
+  # shellcheck disable=SC2086
   speechkd distill progressive --teacher "$expdir/diffusion_$diffusion_steps" \
-    --config "$(conf_file progressive)"
+    --config "$(conf_file progressive)" $progressive_opts
 }
 
 # Stage 9 runs unless the demo preset's full run would pay for it (see $vocoder).
@@ -273,8 +291,14 @@ run_stage 1 text stage_text
 run_stage 2 features stage_features
 run_stage 3 teacher_ar stage_teacher_ar
 run_stage 4 teacher_dump stage_teacher_dump
-run_stage 5 fastspeech stage_fastspeech
-run_stage 6 fastspeech2 stage_fastspeech2
+if students_side_by_side; then
+  student_threads=$(( nj > 1 ? nj / 2 : 1 ))
+  run_stages_parallel "5 fastspeech stage_fastspeech" "6 fastspeech2 stage_fastspeech2"
+  unset student_threads
+else
+  run_stage 5 fastspeech stage_fastspeech
+  run_stage 6 fastspeech2 stage_fastspeech2
+fi
 if want_diffusion; then
   run_stage 7 diffusion stage_diffusion
   run_stage 8 progressive stage_progressive

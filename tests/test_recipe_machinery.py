@@ -77,6 +77,38 @@ def test_run_stage_markers_failure_and_rerun(tmp_path):
     assert r.returncode == 0 and (tmp_path / "ran.txt").read_text().split().count("one") == 2
 
 
+PARALLEL = """#!/usr/bin/env bash
+set -euo pipefail
+stage=0; stop_stage=100; force=false
+. {utils}/parse_options.sh
+. {recipes}/lib.sh
+markers=exp/.done; logdir=exp/log
+# each waits for the other's file: they can only both finish if they run at the same time
+a() {{ touch a.started; for _ in $(seq 100); do [ -f b.started ] && break; sleep 0.05; done; [ -f b.started ]; echo "a out"; }}
+b() {{ touch b.started; for _ in $(seq 100); do [ -f a.started ] && break; sleep 0.05; done; echo "b out";
+       [ -f ok ] || {{ echo "b: no ok" >&2; return 4; }}; }}
+run_stages_parallel "0 a a" "1 b b"
+echo after > after.txt
+"""
+
+
+def test_run_stages_parallel_side_by_side_failure_and_rerun(tmp_path):
+    s = tmp_path / "run.sh"
+    s.write_text(PARALLEL.format(utils=UTILS, recipes=ROOT / "recipes"))
+    r = subprocess.run(["bash", str(s)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    # b failed: the script stops there with b's exit code and log tail; a finished, side by side
+    assert r.returncode == 4 and not (tmp_path / "after.txt").exists()
+    assert "Stage 1 (b) FAILED" in r.stderr and "b: no ok" in r.stderr
+    assert (tmp_path / "exp/.done/0.a.done").exists() and not (tmp_path / "exp/.done/1.b.done").exists()
+    # stage output goes to the logs only, not to the console, where it would interleave
+    assert "a out" in (tmp_path / "exp/log/stage0.a.log").read_text() and "a out" not in r.stdout + r.stderr
+    (tmp_path / "ok").touch()
+    (tmp_path / "a.started").unlink()
+    r = subprocess.run(["bash", str(s)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Stage 0 (a): done" in r.stderr and (tmp_path / "after.txt").exists()
+
+
 FAKE_SBATCH = """#!/usr/bin/env bash
 # Stand-in for Slurm's sbatch --wait --array A-B[%N] script: runs each task in turn.
 array=""; script=""
