@@ -43,12 +43,16 @@ def test_parse_options(tmp_path):
     assert r.returncode != 0 and "unknown option --njj" in r.stderr
 
 
-STAGES = """#!/usr/bin/env bash
+# A stage script: options, the shared machinery, markers and logs under exp/.
+PRELUDE = """#!/usr/bin/env bash
 set -euo pipefail
 stage=0; stop_stage=100; force=false
 . {utils}/parse_options.sh
 . {recipes}/lib.sh
 markers=exp/.done; logdir=exp/log
+"""
+
+STAGES = PRELUDE + """\
 one() {{ echo one >> ran.txt; }}
 two() {{ echo two >> ran.txt; echo "some output"; [ -f ok ] || {{ echo "boom: file ok missing" >&2; return 3; }}; }}
 run_stage 0 one one
@@ -77,13 +81,7 @@ def test_run_stage_markers_failure_and_rerun(tmp_path):
     assert r.returncode == 0 and (tmp_path / "ran.txt").read_text().split().count("one") == 2
 
 
-PARALLEL = """#!/usr/bin/env bash
-set -euo pipefail
-stage=0; stop_stage=100; force=false
-. {utils}/parse_options.sh
-. {recipes}/lib.sh
-markers=exp/.done; logdir=exp/log
-# each waits for the other's file: they can only both finish if they run at the same time
+PARALLEL = PRELUDE + """# each waits for the other's file: they can only both finish if they run at the same time
 a() {{ touch a.started; for _ in $(seq 100); do [ -f b.started ] && break; sleep 0.05; done; [ -f b.started ]; echo "a out"; }}
 b() {{ touch b.started; for _ in $(seq 100); do [ -f a.started ] && break; sleep 0.05; done; echo "b out";
        [ -f ok ] || {{ echo "b: no ok" >&2; return 4; }}; }}
