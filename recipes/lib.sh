@@ -22,13 +22,10 @@ run_stage() {
   log "Stage $n ($name): started; log: $slog"
   local t0=$SECONDS rc=0
   set +e
-  if [ "${stage_console:-true}" = true ]; then
-    ( set -euo pipefail; "$fn" ) 2>&1 | tee "$slog"
-    rc=${PIPESTATUS[0]}
-  else
-    ( set -euo pipefail; "$fn" ) > "$slog" 2>&1
-    rc=$?
-  fi
+  local console=/dev/stdout
+  [ "${stage_console:-true}" = true ] || console=/dev/null
+  ( set -euo pipefail; "$fn" ) 2>&1 | tee "$slog" > "$console"
+  rc=${PIPESTATUS[0]}
   set -e
   if [ "$rc" -ne 0 ]; then
     log "Stage $n ($name) FAILED (exit $rc) after $((SECONDS - t0)) s. Last lines of $slog:"
