@@ -57,6 +57,34 @@ def test_train_writes_exp_dir_and_resumes(tmp_path):
         run_training(cfg, str(exp), progress_bar=False)
 
 
+def test_load_model_averages_the_last_checkpoints(tmp_path, caplog):
+    from speechkd.train.exp import last_checkpoints, model_state, read_checkpoint
+
+    paths = make_fake_dump(tmp_path)
+    exp = tmp_path / "exp"
+    cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 6, "trainer.val_every_steps": 6,
+                                                          "trainer.ckpt_every_steps": 2, "trainer.keep_checkpoints": 3,
+                                                          "data.batch_frames": 60}))
+    run_training(cfg, str(exp), progress_bar=False)
+    ck = exp / "checkpoints"
+    # (several batches an epoch: Lightning defers a step checkpoint due on an epoch's last batch)
+    # step6.ckpt and last.ckpt hold the same step: it counts once
+    assert last_checkpoints(str(exp), 3) == [str(ck / "step2.ckpt"), str(ck / "step4.ckpt"), str(ck / "last.ckpt")]
+    states = [model_state(read_checkpoint(str(ck / n))) for n in ("step2.ckpt", "step4.ckpt", "last.ckpt")]
+    name = next(k for k, v in states[0].items() if v.is_floating_point() and not torch.equal(v, states[2][k]))
+    lm = load_model(str(exp), average=3)
+    got = lm.model.state_dict()[name]
+    assert torch.allclose(got, sum(s[name] for s in states) / 3, atol=1e-6)
+    assert not torch.allclose(got, states[2][name]) and lm.step == 6
+    with caplog.at_level("WARNING"):
+        load_model(str(exp), average=10)  # asks for more than there are: the ones there are, and says so
+    assert "averaging the 3 checkpoints there are (asked for 10" in caplog.text
+    with pytest.raises(SpeechkdError, match="needs an exp dir"):
+        load_model(str(ck / "last.ckpt"), average=2)
+    with pytest.raises(SpeechkdError, match="--average must be >= 1"):
+        load_model(str(exp), average=0)
+
+
 def test_mismatched_utterance_ids_name_both_files(tmp_path):
     paths = make_fake_dump(tmp_path, n_train=4)
     scp = paths["dump"] / "feats/train/feats.scp"

@@ -89,6 +89,7 @@ class DumpOptions:
     max_frames_per_token: float | None = None
     attention: str = "head"  # "head": the focus-rate-chosen head (FastSpeech); "mean": all layers and heads
     shift_frames: int = 0  # constant boundary shift (frames, > 0: later) against a measured lag
+    average: int = 1  # teacher weights: the mean of the exp dir's last N checkpoints
     # acoustic refinement of the attention durations (speechkd.align.refine); iters 0: attention only
     refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
 
@@ -126,15 +127,15 @@ def _load(path: str) -> dict[str, np.ndarray] | None:
 def _info(lm: LoadedModel, mode: str, opts: DumpOptions, split_dir: str) -> dict:
     return {"kd_mode": mode, "checkpoint": os.path.abspath(lm.path), "step": lm.step,
             "model": lm.config.model, "reduction_factor": lm.model.r, "duration_method": opts.method,
-            "attention": opts.attention, "shift_frames": opts.shift_frames,
+            "attention": opts.attention, "shift_frames": opts.shift_frames, "average": opts.average,
             "focus_threshold": opts.focus_threshold, "seed": opts.seed,
             "max_frames_per_token": opts.max_frames_per_token, "source": os.path.abspath(split_dir),
             "version": lm.version, "dumped_with": code_version()}
 
 
 _SAME = ("kd_mode", "checkpoint", "step", "duration_method", "seed", "max_frames_per_token", "attention",
-         "shift_frames")
-_DEFAULTS = {"attention": "head", "shift_frames": 0}  # what dumps made before these settings existed used
+         "shift_frames", "average")
+_DEFAULTS = {"attention": "head", "shift_frames": 0, "average": 1}  # what dumps made before these settings existed used
 
 
 def prepare_dir(out: str, info: dict, lm: LoadedModel, overwrite: bool) -> None:
@@ -368,7 +369,7 @@ def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: 
                             hint="teacher_forced, free_running or both")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
-    lm = load_model(exp, device=dev)
+    lm = load_model(exp, device=dev, average=opts.average)
     if not hasattr(lm.model, "attention_per_utterance"):
         raise SpeechkdError(f"model {lm.config.model} has no encoder-decoder attention to take durations from",
                             path=lm.path)

@@ -48,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames-per-token", type=float,
                    help="free-running length limit (default: the model's max_frames_per_token)")
     p.add_argument("--seed", type=int, default=0, help="seed of the always-on prenet dropout")
+    p.add_argument("--average", type=int, default=1, help="teacher weights: average of the exp dir's last N "
+                                                          "checkpoints (keep them: trainer.keep_checkpoints)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier dump in --out")
 
@@ -58,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
 
     opts = DumpOptions(method=args.method, focus_threshold=args.focus_threshold, batch_frames=args.batch_frames,
                        seed=args.seed, max_frames_per_token=args.max_frames_per_token, attention=args.attention,
-                       shift_frames=args.shift_frames,
+                       shift_frames=args.shift_frames, average=args.average,
                        refine=RefineConfig(iters=args.refine_iters, attn_weight=args.refine_attn_weight,
                                            acoustic_weight=args.refine_acoustic_weight))
     reports = teacher_dump(args.exp, args.data, args.split, args.out, args.kd_mode, opts, device=args.device,

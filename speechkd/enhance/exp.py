@@ -15,10 +15,8 @@ atomically (temporary file, then rename), so a kill never leaves a truncated one
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import re
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +24,8 @@ from torch import nn
 
 from speechkd.errors import SpeechkdError
 # One exp-dir convention for every trainer: checkpoint layout, atomic checkpoints, code version, train.log.
-from speechkd.train.exp import CKPT_DIR
+from speechkd.train.exp import average_states, model_state, step_checkpoints  # noqa: F401 - re-exported
+from speechkd.train.exp import last_checkpoints as _last
 from speechkd.train.exp import read_checkpoint as _read
 from speechkd.train.exp import resolve_checkpoint as _resolve
 
@@ -42,16 +41,6 @@ def read_checkpoint(path: str) -> dict:
     return _read(path, "se", "speechkd se-train")
 
 
-def model_state(ckpt: dict) -> dict[str, torch.Tensor]:
-    return {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-
-
-def step_checkpoints(exp_dir: str) -> list[str]:
-    """The exp's step<N>.ckpt files, oldest first."""
-    paths = glob.glob(os.path.join(exp_dir, CKPT_DIR, "step*.ckpt"))
-    return sorted(paths, key=lambda p: int(re.findall(r"step(\d+)", os.path.basename(p))[0]))
-
-
 @dataclass
 class LoadedSE:
     """A trained SE model (eval mode) with its config and provenance."""
@@ -65,13 +54,8 @@ class LoadedSE:
 
 
 def last_checkpoints(exp_dir: str, n: int) -> list[str]:
-    """The last ``n`` distinct steps of an exp dir, oldest first: step<N>.ckpt files older than
-    last.ckpt, then last.ckpt (which may be newer than every step<N>.ckpt). Fewer when there are fewer."""
-    last = resolve_checkpoint(exp_dir)
-    last_step = int(read_checkpoint(last).get("global_step", 0))
-    older = [p for p in step_checkpoints(exp_dir)
-             if int(re.findall(r"step(\d+)", os.path.basename(p))[0]) < last_step]
-    return (older[-(n - 1):] if n > 1 else []) + [last]
+    """The last ``n`` distinct steps of an SE exp dir, oldest first (see speechkd.train.exp)."""
+    return _last(exp_dir, n, "se", "speechkd se-train")
 
 
 def load_se_model(exp_or_ckpt: str, *, average: int = 1, checkpoint: int = 0,
@@ -106,10 +90,7 @@ def load_se_model(exp_or_ckpt: str, *, average: int = 1, checkpoint: int = 0,
     meta = ckpts[-1]["speechkd"]
     cfg = from_dict(SETrainConfig, meta["config"], source=f"{paths[-1]} (embedded config)")
     model = build_se_model(cfg.model, cfg.model_conf, source=f"{paths[-1]} (embedded config)")
-    states = [model_state(c) for c in ckpts]
-    state = {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
-             for k, v in states[-1].items()}
-    model.load_state_dict(state)
+    model.load_state_dict(average_states([model_state(c) for c in ckpts]))
     model.to(device).eval()
     logger.info("loaded %s (%s, step %d%s)", exp_or_ckpt, cfg.model, int(ckpts[-1].get("global_step", 0)),
                 f", average of {len(paths)} checkpoints" if len(paths) > 1 else "")

@@ -77,6 +77,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=0, help="diffusion models: sampler steps, a divisor of the "
                                                         "model's own N (0 = its own N)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
+    p.add_argument("--average", type=int, default=1, help="average the weights of the model's last N "
+                                                          "checkpoints (keep them: trainer.keep_checkpoints)")
 
 
 # ---- input ---------------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     t_load = time.perf_counter()
     synth = Synthesizer.from_exp(args.model, vocoder=args.vocoder, device=args.device,
-                                 on_unknown=args.on_unknown, frontend=args.frontend)
+                                 on_unknown=args.on_unknown, frontend=args.frontend, average=args.average)
     if args.steps:
         synth.set_steps(args.steps)
     logger.info("loaded %s (%s, step %d) + vocoder %s on %s in %.1f s", args.model, synth.loaded.config.model,

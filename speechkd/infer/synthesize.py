@@ -147,13 +147,14 @@ class Synthesizer:
     @classmethod
     def from_exp(cls, path: str, vocoder: str = "griffin_lim", device: str = "auto", *,
                  on_unknown: Literal["error", "map"] = "error", frontend: str | Frontend | None = None,
-                 vocoder_options: dict | None = None) -> "Synthesizer":
-        """Load ``exp/<tag>`` (or a ``.ckpt``) and a vocoder (a registered name or an exp dir)."""
+                 vocoder_options: dict | None = None, average: int = 1) -> "Synthesizer":
+        """Load ``exp/<tag>`` (or a ``.ckpt``; ``average`` > 1: the mean weights of its last N
+        checkpoints) and a vocoder (a registered name or an exp dir)."""
         device = resolve_device(device)
         if not os.path.exists(path):
             raise SpeechkdError("experiment dir does not exist", path=path, field="--model",
                                 hint="give a trained exp dir such as exp/fastspeech2 (ls exp/)")
-        loaded = load_model(path, device)
+        loaded = load_model(path, device, average=average)
         if not hasattr(loaded.model, "inference"):
             raise SpeechkdError(f"model {loaded.config.model!r} cannot synthesize (no inference method)",
                                 path=path)

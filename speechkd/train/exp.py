@@ -18,9 +18,11 @@ the token list, the FeatureConfig, the feature statistics and the code version
 from __future__ import annotations
 
 import csv
+import glob
 import io
 import logging
 import os
+import re
 import time
 import subprocess
 from dataclasses import dataclass
@@ -214,19 +216,70 @@ def read_checkpoint(path: str, kind: str | None = None, trainer: str = "speechkd
     return ckpt
 
 
-def load_model(exp_or_ckpt: str, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild a trained model from its checkpoint (eval mode), with its tokens and FeatureConfig."""
+def model_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The model's weights in a Lightning checkpoint (the task's ``model.`` submodule)."""
+    return {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+
+
+def step_checkpoints(exp_dir: str) -> list[str]:
+    """The exp's step<N>.ckpt files, oldest first."""
+    paths = glob.glob(os.path.join(exp_dir, CKPT_DIR, "step*.ckpt"))
+    return sorted(paths, key=lambda p: int(re.findall(r"step(\d+)", os.path.basename(p))[0]))
+
+
+def last_checkpoints(exp_dir: str, n: int, kind: str | None = None, trainer: str = "speechkd train") -> list[str]:
+    """The last ``n`` distinct steps of an exp dir, oldest first: step<N>.ckpt files older than
+    last.ckpt, then last.ckpt (which may be newer than every step<N>.ckpt). Fewer when there are fewer."""
+    last = resolve_checkpoint(exp_dir, trainer)
+    last_step = int(read_checkpoint(last, kind, trainer).get("global_step", 0))
+    older = [p for p in step_checkpoints(exp_dir)
+             if int(re.findall(r"step(\d+)", os.path.basename(p))[0]) < last_step]
+    return (older[-(n - 1):] if n > 1 else []) + [last]
+
+
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of floating-point weights (in float64, cast back); other entries (counters,
+    integer buffers) from the newest state. Checkpoint averaging as in ESPnet's recipes."""
+    return {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
+            for k, v in states[-1].items()}
+
+
+def checkpoints_to_load(exp_or_ckpt: str, average: int, kind: str | None = None,
+                        trainer: str = "speechkd train") -> list[str]:
+    """The checkpoint paths ``average`` asks for: the last N of an exp dir (warning when it has
+    fewer), or the one checkpoint."""
+    if average < 1:
+        raise SpeechkdError(f"--average must be >= 1, got {average}", field="--average")
+    if average == 1:
+        return [resolve_checkpoint(exp_or_ckpt, trainer)]
+    if not os.path.isdir(exp_or_ckpt):
+        raise SpeechkdError("averaging checkpoints needs an exp dir", path=exp_or_ckpt, field="--average")
+    paths = last_checkpoints(exp_or_ckpt, average, kind, trainer)
+    if len(paths) < average:
+        logger.warning("%s: averaging the %d checkpoints there are (asked for %d; keep more with "
+                       "trainer.keep_checkpoints)", exp_or_ckpt, len(paths), average)
+    return paths
+
+
+def load_model(exp_or_ckpt: str, device: str | torch.device = "cpu", average: int = 1) -> LoadedModel:
+    """Rebuild a trained model from its checkpoint (eval mode), with its tokens and FeatureConfig;
+    ``average`` > 1 averages the weights of the exp dir's last N checkpoints (its config, tokens
+    and statistics are those of the newest)."""
     from speechkd.models import get_model_class
 
-    path = resolve_checkpoint(exp_or_ckpt)
+    paths = checkpoints_to_load(exp_or_ckpt, average)
+    path = paths[-1]
     ckpt = read_checkpoint(path)
     meta = ckpt["speechkd"]
     cfg = train_config_from_dict(meta["config"], source=f"{path} (embedded config)")
     tl = TokenList(meta["tokens"], path=f"{path} (embedded token list)")
     fc = FeatureConfig.from_dict(meta["feature_config"], source=f"{path} (embedded feature config)")
     model = get_model_class(cfg.model)(cfg.model_conf, n_vocab=len(tl), n_mels=fc.n_mels)
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state)
+    states = [model_state(read_checkpoint(p)) for p in paths[:-1]] + [model_state(ckpt)]
+    model.load_state_dict(average_states(states) if len(states) > 1 else states[0])
+    if len(paths) > 1:
+        logger.info("loaded %s: average of %d checkpoints (%s)", exp_or_ckpt, len(paths),
+                    ", ".join(os.path.basename(p) for p in paths))
     model.to(device).eval()
     return LoadedModel(model, cfg, tl, fc, np.asarray(meta["mel_mean"], np.float32),
                        np.asarray(meta["mel_std"], np.float32), int(ckpt.get("global_step", 0)),
