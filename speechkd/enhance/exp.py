@@ -24,7 +24,7 @@ from torch import nn
 
 from speechkd.errors import SpeechkdError
 # One exp-dir convention for every trainer: checkpoint layout, atomic checkpoints, code version, train.log.
-from speechkd.train.exp import average_states, model_state, step_checkpoints  # noqa: F401 - re-exported
+from speechkd.train.exp import average_states, checkpoints_to_load, model_state
 from speechkd.train.exp import last_checkpoints as _last
 from speechkd.train.exp import read_checkpoint as _read
 from speechkd.train.exp import resolve_checkpoint as _resolve
@@ -79,13 +79,8 @@ def load_se_model(exp_or_ckpt: str, *, average: int = 1, checkpoint: int = 0,
                                 path=exp_or_ckpt, field="--checkpoint",
                                 hint="keep more (trainer.keep_checkpoints) or ask for fewer")
         paths = paths[:1]
-    elif average > 1:
-        paths = last_checkpoints(exp_or_ckpt, average)
-        if len(paths) < average:
-            logger.warning("%s: averaging the %d checkpoints there are (asked for %d)", exp_or_ckpt,
-                           len(paths), average)
     else:
-        paths = [resolve_checkpoint(exp_or_ckpt)]
+        paths = checkpoints_to_load(exp_or_ckpt, average, "se", "speechkd se-train")
     ckpts = [read_checkpoint(p) for p in paths]
     meta = ckpts[-1]["speechkd"]
     cfg = from_dict(SETrainConfig, meta["config"], source=f"{paths[-1]} (embedded config)")
