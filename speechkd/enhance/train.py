@@ -15,7 +15,7 @@ import sys
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
@@ -25,7 +25,7 @@ from speechkd.enhance.data import SEBatches, dev_batches
 from speechkd.enhance.exp import read_checkpoint, resolve_checkpoint
 from speechkd.train.exp import CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file
 # last.ckpt at the end of training and on SIGTERM (the same callback as the TTS trainer)
-from speechkd.train.trainer import FinalCheckpoint
+from speechkd.train.trainer import checkpoint_callbacks
 from speechkd.enhance.models import num_parameters
 from speechkd.enhance.task import SETask
 from speechkd.errors import ConfigError, SpeechkdError
@@ -85,10 +85,7 @@ def run_se_training(cfg: SETrainConfig, exp_dir: str, *, continue_from: str = ""
         metrics = CSVMetricsLogger(exp_dir)
         metrics.truncate_after(step)
         ckpt_dir = os.path.join(exp_dir, CKPT_DIR)
-        cbs = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
-                               every_n_train_steps=t.ckpt_every_steps, save_last=True, monitor="step", mode="max",
-                               save_top_k=t.keep_checkpoints, enable_version_counter=False),
-               FinalCheckpoint(os.path.join(ckpt_dir, LAST)), *(callbacks or [])]
+        cbs = [*checkpoint_callbacks(ckpt_dir, t.ckpt_every_steps, t.keep_checkpoints), *(callbacks or [])]
         bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         trainer = L.Trainer(
             accelerator=t.accelerator, devices=int(t.devices) if t.devices.isdigit() else t.devices,

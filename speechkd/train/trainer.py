@@ -61,6 +61,17 @@ class FinalCheckpoint(Callback):
             trainer.save_checkpoint(self.path)
 
 
+def checkpoint_callbacks(ckpt_dir: str, every_steps: int, keep: int) -> list[Callback]:
+    """step<N>.ckpt every ``every_steps`` steps (the last ``keep`` kept) and checkpoints/last.ckpt,
+    the same for every trainer. ``save_on_train_epoch_end``: otherwise Lightning defers a step
+    checkpoint that falls on an epoch's last batch to the next validation, and never writes it
+    when validation is scheduled by steps."""
+    return [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
+                            every_n_train_steps=every_steps, save_last=True, monitor="step", mode="max",
+                            save_top_k=keep, enable_version_counter=False, save_on_train_epoch_end=True),
+            FinalCheckpoint(os.path.join(ckpt_dir, LAST))]
+
+
 def _devices(spec: str) -> int | str | list[int]:
     spec = spec.strip()
     if spec.isdigit():
@@ -120,12 +131,7 @@ def run_training(cfg: TrainConfig, exp_dir: str, *, progress_bar: bool | None = 
         logger.info("model %s: %.2f M parameters; %s", cfg.model, n_params / 1e6,
                     f"resuming from {resume}" if resume else "fresh start")
         ckpt_dir = os.path.join(exp_dir, CKPT_DIR)
-        callbacks = [
-            ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
-                            every_n_train_steps=t.ckpt_every_steps, save_last=True, monitor="step", mode="max",
-                            save_top_k=t.keep_checkpoints, enable_version_counter=False),
-            FinalCheckpoint(os.path.join(ckpt_dir, LAST)),
-        ]
+        callbacks = checkpoint_callbacks(ckpt_dir, t.ckpt_every_steps, t.keep_checkpoints)
         bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         trainer = L.Trainer(
             accelerator=t.accelerator, devices=_devices(t.devices), num_nodes=t.num_nodes, strategy=t.strategy,

@@ -36,7 +36,6 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, IterableDataset
 
@@ -338,7 +337,7 @@ def previous_run(exp_dir: str, cfg: VocoderTrainConfig, fc: FeatureConfig) -> tu
 def run_vocoder_training(cfg: VocoderTrainConfig, exp_dir: str, *, progress_bar: bool | None = None) -> str:
     """Train (or resume) a neural vocoder in ``exp_dir``; returns the path of the last checkpoint."""
     from speechkd.features.stats import Stats
-    from speechkd.train.trainer import FinalCheckpoint, _devices
+    from speechkd.train.trainer import _devices, checkpoint_callbacks
 
     d, t = cfg.data, cfg.trainer
     if not d.feats_dir or not d.data_dir:
@@ -370,10 +369,7 @@ def run_vocoder_training(cfg: VocoderTrainConfig, exp_dir: str, *, progress_bar:
         batches = SegmentBatches(train, fc, d.segment_frames, d.batch_size, t.seed, start_step=step)
         ckpt_dir = os.path.join(exp_dir, CKPT_DIR)
         metrics = CSVMetricsLogger(exp_dir)
-        cbs = [ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False,
-                               every_n_train_steps=t.ckpt_every_steps, save_last=True, monitor="step", mode="max",
-                               save_top_k=t.keep_checkpoints, enable_version_counter=False),
-               FinalCheckpoint(os.path.join(ckpt_dir, LAST))]
+        cbs = checkpoint_callbacks(ckpt_dir, t.ckpt_every_steps, t.keep_checkpoints)
         bar = sys.stderr.isatty() if progress_bar is None else progress_bar
         # step checkpoints hold the state after the step, which is what a resume wants
         warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
