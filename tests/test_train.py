@@ -63,7 +63,8 @@ def test_load_model_averages_the_last_checkpoints(tmp_path, caplog):
     paths = make_fake_dump(tmp_path)
     exp = tmp_path / "exp"
     cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 6, "trainer.val_every_steps": 6,
-                                                          "trainer.ckpt_every_steps": 2, "trainer.keep_checkpoints": 3}))
+                                                          "trainer.ckpt_every_steps": 2,
+                                                          "trainer.keep_checkpoints": 3}))
     run_training(cfg, str(exp), progress_bar=False)
     ck = exp / "checkpoints"
     # one batch an epoch here: every step checkpoint falls on an epoch's last batch, which Lightning

@@ -135,7 +135,8 @@ def _info(lm: LoadedModel, mode: str, opts: DumpOptions, split_dir: str) -> dict
 
 _SAME = ("kd_mode", "checkpoint", "step", "duration_method", "seed", "max_frames_per_token", "attention",
          "shift_frames", "average")
-_DEFAULTS = {"attention": "head", "shift_frames": 0, "average": 1}  # what dumps made before these settings existed used
+# what dumps made before these settings existed used
+_DEFAULTS = {"attention": "head", "shift_frames": 0, "average": 1}
 
 
 def prepare_dir(out: str, info: dict, lm: LoadedModel, overwrite: bool) -> None:

@@ -221,10 +221,13 @@ def model_state(ckpt: dict) -> dict[str, torch.Tensor]:
     return {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
 
 
+def _step_of(path: str) -> int:
+    return int(re.findall(r"step(\d+)", os.path.basename(path))[0])
+
+
 def step_checkpoints(exp_dir: str) -> list[str]:
     """The exp's step<N>.ckpt files, oldest first."""
-    paths = glob.glob(os.path.join(exp_dir, CKPT_DIR, "step*.ckpt"))
-    return sorted(paths, key=lambda p: int(re.findall(r"step(\d+)", os.path.basename(p))[0]))
+    return sorted(glob.glob(os.path.join(exp_dir, CKPT_DIR, "step*.ckpt")), key=_step_of)
 
 
 def last_checkpoints(exp_dir: str, n: int, kind: str | None = None, trainer: str = "speechkd train") -> list[str]:
@@ -232,14 +235,15 @@ def last_checkpoints(exp_dir: str, n: int, kind: str | None = None, trainer: str
     last.ckpt, then last.ckpt (which may be newer than every step<N>.ckpt). Fewer when there are fewer."""
     last = resolve_checkpoint(exp_dir, trainer)
     last_step = int(read_checkpoint(last, kind, trainer).get("global_step", 0))
-    older = [p for p in step_checkpoints(exp_dir)
-             if int(re.findall(r"step(\d+)", os.path.basename(p))[0]) < last_step]
+    older = [p for p in step_checkpoints(exp_dir) if _step_of(p) < last_step]
     return (older[-(n - 1):] if n > 1 else []) + [last]
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Element-wise mean of floating-point weights (in float64, cast back); other entries (counters,
     integer buffers) from the newest state. Checkpoint averaging as in ESPnet's recipes."""
+    if len(states) == 1:
+        return states[0]
     return {k: (sum(s[k].double() for s in states) / len(states)).to(v.dtype) if v.is_floating_point() else v
             for k, v in states[-1].items()}
 
@@ -276,7 +280,7 @@ def load_model(exp_or_ckpt: str, device: str | torch.device = "cpu", average: in
     fc = FeatureConfig.from_dict(meta["feature_config"], source=f"{path} (embedded feature config)")
     model = get_model_class(cfg.model)(cfg.model_conf, n_vocab=len(tl), n_mels=fc.n_mels)
     states = [model_state(read_checkpoint(p)) for p in paths[:-1]] + [model_state(ckpt)]
-    model.load_state_dict(average_states(states) if len(states) > 1 else states[0])
+    model.load_state_dict(average_states(states))
     if len(paths) > 1:
         logger.info("loaded %s: average of %d checkpoints (%s)", exp_or_ckpt, len(paths),
                     ", ".join(os.path.basename(p) for p in paths))
