@@ -20,8 +20,11 @@
 #   10 synthesis of the test set by every system: copy synthesis of ground-truth mels by
 #      Griffin-Lim and by each trained vocoder exp/vocoder_<v> (-> exp/resynth_<v>), WORLD
 #      resynthesis of the test audio (exp/resynth_world), and `speechkd synth` of
-#      data/<test>/text by every trained acoustic model (with each trained neural vocoder too)
-#   11 objective evaluation of every exp/<system>/synth/<test> -> exp/eval/results.{json,md}
+#      data/<test>/text by every trained acoustic model (with each trained neural vocoder too),
+#      and by the diffusion teacher with each student's step count k (exp/diffusion_<N>_steps<k>)
+#   11 objective evaluation of every exp/<system>/synth/<test> -> exp/eval/results.{json,md}, with
+#      paired differences: each model against the ground-truth mels through the same vocoder, and
+#      each k-step student against the teacher sampled with k steps
 #   12 listening-test site -> exp/listen/index.html
 # The whole script is one { ... } block: bash reads all of it before running any of it, so
 # editing the recipe while a run is going cannot derail that run.
@@ -225,6 +228,11 @@ stage_synthesis() {
       [ "$k" -lt "$diffusion_steps" ] && [ -f "$d/checkpoints/last.ckpt" ] || continue
       speechkd synth --model "$teacher" --steps "$k" --list "data/$test_set/text" --num-utts "$num_eval_utts" \
         --on-unknown map --vocoder griffin_lim -d "${teacher}_steps$k/synth/$test_set"
+      for voc in "$expdir"/vocoder_*; do
+        [ -f "$voc/checkpoints/last.ckpt" ] || continue
+        speechkd synth --model "$teacher" --steps "$k" --list "data/$test_set/text" --num-utts "$num_eval_utts" \
+          --on-unknown map --vocoder "$voc" -d "${teacher}_steps${k}_${voc#"$expdir"/vocoder_}/synth/$test_set"
+      done
     done
   fi
 }
@@ -250,12 +258,25 @@ stage_eval() {
       --num-utts "$num_eval_utts" --nj "$nj" --out "$expdir/eval/$sys"
     results+=("$expdir/eval/$sys/results.json")
   done
-  # ProDiff's claim, utterance-paired: each k-step student against the teacher sampled with k steps
-  local pairs=() k
+  # Every model against the ground-truth mels through the same vocoder (exp/<model>_<v> against
+  # exp/resynth_<v>; plain exp/<model> spoke through Griffin-Lim): what the model alone costs.
+  # Then ProDiff's claim: each k-step student against the teacher sampled with k steps.
+  local pairs=() k ref v
+  for sys in $(systems); do
+    case $sys in resynth_*) continue ;; esac
+    ref=resynth_griffin_lim
+    for v in "$expdir"/vocoder_*; do
+      v=${v#"$expdir"/vocoder_}
+      case $sys in *_"$v") ref=resynth_$v ;; esac
+    done
+    if [ -f "$expdir/eval/$ref/results.json" ]; then pairs+=("$sys:$ref"); fi
+  done
+  local student
   for sys in $(systems); do
     case $sys in diffusion_"$diffusion_steps"_steps*)
-      k=${sys##*_steps}
-      if [ -f "$expdir/eval/diffusion_$k/results.json" ]; then pairs+=("diffusion_$k:$sys"); fi ;;
+      k=${sys#diffusion_"$diffusion_steps"_steps}   # k, or k_<vocoder>
+      student=diffusion_$k
+      if [ -f "$expdir/eval/$student/results.json" ]; then pairs+=("$student:$sys"); fi ;;
     esac
   done
   speechkd eval summary --results "${results[@]}" --out "$expdir/eval" --pairs "${pairs[@]}" \

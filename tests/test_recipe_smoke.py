@@ -72,6 +72,12 @@ def test_tts_recipe_tiny(tmp_path):
     cmp = json.loads((d / "exp/eval/diffusion_steps/results.json").read_text())
     assert list(cmp["systems"]) == ["teacher@8", "teacher@4", "student@4", "teacher@2", "student@2", "teacher@1"]
     assert "resynth_griffin_lim" in (d / "exp/eval/results.md").read_text()
+    # every model paired with the ground-truth mels through its own vocoder; each student with teacher@k
+    pairs = {(p["a"], p["b"]) for p in table["pairs"]}
+    assert {("teacher_ar", "resynth_griffin_lim"), ("teacher_ar_vocos", "resynth_vocos"),
+            ("diffusion_8_steps2", "resynth_griffin_lim"), ("diffusion_2", "diffusion_8_steps2"),
+            ("diffusion_2_vocos", "diffusion_8_steps2_vocos")} <= pairs
+    assert not any(a.startswith("resynth_") for a, _ in pairs)
     # duration accuracy of the (refined) teacher dump against flite's timings, attention-only beside it
     dur = json.loads((d / "exp/eval/durations_train/results.json").read_text())
     assert {"teacher", "teacher_attention", "even_split"} <= set(dur["summary"])
