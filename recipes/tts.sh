@@ -197,7 +197,7 @@ stage_synthesis() {
     --out "$expdir/resynth_griffin_lim/synth/$test_set" --num-utts "$num_eval_utts"
   # WORLD analyses and resynthesises the test audio (a vocoder of waveforms, not of mels)
   speechkd vocode --data-dir "data/$test_set" --feats "$dumpdir/feats/$test_set" --vocoder world \
-    --out "$expdir/resynth_world/synth/$test_set" --num-utts "$num_eval_utts"
+    --out "$expdir/resynth_world/synth/$test_set" --num-utts "$num_eval_utts" --nj "$nj"
   # copy synthesis of ground-truth mels by each trained neural vocoder (stage 9), if any
   local v
   for v in "$expdir"/vocoder_*; do

@@ -87,3 +87,22 @@ def test_vocode_world_on_a_data_dir(tmp_path, tiny_datadir):
     assert main(["vocode", "--vocoder", "world", "--feats", str(tmp_path), "--out", str(out)]) == 2
     with pytest.raises(SpeechkdError, match="cannot vocode a log-mel"):
         load_vocoder("world", FeatureConfig())(torch.zeros(1, 10, 80))
+
+
+
+def test_vocode_world_in_parallel_matches_one_process(tmp_path, tiny_datadir):
+    """nj=2 shares whole batches between two processes: the same wavs as one process."""
+    from speechkd.audio import load_audio
+    from speechkd.infer.vocode import resynthesize_datadir
+
+    opts = {"f0_method": "dio", "synthesis": "harmonic"}
+    infos = {nj: resynthesize_datadir(str(tiny_datadir), str(tmp_path / f"nj{nj}"), "world", opts, device="cpu",
+                                      batch_size=2, nj=nj) for nj in (1, 2)}
+    assert infos[1]["jobs"] == 1 and infos[2]["jobs"] == 2 and infos[2]["vocoded_now"] == 6
+    names = sorted(p.name for p in (tmp_path / "nj1").glob("*.wav"))
+    assert len(names) == 6 and names == sorted(p.name for p in (tmp_path / "nj2").glob("*.wav"))
+    for name in names:
+        a, b = load_audio(str(tmp_path / "nj1" / name))[0], load_audio(str(tmp_path / "nj2" / name))[0]
+        assert np.array_equal(a, b), name
+    with pytest.raises(SpeechkdError, match="nj must be >= 1"):
+        resynthesize_datadir(str(tiny_datadir), str(tmp_path / "x"), "world", opts, device="cpu", nj=0)

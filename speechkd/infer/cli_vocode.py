@@ -3,7 +3,7 @@
     speechkd vocode --feats dump/feats/test --out exp/resynth_griffin_lim/synth/test \\
         [--vocoder griffin_lim] [--num-utts 20] [--device auto] [n_iter=64 ...]
     speechkd vocode --feats dump/feats/test --vocoder exp/vocoder_vocos --out exp/resynth_vocos/synth/test
-    speechkd vocode --data-dir data/test --vocoder world --out exp/resynth_world/synth/test [synthesis=harmonic]
+    speechkd vocode --data-dir data/test --vocoder world --out exp/resynth_world/synth/test [--nj 2] [synthesis=harmonic]
 
 Mel vocoders (griffin_lim, a trained vocoder's exp dir) read a feature dump's log-mels;
 WORLD analyses the waveforms of a data dir (it needs the audio, not the mel).
@@ -29,6 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-utts", type=int, default=0, help="first N utterances; 0 = all")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when present), cpu, cuda (world synthesis=harmonic: the CUDA kernel)")
+    p.add_argument("--nj", type=int, default=1,
+                   help="world on the CPU: processes sharing the utterances (whole batches each)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -45,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
                                 hint="e.g. speechkd vocode --vocoder world --data-dir data/test --out DIR")
         fc = FeatureConfig.load(os.path.join(args.feats, "feature_config.yaml")) if args.feats else None
         info = resynthesize_datadir(args.data_dir, args.out, args.vocoder, opts, feats=fc,
-                                    num_utts=args.num_utts, device=args.device)
+                                    num_utts=args.num_utts, device=args.device, nj=args.nj)
     else:
         if not args.feats:
             raise SpeechkdError(f"vocoder {args.vocoder} vocodes log-mels: give --feats (a feature dump)",

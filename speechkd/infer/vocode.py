@@ -97,11 +97,12 @@ def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options:
 
 def resynthesize_datadir(data_dir: str, out: str, vocoder: str = "world", options: dict | None = None, *,
                          feats: FeatureConfig | None = None, num_utts: int = 0, device: str = "auto",
-                         batch_size: int = 8) -> dict:
+                         batch_size: int = 8, nj: int = 1) -> dict:
     """Copy synthesis of a data dir's waveforms by a vocoder that analyses audio (WORLD) into
     ``out/<utt>.wav``, ``batch_size`` utterances per synthesis call (the batched kernel's batch);
-    wavs already there are kept. The first ``num_utts`` in C order (the dump's order)."""
-    from speechkd.audio import load_audio
+    wavs already there are kept. The first ``num_utts`` in C order (the dump's order).
+    ``nj`` > 1 (CPU only) shares whole batches among that many processes: the same batches as
+    one process makes, so the same output (WORLD analysis holds the GIL: threads would not help)."""
     from speechkd.data.kaldi import read_datadir
 
     feats = feats or FeatureConfig()
@@ -110,26 +111,56 @@ def resynthesize_datadir(data_dir: str, out: str, vocoder: str = "world", option
     if not getattr(voc, "needs_wav", False):
         raise SpeechkdError(f"{vocoder} vocodes log-mels: give --feats (a feature dump), not --data-dir",
                             field="--vocoder")
+    if nj < 1:
+        raise SpeechkdError(f"nj must be >= 1, got {nj}", field="--nj")
     dd = read_datadir(data_dir)
     utts = dd.utts[:num_utts] if num_utts > 0 else dd.utts
     todo = [u for u in utts if not os.path.exists(os.path.join(out, f"{u}.wav"))]
     os.makedirs(out, exist_ok=True)
-    seconds = audio_s = 0.0
-    for i in range(0, len(todo), max(1, batch_size)):
-        chunk = todo[i:i + batch_size]
-        wavs = []
-        for u in chunk:
-            entry, seg = dd.audio(u)
-            wavs.append(load_audio(entry, sample_rate=feats.sample_rate, utt=u, segment=seg)[0])
-        t0 = time.perf_counter()
-        outs = voc.resynthesize(wavs, feats.sample_rate)
-        seconds += time.perf_counter() - t0
-        for u, w in zip(chunk, outs):
-            audio_s += len(w) / feats.sample_rate
-            _write(os.path.join(out, f"{u}.wav"), w, feats.sample_rate, u)
+    batches = [todo[i:i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
+    jobs = min(nj, len(batches)) if device == "cpu" else 1
+    if jobs <= 1:
+        seconds, audio_s = _resynthesize_batches(voc, dd, batches, out, feats.sample_rate)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        args = (data_dir, out, vocoder, options, feats, device)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_resynthesize_shard, [(*args, batches[j::jobs]) for j in range(jobs)]))
+        seconds, audio_s = sum(p[0] for p in parts), sum(p[1] for p in parts)
     info = {"vocoder": vocoder, "options": options or {}, "device": device, "data_dir": data_dir,
-            "utterances": len(utts), "vocoded_now": len(todo), "seconds": round(seconds, 3),
+            "utterances": len(utts), "vocoded_now": len(todo), "jobs": max(1, jobs), "seconds": round(seconds, 3),
             "rtf": round(seconds / audio_s, 4) if audio_s else None}
     atomic_write_json(os.path.join(out, "vocode_info.json"), info)
     log.info("resynthesised %d utterances into %s (RTF %s, analysis included)", len(todo), out, info["rtf"])
     return info
+
+
+def _resynthesize_batches(voc, dd, batches: list[list[str]], out: str, sample_rate: int) -> tuple[float, float]:
+    """Analyse and resynthesise each batch of utterances into ``out``: (seconds, seconds of audio)."""
+    from speechkd.audio import load_audio
+
+    seconds = audio_s = 0.0
+    for chunk in batches:
+        wavs = []
+        for u in chunk:
+            entry, seg = dd.audio(u)
+            wavs.append(load_audio(entry, sample_rate=sample_rate, utt=u, segment=seg)[0])
+        t0 = time.perf_counter()
+        outs = voc.resynthesize(wavs, sample_rate)
+        seconds += time.perf_counter() - t0
+        for u, w in zip(chunk, outs):
+            audio_s += len(w) / sample_rate
+            _write(os.path.join(out, f"{u}.wav"), w, sample_rate, u)
+    return seconds, audio_s
+
+
+def _resynthesize_shard(job: tuple) -> tuple[float, float]:
+    """One worker process of :func:`resynthesize_datadir` (module level: spawn pickles it by name)."""
+    from speechkd.data.kaldi import read_datadir
+
+    data_dir, out, vocoder, options, feats, device, batches = job
+    torch.set_num_threads(1)
+    return _resynthesize_batches(build_vocoder(vocoder, feats, options, device), read_datadir(data_dir),
+                                 batches, out, feats.sample_rate)
