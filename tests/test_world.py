@@ -89,7 +89,6 @@ def test_vocode_world_on_a_data_dir(tmp_path, tiny_datadir):
         load_vocoder("world", FeatureConfig())(torch.zeros(1, 10, 80))
 
 
-
 def test_vocode_world_in_parallel_matches_one_process(tmp_path, tiny_datadir):
     """nj=2 shares whole batches between two processes: the same wavs as one process."""
     from speechkd.audio import load_audio
