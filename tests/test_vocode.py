@@ -124,6 +124,32 @@ def test_eval_summary_paired_differences(tmp_path):
         summarize_systems(paths, str(tmp_path / "out2"), pairs=["student"])
 
 
+def test_eval_summary_pools_runs_paired_run_by_run(tmp_path):
+    """A1+A2:B1+B2 (e.g. two sampling seeds): run j of A against run j of B, each utterance's
+    differences summed over the runs, utterances (not runs) resampled by the bootstrap."""
+    runs = {"s_0": [(1, 4.0), (0, 5.0)], "s_1": [(3, 4.2), (1, 5.4)],      # student, seeds 0 and 1
+            "t_0": [(2, 4.5), (1, 5.2)], "t_1": [(2, 4.4), (2, 5.6)]}      # teacher@k, seeds 0 and 1
+    for name, rows in runs.items():
+        (tmp_path / name).mkdir()
+        utts = [{"utt": f"u{i}", "mcd": m, "word_errors": e, "words": 5} for i, (e, m) in enumerate(rows)]
+        (tmp_path / name / "results.json").write_text(json.dumps({"summary": {}, "utts": utts}))
+    paths = [str(tmp_path / n / "results.json") for n in runs]
+    md = summarize_systems(paths, str(tmp_path / "out"), pairs=["s_0+s_1:t_0+t_1", "s_0:t_0"])
+    pooled, single = json.load(open(tmp_path / "out/results.json"))["pairs"]
+    assert pooled["a"] == "s_0+s_1" and pooled["num_utts"] == 2 and pooled["runs"] == 2 and "runs" not in single
+    # u0: (1-2) + (3-2) = 0, u1: (0-1) + (1-2) = -2, over 2 x (5 + 5) words
+    assert pooled["wer"]["mean"] == pytest.approx(-2 / 20)
+    lo, hi = pooled["wer"]["ci95"]
+    assert lo == pytest.approx(-0.2) and hi == pytest.approx(0.0)  # resamples: u0 twice 0, u1 twice -0.2
+    assert pooled["mcd"]["mean"] == pytest.approx(((-0.5 - 0.2) / 2 + (-0.2 - 0.2) / 2) / 2)
+    assert single["wer"]["mean"] == pytest.approx(-2 / 10)
+    assert "| s_0+s_1 − t_0+t_1 | 2 x 2 | " in open(md).read()
+    with pytest.raises(SpeechkdError, match="2 runs against 1"):
+        summarize_systems(paths, str(tmp_path / "out2"), pairs=["s_0+s_1:t_0"])
+    with pytest.raises(SpeechkdError, match="SYSTEM_A:SYSTEM_B"):
+        summarize_systems(paths, str(tmp_path / "out2"), pairs=["s_0+:t_0+t_1"])
+
+
 def test_listen_manifest_from_data_dir(tmp_path, tiny_datadir):
     dump = _dump(tmp_path, tiny_datadir)
     synth = tmp_path / "synth"

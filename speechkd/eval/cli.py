@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--results", nargs="+", required=True, help="results.json files of eval tts / eval asr runs")
     p.add_argument("--out", required=True, help="output dir for results.json and results.md")
     p.add_argument("--pairs", nargs="*", default=[], metavar="A:B",
-                   help="systems compared utterance by utterance, A − B (e.g. diffusion_2:diffusion_8_steps2)")
+                   help="systems compared utterance by utterance, A − B (e.g. diffusion_2:diffusion_8_steps2); "
+                        "a side may pool runs of one system, paired run by run (A_s0+A_s1:B_s0+B_s1)")
     p.add_argument("--title", default="Objective evaluation")
 
     p = sub.add_parser("se-summary", help="one table per test set over SE systems from eval se results.json files")

@@ -51,48 +51,73 @@ def system_row(path: str, res: dict | None = None) -> dict:
     return row
 
 
-def paired_difference(res_a: dict, res_b: dict, n_boot: int = 2000, seed: int = 0) -> dict:
+def paired_difference(res_a: dict | list[dict], res_b: dict | list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
     """A − B over the utterances both evaluated: MCD in dB (mean of per-utterance differences,
     Student-t CI) and corpus-level WER in points (sum of word-error differences over the words,
-    paired percentile bootstrap over utterances)."""
+    paired percentile bootstrap over utterances).
+
+    A side may be a list of results of the same system run several times (e.g. diffusion sampling
+    seeds), paired member by member with the other side's list (seed j with seed j): each
+    utterance then contributes its differences summed over the members (WER; its MCD difference
+    averaged), and the bootstrap resamples utterances, not runs, since one utterance's runs are
+    not independent."""
     from speechkd.eval.stats import paired_mean_ci
     from speechkd.eval.wer import bootstrap_ratio_ci
 
-    a = {r["utt"]: r for r in res_a.get("utts", []) if "utt" in r}
-    b = {r["utt"]: r for r in res_b.get("utts", []) if "utt" in r}
-    shared = [u for u in a if u in b]
+    runs_a, runs_b = (r if isinstance(r, list) else [r] for r in (res_a, res_b))
+    if len(runs_a) != len(runs_b) or not runs_a:
+        raise SpeechkdError(f"pooled pair sides need the same number of runs, got {len(runs_a)} and {len(runs_b)}",
+                            field="--pairs")
+    a = [{r["utt"]: r for r in res.get("utts", []) if "utt" in r} for res in runs_a]
+    b = [{r["utt"]: r for r in res.get("utts", []) if "utt" in r} for res in runs_b]
+    shared = [u for u in a[0] if all(u in m for m in a + b)]
     out: dict = {"num_utts": len(shared)}
-    mcd = paired_mean_ci({u: r.get("mcd") for u, r in a.items()}, {u: r.get("mcd") for u, r in b.items()})
+    if len(runs_a) > 1:
+        out["runs"] = len(runs_a)
+
+    def mean_over_runs(side: list[dict], key: str) -> dict:
+        vals = {u: [m[u].get(key) for m in side] for u in shared}
+        return {u: None if any(x is None for x in v) else sum(v) / len(v) for u, v in vals.items()}
+
+    mcd = paired_mean_ci(mean_over_runs(a, "mcd"), mean_over_runs(b, "mcd"))
     if mcd.n:
         out["mcd"] = mcd.as_dict()
-    asr = [u for u in shared if "word_errors" in a[u] and "word_errors" in b[u] and a[u].get("words")]
+    asr = [u for u in shared if all("word_errors" in m[u] for m in a + b) and a[0][u].get("words")]
     if asr:
-        d = [a[u]["word_errors"] - b[u]["word_errors"] for u in asr]
-        w = [a[u]["words"] for u in asr]
+        d = [sum(x[u]["word_errors"] - y[u]["word_errors"] for x, y in zip(a, b)) for u in asr]
+        w = [len(a) * a[0][u]["words"] for u in asr]
         out["wer"] = {"mean": sum(d) / sum(w), "ci95": list(bootstrap_ratio_ci(d, w, n_boot, seed)), "n": len(asr)}
     return out
 
 
 def _paired_table(pairs: list[str], results: dict[str, dict]) -> tuple[list[str], list[dict]]:
     """Markdown lines and JSON rows of the ``A:B`` pairs (system names as in the main table;
-    ``results``: each system's results.json content)."""
+    ``results``: each system's results.json content). A side ``X1+X2+...`` pools runs of one
+    system (:func:`paired_difference`)."""
     lines = ["## Paired differences (A − B, same utterances)", "",
              "| A − B | utts | ΔMCD dB [95% CI] | ΔWER points [95% CI] |", "|---|---:|---:|---:|"]
     rows = []
     for pair in pairs:
-        names = pair.split(":")
-        if len(names) != 2 or not all(names):
-            raise SpeechkdError(f"pair {pair!r} is not SYSTEM_A:SYSTEM_B", field="--pairs")
-        missing = [n for n in names if n not in results]
+        sides = pair.split(":")
+        if len(sides) != 2 or not all(sides) or not all(all(side.split("+")) for side in sides):
+            raise SpeechkdError(f"pair {pair!r} is not SYSTEM_A:SYSTEM_B (a side may pool runs: A1+A2)",
+                                field="--pairs")
+        names = [side.split("+") for side in sides]
+        missing = [n for side in names for n in side if n not in results]
         if missing:
             raise SpeechkdError(f"pair {pair!r} names a system with no results file: {', '.join(missing)}",
                                 field="--pairs", hint="systems: " + ", ".join(sorted(results)))
-        d = paired_difference(results[names[0]], results[names[1]])
-        rows.append({"a": names[0], "b": names[1], **d})
-        lines.append(f"| {names[0]} − {names[1]} | {d['num_utts']} | {_cell(d.get('mcd'), 1.0, '{:+.2f}')} | "
+        if len(names[0]) != len(names[1]):
+            raise SpeechkdError(f"pair {pair!r}: {len(names[0])} runs against {len(names[1])}; pooled sides are "
+                                "paired run by run", field="--pairs")
+        d = paired_difference([results[n] for n in names[0]], [results[n] for n in names[1]])
+        rows.append({"a": sides[0], "b": sides[1], **d})
+        utts = f"{d['num_utts']} x {d['runs']}" if "runs" in d else str(d["num_utts"])
+        lines.append(f"| {sides[0]} − {sides[1]} | {utts} | {_cell(d.get('mcd'), 1.0, '{:+.2f}')} | "
                      f"{_cell(d.get('wer'), 100.0, '{:+.1f}')} |")
     lines += ["", "Negative = A better. ΔMCD: Student t over per-utterance differences; ΔWER: corpus-level, "
-              "paired bootstrap over utterances (2000 resamples).", ""]
+              "paired bootstrap over utterances (2000 resamples); pooled runs (A1+A2): each utterance's "
+              "differences summed over the runs, utterances resampled.", ""]
     return lines, rows
 
 
