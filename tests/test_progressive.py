@@ -14,7 +14,7 @@ from diffusion_fixtures import StandInCondition, make_dump_with_durations
 from speechkd.distill.progressive import ProgressiveConfig, distillation_loss, round_steps, run_progressive
 from speechkd.distill.samplers import ddim_step
 from speechkd.errors import ConfigError, SpeechkdError
-from speechkd.models.diffusion import DenoiserConfig, DiffusionConfig, DiffusionTTS
+from speechkd.models.diffusion import DenoiserConfig, DiffusionConfig, DiffusionTTS, masked_l1
 from speechkd.train.config import load_train_config
 from speechkd.train.exp import load_model
 from speechkd.train.trainer import run_training
@@ -62,6 +62,32 @@ def test_distillation_loss_target_is_two_teacher_steps(j):
     torch.testing.assert_close(out["x0_hat"], teacher.denoise(x_t, torch.full((2,), j / 2.0, dtype=torch.float64),
                                                                cond, mask))
     assert float((out["target"] * (1 - m)).abs().max()) == 0.0  # padding carries no target
+
+
+def test_distillation_l1_is_the_rounds_loss_and_zero_gap_at_the_start():
+    """The compare tool's per-step objective: a student that is still its teacher's copy scores exactly
+    the round start; its values are the training loss's (masked L1 of x0^ to the target)."""
+    from speechkd.eval.diffusion_steps import distillation_l1
+
+    teacher, student = _pair(k=2)
+    batch = {"tokens": torch.tensor([[1, 2, 3], [4, 5, 0]]), "token_lens": torch.tensor([3, 2]),
+             "mels": torch.randn(2, 9, 4, dtype=torch.float64), "mel_lens": torch.tensor([9, 6]),
+             "durations": torch.tensor([[3, 3, 3], [3, 3, 0]]), "pitch": None, "energy": None}
+    res = distillation_l1([("student@2", student, teacher)], [batch], seed=0)["student@2"]
+    assert sorted(res) == ["start j=1", "start j=2", "trained j=1", "trained j=2"]
+    for j in (1, 2):
+        assert res[f"start j={j}"] == res[f"trained j={j}"] and len(res[f"start j={j}"]) == 2
+    # the same number as the loss of one training pass with the same noise, per utterance
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(batch["mels"].shape, generator=g)
+    out = distillation_loss(student, teacher, batch["tokens"], batch["token_lens"], batch["mels"], batch["mel_lens"],
+                            {"durations": batch["durations"]}, j=torch.tensor([1, 1]), noise=noise)
+    assert res["start j=1"][1] == pytest.approx(float(masked_l1(out["x0_hat"][1:], out["target"][1:],
+                                                                 out["mask"][1:])))
+    with torch.no_grad():  # a student that moved scores differently from its start
+        student.denoiser.out_proj.bias.add_(0.1)
+    moved = distillation_l1([("student@2", student, teacher)], [batch], seed=0)["student@2"]
+    assert moved["start j=1"] == res["start j=1"] and moved["trained j=1"] != res["trained j=1"]
 
 
 @pytest.fixture
@@ -112,10 +138,16 @@ def test_progressive_chain_end_to_end_and_resume(teacher_exp, tmp_path):
     assert res["systems"]["teacher@8"]["l1_teacher"] == 0.0 and len(res["utts"]) == 2
     assert all(0 < s["gv_ratio"] < 100 and s["l1_gt"] > 0 for s in res["systems"].values())
     assert res["systems"]["teacher@1"]["l1_teacher"] > 0
-    # round 1 started from the teacher, then trained: weights moved
+    # each round's objective: student@4 against the teacher, student@2 against student@4, every step j
+    obj = res["distillation_l1"]
+    assert sorted(obj) == ["student@2", "student@4"] and "trained j=4" in obj["student@4"]
+    assert all(v > 0 for s in obj.values() for v in s.values())
+    assert "Each round's objective" in (tmp_path / "cmp/results.md").read_text()
+    # round 1 started from the teacher, then trained: the denoiser moved, the (frozen) condition did not
     t, s = load_model(str(teacher_exp)).model, load_model(outs[0]).model
     moved = [n for n, p in s.state_dict().items() if not torch.equal(p, t.state_dict()[n])]
     assert any(n.startswith("denoiser.") for n in moved)
+    assert not any(n.startswith("condition.") for n in moved)
     # a rerun skips the done rounds; halving a 1-step model is an error (before any training)
     mtime = (Path(outs[1]) / "checkpoints/last.ckpt").stat().st_mtime
     assert run_progressive(str(teacher_exp), pcfg, progress_bar=False) == outs
@@ -125,7 +157,7 @@ def test_progressive_chain_end_to_end_and_resume(teacher_exp, tmp_path):
 
 
 def test_progressive_resumes_an_interrupted_round(teacher_exp):
-    pcfg = ProgressiveConfig(rounds=1, optim=ProgressiveConfig().optim)
+    pcfg = ProgressiveConfig(rounds=1, optim=ProgressiveConfig().optim, freeze_condition=False)
     pcfg.trainer = dataclasses.replace(pcfg.trainer, max_steps=2, ckpt_every_steps=1, val_every_steps=2,
                                        accelerator="cpu", devices="1")
     [out] = run_progressive(str(teacher_exp), pcfg, progress_bar=False)
@@ -136,6 +168,10 @@ def test_progressive_resumes_an_interrupted_round(teacher_exp):
     rows = (Path(out) / "metrics.csv").read_text().splitlines()
     steps = [int(float(r.split(",")[0])) for r in rows[1:]]
     assert steps == sorted(steps) and max(steps) == 4  # one history, continued
+    # freeze_condition: false trains the condition on with its variance losses
+    t, s = load_model(str(teacher_exp)).model, load_model(out).model
+    assert any(not torch.equal(p, t.state_dict()[n]) for n, p in s.state_dict().items() if n.startswith("condition."))
+    assert "val/pitch" in rows[0]
 
 
 def test_teacher_must_be_a_diffusion_model(tmp_path):

@@ -115,15 +115,22 @@ def compare(args: argparse.Namespace) -> int:
     dm.setup()
     check_compatible(teacher.feature_config, dm.feature_config, teacher.path, "the dump")
     systems = ds.systems_of({k: lm.model for k, lm in loaded.items()})
-    batches = ({**b, "mels": teacher.normalize(b["mels"])} for b in dm.val_dataloader())
+    batches = [{**b, "mels": teacher.normalize(b["mels"])} for b in dm.val_dataloader()]
     res = ds.evaluate(systems, batches, seed=args.seed, to_logmel=teacher.denormalize)
     summary = ds.summarize(res)
+    # each student against its round's teacher (the model with twice its steps), where that was given
+    rounds = [(f"student@{k}", lm.model.eval(), loaded[2 * k].model.eval())
+              for k, lm in sorted(loaded.items(), reverse=True) if k != max(loaded) and 2 * k in loaded]
+    objective = ds.summarize(ds.distillation_l1(rounds, batches, seed=args.seed)) if rounds else {}
     utts = [u.utt for u in dm.dev_utts]
     title = f"Diffusion steps: teacher {dirs[max(dirs)]} at k steps vs distilled students ({args.split})"
     atomic_write_json(os.path.join(args.out, "results.json"),
                       {"title": title, "split": args.split, "utts": utts, "systems": summary, "per_utt": res,
+                       "distillation_l1": objective,
                        "exps": {str(k): d for k, d in sorted(dirs.items(), reverse=True)}})
     text = ds.markdown(summary, title, len(utts))
+    if objective:
+        text += "\n" + ds.distillation_markdown(objective)
     atomic_write_text(os.path.join(args.out, "results.md"), text)
     print(text, end="")
     return 0

@@ -15,10 +15,17 @@ is scored per utterance on log-mels (the dump's units) by:
   truth, so ``l1_gt`` alone would rank over-smoothing first; read it with ``gv_ratio``.
 
 Systems: ``teacher@k`` for every k of the chain (and 1), ``student@k`` for every student dir.
+
+Each round's own objective (:func:`distillation_l1`): on the same held-out utterances and the same
+x_t, the L1 of a student's x0^ to its round's target (two DDIM steps of the round's teacher, the
+model with 2k steps), per student step j, beside the same L1 at the round's start (the teacher's
+own network on the student's grid). A round that works ends below its start at every j.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -97,6 +104,35 @@ def evaluate(systems: list[System], batches, seed: int = 0,
     return res
 
 
+@torch.no_grad()
+def distillation_l1(rounds: list[tuple[str, torch.nn.Module, torch.nn.Module]], batches, seed: int = 0
+                    ) -> dict[str, dict[str, list[float]]]:
+    """Per-utterance distillation L1 ``{student: {"start j=J" | "trained j=J": [..]}}`` for every
+    ``(name, student, round_teacher)`` of ``rounds`` (normalised-mel units, the training loss's).
+    ``batches`` as for :func:`evaluate`; the students run in eval mode with their own condition."""
+    from speechkd.distill.progressive import distillation_loss
+
+    g = torch.Generator().manual_seed(seed)
+    res: dict[str, dict[str, list[float]]] = {name: {} for name, _, _ in rounds}
+    for batch in batches:
+        extra = {k: batch[k] for k in ("durations", "pitch", "energy")}
+        b = batch["mels"].size(0)
+        for name, student, teacher in rounds:
+            k = student.cfg.steps
+            start = copy.copy(teacher)  # the round's start: the teacher's weights, labelled on the k-step grid
+            start.cfg = dataclasses.replace(teacher.cfg, steps=k, val_sample_steps=0)
+            for j in range(1, k + 1):
+                noise = torch.randn(batch["mels"].shape, generator=g)
+                for label, model in (("start", start), ("trained", student)):
+                    out = distillation_loss(model, teacher, batch["tokens"], batch["token_lens"], batch["mels"],
+                                            batch["mel_lens"], extra, j=torch.full((b,), j), noise=noise)
+                    m = out["mask"][..., None].to(out["target"].dtype)
+                    n_val = (m.sum((1, 2)) * out["target"].size(-1)).clamp_min(1.0)
+                    err = ((out["x0_hat"] - out["target"]).abs() * m).sum((1, 2)) / n_val
+                    res[name].setdefault(f"{label} j={j}", []).extend(err.tolist())
+    return res
+
+
 def summarize(res: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
     """Mean and 95% half-width (normal approximation) of each metric per system."""
     out = {}
@@ -120,4 +156,20 @@ def markdown(summary: dict[str, dict[str, float]], title: str, n_utts: int) -> s
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "GV ratio: per-bin variance over time of the output / of the ground truth (over-smoothing "
               "lowers it, and lowers the distance to the ground truth too)."]
+    return "\n".join(lines) + "\n"
+
+
+def distillation_markdown(summary: dict[str, dict[str, float]]) -> str:
+    """The rounds' objective table (``summarize`` of :func:`distillation_l1`)."""
+    lines = ["## Each round's objective on these utterances", "",
+             "Masked L1 (normalised mels) of x0^ to the round's target (two DDIM steps of the round's teacher), "
+             "same x_t; start: the teacher's own network on the student's grid. Mean ± 95% half-width.", "",
+             "| student | step j | round start | trained | trained − start |", "|---|---:|---:|---:|---:|"]
+    for name, s in summary.items():
+        js = sorted({int(key[len("start j="):]) for key in s
+                     if key.startswith("start j=") and not key.endswith("_ci95")})
+        for j in js:
+            a, b = s[f"start j={j}"], s[f"trained j={j}"]
+            lines.append(f"| {name} | {j} | {a:.4f} ± {s[f'start j={j}_ci95']:.4f} | {b:.4f} ± "
+                         f"{s[f'trained j={j}_ci95']:.4f} | {b - a:+.4f} |")
     return "\n".join(lines) + "\n"
