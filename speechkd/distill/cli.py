@@ -119,7 +119,7 @@ def compare(args: argparse.Namespace) -> int:
     res = ds.evaluate(systems, batches, seed=args.seed, to_logmel=teacher.denormalize)
     summary = ds.summarize(res)
     # each student against its round's teacher (the model with twice its steps), where that was given
-    rounds = [(f"student@{k}", lm.model.eval(), loaded[2 * k].model.eval())
+    rounds = [(f"student@{k}", lm.model, loaded[2 * k].model)
               for k, lm in sorted(loaded.items(), reverse=True) if k != max(loaded) and 2 * k in loaded]
     objective = ds.summarize(ds.distillation_l1(rounds, batches, seed=args.seed)) if rounds else {}
     utts = [u.utt for u in dm.dev_utts]

@@ -100,7 +100,8 @@ def distillation_loss(student: DiffusionTTS, teacher: DiffusionTTS, tokens: torc
     """One progressive-distillation pass (module docstring, steps 2-5). ``mels`` as TTSTask gives
     them; ``j [B]`` (student steps, 1..k) and ``noise`` may be given (tests); ``shared_condition``:
     the student's condition is the teacher's (frozen), computed once. Returns the model outputs
-    (``x0``, ``x0_hat``, ``target``, ``mask``, ``cond``, ``t``, ``pred``, ``weight``)."""
+    (``x0``, ``x0_hat``, ``x0_teacher`` -- the teacher's x0^ at t, which is the round start's --, ``target``,
+    ``mask``, ``cond``, ``t``, ``pred``, ``weight``)."""
     k = student.cfg.steps
     if teacher.cfg.steps != 2 * k:
         raise ConfigError(f"a {k}-step student needs a {2 * k}-step teacher, got {teacher.cfg.steps}",
@@ -124,7 +125,8 @@ def distillation_loss(student: DiffusionTTS, teacher: DiffusionTTS, tokens: torc
     noise = torch.randn_like(x0) if noise is None else noise
     x_t = q_sample(x0, a0, s0, noise) * m
     with torch.no_grad():
-        x_t1 = ddim_step(x_t, teacher.denoise(x_t, tau[0].to(x0.dtype), cond_t, mask), a0, s0, a1, s1) * m
+        x0_teacher = teacher.denoise(x_t, tau[0].to(x0.dtype), cond_t, mask)  # also the round start's x0^
+        x_t1 = ddim_step(x_t, x0_teacher, a0, s0, a1, s1) * m
         x0_t1 = teacher.denoise(x_t1, tau[1].to(x0.dtype), cond_t, mask)
         last = (j == 1).view(-1, 1, 1)  # t'' = 0: the second DDIM step returns x0^ itself
         x_t2 = torch.where(last, x0_t1, ddim_step(x_t1, x0_t1, a1, s1, a2, s2)) * m
@@ -136,8 +138,8 @@ def distillation_loss(student: DiffusionTTS, teacher: DiffusionTTS, tokens: torc
         weight = ((a0 / s0) ** 2).clamp_min(1.0).view(-1)
     elif weighting != "none":
         raise ConfigError(f"unknown weighting {weighting!r}; known: none, truncated_snr", field="weighting")
-    return {"x0": x0, "x0_hat": x0_hat, "target": target, "x_t": x_t, "mask": mask, "cond": cond, "t": j,
-            "pred": pred, "weight": weight}
+    return {"x0": x0, "x0_hat": x0_hat, "x0_teacher": x0_teacher, "target": target, "x_t": x_t, "mask": mask,
+            "cond": cond, "t": j, "pred": pred, "weight": weight}
 
 
 class ProgressiveTask(TTSTask):

@@ -24,8 +24,6 @@ own network on the student's grid). A round that works ends below its start at e
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -118,17 +116,15 @@ def distillation_l1(rounds: list[tuple[str, torch.nn.Module, torch.nn.Module]], 
         extra = {k: batch[k] for k in ("durations", "pitch", "energy")}
         b = batch["mels"].size(0)
         for name, student, teacher in rounds:
-            k = student.cfg.steps
-            start = copy.copy(teacher)  # the round's start: the teacher's weights, labelled on the k-step grid
-            start.cfg = dataclasses.replace(teacher.cfg, steps=k, val_sample_steps=0)
-            for j in range(1, k + 1):
+            for j in range(1, student.cfg.steps + 1):
                 noise = torch.randn(batch["mels"].shape, generator=g)
-                for label, model in (("start", start), ("trained", student)):
-                    out = distillation_loss(model, teacher, batch["tokens"], batch["token_lens"], batch["mels"],
-                                            batch["mel_lens"], extra, j=torch.full((b,), j), noise=noise)
-                    m = out["mask"][..., None].to(out["target"].dtype)
-                    n_val = (m.sum((1, 2)) * out["target"].size(-1)).clamp_min(1.0)
-                    err = ((out["x0_hat"] - out["target"]).abs() * m).sum((1, 2)) / n_val
+                out = distillation_loss(student, teacher, batch["tokens"], batch["token_lens"], batch["mels"],
+                                        batch["mel_lens"], extra, j=torch.full((b,), j), noise=noise)
+                m = out["mask"][..., None].to(out["target"].dtype)
+                n_val = (m.sum((1, 2)) * out["target"].size(-1)).clamp_min(1.0)
+                # the round's start is the teacher's own network at t: its x0^ is the teacher's first one
+                for label, x0_hat in (("start", out["x0_teacher"]), ("trained", out["x0_hat"])):
+                    err = ((x0_hat - out["target"]).abs() * m).sum((1, 2)) / n_val
                     res[name].setdefault(f"{label} j={j}", []).extend(err.tolist())
     return res
 
