@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,20 +14,52 @@ from speechkd.cli import main
 from speechkd.errors import SpeechkdError
 
 
+class FakeClock:
+    """Wall and CPU clocks that only move when a benchmarked callable says so: the harness's
+    arithmetic is tested, not the machine's speed (a loaded machine cannot fail it)."""
+
+    def __init__(self):
+        self.wall = self.cpu = 0.0
+
+    def spend(self, wall: float, cpu: float | None = None) -> None:
+        self.wall += wall
+        self.cpu += wall if cpu is None else cpu
+
+    @property
+    def clock(self):
+        return (lambda: self.wall, lambda: self.cpu)
+
+
 def test_ratios_order_and_statistics():
-    calls = []
-    bench = Bench("sleeps", repeats=5, warmup=2, baseline="slow")
-    bench.add("slow", lambda: (calls.append("slow"), time.sleep(0.004)))
-    bench.add("fast", lambda: (calls.append("fast"), time.sleep(0.001)), repeats=3, note="n")
+    calls, fake = [], FakeClock()
+    slow_times = iter([0.5, 0.5, 0.004, 0.005, 0.004, 0.003, 0.004])  # first call, warm-up, then 5 timed
+    fast_times = iter([0.2, 0.1, 0.001, 0.002, 0.001])
+    bench = Bench("sleeps", repeats=5, warmup=2, baseline="slow", clock=fake.clock)
+    bench.add("slow", lambda: (calls.append("slow"), fake.spend(next(slow_times))))
+    bench.add("fast", lambda: (calls.append("fast"), fake.spend(next(fast_times), cpu=0.0)), repeats=3, note="n")
     bench.run()
     slow, fast = bench.result("slow"), bench.result("fast")
     assert calls.count("slow") == 2 + 5 and calls.count("fast") == 2 + 3      # warm-up includes the first call
     assert calls[4:8] == ["slow", "fast", "slow", "fast"]                    # timed rounds are interleaved
-    assert slow.speedup == 1.0 and 1.5 < fast.speedup < 6
+    assert slow.times_s == pytest.approx([0.004, 0.005, 0.004, 0.003, 0.004])
+    assert slow.first_call_s == pytest.approx(0.5) and fast.first_call_s == pytest.approx(0.2)
+    assert slow.median_s == pytest.approx(0.004) and fast.median_s == pytest.approx(0.001)
+    assert slow.speedup == 1.0 and fast.speedup == pytest.approx(4.0)
+    assert fast.cpu_median_s == 0.0 and slow.cpu_median_s == pytest.approx(0.004)
     assert fast.repeats == 3 and fast.min_s <= fast.median_s <= max(fast.times_s)
     assert fast.q1_s <= fast.median_s <= fast.q3_s and fast.iqr_s == pytest.approx(fast.q3_s - fast.q1_s)
     md = bench.markdown()
-    assert "| slow |" in md and "speed-up vs slow" in md and "1.0x" in md
+    assert "| slow |" in md and "speed-up vs slow" in md and "1.0x" in md and "4.0x" in md
+
+
+def test_blocked_order():
+    calls, fake = [], FakeClock()
+    bench = Bench("blocked", repeats=2, warmup=0, interleave=False, clock=fake.clock)
+    bench.add("a", lambda: (calls.append("a"), fake.spend(0.01)))
+    bench.add("b", lambda: (calls.append("b"), fake.spend(0.02)))
+    bench.run()
+    assert calls == ["a", "b", "a", "a", "b", "b"]  # first calls, then each case back to back
+    assert bench.result("b").median_s == pytest.approx(0.02)
 
 
 def test_json_schema_and_environment():
@@ -45,9 +76,10 @@ def test_json_schema_and_environment():
 
 
 def test_sync_is_timed_and_errors():
-    bench = Bench("sync", repeats=2, warmup=0)
-    bench.add("a", lambda: None, sync=lambda: time.sleep(0.002)).run()
-    assert bench.result("a").min_s >= 0.002
+    fake = FakeClock()
+    bench = Bench("sync", repeats=2, warmup=0, clock=fake.clock)
+    bench.add("a", lambda: None, sync=lambda: fake.spend(0.002)).run()
+    assert bench.result("a").min_s == pytest.approx(0.002)
     with pytest.raises(SpeechkdError, match="added twice"):
         bench.add("a", lambda: None)
     with pytest.raises(SpeechkdError, match="baseline 'zzz' is not a case"):

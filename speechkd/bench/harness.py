@@ -133,7 +133,9 @@ class Bench:
     default_interleave = True  # what interleave=None means; the CLI's --blocked sets it to False
 
     def __init__(self, title: str, *, repeats: int = 10, warmup: int = 1, baseline: str | None = None,
-                 device: str = "cpu", unit: str = "ms", interleave: bool | None = None):
+                 device: str = "cpu", unit: str = "ms", interleave: bool | None = None,
+                 clock: tuple[Callable[[], float], Callable[[], float]] = (time.perf_counter, time.process_time)):
+        """``clock``: (wall, process CPU) time sources; tests pass a fake one to check the arithmetic."""
         if unit not in _UNITS:
             raise SpeechkdError(f"unknown time unit '{unit}'", field="unit", hint=f"one of {', '.join(_UNITS)}")
         self.title, self.repeats, self.warmup, self.baseline = title, repeats, warmup, baseline
@@ -143,6 +145,7 @@ class Bench:
         self.results: list[Result] = []
         self.env: dict[str, Any] = {}
         self.extra: dict[str, Any] = {}  # free-form facts a suite wants in the report (shapes, checks)
+        self.clock = clock
 
     def add(self, name: str, fn: Callable[[], Any], *, repeats: int | None = None, warmup: int | None = None,
             sync: Callable[[], Any] | None = None, note: str = "", timed_first: bool = False) -> "Bench":
@@ -171,18 +174,18 @@ class Bench:
         for c in self.cases:
             if c.timed_first:
                 continue
-            first[c.name] = _timed(c)[0]
+            first[c.name] = self._timed(c)[0]
             for _ in range(max(c.warmup - 1, 0)):  # the first call counts as one warm-up run
-                _timed(c)
+                self._timed(c)
             logger.debug("%s: first call %.4f s", c.name, first[c.name])
         if self.interleave:
             for r in range(max(c.repeats for c in self.cases)):
                 for c in self.cases:
                     if r < c.repeats:
-                        times[c.name].append(_timed(c))
+                        times[c.name].append(self._timed(c))
         else:
             for c in self.cases:
-                times[c.name] = [_timed(c) for _ in range(c.repeats)]
+                times[c.name] = [self._timed(c) for _ in range(c.repeats)]
         for c in self.cases:
             if c.timed_first:
                 first[c.name] = times[c.name][0][0]
@@ -195,6 +198,15 @@ class Bench:
         if hasattr(os, "getloadavg"):
             self.env["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
         return self
+
+    def _timed(self, c: Case) -> tuple[float, float]:
+        """(wall, process CPU) seconds of one call, ``sync`` included."""
+        wall, cpu = self.clock
+        p0, t0 = cpu(), wall()
+        c.fn()
+        if c.sync is not None:
+            c.sync()
+        return wall() - t0, cpu() - p0
 
     def result(self, name: str) -> Result:
         for res in self.results:
@@ -241,13 +253,4 @@ _UNITS = {"s": 1.0, "ms": 1e3, "us": 1e6}
 
 def _num(x: float) -> str:
     return f"{x:.3g}" if x < 10 else f"{x:.1f}"
-
-
-def _timed(c: Case) -> tuple[float, float]:
-    """(wall, process CPU) seconds of one call, ``sync`` included."""
-    p0, t0 = time.process_time(), time.perf_counter()
-    c.fn()
-    if c.sync is not None:
-        c.sync()
-    return time.perf_counter() - t0, time.process_time() - p0
 
