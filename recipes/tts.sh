@@ -54,7 +54,7 @@ fastspeech_kd_mode=free_running    # stage 5 targets: free_running (the paper) |
 fastspeech2_kd_mode=teacher_forced # stage 6 targets (token pitch/energy need teacher_forced)
 student_opts=""         # extra `speechkd train` arguments of stages 5-6, e.g. "--max-minutes 10"
 parallel_students=auto  # stages 5 and 6 side by side, nj/2 torch threads each (on 2 cores they train
-                        # ~1.4x more steps together than one after the other): auto = when nj >= 2
+                        # more steps together than one after the other): auto = when nj >= 2
                         # and both stages are due; true | false
 diffusion=auto          # stages 7-8: auto = with --preset tiny|quality, or when --stage is 7 or 8; true | false
 diffusion_steps=8       # N of the diffusion teacher (exp/diffusion_<N>); stage 8 halves it

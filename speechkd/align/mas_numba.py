@@ -1,8 +1,8 @@
 """Monotonic alignment search: the numba CPU kernel (see speechkd.align.mas for the algorithm).
 
-On this project's 2-core CPU it runs ~2x faster than Glow-TTS's Cython kernel
-(1.0 vs 2.0 ms at B=16, 100x800, that wrapper's float32 copy and zeroed output
-included) and 2-3x faster than the same loop ported to numba as is, thanks to
+It is faster than Glow-TTS's Cython kernel and than the same loop ported to
+numba as is (``speechkd bench align``; measured in
+egs/mini_en/tts1/RESULTS.md, "Speed"), thanks to
 these layout choices:
 
 - the DP keeps only two rows of Q (frame t-1 and t, indexed by token) and
@@ -37,7 +37,7 @@ _NEG = np.float32(-np.inf)
 @njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _transpose_tile(v, tile, lo, n, t0, kk):
     """tile[k, s] = v[s, t0 + k] for tokens lo .. lo+n-1 and k < kk. Eight token rows at a
-    time, written out: LLVM then emits 8-wide stores (~1.6x faster than a gather loop)."""
+    time, written out: LLVM then emits 8-wide stores (faster than a gather loop)."""
     i = lo
     while i + 8 <= lo + n:
         for k in range(kk):
@@ -140,9 +140,9 @@ def maximum_path_numba(v: np.ndarray, s_len: np.ndarray, t_len: np.ndarray, out:
     Lengths must already be checked (speechkd.align.mas.check_lengths).
     ``out``: an int32 array of the same shape to write into (no allocation).
     ``parallel``: spread items over numba's threads. Off by default: on an idle
-    2-core machine it gains ~1.4x at B=16, 100x800 (0.77 vs 1.1 ms), but when
-    another process holds a core the statically split work waits for it (5-7 ms
-    measured), and numba's OpenMP pool, once started, competes with torch's."""
+    2-core machine it gains (``speechkd bench align``), but when
+    another process holds a core the statically split work waits for it,
+    and numba's OpenMP pool, once started, competes with torch's."""
     batch, s_max, t_max = v.shape
     # A new output comes from calloc (fresh pages are zero already: no second pass);
     # a caller's ``out`` is zeroed in the kernel, item by item.

@@ -1,9 +1,9 @@
 """``speechkd bench align``: monotonic alignment search backends side by side.
 
 CPU table (default B=16, 100 tokens x 800 frames, the shape of the reference
-figures in DESIGN.md): the numba kernel (serial, the default; with a reused
+table in egs/mini_en/tts1/RESULTS.md): the numba kernel (serial, the default; with a reused
 output array; parallel over numba's threads), the numpy-vectorised version (the baseline of the speed-up column) and the
-pure-Python reference (fewer repeats: ~0.2 s a call). GPU table, when numba can
+pure-Python reference (fewer repeats: it is slow). GPU table, when numba can
 use a GPU (default B=64, 200 x 1600): the numba CPU kernel (baseline) against
 both CUDA kernels on device-resident input. Every table also checks that all
 its backends returned identical paths. Inputs are seeded standard-normal

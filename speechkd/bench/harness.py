@@ -6,7 +6,7 @@ interleaved rounds (round r times every case that still needs an r-th repeat),
 which spreads background load over all of them instead of penalising
 whichever ran during a burst. The price: each case runs right after the
 others, whose memory traffic and allocations it inherits (a kernel that takes
-1.0 ms alone measured 1.5 ms between numpy calls). ``interleave=False`` (the
+is slower between numpy calls than alone). ``interleave=False`` (the
 CLI's ``--blocked``) runs each case's repeats back to back instead, in its
 steady state, like ``timeit``. Each case reports its first call separately
 (JIT compilation, cache loading, CUDA context: excluded from the statistics),
@@ -108,7 +108,7 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 
         env["numba"] = numba.__version__
         # Asking numba for its thread count launches its threading layer, whose OpenMP
-        # threads then compete with torch's: torch Griffin-Lim ran 3-4x slower after it.
+        # threads then compete with torch's (torch Griffin-Lim ran much slower after it).
         # Report the configured count unless a suite has launched the layer already.
         env["numba_threads"] = (numba.get_num_threads() if parallel._is_initialized
                                 else numba.config.NUMBA_NUM_THREADS)

@@ -61,7 +61,7 @@ QUICK = {
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                         "recipes", "conf")
 N_VOCAB = 80
-# Targets of issue 5 (the FastSpeech paper's ratios; RTF on 2 CPU cores at demo sizes).
+# Targets: the FastSpeech paper's speed-up ratios; RTF on 2 CPU cores at demo sizes.
 TARGETS = {"mel_vs_uncached_r1": 270.0, "mel_vs_cached_r1": 10.0, "e2e_vs_uncached_r1": 38.0, "demo_rtf": 0.03}
 
 

@@ -1,4 +1,4 @@
-"""Built-in corpora, generated offline from Debian packages (DESIGN.md, "Built-in corpora").
+"""Built-in corpora, generated offline from Debian packages (docs/data-formats.md, "Built-in corpora").
 
 ``speechkd corpus NAME --out DIR``: Kaldi data dirs DIR/{train,dev,test} (noise:
 DIR/{in_domain,extraneous}), 16 kHz mono 16-bit wavs under DIR/wav and DIR/corpus.json.

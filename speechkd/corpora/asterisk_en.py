@@ -1,6 +1,6 @@
 """``asterisk_en``: real recorded speech, one speaker (Allison Smith), CC-BY-SA-3.0.
 
-DESIGN.md, "Built-in corpora". Audio: Debian ``asterisk-core-sounds-en-g722``
+docs/data-formats.md, "Built-in corpora". Audio: Debian ``asterisk-core-sounds-en-g722``
 (G.722 at 16 kHz, 64 kbit/s, so 2 samples per byte), decoded with Debian's
 ffmpeg. Transcripts: ``core-sounds-en.txt.gz`` of ``asterisk-core-sounds-en``,
 one ``name: transcript`` line per prompt (``digits/1: one``; sub directories

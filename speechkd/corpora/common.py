@@ -1,4 +1,4 @@
-"""Shared machinery of the built-in corpora (DESIGN.md, "Built-in corpora").
+"""Shared machinery of the built-in corpora (docs/data-formats.md, "Built-in corpora").
 
 Every corpus follows the same steps: pick prompts (deterministic order, seeded
 shuffle, normalised texts de-duplicated), split them into train/dev/test so

@@ -1,6 +1,6 @@
 """``mini_en``: one synthetic speaker, flite ``slt`` reading WordNet example sentences.
 
-DESIGN.md, "Built-in corpora". Besides the Kaldi files every split holds
+docs/data-formats.md, "Built-in corpora". Besides the Kaldi files every split holds
 ``phone_durations`` (``<utt> ph1:dur1 ph2:dur2 ...``, seconds, C-sorted):
 flite's own phone timings from ``flite -psdur``, taken in the same call as the
 audio (no extra synthesis time). They sum to the audio length within a few ms

@@ -1,6 +1,6 @@
 """``mini_multi``: six synthetic voices reading WordNet example sentences.
 
-DESIGN.md, "Built-in corpora". Voices: flite ``slt``, ``kal16``, ``awb``,
+docs/data-formats.md, "Built-in corpora". Voices: flite ``slt``, ``kal16``, ``awb``,
 ``rms`` and festival ``ked_diphone`` (16 kHz) and ``cmu_us_slt_arctic_hts``
 (32 kHz, resampled to 16 kHz; the same talent as flite ``slt``, another
 synthesiser). Every text is spoken once; texts are split first (no text in two

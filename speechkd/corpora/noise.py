@@ -1,6 +1,6 @@
 """``noise``: noise clips for speech enhancement, in two Kaldi-like sets.
 
-DESIGN.md, "Built-in corpora". ``in_domain/``: seeded white, pink (1/f),
+docs/data-formats.md, "Built-in corpora". ``in_domain/``: seeded white, pink (1/f),
 brown (1/f^2) and speech-shaped noise (white noise shaped by the long-term
 average spectrum of held-out flite speech), babble (4-6 held-out flite voices
 ``awb``/``rms``/``kal16`` -- not mini_en's ``slt`` -- saying held-out WordNet
@@ -14,10 +14,10 @@ Every clip (4-10 s, 16 kHz) is high-passed at 100 Hz (6th-order Butterworth,
 run forwards and backwards by ``sosfiltfilt``: zero phase, 12th-order
 magnitude) and peak-normalised to 0.9. Why the high-pass: synthetic pink/brown
 noise keeps most of its energy below 80 Hz, so without it a plain 80 Hz
-high-pass filter would "enhance" by many dB (DESIGN.md: +19.7 dB on brown
-noise); after it, under 1% of any clip's energy lies below 80 Hz and such a
-filter removes ~0.1 dB of brown noise. 6th rather than 4th order because a few
-bass-drum samples (``bd_boom``) keep 7% of their energy below 80 Hz at 4th.
+high-pass filter would "enhance" by many dB on brown noise; after it such a
+filter is close to a no-op (the ``hpf80`` rows of egs/*/se1/RESULTS.md). 6th
+rather than 4th order because a few bass-drum samples (``bd_boom``) keep a
+noticeable share of their energy below 80 Hz at 4th.
 
 Data dirs: ``wav.scp``, ``utt2spk`` (speaker = noise type), ``text`` (type
 and source name), ``utt2license``.

@@ -17,11 +17,11 @@ Round r (teacher with 2k steps, student with k):
 The condition (FastSpeech 2 encoder + variance adaptor) is frozen by default: the student keeps its
 teacher's and only the denoiser learns, so teacher@k and student@k share durations, pitch and energy
 and differ only in the denoiser. ``freeze_condition: false`` trains the condition on with its
-duration/pitch/energy losses, as the teacher was trained. Measured on the quality corpus (RESULTS.md,
-2026-12-03; ``speechkd distill compare`` gives each round's objective at its start and end): a
-15-minute round that trained the condition at lr 5e-4 (noam) ended FURTHER from its targets than the
-copy of the teacher it started as (dev distillation L1 0.040 vs 0.016); with the condition frozen, 8
-minutes at 5e-4 gave 0.019, at 1e-4 0.014, at 3e-5 0.012. The student starts close to its target, so
+duration/pitch/energy losses, as the teacher was trained. ``speechkd distill compare`` gives each
+round's objective at its start and end: a round that trained the condition at a large noam learning
+rate ended FURTHER from its targets than the copy of the teacher it started as, and freezing the
+condition and lowering the rate fixed it (egs/mini_en/tts1/RESULTS.md, "Diffusion and progressive distillation").
+The student starts close to its target, so
 the learning rate is small and constant (Adam's step-size noise otherwise swamps the residual).
 
 Time labels: the student sees x_t at noise level tau_t = j/k and is told tau_t, exactly what its

@@ -1,6 +1,6 @@
 """Remixing the teacher's speech and noise estimates into student training pairs.
 
-DESIGN.md, "Algorithm notes". The teacher T (e.g. a noisy-target model) gives
+docs/architecture.md, "Speech enhancement". The teacher T (e.g. a noisy-target model) gives
 s^ = T(y) and, by mixture consistency, n^ = y − s^ (so s^ + n^ = y exactly).
 With π a permutation of the batch without fixed points (each utterance takes
 another utterance's noise):

@@ -12,12 +12,12 @@ expanded to mel frames (step j made frames j*r .. j*r+r-1, so each column repeat
 the tail past T is cut), and monotonic alignment search on its log splits the T frames
 (:func:`speechkd.align.durations.durations_from_attention`; ``argmax`` counting is the
 compatibility mode). ``attention="mean"`` runs MAS on the mean of all layers and heads instead
-of the one chosen head (on the demo teacher: 105 vs 114 ms mean boundary error against flite's
-timings, ``speechkd eval durations``). ``shift_frames`` moves every boundary by a constant
+of the one chosen head (compared by ``speechkd eval durations`` against flite's
+timings). ``shift_frames`` moves every boundary by a constant
 number of frames (:func:`speechkd.align.durations.shift_durations`), to remove a systematic lag
-measured by the lag scan of ``speechkd eval durations``; the demo teacher has none (+9 ms,
-best shift 0: the attention of decoder step j already describes the frames step j emits, not
-its input frame j*r - 1, whose one-step shift measured -37 ms). Durations are over mel frames,
+measured by the lag scan of ``speechkd eval durations``; the recipe's teachers have none
+(best shift 0: the attention of decoder step j already describes the frames step j emits, not
+its input frame j*r - 1; egs/mini_en/tts1/RESULTS.md). Durations are over mel frames,
 sum exactly to T and give every token at
 least one frame (:func:`speechkd.align.durations.fix_durations` enforces both). The always-on
 prenet dropout is seeded per batch, so a rerun gives the same durations.

@@ -1,6 +1,6 @@
 """SE training configuration: one typed dataclass tree, loaded from commented YAML.
 
-``method`` picks the training pairs (DESIGN.md, "Algorithm notes"):
+``method`` picks the training pairs (docs/architecture.md, "Speech enhancement"):
 
 - ``nytt``: noisy-target training (Fujimura et al. 2021): input y + g·n', target y.
 - ``clean``: supervised upper bound: input y, target the clean s (reads ``data.clean_dir``,

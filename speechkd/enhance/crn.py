@@ -49,7 +49,7 @@ class EncoderBlock(nn.Module):
 
 class DecoderBlock(nn.Module):
     """Doubles the frequency axis by a sub-pixel convolution (Shi et al. 2016) along frequency:
-    a (1, 3) conv to 2·cout channels, interleaved into 2F bins; ~2x faster on CPU than the
+    a (1, 3) conv to 2·cout channels, interleaved into 2F bins; faster on CPU than the
     paper's transposed convolution, same receptive field."""
 
     def __init__(self, cin: int, cout: int, last: bool):

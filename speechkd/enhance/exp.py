@@ -61,7 +61,7 @@ def last_checkpoints(exp_dir: str, n: int) -> list[str]:
 def load_se_model(exp_or_ckpt: str, *, average: int = 1, checkpoint: int = 0,
                   device: str | torch.device = "cpu") -> LoadedSE:
     """Rebuild a trained SE model; ``average`` > 1 averages the weights of the last N checkpoints
-    of an exp dir (single checkpoints move by ~0.5 dB SI-SDR); ``checkpoint`` K > 0 takes the
+    of an exp dir (single checkpoints vary: egs/asterisk_en/se1/RESULTS.md); ``checkpoint`` K > 0 takes the
     K-th newest of them alone (1: last.ckpt), to measure that spread."""
     from speechkd.enhance.config import SETrainConfig
     from speechkd.config import from_dict

@@ -2,7 +2,7 @@
 
 - ``model`` is an exp dir / .ckpt of ``speechkd se-train`` or a built-in baseline:
   ``builtin:highpass80`` (4th-order Butterworth high-pass at 80 Hz, zero phase: the trivial
-  baseline every SE table keeps, DESIGN.md) or ``builtin:identity``.
+  baseline every SE table keeps) or ``builtin:identity``.
 - ``teacher`` given: teacher/student inference S(T(y)) (the teacher runs first).
 - ``average`` N: the weights of each model's last N checkpoints averaged; ``checkpoint`` K: the
   model's K-th newest checkpoint alone (the spread of single checkpoints; a teacher stays averaged).

@@ -5,7 +5,7 @@ NyTT, Fujimura et al. 2021, and RemixIT). :func:`snr_gain` returns the gain g
 that makes SNR(s : g·n) equal a requested value; :func:`mix_int16` quantises
 speech and noise separately so that the written mixture is *exactly* the sum of
 the written speech and noise (sums of 16-bit integers), and the measured SNR of
-the files equals the requested one to ~1e-5 dB (the noise gain is re-fitted after rounding).
+the files equals the requested one (the noise gain is re-fitted after rounding; egs/*/se1/RESULTS.md).
 """
 
 from __future__ import annotations

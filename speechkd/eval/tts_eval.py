@@ -34,9 +34,9 @@ class TtsEvalConfig:
     sample_rate: int = 16000
     """common analysis rate; reference and synthesized audio are resampled to it (soxr_hq)"""
     f0_method: str = "dio"
-    """WORLD F0 estimator: dio (+ stonemask, RTF ~0.013) or harvest (RTF ~0.09). Harvest marks
-    ~95% of flite frames voiced, pauses included, and its F0 in those frames is erratic: on
-    Griffin-Lim copies of flite speech it gave 153 cents log-F0 RMSE against dio's 30."""
+    """WORLD F0 estimator: dio (+ stonemask, fast) or harvest (several times slower). Harvest marks
+    nearly every flite frame voiced, pauses included, and its F0 in those frames is erratic: on
+    Griffin-Lim copies of flite speech its log-F0 RMSE is several times dio's."""
     frame_period: float = 5.0
     """analysis hop in ms"""
     f0_floor: float = 71.0

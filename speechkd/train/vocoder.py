@@ -13,8 +13,8 @@ uses the same terms with the hinge loss):
 
 ``logmel`` is THE feature definition (:func:`speechkd.features.mel.log_mel`). Before
 ``loss.disc_start_step`` the generator trains on the mel loss alone and no discriminator
-runs: measured on this 2-core CPU (demo sizes, 8 segments of 0.5 s), 0.13-0.6 s per mel-only
-step against 3.5-6.6 s per GAN step, so on a CPU budget the mel phase does most of the work.
+runs: a mel-only step costs a fraction of a GAN step, so on a CPU budget the mel phase does
+most of the work.
 
 Experiment dir as every trainer's (:mod:`speechkd.train.exp`): config.yaml, train.log,
 metrics.csv, atomic checkpoints carrying ``{"kind": "vocoder", config, feature_config,

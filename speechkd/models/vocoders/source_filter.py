@@ -21,15 +21,15 @@ Why a custom kernel (the CUDA path of this package), chosen by measurement
 median wall times):
 
 - torch has no source-filter synthesis; pyworld's (C++) runs one utterance at a time on the
-  CPU only: 224 ms (RTF 0.022) from given parameters. Ours, noise and preparation included:
-  151 ms on the CPU twin, batched, and a GPU path;
+  CPU only. Ours, noise and preparation included, is faster on the CPU twin, batched, and
+  has a GPU path;
 - in torch the harmonic sum must materialise [B, N, K] (K = 79 harmonics here: 12.6 M
-  elements per 10 s utterance): 874 ms, against 41 ms for the numba twin (21x), which keeps
+  elements per 10 s utterance), far slower than the numba twin, which keeps
   the sum in a register, one output sample per (GPU) thread;
 - the other candidates already have fast torch paths: the iSTFT / overlap-add is
   ``torch.istft`` (cuFFT on a GPU), and a fused Griffin-Lim phase update could only save the
-  elementwise ``sgn``/``sub`` of each iteration: 115 ms of the 806 ms of 32 fast-GL
-  iterations (14%), the rest being the STFT and iSTFT.
+  elementwise ``sgn``/``sub`` of each iteration, a small share of fast GL, the rest being
+  the STFT and iSTFT. The timings: egs/mini_en/tts1/RESULTS.md, "Speed" and "Vocoders".
 
 The CPU twin (:func:`harmonics_cpu`, numba) and the CUDA kernel
 (:mod:`speechkd.models.vocoders.source_filter_cuda`) run the same float32 arithmetic; the tests

@@ -2,8 +2,8 @@
 Fourier-based neural vocoders"): log-mel -> ConvNeXt backbone -> STFT coefficients -> iSTFT.
 
 Every layer runs at the frame rate, not the sample rate (unlike HiFi-GAN's upsampling
-stack): DESIGN.md's reference figures on this CPU are RTF 0.013-0.024 for a Vocos-like model
-against 0.26-0.40 for HiFi-GAN V1.
+stack), which is what makes it fast on a CPU (``speechkd bench vocoder``; measured in
+egs/mini_en/tts1/RESULTS.md, "Speed").
 
     h_0   = LayerNorm(Conv1d_7(standardise(log_mel)))                         (embedding)
     h_l+1 = h_l + γ_l · W2 GELU(W1 LayerNorm(DWConv_7(h_l)))                  (ConvNeXt block,
