@@ -142,3 +142,4 @@ def test_listen_manifest_takes_the_systems_manifest(tmp_path, tiny_datadir):
                  "--systems", str(tmp_path / "systems.tsv"), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["systems"] == ["ground_truth", "resynth_griffin_lim", "resynth_world",
                                                       "teacher_ar"]
+

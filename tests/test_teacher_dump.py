@@ -198,7 +198,8 @@ def test_cli_alignment_floor_stops_and_a_new_teacher_replaces_the_rejected_dump(
     # the 2-step teacher aligns some utterances, not all (test_dump_both_modes): a floor of 1 is above it
     assert main(args + ["--min-aligned", "1.0"]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if " INFO " not in ln and " WARNING " not in ln]
-    assert len(err) == 1 and err[0].startswith("speechkd teacher-dump: error: ") and "the teacher does not align" in err[0] and "below the floor of 100.0%" in err[0]
+    assert len(err) == 1 and err[0].startswith("speechkd teacher-dump: error: ")
+    assert "the teacher does not align" in err[0] and "below the floor of 100.0%" in err[0]
     assert "--teacher_opts trainer.max_minutes=" in err[0] and "Traceback" not in err[0]
     d = out / "teacher_forced"
     info = json.loads((d / "dump_info.json").read_text())
