@@ -155,8 +155,7 @@ def read_manifest(path: str) -> list[System]:
             rows = list(csv.reader(f, delimiter="\t"))
     except FileNotFoundError:
         raise SpeechkdError("systems manifest does not exist", path=path,
-                            hint="stage 10 of the recipe writes it: speechkd synth --systems FILE --systems-from exp"
-                            ) from None
+                            hint="stage 10 writes it: speechkd synth --systems FILE --systems-from EXP") from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpeechkdError(f"cannot read the systems manifest ({e})", path=path) from None
     if not rows or tuple(rows[0]) != COLUMNS:
