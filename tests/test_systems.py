@@ -143,3 +143,11 @@ def test_listen_manifest_takes_the_systems_manifest(tmp_path, tiny_datadir):
     assert json.loads(out.read_text())["systems"] == ["ground_truth", "resynth_griffin_lim", "resynth_world",
                                                       "teacher_ar"]
 
+
+
+def test_eval_systems_needs_a_manifest(tmp_path, capsys):
+    from speechkd.cli import main
+
+    assert main(["eval", "systems", "--systems", str(tmp_path / "none.tsv"), "--data-dir", str(tmp_path),
+                 "--out", str(tmp_path / "eval")]) == 2
+    assert "systems manifest does not exist" in capsys.readouterr().err and not (tmp_path / "eval").exists()

@@ -32,10 +32,6 @@ from speechkd.data.kaldi import read_datadir
 from speechkd.eval.stats import json_safe
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
-# eval tts settings that `eval systems` uses as they are
-TTS_DEFAULTS = {"sample_rate": 16000, "f0_method": "dio", "f0_range": [71.0, 800.0], "no_asr": False,
-                "allow_missing": False, "title": None}
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="WHAT")
@@ -73,11 +69,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-asr", action="store_true", help="skip the WER/CER of the offline recogniser")
     p.add_argument("--allow-missing", action="store_true",
                    help="record a missing synthesized file instead of failing")
-    p.add_argument("--sample-rate", type=int, default=TTS_DEFAULTS["sample_rate"],
+    p.add_argument("--sample-rate", type=int, default=16000,
                    help="common analysis rate: both signals are resampled to it")
-    p.add_argument("--f0-method", choices=["dio", "harvest"], default=TTS_DEFAULTS["f0_method"],
+    p.add_argument("--f0-method", choices=["dio", "harvest"], default="dio",
                    help="WORLD F0 estimator: dio + stonemask, or harvest (~7x slower, over-detects voicing)")
-    p.add_argument("--f0-range", type=float, nargs=2, default=TTS_DEFAULTS["f0_range"], metavar=("FLOOR", "CEIL"),
+    p.add_argument("--f0-range", type=float, nargs=2, default=[71.0, 800.0], metavar=("FLOOR", "CEIL"),
                    help="F0 search range in Hz")
     p.add_argument("--title", default=None)
 
@@ -145,36 +141,46 @@ def main(args: argparse.Namespace) -> int:
     return _main_asr(args)
 
 
+def _parse(*argv: str) -> argparse.Namespace:
+    """The arguments of one ``speechkd eval WHAT ...`` call (its defaults included)."""
+    p = argparse.ArgumentParser(prog="speechkd eval")
+    add_arguments(p)
+    return p.parse_args([str(a) for a in argv])
+
+
 def _main_systems(args: argparse.Namespace) -> int:
     from speechkd.eval.summary import summarize_systems
     from speechkd.infer.systems import diffusion_chain, pairs, read_manifest
 
     systems = read_manifest(args.systems)
-    common = {"data_dir": args.data_dir, "num_utts": args.num_utts, "nj": args.nj}
+    common = ("--data-dir", args.data_dir, "--num-utts", args.num_utts, "--nj", args.nj)
     # The ground truth under the same recogniser: the baseline every WER is read against.
     gt = os.path.join(args.out, "ground_truth")
-    _main_asr(argparse.Namespace(**common, wav_dir=None, out=gt, title="Ground-truth test audio"))
+    _main_asr(_parse("asr", *common, "--out", gt, "--title", "Ground-truth test audio"))
     results = [os.path.join(gt, "results.json")]
     for s in systems:
         out = os.path.join(args.out, s.name)
-        _main_tts(argparse.Namespace(**common, **TTS_DEFAULTS, wav_dir=s.wav_dir, out=out))
+        _main_tts(_parse("tts", *common, "--wav-dir", s.wav_dir, "--out", out))
         results.append(os.path.join(out, "results.json"))
     path = summarize_systems(results, args.out, args.title, [f"{a}:{b}" for a, b in pairs(systems)])
     print(open(path, encoding="utf-8").read().split("\n\n", 1)[1])
     print(f"-> {path}")
-    if args.durations:
+    if args.durations:  # where the corpus knows the truth (flite's phone timings)
         dump, data = args.durations
         if os.path.isfile(os.path.join(data, "phone_durations")) and os.path.isfile(os.path.join(dump, "index.scp")):
             name = os.path.basename(os.path.normpath(data))
-            _main_durations(argparse.Namespace(teacher_dump=dump, data_dir=data, tokens=None, min_focus_rate=0.0,
-                                               num_utts=0, title=None,
-                                               out=os.path.join(args.out, f"durations_{name}")))
+            _main_durations(_parse("durations", "--teacher-dump", dump, "--data-dir", data,
+                                   "--out", os.path.join(args.out, f"durations_{name}")))
+    # Diffusion: the teacher at k steps vs each distilled k-step student on mels, paired (same noise,
+    # ground-truth durations): distance to the teacher's N-step sample, GV ratio.
     chain = diffusion_chain(systems)
     if args.compare_split and len(chain) > 1:
-        from speechkd.distill.cli import compare
+        from speechkd.distill import cli as distill_cli
 
-        compare(argparse.Namespace(exps=chain, split=args.compare_split, out=os.path.join(args.out, "diffusion_steps"),
-                                   num_utts=0, data=None, teacher_dump=None, batch_frames=3000, seed=0, threads=0))
+        p = argparse.ArgumentParser(prog="speechkd distill")
+        distill_cli.add_arguments(p)
+        distill_cli.main(p.parse_args(["compare", "--exps", *chain, "--split", args.compare_split,
+                                          "--out", os.path.join(args.out, "diffusion_steps")]))
     return 0
 
 
