@@ -222,6 +222,9 @@ def synth_systems(args: argparse.Namespace) -> int:
         if not getattr(args, flag):
             raise SpeechkdError(f"--systems needs --{flag.replace('_', '-')}", field=f"--{flag.replace('_', '-')}",
                                 hint="e.g. --data-dir data/test --feats dump/feats/test")
+    if args.diffusion_steps < 1 or args.nj < 1:
+        raise SpeechkdError(f"--diffusion-steps and --nj must be >= 1, got {args.diffusion_steps} and {args.nj}",
+                            field="--diffusion-steps" if args.diffusion_steps < 1 else "--nj")
     text = os.path.join(args.data_dir, "text")
     if not os.path.isfile(text):
         raise SpeechkdError("the data dir has no text file", path=args.data_dir, field="--data-dir")
