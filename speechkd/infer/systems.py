@@ -156,7 +156,7 @@ def read_manifest(path: str) -> list[System]:
     except FileNotFoundError:
         raise SpeechkdError("systems manifest does not exist", path=path,
                             hint="stage 10 writes it: speechkd synth --systems FILE --systems-from EXP") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise SpeechkdError(f"cannot read the systems manifest ({e})", path=path) from None
     if not rows or tuple(rows[0]) != COLUMNS:
         raise SpeechkdError(f"not a systems manifest: the header must be {' '.join(COLUMNS)}", path=path)
