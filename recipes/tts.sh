@@ -7,7 +7,9 @@
 #   2  features (mel, F0, energy; --nj parallel through $train_cmd) -> dump/feats/<split>
 #   3  autoregressive Transformer-TTS teacher -> exp/teacher_ar (resumes after a kill)
 #   4  teacher dump (--kd_mode teacher_forced|free_running|both): durations, focus rates,
-#      free-running mels -> dump/teacher/<split>/<kd_mode>, report.md per split and mode
+#      free-running mels -> dump/teacher/<split>/<kd_mode>, report.md per split and mode; stops when
+#      fewer than --min_aligned of the training utterances reach the focus threshold (the teacher
+#      did not align: train it longer, ./run.sh --stage 3 --force true --teacher_opts trainer.max_minutes=N)
 #   5  FastSpeech student (sequence-level KD: --fastspeech_kd_mode free_running) -> exp/fastspeech
 #   6  FastSpeech 2 student (ground-truth mels, teacher-forced durations) -> exp/fastspeech2
 #      (both read dump/teacher/<split>/<kd_mode> of stage 4, which dumps the train and dev sets)
@@ -21,8 +23,9 @@
 #      Griffin-Lim and by each trained vocoder exp/vocoder_<v> (-> exp/resynth_<v>), WORLD
 #      resynthesis of the test audio (exp/resynth_world), and `speechkd synth` of
 #      data/<test>/text by every trained acoustic model (with each trained neural vocoder too),
-#      and by the diffusion teacher with each student's step count k (exp/diffusion_<N>_steps<k>)
-#   11 objective evaluation of every exp/<system>/synth/<test> -> exp/eval/results.{json,md}, with
+#      and by the diffusion teacher with each student's step count k (exp/diffusion_<N>_steps<k>);
+#      the systems are listed in exp/systems.tsv (rules and pairs: speechkd/infer/systems.py)
+#   11 objective evaluation of every system of exp/systems.tsv -> exp/eval/results.{json,md}, with
 #      paired differences: each model against the ground-truth mels through the same vocoder, and
 #      each k-step student against the teacher sampled with k steps
 #   12 listening-test site -> exp/listen/index.html
@@ -50,6 +53,9 @@ local_data_opts=""      # passed to local/data.sh
 teacher_config=""       # AR teacher YAML; default conf/teacher_ar_<preset>.yaml, else recipes/conf/
 teacher_opts=""         # extra `speechkd train` arguments, e.g. "--devices 2 --strategy ddp"
 kd_mode=both            # teacher dump: teacher_forced | free_running | both
+min_aligned=auto        # stage 4 stops unless this share of training utterances reaches the focus threshold
+                        # (a teacher that did not align): auto = 0.9, but 0 with --preset tiny, whose
+                        # few-step teacher is not meant to align (the recipe tests run the stages, not the claim)
 fastspeech_kd_mode=free_running    # stage 5 targets: free_running (the paper) | teacher_forced
 fastspeech2_kd_mode=teacher_forced # stage 6 targets (token pitch/energy need teacher_forced)
 student_opts=""         # extra `speechkd train` arguments of stages 5-6, e.g. "--max-minutes 10"
@@ -123,10 +129,15 @@ stage_teacher_ar() {
 }
 
 stage_teacher_dump() {
-  for s in "$train_set" "$dev_set"; do
-    speechkd teacher-dump --exp "$expdir/teacher_ar" --data "$dumpdir" --split "$s" \
-      --out "$dumpdir/teacher/$s" --kd-mode "$kd_mode"
-  done
+  local floor=$min_aligned
+  if [ "$floor" = auto ]; then
+    if [ "$preset" = tiny ]; then floor=0; else floor=0.9; fi
+  fi
+  # The training set first: its alignment floor stops the recipe before students train on a broken teacher.
+  speechkd teacher-dump --exp "$expdir/teacher_ar" --data "$dumpdir" --split "$train_set" \
+    --out "$dumpdir/teacher/$train_set" --kd-mode "$kd_mode" --min-aligned "$floor"
+  speechkd teacher-dump --exp "$expdir/teacher_ar" --data "$dumpdir" --split "$dev_set" \
+    --out "$dumpdir/teacher/$dev_set" --kd-mode "$kd_mode"
 }
 
 # stage_student NAME KD_MODE: one `speechkd train` of a student on the stage-4 teacher dump
@@ -192,117 +203,24 @@ stage_vocoder() {
     --data data --exp "$expdir/vocoder_vocos" data.train_set="$train_set" data.dev_set="$dev_set" $vocoder_opts
 }
 
+# The systems of stages 10-12 (speechkd.infer.systems): what exp/ holds decides them; stage 10
+# lists them into $expdir/systems.tsv, stages 11 and 12 read it.
 stage_synthesis() {
-  speechkd vocode --feats "$dumpdir/feats/$test_set" --vocoder griffin_lim \
-    --out "$expdir/resynth_griffin_lim/synth/$test_set" --num-utts "$num_eval_utts"
-  # WORLD analyses and resynthesises the test audio (a vocoder of waveforms, not of mels)
-  speechkd vocode --data-dir "data/$test_set" --feats "$dumpdir/feats/$test_set" --vocoder world \
-    --out "$expdir/resynth_world/synth/$test_set" --num-utts "$num_eval_utts" --nj "$nj"
-  # copy synthesis of ground-truth mels by each trained neural vocoder (stage 9), if any
-  local v
-  for v in "$expdir"/vocoder_*; do
-    [ -f "$v/checkpoints/last.ckpt" ] || continue
-    speechkd vocode --feats "$dumpdir/feats/$test_set" --vocoder "$v" \
-      --out "$expdir/resynth_${v#"$expdir"/vocoder_}/synth/$test_set" --num-utts "$num_eval_utts"
-  done
-  # Every trained acoustic model speaks the test text: with Griffin-Lim as exp/<model>, and with
-  # each trained neural vocoder exp/vocoder_<v> as the system exp/<model>_<v>.
-  local am voc
-  for am in "$expdir"/teacher_ar "$expdir"/fastspeech "$expdir"/fastspeech2 "$expdir"/diffusion_*; do
-    [ -f "$am/checkpoints/last.ckpt" ] || continue
-    speechkd synth --model "$am" --list "data/$test_set/text" --num-utts "$num_eval_utts" \
-      --on-unknown map --vocoder griffin_lim -d "$am/synth/$test_set"
-    for voc in "$expdir"/vocoder_*; do
-      [ -f "$voc/checkpoints/last.ckpt" ] || continue
-      speechkd synth --model "$am" --list "data/$test_set/text" --num-utts "$num_eval_utts" \
-        --on-unknown map --vocoder "$voc" -d "${am}_${voc#"$expdir"/vocoder_}/synth/$test_set"
-    done
-  done
-  # The diffusion teacher sampled with each distilled student's step count k, as the system
-  # exp/diffusion_<N>_steps<k>: what the k-step student must beat (ProDiff's claim).
-  local teacher=$expdir/diffusion_$diffusion_steps d k
-  if [ -f "$teacher/checkpoints/last.ckpt" ]; then
-    for d in "$expdir"/diffusion_*; do
-      k=${d##*_}
-      case $k in ''|*[!0-9]*) continue ;; esac
-      [ "$k" -lt "$diffusion_steps" ] && [ -f "$d/checkpoints/last.ckpt" ] || continue
-      speechkd synth --model "$teacher" --steps "$k" --list "data/$test_set/text" --num-utts "$num_eval_utts" \
-        --on-unknown map --vocoder griffin_lim -d "${teacher}_steps$k/synth/$test_set"
-      for voc in "$expdir"/vocoder_*; do
-        [ -f "$voc/checkpoints/last.ckpt" ] || continue
-        speechkd synth --model "$teacher" --steps "$k" --list "data/$test_set/text" --num-utts "$num_eval_utts" \
-          --on-unknown map --vocoder "$voc" -d "${teacher}_steps${k}_${voc#"$expdir"/vocoder_}/synth/$test_set"
-      done
-    done
-  fi
-}
-
-systems() {
-  # Every system that synthesised the test set (alphabetically), the resyntheses (references)
-  # first: the order of the results table and of the listening page's columns.
-  local d names=()
-  for d in "$expdir"/*/synth/"$test_set"; do
-    if [ -d "$d" ]; then names+=("$(basename "$(dirname "$(dirname "$d")")")"); fi
-  done
-  for d in "${names[@]}"; do case $d in resynth_*) echo "$d" ;; esac; done
-  for d in "${names[@]}"; do case $d in resynth_*) ;; *) echo "$d" ;; esac; done
+  speechkd synth --systems "$expdir/systems.tsv" --systems-from "$expdir" --diffusion-steps "$diffusion_steps" \
+    --data-dir "data/$test_set" --feats "$dumpdir/feats/$test_set" --num-utts "$num_eval_utts" --nj "$nj" \
+    --on-unknown map
 }
 
 stage_eval() {
-  # The ground truth under the same recogniser: the baseline every WER is read against.
-  speechkd eval asr --data-dir "data/$test_set" --num-utts "$num_eval_utts" --nj "$nj" \
-    --out "$expdir/eval/ground_truth" --title "Ground-truth test audio"
-  local results=("$expdir/eval/ground_truth/results.json") sys
-  for sys in $(systems); do
-    speechkd eval tts --data-dir "data/$test_set" --wav-dir "$expdir/$sys/synth/$test_set" \
-      --num-utts "$num_eval_utts" --nj "$nj" --out "$expdir/eval/$sys"
-    results+=("$expdir/eval/$sys/results.json")
-  done
-  # Every model against the ground-truth mels through the same vocoder (exp/<model>_<v> against
-  # exp/resynth_<v>; plain exp/<model> spoke through Griffin-Lim): what the model alone costs.
-  # Then ProDiff's claim: each k-step student against the teacher sampled with k steps.
-  local pairs=() k ref v
-  for sys in $(systems); do
-    case $sys in resynth_*) continue ;; esac
-    ref=resynth_griffin_lim
-    for v in "$expdir"/vocoder_*; do
-      v=${v#"$expdir"/vocoder_}
-      case $sys in *_"$v") ref=resynth_$v ;; esac
-    done
-    if [ -f "$expdir/eval/$ref/results.json" ]; then pairs+=("$sys:$ref"); fi
-  done
-  local student
-  for sys in $(systems); do
-    case $sys in diffusion_"$diffusion_steps"_steps*)
-      k=${sys#diffusion_"$diffusion_steps"_steps}   # k, or k_<vocoder>
-      student=diffusion_$k
-      if [ -f "$expdir/eval/$student/results.json" ]; then pairs+=("$student:$sys"); fi ;;
-    esac
-  done
-  speechkd eval summary --results "${results[@]}" --out "$expdir/eval" --pairs "${pairs[@]}" \
-    --title "$(basename "$(dirname "$PWD")") test set: objective evaluation"
-  # Duration accuracy of the teacher dump where the corpus knows the truth (flite's phone timings)
-  local tf=$dumpdir/teacher/$train_set/teacher_forced
-  if [ -f "data/$train_set/phone_durations" ] && [ -f "$tf/index.scp" ]; then
-    speechkd eval durations --teacher-dump "$tf" --data-dir "data/$train_set" --out "$expdir/eval/durations_$train_set"
-  fi
-  # Diffusion: the teacher at k steps vs each distilled k-step student on dev mels, paired
-  # (same noise, ground-truth durations): distance to the teacher's N-step sample, GV ratio.
-  local chain=() d
-  for d in "$expdir"/diffusion_*; do
-    case ${d##*_} in ''|*[!0-9]*) continue ;; esac
-    if [ -f "$d/checkpoints/last.ckpt" ]; then chain+=("$d"); fi
-  done
-  if [ "${#chain[@]}" -gt 1 ]; then
-    speechkd distill compare --exps "${chain[@]}" --split "$dev_set" --out "$expdir/eval/diffusion_steps"
-  fi
+  speechkd eval systems --systems "$expdir/systems.tsv" --data-dir "data/$test_set" --num-utts "$num_eval_utts" \
+    --nj "$nj" --out "$expdir/eval" --title "$(basename "$(dirname "$PWD")") test set: objective evaluation" \
+    --durations "$dumpdir/teacher/$train_set/teacher_forced" "data/$train_set" --compare-split "$dev_set"
 }
 
 stage_listen() {
-  local opts=(--system "ground_truth=data/$test_set") sys
-  for sys in $(systems); do opts+=(--system "$sys=$expdir/$sys/synth/$test_set"); done
-  speechkd listen manifest --data-dir "data/$test_set" "${opts[@]}" --reference ground_truth \
-    --num-utts "$num_listen_utts" --out "$expdir/listen/manifest.json"
+  speechkd listen manifest --data-dir "data/$test_set" --system "ground_truth=data/$test_set" \
+    --systems "$expdir/systems.tsv" --reference ground_truth --num-utts "$num_listen_utts" \
+    --out "$expdir/listen/manifest.json"
   speechkd listen page --manifest "$expdir/listen/manifest.json" --out "$expdir/listen" \
     --title "$(basename "$(dirname "$PWD")"): listening test"
 }

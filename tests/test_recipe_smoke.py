@@ -107,6 +107,14 @@ def test_tts_recipe_tiny(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.count("skipping") == len(stages)
     assert (d / "dump/feats/train/feats.scp").stat().st_mtime == mtime
+    # stage 4 checks its own result: a floor on the aligned share above what the teacher reached stops
+    # the recipe with the share and the remedy (the tiny preset's own floor is 0: its teacher does not align)
+    share = json.loads((d / "dump/teacher/train/teacher_forced/report.json").read_text())["focus_rate"]
+    assert share["above_threshold"] < 1.0
+    r = _run(d, "--preset", "tiny", "--stage", "4", "--stop_stage", "4", "--force", "true", "--min_aligned", "1.0")
+    assert r.returncode == 2 and "Stage 4 (teacher_dump) FAILED" in r.stderr
+    assert f"{100 * share['above_threshold']:.1f}% of {n_train} utterances have a focus rate >= 0.5" in r.stderr
+    assert "the teacher does not align" in r.stderr and "./run.sh --stage 3 --force true --teacher_opts" in r.stderr
 
 
 def test_tts_recipe_failure_is_reported(tmp_path):

@@ -161,3 +161,57 @@ def test_refinement_in_the_dump(trained, tmp_path):
         z = np.load(d / rel)
         assert "durations_attn" not in z.files and z["durations"].tolist() == attn[u].tolist()
     assert json.loads((d / "dump_info.json").read_text())["refine"]["history"] == []
+
+
+def _report(share: float, n: int = 20) -> dict:
+    return {"kd_mode": "teacher_forced", "num_utts": n, "threshold": 0.5, "focus_rate": {"above_threshold": share}}
+
+
+def test_check_aligned_floor_on_a_fake_dump(tmp_path):
+    """The floor is a share of all utterances: at the floor passes, below stops with the share and the
+    remedy and marks the dump rejected; a later passing check lifts the mark."""
+    from speechkd.distill.teacher_dump import check_aligned
+
+    info = tmp_path / "dump_info.json"
+    info.write_text(json.dumps({"kd_mode": "teacher_forced", "step": 493}))
+    check_aligned(str(tmp_path), _report(0.9), 0.9)
+    assert "rejected" not in json.loads(info.read_text())
+    with pytest.raises(SpeechkdError) as e:
+        check_aligned(str(tmp_path), _report(0.396, 520), 0.9, teacher_minutes=17)
+    msg = str(e.value)
+    assert "39.6% of 520 utterances have a focus rate >= 0.5, below the floor of 90.0%" in msg and "step 493" in msg
+    assert "./run.sh --stage 3 --force true --teacher_opts trainer.max_minutes=34" in msg and "\n" not in msg
+    assert "39.6%" in json.loads(info.read_text())["rejected"]
+    check_aligned(str(tmp_path), _report(0.396), 0.0)  # floor 0: no check, and the mark goes
+    assert json.loads(info.read_text()) == {"kd_mode": "teacher_forced", "step": 493}
+    with pytest.raises(SpeechkdError, match="share in"):
+        check_aligned(str(tmp_path), _report(0.5), 1.5)
+
+
+def test_cli_alignment_floor_stops_and_a_new_teacher_replaces_the_rejected_dump(trained, tmp_path, capsys):
+    from speechkd.cli import main
+
+    root, paths = trained
+    out = tmp_path / "d"
+    args = ["teacher-dump", "--exp", str(root / "exp"), "--data", str(paths["dump"]), "--split", "train",
+            "--out", str(out), "--kd-mode", "both", "--device", "cpu", "--refine-iters", "0"]
+    # the 2-step teacher aligns some utterances, not all (test_dump_both_modes): a floor of 1 is above it
+    assert main(args + ["--min-aligned", "1.0"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if " INFO " not in ln and " WARNING " not in ln]
+    assert len(err) == 1 and err[0].startswith("speechkd teacher-dump: error: ")
+    assert "the teacher does not align" in err[0] and "below the floor of 100.0%" in err[0]
+    assert "--teacher_opts trainer.max_minutes=" in err[0] and "Traceback" not in err[0]
+    d = out / "teacher_forced"
+    info = json.loads((d / "dump_info.json").read_text())
+    assert info["rejected"] and not (out / "free_running").exists()  # stopped before the free-running pass
+    # a retrained teacher (another step) redoes the rejected dump instead of refusing the dir
+    info["step"] = 1
+    (d / "dump_info.json").write_text(json.dumps(info))
+    stale = d / "data" / "stale.npz"
+    stale.write_bytes(b"x")
+    assert main(args + ["--min-aligned", "0"]) == 0
+    assert not stale.exists() and "rejected" not in json.loads((d / "dump_info.json").read_text())
+    assert (out / "free_running/index.scp").exists()
+    # a floor outside [0, 1] is refused before any work
+    assert main(args[:-4] + ["--out", str(tmp_path / "e"), "--min-aligned", "1.5"]) == 2
+    assert not (tmp_path / "e").exists()

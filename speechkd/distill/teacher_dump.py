@@ -43,6 +43,12 @@ Layout of ``<out>/<kd_mode>/`` (one dir per mode; ``--kd-mode both`` writes both
     filtered              <utt> <reason>[,<reason>]   focus rate below threshold, never stopped
     report.json, report.md, focus_rate_hist.png, plots/<utt>.png (attention + durations)
 
+The dump checks its own result: when the share of utterances whose focus rate reaches the
+threshold is below ``DumpOptions.min_aligned``, the teacher has not learnt to align and students
+trained on its durations would learn noise, so :func:`check_aligned` stops with that share and
+the remedy (train the teacher longer), and marks the dump ``rejected`` in ``dump_info.json``; a
+later run with another checkpoint replaces a rejected dump instead of refusing it.
+
 Writes are atomic; rerunning an interrupted dump computes only the missing utterances
 (the dump_info must match, else ``--overwrite``).
 """
@@ -92,6 +98,8 @@ class DumpOptions:
     average: int = 1  # teacher weights: the mean of the exp dir's last N checkpoints
     # acoustic refinement of the attention durations (speechkd.align.refine); iters 0: attention only
     refine: RefineConfig = dataclasses.field(default_factory=RefineConfig)
+    # the least share of utterances with focus rate >= focus_threshold a usable dump has (0: no check)
+    min_aligned: float = 0.0
 
 
 ATTENTIONS = ("head", "mean")
@@ -147,7 +155,12 @@ def prepare_dir(out: str, info: dict, lm: LoadedModel, overwrite: bool) -> None:
     if os.path.exists(path):
         old = json.load(open(path, encoding="utf-8"))
         diff = [k for k in _SAME if old.get(k, _DEFAULTS.get(k)) != info.get(k)]
-        if diff:
+        if diff and old.get("rejected"):
+            # a dump check_aligned refused is no one's input: the retrained teacher's dump replaces it
+            logger.warning("replacing the rejected dump in %s (%s) made with other settings (%s)", out,
+                           old["rejected"], ", ".join(diff))
+            shutil.rmtree(out)
+        elif diff:
             raise SpeechkdError(f"an earlier dump made with other settings is here ({', '.join(diff)}: "
                                 f"{[old.get(k) for k in diff]} vs {[info.get(k) for k in diff]})", path=out,
                                 hint="pass --overwrite to redo it, or choose another --out")
@@ -238,7 +251,40 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
     report = write_report(out, mode, rows, filtered, opts.focus_threshold, lm.model.r)
     logger.info("%s %s: mean focus rate %s, %d/%d filtered; %s", mode, split, _fmt(report["focus_rate"]["mean"]),
                 len(filtered), len(utts), os.path.join(out, "report.md"))
+    check_aligned(out, report, opts.min_aligned, teacher_minutes=_max_minutes(lm))
     return report
+
+
+def _max_minutes(lm: LoadedModel) -> float:
+    trainer = getattr(lm.config, "trainer", None)
+    return float(getattr(trainer, "max_minutes", 0.0) or 0.0)
+
+
+def check_aligned(out: str, report: dict, min_aligned: float, teacher_minutes: float = 0.0) -> None:
+    """Refuse a dump whose teacher did not learn to align: fewer than ``min_aligned`` of its
+    utterances reach the focus-rate threshold (``report["focus_rate"]["above_threshold"]``, of
+    all utterances, those without durations included). Marks ``<out>/dump_info.json`` rejected
+    (so the dump of a retrained teacher replaces it) and raises one error naming the share and
+    the remedy; a passing dump loses an earlier rejection."""
+    if not 0.0 <= min_aligned <= 1.0:
+        raise SpeechkdError(f"the alignment floor must be a share in [0, 1], not {min_aligned:g}",
+                            field="--min-aligned")
+    share = float(report["focus_rate"]["above_threshold"])
+    info_path = os.path.join(out, "dump_info.json")
+    info = json.load(open(info_path, encoding="utf-8"))
+    if share >= min_aligned:
+        if info.pop("rejected", None):
+            atomic_write_json(info_path, info)
+        return
+    figure = (f"{100 * share:.1f}% of {report['num_utts']} utterances have a focus rate >= {report['threshold']:g}, "
+              f"below the floor of {100 * min_aligned:.1f}%")
+    atomic_write_json(info_path, {**info, "rejected": figure})
+    longer = f"trainer.max_minutes={2 * teacher_minutes:g}" if teacher_minutes > 0 else "trainer.max_minutes=N"
+    raise SpeechkdError(
+        f"the teacher does not align: {figure} ({report['kd_mode']}, step {info.get('step')})", path=out,
+        hint=f"train the teacher longer, it resumes from its last checkpoint: in a recipe "
+             f"./run.sh --stage 3 --force true --teacher_opts {longer}, which redoes this dump after it; "
+             f"--min-aligned 0 accepts the dump as it is")
 
 
 def refine_dump(out: str, utts: list, mode: str, opts: DumpOptions, r: int) -> list[dict]:
@@ -362,6 +408,9 @@ def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: 
     from speechkd.train.exp import load_model
 
     modes = KD_MODES if kd_mode == "both" else (kd_mode,)
+    if not 0.0 <= opts.min_aligned <= 1.0:  # checked before the work, not after it
+        raise SpeechkdError(f"the alignment floor must be a share in [0, 1], not {opts.min_aligned:g}",
+                            field="--min-aligned")
     if opts.attention not in ATTENTIONS:
         raise SpeechkdError(f"unknown attention source {opts.attention!r}", field="--attention",
                             hint=f"one of {', '.join(ATTENTIONS)}")

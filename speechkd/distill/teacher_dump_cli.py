@@ -7,7 +7,8 @@ Recipe stage 4 (one call per split)::
 
 ``--kd-mode`` is explicit: ``teacher_forced`` (durations of the ground-truth mels),
 ``free_running`` (the teacher's own mels for sequence-level KD, with durations against them)
-or ``both`` (one sub-dir each). Durations are refined acoustically by default
+or ``both`` (one sub-dir each). ``--min-aligned 0.9`` stops (exit 2) when fewer than 90% of
+the utterances reach the focus threshold, naming the share and the remedy. Durations are refined acoustically by default
 (``--refine-iters``, :mod:`speechkd.align.refine`); the attention-only ones stay in each npz
 as ``durations_attn``. Rerunning on a finished dump redoes only the refinement. The output format is described in
 :mod:`speechkd.distill.teacher_dump`. Rerunning resumes; ``--overwrite`` starts over.
@@ -44,6 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="refinement: weight of the acoustic log-likelihood per mel band (default %(default)s)")
     p.add_argument("--focus-threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="utterances whose focus rate is below are listed in `filtered` (default %(default)s)")
+    p.add_argument("--min-aligned", type=float, default=0.0,
+                   help="stop with an error (exit 2) when fewer than this share of the utterances reach the focus "
+                        "threshold: the teacher has not learnt to align (0 = no check; the recipes use 0.9 on "
+                        "the training set)")
     p.add_argument("--batch-frames", type=int, default=6000, help="mel frames per batch")
     p.add_argument("--max-frames-per-token", type=float,
                    help="free-running length limit (default: the model's max_frames_per_token)")
@@ -60,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
 
     opts = DumpOptions(method=args.method, focus_threshold=args.focus_threshold, batch_frames=args.batch_frames,
                        seed=args.seed, max_frames_per_token=args.max_frames_per_token, attention=args.attention,
-                       shift_frames=args.shift_frames, average=args.average,
+                       shift_frames=args.shift_frames, average=args.average, min_aligned=args.min_aligned,
                        refine=RefineConfig(iters=args.refine_iters, attn_weight=args.refine_attn_weight,
                                            acoustic_weight=args.refine_acoustic_weight))
     reports = teacher_dump(args.exp, args.data, args.split, args.out, args.kd_mode, opts, device=args.device,

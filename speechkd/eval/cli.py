@@ -10,6 +10,15 @@
     speechkd eval se-summary --results exp/eval/*/*/results.json --out exp/eval
     speechkd eval durations --teacher-dump dump/teacher/train/teacher_forced --data-dir data/train \
         --out exp/eval/durations_train [--tokens dump/tokens/train/tokens] [--min-focus-rate 0.5]
+    speechkd eval systems --systems exp/systems.tsv --data-dir data/test --out exp/eval [--num-utts 50] [--nj 2] \
+        [--durations dump/teacher/train/teacher_forced data/train] [--compare-split dev]
+
+``eval systems`` is recipe stage 11: the ground truth under the recogniser (``<out>/ground_truth``),
+``eval tts`` of every system of a systems manifest (:mod:`speechkd.infer.systems`, written by
+``speechkd synth --systems``) into ``<out>/<system>``, one ``summary`` with the manifest's pairs;
+then, where the inputs exist, the duration accuracy of a teacher dump against the corpus's own
+phone timings (``<out>/durations_<split>``) and the diffusion teacher at k steps against its
+k-step students on mels (``<out>/diffusion_steps``, ``speechkd distill compare``).
 
 Writes ``results.json`` (summary and per-utterance rows) and ``results.md``.
 """
@@ -68,6 +77,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="F0 search range in Hz")
     p.add_argument("--title", default=None)
 
+    p = sub.add_parser("systems", help="every system of a systems manifest: ground truth, eval tts each, summary "
+                                       "with its pairs (recipe stage 11)")
+    p.add_argument("--systems", required=True, metavar="FILE", help="systems manifest (speechkd synth --systems)")
+    p.add_argument("--data-dir", required=True, help="reference Kaldi data dir of the test set")
+    p.add_argument("--out", required=True, help="eval dir: <out>/<system>/, <out>/results.{json,md}")
+    p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N utterances (C order); 0 = all")
+    p.add_argument("--nj", type=int, default=1, help="parallel processes")
+    p.add_argument("--title", default="Objective evaluation", help="title of the summary table")
+    p.add_argument("--durations", nargs=2, metavar=("TEACHER_DUMP", "DATA_DIR"),
+                   help="also `eval durations` of this teacher_forced dump against the data dir's phone_durations, "
+                        "when both exist, into <out>/durations_<data dir name>")
+    p.add_argument("--compare-split", default=None,
+                   help="also compare the diffusion teacher at k steps with its k-step students on this split's "
+                        "mels (`speechkd distill compare`), when the manifest has more than one diffusion model")
+
     p = sub.add_parser("se", help="PESQ-wb, STOI, ESTOI, SI-SDR (and improvements) of enhanced audio")
     p.add_argument("--ref-dir", required=True, help="clean references: Kaldi data dir or directory of <utt>.wav")
     p.add_argument("--enh-dir", required=True, help="enhanced audio: directory of <utt>.wav (or a data dir)")
@@ -92,6 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.what == "systems":
+        return _main_systems(args)
     if args.what == "durations":
         return _main_durations(args)
     if args.what == "tts":
@@ -112,6 +138,53 @@ def main(args: argparse.Namespace) -> int:
         print(open(path, encoding="utf-8").read().split("\n\n", 1)[1])
         print(f"-> {path}")
         return 0
+    return _main_asr(args)
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    """The arguments of one ``speechkd eval WHAT ...`` call (its defaults included)."""
+    p = argparse.ArgumentParser(prog="speechkd eval")
+    add_arguments(p)
+    return p.parse_args([str(a) for a in argv])
+
+
+def _main_systems(args: argparse.Namespace) -> int:
+    from speechkd.eval.summary import summarize_systems
+    from speechkd.infer.systems import diffusion_chain, pairs, read_manifest
+
+    systems = read_manifest(args.systems)
+    common = ("--data-dir", args.data_dir, "--num-utts", args.num_utts, "--nj", args.nj)
+    # The ground truth under the same recogniser: the baseline every WER is read against.
+    gt = os.path.join(args.out, "ground_truth")
+    _main_asr(_parse("asr", *common, "--out", gt, "--title", "Ground-truth test audio"))
+    results = [os.path.join(gt, "results.json")]
+    for s in systems:
+        out = os.path.join(args.out, s.name)
+        _main_tts(_parse("tts", *common, "--wav-dir", s.wav_dir, "--out", out))
+        results.append(os.path.join(out, "results.json"))
+    path = summarize_systems(results, args.out, args.title, [f"{a}:{b}" for a, b in pairs(systems)])
+    print(open(path, encoding="utf-8").read().split("\n\n", 1)[1])
+    print(f"-> {path}")
+    if args.durations:  # where the corpus knows the truth (flite's phone timings)
+        dump, data = args.durations
+        if os.path.isfile(os.path.join(data, "phone_durations")) and os.path.isfile(os.path.join(dump, "index.scp")):
+            name = os.path.basename(os.path.normpath(data))
+            _main_durations(_parse("durations", "--teacher-dump", dump, "--data-dir", data,
+                                   "--out", os.path.join(args.out, f"durations_{name}")))
+    # Diffusion: the teacher at k steps vs each distilled k-step student on mels, paired (same noise,
+    # ground-truth durations): distance to the teacher's N-step sample, GV ratio.
+    chain = diffusion_chain(systems)
+    if args.compare_split and len(chain) > 1:
+        from speechkd.distill import cli as distill_cli
+
+        p = argparse.ArgumentParser(prog="speechkd distill")
+        distill_cli.add_arguments(p)
+        distill_cli.main(p.parse_args(["compare", "--exps", *chain, "--split", args.compare_split,
+                                          "--out", os.path.join(args.out, "diffusion_steps")]))
+    return 0
+
+
+def _main_asr(args: argparse.Namespace) -> int:
     from speechkd.eval.intelligibility import asr_markdown, evaluate_asr
 
     dd = read_datadir(args.data_dir)

@@ -5,6 +5,14 @@
     speechkd synth --model exp/fastspeech2 -i sentences.txt -d out/          # one utterance per line
     speechkd synth --model exp/fastspeech2 --list data/test/text -d exp/fastspeech2/synth/test
     speechkd synth --model exp/fastspeech2 --vocoder exp/vocoder_vocos --speed 1.2 --pitch-scale 1.1 ...
+    speechkd synth --systems exp/systems.tsv --systems-from exp --data-dir data/test --feats dump/feats/test \
+        --num-utts 50 --on-unknown map       # recipe stage 10: every system of the exp dir
+
+``--systems FILE`` synthesises every system of a systems manifest (:mod:`speechkd.infer.systems`)
+into its ``exp/<name>/synth/<test set>``: copy synthesis of ``--feats`` (Griffin-Lim, each trained
+vocoder), WORLD resynthesis of the ``--data-dir`` audio, and the ``--data-dir``'s ``text`` spoken by
+every acoustic model with each vocoder. With ``--systems-from EXP`` the manifest is first written
+from what EXP holds (the test set is named by the data dir). Wavs already there are kept.
 
 Input (one of): each TEXT argument is one utterance (quote sentences); ``-i FILE`` one utterance
 per non-empty line (``-i -``: stdin); ``--list FILE`` lines ``id|text`` or a Kaldi ``text`` file
@@ -50,8 +58,7 @@ _BAD_ID = re.compile(r"[\s/\\]|^\.")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="*", metavar="TEXT", help="utterances to speak, one per argument (quote them)")
-    p.add_argument("--model", required=True, help="acoustic model exp dir (exp/teacher_ar, exp/fastspeech2, ...) "
-                                                   "or a .ckpt")
+    p.add_argument("--model", help="acoustic model exp dir (exp/teacher_ar, exp/fastspeech2, ...) or a .ckpt")
     src = p.add_mutually_exclusive_group()
     src.add_argument("-i", "--input", metavar="FILE", help="text file, one utterance per non-empty line; - = stdin")
     src.add_argument("--list", metavar="FILE", help="lines 'id|text', or a Kaldi text file ('id text')")
@@ -79,6 +86,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
     p.add_argument("--average", type=int, default=1, help="average the weights of the model's last N "
                                                           "checkpoints (keep them: trainer.keep_checkpoints)")
+    g = p.add_argument_group("every system of a systems manifest (instead of --model)")
+    g.add_argument("--systems", metavar="FILE", help="systems manifest (TSV, speechkd.infer.systems) to synthesise")
+    g.add_argument("--systems-from", metavar="EXP", help="first write --systems from the models and vocoders "
+                                                         "trained in this exp dir")
+    g.add_argument("--diffusion-steps", type=int, default=8, help="with --systems-from: N of the diffusion "
+                                                                  "teacher exp/diffusion_<N> (default %(default)s)")
+    g.add_argument("--data-dir", help="test data dir: its text is spoken, its audio resynthesised by WORLD")
+    g.add_argument("--feats", help="feature dump of --data-dir: the ground-truth mels of copy synthesis")
+    g.add_argument("--nj", type=int, default=1, help="WORLD resynthesis: processes (default %(default)s)")
 
 
 # ---- input ---------------------------------------------------------------------------------------
@@ -182,6 +198,62 @@ def _tsv(rows: list[list[str]]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.systems:
+        return synth_systems(args)
+    for flag in ("systems_from", "data_dir", "feats"):
+        if getattr(args, flag):
+            raise SpeechkdError(f"--{flag.replace('_', '-')} goes with --systems FILE", field="--systems")
+    if not args.model:
+        raise SpeechkdError("no model given", field="--model",
+                            hint="--model exp/<model> (a trained exp dir), or --systems FILE for a manifest")
+    return synth_model(args)
+
+
+def synth_systems(args: argparse.Namespace) -> int:
+    """Every system of the manifest ``args.systems`` (written first from ``args.systems_from``)."""
+    from speechkd.features.config import FeatureConfig
+    from speechkd.infer.systems import list_systems, read_manifest, write_manifest
+    from speechkd.infer.vocode import resynthesize_datadir, vocode_dump
+
+    if args.model or args.text or args.input or args.list or args.output or args.out_dir:
+        raise SpeechkdError("--systems synthesises the manifest's systems from --data-dir and --feats",
+                            field="--systems", hint="leave out --model, TEXT, -i, --list, -o and -d")
+    for flag in ("data_dir", "feats"):
+        if not getattr(args, flag):
+            raise SpeechkdError(f"--systems needs --{flag.replace('_', '-')}", field=f"--{flag.replace('_', '-')}",
+                                hint="e.g. --data-dir data/test --feats dump/feats/test")
+    if args.diffusion_steps < 1 or args.nj < 1:
+        raise SpeechkdError(f"--diffusion-steps and --nj must be >= 1, got {args.diffusion_steps} and {args.nj}",
+                            field="--diffusion-steps" if args.diffusion_steps < 1 else "--nj")
+    text = os.path.join(args.data_dir, "text")
+    if not os.path.isfile(text):
+        raise SpeechkdError("the data dir has no text file", path=args.data_dir, field="--data-dir")
+    if args.systems_from:
+        test_set = os.path.basename(os.path.normpath(args.data_dir))
+        write_manifest(args.systems, list_systems(args.systems_from, test_set, args.diffusion_steps))
+    systems = read_manifest(args.systems)
+    logger.info("%d systems in %s: %s", len(systems), args.systems, " ".join(s.name for s in systems))
+    for s in systems:
+        if s.kind == "model":
+            one = argparse.Namespace(**{**vars(args), "model": s.model, "vocoder": s.vocoder, "steps": s.steps,
+                                        "text": [], "input": None, "list": text, "output": None,
+                                        "out_dir": s.wav_dir})
+            rc = synth_model(one)
+            if rc:
+                return rc
+            continue
+        if s.kind == "world":
+            fc = FeatureConfig.load(os.path.join(args.feats, "feature_config.yaml"))
+            info = resynthesize_datadir(args.data_dir, s.wav_dir, s.vocoder, {}, feats=fc, num_utts=args.num_utts,
+                                        device=args.device, nj=args.nj)
+        else:
+            info = vocode_dump(args.feats, s.wav_dir, s.vocoder, {}, num_utts=args.num_utts, device=args.device)
+        print(f"{s.wav_dir}: {info['utterances']} utterances ({info['vocoded_now']} vocoded now, RTF {info['rtf']})")
+    return 0
+
+
+def synth_model(args: argparse.Namespace) -> int:
+    """Text -> wavs with one acoustic model (``args.model``)."""
     import torch
 
     from speechkd.infer.synthesize import Synthesizer, Utterance

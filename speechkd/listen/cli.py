@@ -35,8 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     m = sub.add_parser("manifest", help="write a manifest from a data dir and systems' <utt>.wav dirs")
     m.add_argument("--data-dir", required=True, help="Kaldi data dir (ids, transcripts, ground-truth audio)")
-    m.add_argument("--system", action="append", required=True, metavar="NAME=DIR",
+    m.add_argument("--system", action="append", default=[], metavar="NAME=DIR",
                    help="a system and its dir of <utt>.wav (DIR = the data dir itself: ground truth); repeatable")
+    m.add_argument("--systems", metavar="FILE", help="also every system of a systems manifest (speechkd synth "
+                                                     "--systems), after the --system ones, in its order")
     m.add_argument("--reference", default=None, help="system used as the reference (MUSHRA, CMOS)")
     m.add_argument("--num-utts", type=int, default=0, help="first N utterances; 0 = all")
     m.add_argument("--out", required=True, help="manifest JSON to write")
@@ -76,6 +78,12 @@ def main(args: argparse.Namespace) -> int:
             if not sep or not name or not path:
                 raise SpeechkdError(f"--system {item!r} is not NAME=DIR", field="--system")
             systems[name] = path
+        if args.systems:
+            from speechkd.infer.systems import read_manifest
+
+            systems.update((s.name, s.wav_dir) for s in read_manifest(args.systems))
+        if not systems:
+            raise SpeechkdError("no system given", field="--system", hint="--system NAME=DIR or --systems FILE")
         print(build_manifest(args.data_dir, systems, args.out, num_utts=args.num_utts,
                              reference_system=args.reference))
         return 0
