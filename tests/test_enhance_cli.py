@@ -263,3 +263,21 @@ def test_single_checkpoints_and_their_spread_in_the_summary(trained, tmp_path, c
         from speechkd.eval.se_summary import summarize_se
 
         summarize_se([str(ev / "test_in_domain" / "teacher@ckpt1" / "results.json")], str(tmp_path / "x"))
+
+
+def test_resume_falls_back_past_damaged_checkpoints(trained, tmp_path):
+    """An evil last.ckpt and a truncated step4.ckpt: the rerun resumes from step2.ckpt, running nothing."""
+    import shutil
+
+    from damaged_checkpoints import assert_fell_back, truncate, write_evil_checkpoint
+
+    exp = tmp_path / "exp"
+    shutil.copytree(trained / "exp" / "teacher", exp)
+    marker = tmp_path / "pwned"
+    write_evil_checkpoint(exp / "checkpoints/last.ckpt", marker)
+    truncate(exp / "checkpoints/step4.ckpt")
+    run_se_training(load_se_config(None, _overrides(trained / "se", model="crn", steps=6)), str(exp),
+                    progress_bar=False)
+    assert_fell_back(exp, marker)
+    assert "step2.ckpt (step 2)" in (exp / "train.log").read_text()
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6

@@ -149,3 +149,27 @@ def test_sigterm_saves_a_checkpoint_and_fails(tmp_path, monkeypatch):
     with pytest.raises(SpeechkdError, match="SIGTERM at step"):
         run_training(cfg, str(exp), progress_bar=False, callbacks=[KillAt()])
     assert torch.load(exp / "checkpoints/last.ckpt", weights_only=False)["global_step"] in (3, 4)
+
+
+def test_resume_skips_a_damaged_last_ckpt_and_never_runs_its_pickle(tmp_path, capsys):
+    """last.ckpt holding a pickle that runs code: the rerun refuses to unpickle it, says so in one
+    line and resumes from the newest intact step<N>.ckpt; with nothing intact it exits 2."""
+    from damaged_checkpoints import assert_fell_back, truncate, write_evil_checkpoint
+
+    from speechkd.cli import main
+
+    paths = make_fake_dump(tmp_path, n_train=6, n_dev=2)
+    exp = tmp_path / "exp"
+    over = tiny_overrides(paths, **{"trainer.val_every_steps": 100})
+    run_training(load_train_config(TINY, over + ["trainer.max_steps=4"]), str(exp), progress_bar=False)
+    marker = tmp_path / "pwned"
+    write_evil_checkpoint(exp / "checkpoints/last.ckpt", marker)
+    run_training(load_train_config(TINY, over + ["trainer.max_steps=6"]), str(exp), progress_bar=False)
+    assert_fell_back(exp, marker)
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6
+    for p in (exp / "checkpoints").glob("*.ckpt"):
+        truncate(p)
+    capsys.readouterr()
+    assert main(["train", "--config", str(TINY), "--exp", str(exp), *over]) == 2
+    err = capsys.readouterr().err
+    assert "no intact checkpoint" in err and "Traceback" not in err

@@ -141,3 +141,17 @@ def test_training_segments_pair_mel_frames_with_their_samples():
         again = log_mel(w, fc)
         assert again.shape[0] == 24
         assert torch.allclose(again[k:-k], m[k:-k], atol=1e-4)
+
+
+def test_resume_falls_back_from_a_truncated_last_ckpt(tmp_path, roots):
+    from damaged_checkpoints import assert_fell_back, truncate
+
+    data, feats = roots
+    exp = tmp_path / "exp"
+    args = ["train-vocoder", "--config", TINY, "--feats", str(feats), "--data", str(data), "--exp", str(exp),
+            "trainer.val_every_steps=100"]
+    assert main(args) == 0  # 4 steps, step4.ckpt and last.ckpt
+    truncate(exp / "checkpoints/last.ckpt")
+    assert main(args + ["--max-steps", "6"]) == 0
+    assert_fell_back(exp)
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6

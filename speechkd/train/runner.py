@@ -29,7 +29,7 @@ import sys
 import time
 import warnings
 from dataclasses import fields
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
@@ -171,26 +171,27 @@ class TimeBudget(Callback):
     once ``min_steps`` are done. On a CPU it also compares the process's CPU time with what its
     ``threads`` could use, and says once when the run looks starved by other work."""
 
-    def __init__(self, max_minutes: float = 0.0, min_steps: int = 0, threads: int = 1, check_after_s: float = 60.0):
+    def __init__(self, max_minutes: float = 0.0, min_steps: int = 0, threads: int = 1, check_after_s: float = 60.0,
+                 clock: Callable[[], float] = time.perf_counter, cpu_clock: Callable[[], float] = time.process_time):
         self.max_minutes, self.min_steps, self.threads = max_minutes, min_steps, max(1, threads)
-        self.check_after_s = check_after_s
+        self.check_after_s, self.clock, self.cpu_clock = check_after_s, clock, cpu_clock
         self._t0: float | None = None
         self._cpu0 = self._wall0 = 0.0
         self._on_cpu = self._reached = self._warned = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
-        self._cpu0, self._wall0 = time.process_time(), time.perf_counter()
+        self._cpu0, self._wall0 = self.cpu_clock(), self.clock()
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
         if self._t0 is None:
-            self._t0 = time.perf_counter()
+            self._t0 = self.clock()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        now = time.perf_counter()
-        pl_module.train_minutes += (now - (self._t0 or now)) / 60.0
+        now = self.clock()
+        pl_module.train_minutes += (now - (now if self._t0 is None else self._t0)) / 60.0
         self._t0 = now
         pl_module.log("minutes", pl_module.train_minutes, batch_size=1)
         if self._on_cpu and not self._warned and now - self._wall0 >= self.check_after_s:
@@ -208,13 +209,13 @@ class TimeBudget(Callback):
         self._t0 = None  # validation time is not training time
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._on_cpu and not self._warned and time.perf_counter() - self._wall0 >= self.check_after_s:
+        if self._on_cpu and not self._warned and self.clock() - self._wall0 >= self.check_after_s:
             self.check_starved(trainer.global_step)
 
     def check_starved(self, step: int) -> float:
         """The share of CPU time the run got since training started; warns once when below STARVED."""
-        wall = time.perf_counter() - self._wall0
-        share = (time.process_time() - self._cpu0) / max(1e-9, wall * self.threads)
+        wall = self.clock() - self._wall0
+        share = (self.cpu_clock() - self._cpu0) / max(1e-9, wall * self.threads)
         if share < STARVED:
             self._warned = True
             logger.warning("training looks starved: it got %.0f%% of the CPU time its %d thread(s) could use over "
@@ -251,6 +252,7 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
     os.makedirs(ckpt_dir, exist_ok=True)
     os.makedirs(os.path.join(exp_dir, "plots"), exist_ok=True)
     handler = attach_log_file(exp_dir)
+    threads_before = torch.get_num_threads()
     try:
         logger.info("%s -> %s (%s)", job.command, exp_dir, code_version())
         threads = set_threads(t)
@@ -293,6 +295,7 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
         logger.info("stopped at step %d after %.1f training minutes", trainer.global_step, task.train_minutes)
         return os.path.join(ckpt_dir, LAST)
     finally:
+        torch.set_num_threads(threads_before)
         logging.getLogger().removeHandler(handler)
         handler.close()
 
