@@ -101,11 +101,12 @@ class FinalCheckpoint(Callback):
         self.path = path
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        # weights_only=False here means the full training state (optimizer, loops), what a resume needs
+        trainer.save_checkpoint(self.path, weights_only=False)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException):
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def checkpoint_callbacks(ckpt_dir: str, every_steps: int, keep: int) -> list[Callback]:
