@@ -21,12 +21,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from speechkd.config import config_changes, field, load_typed
+from speechkd.config import field, load_typed
 from speechkd.enhance.losses import LossConfig
 from speechkd.errors import ConfigError
 from speechkd.train.config import TrainerConfig
-
-__all__ = ["SETrainConfig", "load_se_config", "config_changes", "check_config", "resolve_paths"]
 
 METHODS = ("nytt", "clean", "remix_noisy", "remix_enhanced", "remixit")
 REMIX = ("remix_noisy", "remix_enhanced", "remixit")

@@ -11,11 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from speechkd.config import config_changes, field, from_dict, load_typed
+from speechkd.config import field, from_dict, load_typed
 from speechkd.errors import ConfigError
-
-__all__ = ["DataConfig", "OptimConfig", "TrainerConfig", "TrainConfig", "train_config_from_dict",
-           "load_train_config", "config_changes", "require_data"]
 
 
 @dataclass

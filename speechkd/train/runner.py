@@ -300,6 +300,3 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
         logging.getLogger().removeHandler(handler)
         handler.close()
 
-
-__all__ = ["Job", "run", "TimeBudget", "FinalCheckpoint", "checkpoint_callbacks", "resume_point", "read_safely",
-           "RESUMABLE_TRAINER"]
