@@ -193,7 +193,7 @@ def test_control_and_remix_students(trained, tmp_path):
     over = _overrides(se, "remixit", model="crn", steps=2) + [f"remix.teacher={teacher}", "remix.ema_decay=0.9",
                                                               f"init_from={teacher}"]
     run_se_training(load_se_config(None, over), str(tmp_path / "ema"), progress_bar=False)
-    ck = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=False)
+    ck = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=True)
     t0 = read_checkpoint(str(teacher / "checkpoints" / "last.ckpt"))["state_dict"]
     key = "model.rnn.weight_hh_l0"
     assert not torch.equal(ck["state_dict"]["teacher.rnn.weight_hh_l0"], t0[key])  # the EMA teacher moved

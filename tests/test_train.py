@@ -30,7 +30,7 @@ def test_train_writes_exp_dir_and_resumes(tmp_path):
         assert (exp / name).exists(), name
     assert "reduction_factor: 3" in (exp / "config.yaml").read_text()
     assert list((exp / "plots").glob("step*.png")) and (exp / "plots/curves.png").exists()
-    ckpt = torch.load(last, weights_only=False)
+    ckpt = torch.load(last, weights_only=True)
     assert ckpt["global_step"] == 2
     meta = ckpt["speechkd"]
     dump_fc = (paths["dump"] / "feats/train/feature_config.yaml").read_text()
@@ -44,7 +44,7 @@ def test_train_writes_exp_dir_and_resumes(tmp_path):
     # a "killed" run resumes: the same command with a larger budget continues from step 2
     cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 4, "trainer.val_every_steps": 2}))
     run_training(cfg, str(exp), progress_bar=False)
-    assert torch.load(last, weights_only=False)["global_step"] == 4
+    assert torch.load(last, weights_only=True)["global_step"] == 4
     assert "resuming from" in (exp / "train.log").read_text()
     steps = [int(r["step"]) for r in _rows(exp)]
     assert steps[: len(steps_first)] == steps_first and max(steps) >= 3 and len(steps) > len(steps_first)
@@ -148,7 +148,7 @@ def test_sigterm_saves_a_checkpoint_and_fails(tmp_path, monkeypatch):
                                                            "trainer.val_every_steps": 100}))
     with pytest.raises(SpeechkdError, match="SIGTERM at step"):
         run_training(cfg, str(exp), progress_bar=False, callbacks=[KillAt()])
-    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=False)["global_step"] in (3, 4)
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] in (3, 4)
 
 
 def test_resume_skips_a_damaged_last_ckpt_and_never_runs_its_pickle(tmp_path, capsys):

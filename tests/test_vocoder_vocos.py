@@ -60,7 +60,7 @@ def test_train_resume_load_and_vocode(tmp_path, roots):
     assert list((exp / "samples").glob("*.wav"))
     # resume: more steps continue from last.ckpt (step counter = generator steps)
     assert main(args + ["--max-steps", "6"]) == 0
-    ck = torch.load(exp / "checkpoints/last.ckpt", weights_only=False)
+    ck = torch.load(exp / "checkpoints/last.ckpt", weights_only=True)
     assert ck["global_step"] == 6 and ck["speechkd"]["kind"] == "vocoder"
     assert "git_commit" in ck["speechkd"]["version"]
     # a changed model setting refuses to resume
@@ -117,7 +117,7 @@ def test_sigterm_saves_a_checkpoint_fails_and_resumes(tmp_path, roots, monkeypat
                                      callbacks=[KillAt()])
     assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] in (3, 4)
     voc_mod.run_vocoder_training(voc_mod.load_vocoder_config(TINY, over), str(exp), progress_bar=False)
-    ck = torch.load(exp / "checkpoints/last.ckpt", weights_only=False)
+    ck = torch.load(exp / "checkpoints/last.ckpt", weights_only=True)
     assert ck["global_step"] == 6 and ck["speechkd"]["train_minutes"] > 0
     steps = [int(r["step"]) for r in csv.DictReader(open(exp / "metrics.csv"))]
     assert steps == sorted(set(steps)) and steps[-1] <= 6
