@@ -260,7 +260,9 @@ def load_typed(cls: type[T], path: str | os.PathLike | None = None, overrides: l
     data = read_yaml(path) if path else {}
     if overrides:
         data = merge(data, parse_overrides(overrides))
-    return from_dict(cls, data, source=str(path) if path else "<overrides>")
+    # an error names the file, and says when overrides (or CLI flags) may have set the value
+    source = (f"{path} + overrides" if overrides else str(path)) if path else "<overrides>"
+    return from_dict(cls, data, source=source)
 
 
 load_config = load_typed  # the earlier name
