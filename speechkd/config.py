@@ -162,8 +162,7 @@ def check_range(value: Any, f: dataclasses.Field, where: str, source: str) -> No
     ops = {"ge": (lambda a, b: a >= b, ">="), "gt": (lambda a, b: a > b, ">"),
            "le": (lambda a, b: a <= b, "<="), "lt": (lambda a, b: a < b, "<")}
     for k, bound in rng.items():
-        ok, sym = ops[k]
-        if not ok(value, bound):
+        if not ops[k][0](value, bound):
             allowed = " and ".join(f"{ops[j][1]} {b:g}" for j, b in rng.items())
             raise ConfigError(f"{value:g} is out of range: must be {allowed}", path=source, field=where,
                               hint=f.metadata.get("help") or None)
