@@ -31,9 +31,9 @@ def test_table_rows_and_ratios():
 def test_cell_environments(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
-    old, new = cell_env("old"), cell_env("new")
-    assert "OMP_WAIT_POLICY" not in old and "OMP_NUM_THREADS" not in old
-    assert new["OMP_WAIT_POLICY"] == "PASSIVE" and "OMP_NUM_THREADS" not in new
+    old, new, passive, free = (cell_env(m) for m in ("old", "new", "passive", "free"))
+    assert "OMP_WAIT_POLICY" not in old and "OMP_NUM_THREADS" not in old and "OMP_WAIT_POLICY" not in free
+    assert new["OMP_WAIT_POLICY"] == passive["OMP_WAIT_POLICY"] == "PASSIVE" and "OMP_NUM_THREADS" not in new
 
 
 def test_synthetic_batch_has_the_configs_shape():

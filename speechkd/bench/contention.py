@@ -8,7 +8,9 @@ other work gets fewer steps; how many fewer depends on the thread settings
 - ``old``: torch's default, one intra-op thread per core, and OpenMP's default wait policy
   (threads spin at every barrier before they sleep);
 - ``new``: what the training runner does: threads from the cores free when training starts and
-  ``OMP_WAIT_POLICY=PASSIVE``.
+  ``OMP_WAIT_POLICY=PASSIVE``;
+- ``passive`` and ``free`` (``--modes old,passive,free,new``): one of the two changes each, to
+  tell which of them matters.
 
 Each cell is a fresh subprocess (thread settings apply when torch loads), timing full training
 steps (forward, losses, backward, gradient clipping, Adam) on a synthetic batch of the config's
@@ -38,7 +40,12 @@ from speechkd.errors import SpeechkdError
 logger = logging.getLogger(__name__)
 
 MODES = {"old": "torch default threads (one per core), OpenMP wait policy unset",
-         "new": "threads = free cores at start, OMP_WAIT_POLICY=PASSIVE (the training runner)"}
+         "new": "threads = free cores at start, OMP_WAIT_POLICY=PASSIVE (the training runner)",
+         # the two changes one at a time, to tell which one matters
+         "passive": "torch default threads, OMP_WAIT_POLICY=PASSIVE",
+         "free": "threads = free cores at start, OpenMP wait policy unset"}
+FREE_THREADS = ("new", "free")  # modes that choose threads from the free cores
+PASSIVE = ("new", "passive")  # modes that run with OMP_WAIT_POLICY=PASSIVE
 BUSY_CODE = "while 1: pass"
 # the child imports torch before speechkd, so that speechkd's OMP_WAIT_POLICY default does not
 # reach an "old" cell: OpenMP reads the policy once, when torch loads it
@@ -55,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=300, help="mel frames per synthetic utterance "
                                                           "(utterances per batch: data.batch_frames / frames)")
     p.add_argument("--frames-per-token", type=int, default=6, help="synthetic tokens = frames / this")
-    p.add_argument("--modes", default="old,new", help=f"comma list of {', '.join(MODES)}")
+    p.add_argument("--modes", default="old,new", help="comma list of thread settings: " +
+                   "; ".join(f"{k}: {v}" for k, v in MODES.items()))
 
 
 @dataclass
@@ -139,7 +147,7 @@ def cell_env(mode: str) -> dict[str, str]:
     env.pop("OMP_WAIT_POLICY", None)
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # both settings choose their own thread counts
         env.pop(k, None)
-    if mode == "new":
+    if mode in PASSIVE:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
     return env
 
@@ -217,7 +225,7 @@ def worker(spec_json: str, omp_wait_policy: str) -> None:
     from speechkd.utils.threads import training_threads
 
     spec = json.loads(spec_json)
-    if spec["mode"] == "new":
+    if spec["mode"] in FREE_THREADS:
         torch.set_num_threads(training_threads(0)[0])
     cfg = load_train_config(spec["config"])
     cls = get_model_class(cfg.model)
