@@ -193,7 +193,7 @@ def test_control_and_remix_students(trained, tmp_path):
     over = _overrides(se, "remixit", model="crn", steps=2) + [f"remix.teacher={teacher}", "remix.ema_decay=0.9",
                                                               f"init_from={teacher}"]
     run_se_training(load_se_config(None, over), str(tmp_path / "ema"), progress_bar=False)
-    ck = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=False)
+    ck = torch.load(tmp_path / "ema" / "checkpoints" / "last.ckpt", weights_only=True)
     t0 = read_checkpoint(str(teacher / "checkpoints" / "last.ckpt"))["state_dict"]
     key = "model.rnn.weight_hh_l0"
     assert not torch.equal(ck["state_dict"]["teacher.rnn.weight_hh_l0"], t0[key])  # the EMA teacher moved
@@ -263,3 +263,21 @@ def test_single_checkpoints_and_their_spread_in_the_summary(trained, tmp_path, c
         from speechkd.eval.se_summary import summarize_se
 
         summarize_se([str(ev / "test_in_domain" / "teacher@ckpt1" / "results.json")], str(tmp_path / "x"))
+
+
+def test_resume_falls_back_past_damaged_checkpoints(trained, tmp_path):
+    """An evil last.ckpt and a truncated step4.ckpt: the rerun resumes from step2.ckpt, running nothing."""
+    import shutil
+
+    from damaged_checkpoints import assert_fell_back, truncate, write_evil_checkpoint
+
+    exp = tmp_path / "exp"
+    shutil.copytree(trained / "exp" / "teacher", exp)
+    marker = tmp_path / "pwned"
+    write_evil_checkpoint(exp / "checkpoints/last.ckpt", marker)
+    truncate(exp / "checkpoints/step4.ckpt")
+    run_se_training(load_se_config(None, _overrides(trained / "se", model="crn", steps=6)), str(exp),
+                    progress_bar=False)
+    assert_fell_back(exp, marker)
+    assert "step2.ckpt (step 2)" in (exp / "train.log").read_text()
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from damaged_checkpoints import assert_fell_back, truncate
 from diffusion_fixtures import StandInCondition, make_dump_with_durations
 from speechkd.distill.progressive import ProgressiveConfig, distillation_loss, round_steps, run_progressive
 from speechkd.distill.samplers import ddim_step
@@ -172,6 +173,13 @@ def test_progressive_resumes_an_interrupted_round(teacher_exp):
     t, s = load_model(str(teacher_exp)).model, load_model(out).model
     assert any(not torch.equal(p, t.state_dict()[n]) for n, p in s.state_dict().items() if n.startswith("condition."))
     assert "val/pitch" in rows[0]
+    # killed again, its last.ckpt damaged: the round resumes from the newest intact step checkpoint
+    (Path(out) / "round.json").unlink()
+    truncate(Path(out) / "checkpoints" / "last.ckpt")
+    pcfg.trainer.max_steps = 5
+    run_progressive(str(teacher_exp), pcfg, progress_bar=False)
+    assert_fell_back(Path(out))
+    assert load_model(out).step == 5 and json.loads((Path(out) / "round.json").read_text())["steps_trained"] == 5
 
 
 def test_teacher_must_be_a_diffusion_model(tmp_path):

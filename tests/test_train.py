@@ -30,7 +30,7 @@ def test_train_writes_exp_dir_and_resumes(tmp_path):
         assert (exp / name).exists(), name
     assert "reduction_factor: 3" in (exp / "config.yaml").read_text()
     assert list((exp / "plots").glob("step*.png")) and (exp / "plots/curves.png").exists()
-    ckpt = torch.load(last, weights_only=False)
+    ckpt = torch.load(last, weights_only=True)
     assert ckpt["global_step"] == 2
     meta = ckpt["speechkd"]
     dump_fc = (paths["dump"] / "feats/train/feature_config.yaml").read_text()
@@ -44,7 +44,7 @@ def test_train_writes_exp_dir_and_resumes(tmp_path):
     # a "killed" run resumes: the same command with a larger budget continues from step 2
     cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 4, "trainer.val_every_steps": 2}))
     run_training(cfg, str(exp), progress_bar=False)
-    assert torch.load(last, weights_only=False)["global_step"] == 4
+    assert torch.load(last, weights_only=True)["global_step"] == 4
     assert "resuming from" in (exp / "train.log").read_text()
     steps = [int(r["step"]) for r in _rows(exp)]
     assert steps[: len(steps_first)] == steps_first and max(steps) >= 3 and len(steps) > len(steps_first)
@@ -137,8 +137,6 @@ def test_sigterm_saves_a_checkpoint_and_fails(tmp_path, monkeypatch):
 
     from lightning.pytorch.callbacks import Callback
 
-    import speechkd.train.trainer as trainer_mod
-
     class KillAt(Callback):
         def on_train_batch_end(self, trainer, *args):
             if trainer.global_step == 3:
@@ -148,12 +146,30 @@ def test_sigterm_saves_a_checkpoint_and_fails(tmp_path, monkeypatch):
     exp = tmp_path / "exp"
     cfg = load_train_config(TINY, tiny_overrides(paths, **{"trainer.max_steps": 50, "trainer.ckpt_every_steps": 100,
                                                            "trainer.val_every_steps": 100}))
-    orig = trainer_mod.L.Trainer
-
-    def with_kill(*a, **kw):
-        return orig(*a, **{**kw, "callbacks": [*kw["callbacks"], KillAt()]})
-
-    monkeypatch.setattr(trainer_mod.L, "Trainer", with_kill)
     with pytest.raises(SpeechkdError, match="SIGTERM at step"):
-        run_training(cfg, str(exp), progress_bar=False)
-    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=False)["global_step"] in (3, 4)
+        run_training(cfg, str(exp), progress_bar=False, callbacks=[KillAt()])
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] in (3, 4)
+
+
+def test_resume_skips_a_damaged_last_ckpt_and_never_runs_its_pickle(tmp_path, capsys):
+    """last.ckpt holding a pickle that runs code: the rerun refuses to unpickle it, says so in one
+    line and resumes from the newest intact step<N>.ckpt; with nothing intact it exits 2."""
+    from damaged_checkpoints import assert_fell_back, truncate, write_evil_checkpoint
+
+    from speechkd.cli import main
+
+    paths = make_fake_dump(tmp_path, n_train=6, n_dev=2)
+    exp = tmp_path / "exp"
+    over = tiny_overrides(paths, **{"trainer.val_every_steps": 100})
+    run_training(load_train_config(TINY, over + ["trainer.max_steps=4"]), str(exp), progress_bar=False)
+    marker = tmp_path / "pwned"
+    write_evil_checkpoint(exp / "checkpoints/last.ckpt", marker)
+    run_training(load_train_config(TINY, over + ["trainer.max_steps=6"]), str(exp), progress_bar=False)
+    assert_fell_back(exp, marker)
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6
+    for p in (exp / "checkpoints").glob("*.ckpt"):
+        truncate(p)
+    capsys.readouterr()
+    assert main(["train", "--config", str(TINY), "--exp", str(exp), *over]) == 2
+    err = capsys.readouterr().err
+    assert "no intact checkpoint" in err and "Traceback" not in err

@@ -60,7 +60,7 @@ def test_train_resume_load_and_vocode(tmp_path, roots):
     assert list((exp / "samples").glob("*.wav"))
     # resume: more steps continue from last.ckpt (step counter = generator steps)
     assert main(args + ["--max-steps", "6"]) == 0
-    ck = torch.load(exp / "checkpoints/last.ckpt", weights_only=False)
+    ck = torch.load(exp / "checkpoints/last.ckpt", weights_only=True)
     assert ck["global_step"] == 6 and ck["speechkd"]["kind"] == "vocoder"
     assert "git_commit" in ck["speechkd"]["version"]
     # a changed model setting refuses to resume
@@ -112,15 +112,12 @@ def test_sigterm_saves_a_checkpoint_fails_and_resumes(tmp_path, roots, monkeypat
     exp = tmp_path / "exp"
     over = [f"data.feats_dir={feats}", f"data.data_dir={data}", "trainer.max_steps=6",
             "trainer.ckpt_every_steps=100", "trainer.val_every_steps=100"]
-    orig = voc_mod.L.Trainer
-    monkeypatch.setattr(voc_mod.L, "Trainer",
-                        lambda *a, **kw: orig(*a, **{**kw, "callbacks": [*kw["callbacks"], KillAt()]}))
     with pytest.raises(SpeechkdError, match="SIGTERM at step"):
-        voc_mod.run_vocoder_training(voc_mod.load_vocoder_config(TINY, over), str(exp), progress_bar=False)
-    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=False)["global_step"] in (3, 4)
-    monkeypatch.setattr(voc_mod.L, "Trainer", orig)
+        voc_mod.run_vocoder_training(voc_mod.load_vocoder_config(TINY, over), str(exp), progress_bar=False,
+                                     callbacks=[KillAt()])
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] in (3, 4)
     voc_mod.run_vocoder_training(voc_mod.load_vocoder_config(TINY, over), str(exp), progress_bar=False)
-    ck = torch.load(exp / "checkpoints/last.ckpt", weights_only=False)
+    ck = torch.load(exp / "checkpoints/last.ckpt", weights_only=True)
     assert ck["global_step"] == 6 and ck["speechkd"]["train_minutes"] > 0
     steps = [int(r["step"]) for r in csv.DictReader(open(exp / "metrics.csv"))]
     assert steps == sorted(set(steps)) and steps[-1] <= 6
@@ -144,3 +141,17 @@ def test_training_segments_pair_mel_frames_with_their_samples():
         again = log_mel(w, fc)
         assert again.shape[0] == 24
         assert torch.allclose(again[k:-k], m[k:-k], atol=1e-4)
+
+
+def test_resume_falls_back_from_a_truncated_last_ckpt(tmp_path, roots):
+    from damaged_checkpoints import assert_fell_back, truncate
+
+    data, feats = roots
+    exp = tmp_path / "exp"
+    args = ["train-vocoder", "--config", TINY, "--feats", str(feats), "--data", str(data), "--exp", str(exp),
+            "trainer.val_every_steps=100"]
+    assert main(args) == 0  # 4 steps, step4.ckpt and last.ckpt
+    truncate(exp / "checkpoints/last.ckpt")
+    assert main(args + ["--max-steps", "6"]) == 0
+    assert_fell_back(exp)
+    assert torch.load(exp / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6

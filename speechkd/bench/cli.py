@@ -8,6 +8,8 @@ Suites (explicit registry, imported only when run):
   synth    mel generation and end to end, batch 1, ~10 s: AR teacher (r=1/r=3, KV cache or not),
            FastSpeech, FastSpeech 2, each vocoder; paper and demo sizes; ratios and RTFs
   teacher  autoregressive Transformer-TTS decoding with vs without the KV cache (r=3 and r=1, ~800 frames)
+  contention  training steps per minute quiet vs beside busy processes, old vs new thread settings
+           (one subprocess per cell; --repeats/--warmup do not apply)
 
 Every suite prints Markdown tables (statistics from speechkd.bench.harness)
 and, with ``--json``, writes them with the environment to a JSON file.
@@ -33,6 +35,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "synth": ("speechkd.bench.synth", "teacher (cached, uncached) vs FastSpeech / FastSpeech 2, vocoders, end to end"),
     "diffusion": ("speechkd.bench.diffusion", "N-step diffusion teacher vs its k-step distilled students (ProDiff)"),
     "teacher": ("speechkd.bench.teacher", "AR Transformer-TTS decoding with vs without the KV cache"),
+    "contention": ("speechkd.bench.contention", "training steps/min quiet vs beside busy processes, old vs new "
+                                                "thread settings"),
 }
 
 

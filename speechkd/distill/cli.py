@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 
-from speechkd.config import _merge, dump_config, from_dict, parse_overrides, read_yaml
+from speechkd.config import dump_config, load_typed
 
 # flag -> config key (per round)
 FLAGS = {"rounds": "rounds", "max_minutes": "trainer.max_minutes", "max_steps": "trainer.max_steps",
@@ -69,10 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def resolve(args: argparse.Namespace):
     from speechkd.distill.progressive import ProgressiveConfig
 
-    data = read_yaml(args.config) if args.config else {}
     flags = [f"{key}={getattr(args, name)}" for name, key in FLAGS.items() if getattr(args, name) is not None]
-    data = _merge(data, parse_overrides(list(args.overrides) + flags))
-    return from_dict(ProgressiveConfig, data, source=args.config or "<overrides>")
+    return load_typed(ProgressiveConfig, args.config, list(args.overrides) + flags)
 
 
 def compare(args: argparse.Namespace) -> int:

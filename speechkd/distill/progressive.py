@@ -32,7 +32,7 @@ student step. We do not copy that.)
 Every round is its own exp dir ``<exp_root>/<prefix>_<k>`` (checkpoints loadable with
 :func:`speechkd.train.exp.load_model`, with config, tokens, FeatureConfig and statistics inside; the
 teacher's path and the round's settings in ``progressive.yaml`` and ``round.json``). Training a
-round resumes after a kill (the shared :func:`speechkd.train.trainer.run_training`); a round whose
+round resumes after a kill (the shared runner, :mod:`speechkd.train.runner`); a round whose
 ``round.json`` exists is done and is skipped, so rerunning with more rounds continues the chain.
 """
 
@@ -230,7 +230,7 @@ def run_progressive(teacher_exp: str, pcfg: ProgressiveConfig, *, exp_root: str 
                                    freeze_condition=pcfg.freeze_condition, meta=_m)
 
         last = run_training(cfg, exp_dir, progress_bar=progress_bar, make_task=make_task)
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        ckpt = torch.load(last, map_location="cpu", weights_only=True)
         atomic_write_json(done, {**meta, "steps_trained": int(ckpt.get("global_step", 0)),
                                  "train_minutes": float(ckpt["speechkd"].get("train_minutes", 0.0)),
                                  "wall_minutes_this_run": (time.perf_counter() - t0) / 60.0, "checkpoint": last})

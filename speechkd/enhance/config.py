@@ -21,9 +21,10 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from speechkd.config import field, load_config, to_dict
+from speechkd.config import field, load_typed
 from speechkd.enhance.losses import LossConfig
 from speechkd.errors import ConfigError
+from speechkd.train.config import TrainerConfig
 
 METHODS = ("nytt", "clean", "remix_noisy", "remix_enhanced", "remixit")
 REMIX = ("remix_noisy", "remix_enhanced", "remixit")
@@ -50,25 +51,17 @@ class SEDataConfig:
 
 @dataclass
 class SEOptimConfig:
-    lr: float = field(1e-3, help="Adam learning rate (constant)")
+    lr: float = field(1e-3, gt=0.0, help="Adam learning rate (constant)")
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999], help="Adam betas")
     weight_decay: float = field(0.0, help="decoupled weight decay (AdamW); 0: plain Adam")
     grad_clip: float = field(5.0, help="clip the gradient norm to this; 0: no clipping")
 
 
-@dataclass
-class SETrainerConfig:
-    max_steps: int = field(-1, help="stop after this many optimizer steps; -1: no step limit")
-    max_minutes: float = field(0.0, help="stop after this many minutes of training, summed over resumes; 0: none")
-    val_every_steps: int = field(200, help="validate every N steps")
-    ckpt_every_steps: int = field(100, help="write checkpoints/last.ckpt (and a step<N>.ckpt) every N steps")
-    keep_checkpoints: int = field(3, help="step-numbered checkpoints kept besides last.ckpt (for averaging)")
-    log_every_steps: int = field(10, help="append training losses to metrics.csv every N steps")
-    seed: int = field(1, help="seed of initialisation, crops, noise choice and SNRs")
-    num_threads: int = field(1, help="torch CPU threads; 0: torch's default")
-    accelerator: str = field("auto", help="Lightning accelerator: auto (CUDA when present), cpu, gpu")
-    devices: str = field("1", help="Lightning devices")
-    precision: str = field("32-true", help="Lightning precision")
+def se_trainer_defaults() -> TrainerConfig:
+    """The shared TrainerConfig with SE's defaults: one device, one thread (the SE models are small
+    recurrent nets: more threads cost more in synchronisation than they gain), 3 step checkpoints
+    kept (averaged at inference)."""
+    return TrainerConfig(keep_checkpoints=3, num_threads=1, devices="1")
 
 
 @dataclass
@@ -94,8 +87,11 @@ class SETrainConfig:
     data: SEDataConfig = field(default_factory=SEDataConfig, help="training data")
     loss: LossConfig = field(default_factory=LossConfig, help="loss weights")
     optim: SEOptimConfig = field(default_factory=SEOptimConfig, help="optimizer")
-    trainer: SETrainerConfig = field(default_factory=SETrainerConfig, help="how long and where")
+    trainer: TrainerConfig = field(default_factory=se_trainer_defaults, help="how long and where")
     remix: RemixConfig = field(default_factory=RemixConfig, help="remix students: online teacher, EMA")
+
+    def resolve_config(self, source: str) -> None:
+        check_config(self, source)
 
 
 def check_config(cfg: SETrainConfig, source: str = "<config>") -> SETrainConfig:
@@ -138,27 +134,14 @@ def check_config(cfg: SETrainConfig, source: str = "<config>") -> SETrainConfig:
     if d.batch_size < 2 and cfg.method in REMIX:
         raise ConfigError("remixing permutes noise within a batch: data.batch_size must be >= 2",
                           path=source, field="data.batch_size")
+    if cfg.trainer.accumulate_grad_batches != 1:
+        raise ConfigError("gradient accumulation is not supported by SE training", path=source,
+                          field="trainer.accumulate_grad_batches", hint="raise data.batch_size instead")
     return cfg
 
 
 def load_se_config(path: str | None, overrides: list[str] | None = None) -> SETrainConfig:
-    cfg = load_config(SETrainConfig, path, overrides)
-    return check_config(cfg, source=str(path) if path else "<overrides>")
-
-
-def config_changes(old: SETrainConfig, new: SETrainConfig) -> list[str]:
-    """Dotted keys whose values differ between two configs."""
-    out: list[str] = []
-
-    def walk(a: Any, b: Any, prefix: str) -> None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                walk(a.get(k), b.get(k), f"{prefix}{k}.")
-        elif a != b:
-            out.append(prefix.rstrip("."))
-
-    walk(to_dict(old), to_dict(new), "")
-    return out
+    return load_typed(SETrainConfig, path, overrides)
 
 
 def resolve_paths(cfg: SETrainConfig) -> SETrainConfig:

@@ -30,7 +30,7 @@ from speechkd.distill.remix import current_round, ema_update, remix_pairs, remix
 from speechkd.enhance.config import REMIX, SETrainConfig
 from speechkd.enhance.data import SEBatches, crops_of
 from speechkd.enhance.exp import load_se_model, model_state, read_checkpoint, resolve_checkpoint
-from speechkd.train.exp import TrainClock, code_version
+from speechkd.train.exp import code_version
 from speechkd.enhance.losses import neg_si_sdr, se_loss
 from speechkd.enhance.models import build_se_model
 from speechkd.enhance.nytt import noisy_target_pair
@@ -59,12 +59,8 @@ class SETask(L.LightningModule):
             path = resolve_checkpoint(cfg.init_from)
             self.model.load_state_dict(model_state(read_checkpoint(path)))
             logger.info("model initialised from %s", path)
-        self.clock = TrainClock()
+        self.train_minutes = 0.0  # summed over resumes (the runner's TimeBudget; in checkpoints)
         self.version = code_version()
-
-    @property
-    def train_minutes(self) -> float:
-        return self.clock.minutes
 
     # ---- pairs
     def pairs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -100,20 +96,12 @@ class SETask(L.LightningModule):
                       batch_size=batch["y"].shape[0])
         return losses["loss"]
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self.clock.start()
-
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.clock.tick()
+        # the runner's TimeBudget callback has counted this step's minutes (callbacks run first)
         if self.teacher is not None and self.cfg.remix.ema_decay:
             ema_update(self.teacher, self.model, self.cfg.remix.ema_decay)
         if self.cfg.remix.rounds > 1 and self.round_index() != self.round:
             self.regenerate()  # timed as training: the next step's interval includes it
-        self.log("train/minutes", self.train_minutes, on_step=True, batch_size=1)
-        t = self.cfg.trainer
-        if t.max_minutes > 0 and self.train_minutes >= t.max_minutes:
-            logger.info("max_minutes %.1f reached at step %d", t.max_minutes, self.global_step)
-            self.trainer.should_stop = True
 
     # ---- EMA-teacher rounds
     def round_index(self) -> int:
@@ -136,9 +124,6 @@ class SETask(L.LightningModule):
     def on_train_start(self) -> None:
         if self.cfg.remix.rounds > 1:
             self.regenerate()  # round 0 (or, resumed, the round of the checkpoint's step)
-
-    def on_validation_start(self) -> None:
-        self.clock.pause()  # validation time is not training time
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.dev, batch_size=None)
@@ -163,5 +148,5 @@ class SETask(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get("speechkd", {})
-        self.clock.seconds = 60.0 * float(meta.get("train_minutes", 0.0))
+        self.train_minutes = float(meta.get("train_minutes", 0.0))
         self.round_log = list(meta.get("rounds", []))

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from speechkd.errors import SpeechkdError
 
@@ -40,9 +41,18 @@ def main(args: argparse.Namespace) -> int:
     if args.extra_minutes is not None:
         if not args.continue_from:
             raise SpeechkdError("--extra-minutes counts from the --continue-from checkpoint: give both")
-        from speechkd.enhance.exp import read_checkpoint, resolve_checkpoint
+        if not (math.isfinite(args.extra_minutes) and args.extra_minutes > 0):
+            raise SpeechkdError(f"must be a positive number of minutes, got {args.extra_minutes}",
+                                field="--extra-minutes")
+        from speechkd.enhance.exp import resolve_checkpoint
+        from speechkd.train.runner import read_safely
 
-        start = float(read_checkpoint(resolve_checkpoint(args.continue_from))["speechkd"]["train_minutes"])
+        src = resolve_checkpoint(args.continue_from)
+        try:
+            start = float(read_safely(src, "se")["speechkd"]["train_minutes"])
+        except Exception as e:  # noqa: BLE001 - any unusable file is the same user error
+            raise SpeechkdError(f"cannot read the checkpoint ({type(e).__name__}: {e})", path=src,
+                                field="--continue-from") from None
         cfg.trainer.max_minutes = start + args.extra_minutes
         cfg.trainer.max_steps = -1
     if args.print_config:

@@ -49,7 +49,7 @@ class FastSpeechConfig:
     d_model: int = field(256, help="hidden size of the FFT blocks (paper: 384)")
     n_heads: int = field(2, help="self-attention heads (paper: 2)")
     enc_layers: int = field(4, help="FFT blocks on the token side (paper: 6)")
-    dec_layers: int = field(4, help="FFT blocks on the frame side (paper: 6)")
+    dec_layers: int = field(4, ge=0, help="FFT blocks on the frame side (paper: 6; 0 in the diffusion condition)")
     conv_filter: int = field(1024, help="inner channels of the conv FFN of an FFT block (paper: 1536)")
     conv_kernel: int = field(3, help="kernel size of both FFN convolutions (paper: 3)")
     dropout: float = field(0.1, help="dropout of attention weights and residual branches")

@@ -1,10 +1,14 @@
 """Training infrastructure shared by every acoustic model (Lightning).
 
-- :mod:`speechkd.train.config`  TrainConfig: model name + its typed Config, data, optim, trainer
+- :mod:`speechkd.train.runner`  ``run(job, exp_dir)``: THE training loop of every family (acoustic,
+  diffusion, progressive rounds, vocoder, SE): threads, seed, resume (weights_only, damaged
+  last.ckpt fallback), the one ``L.Trainer``, the TimeBudget callback, SIGTERM
+- :mod:`speechkd.train.config`  TrainConfig: model name + its typed Config, data, optim, and the one
+  TrainerConfig every family uses
 - :mod:`speechkd.train.data`    (tokens, feats) pairs joined by utterance id, frame-bucketed batches
 - :mod:`speechkd.train.module`  TTSTask: losses, Noam schedule, validation metrics and plots
 - :mod:`speechkd.train.exp`     exp dirs: metrics.csv, train.log, atomic checkpoints, ``load_model``
-- :mod:`speechkd.train.trainer` ``run_training``: fresh start or resume from checkpoints/last.ckpt
+- :mod:`speechkd.train.trainer` ``run_training``: the acoustic job of the runner
 - :mod:`speechkd.train.cli`     ``speechkd train``
 
 A new model: one file in speechkd/models/ with a ``Config`` dataclass and the methods listed

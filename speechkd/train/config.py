@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from speechkd.config import _merge, field, from_dict, parse_overrides, read_yaml, to_dict
+from speechkd.config import field, from_dict, load_typed
 from speechkd.errors import ConfigError
 
 
@@ -48,35 +48,47 @@ class DataConfig:
 class OptimConfig:
     """Adam with the Noam schedule (Vaswani et al. 2017, eq. 3) rescaled to peak at ``lr``."""
 
-    lr: float = field(1e-3, help="peak learning rate, reached after warmup_steps")
-    warmup_steps: int = field(400, help="linear warm-up steps; then lr * sqrt(warmup / step)")
+    lr: float = field(1e-3, gt=0.0, help="peak learning rate, reached after warmup_steps")
+    warmup_steps: int = field(400, ge=0, help="linear warm-up steps; then lr * sqrt(warmup / step)")
     schedule: Literal["noam", "constant"] = field("noam", help="noam (warm-up + inverse square root) or "
                                                                "constant (after the same warm-up)")
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98], help="Adam betas")
-    eps: float = field(1e-9, help="Adam epsilon")
+    eps: float = field(1e-9, gt=0.0, help="Adam epsilon")
     weight_decay: float = field(0.0, help="decoupled weight decay (AdamW); 0: plain Adam")
     grad_clip: float = field(1.0, help="clip the gradient norm to this; 0: no clipping")
 
 
 @dataclass
 class TrainerConfig:
-    """How long and where to train (Lightning Trainer arguments)."""
+    """How long and where to train: the one trainer config of every model family (acoustic,
+    diffusion, progressive rounds, vocoder, SE), read by :func:`speechkd.train.runner.run`."""
 
     max_steps: int = field(-1, help="stop after this many optimizer steps; -1: no step limit")
-    max_minutes: float = field(0.0, help="stop after this many minutes of training, summed over resumes "
-                                         "(presets are defined by CPU minutes); 0: no time limit")
-    val_every_steps: int = field(200, help="validate (dev loss, focus rate, plots) every N steps")
-    ckpt_every_steps: int = field(100, help="write checkpoints/last.ckpt every N steps (and at the end)")
-    keep_checkpoints: int = field(2, help="step-numbered checkpoints kept besides last.ckpt")
+    max_minutes: float = field(0.0, help="stop after this many minutes of training (validation excluded), "
+                                         "summed over resumes (presets are defined by CPU minutes); 0: no time "
+                                         "limit")
+    min_steps: int = field(0, help="with max_minutes: train at least this many steps even when the minutes are "
+                                   "spent (a floor for a busy machine); 0: no floor")
+    val_every_steps: int = field(200, help="validate (dev loss and the family's metrics, plots) every N steps")
+    ckpt_every_steps: int = field(100, help="write checkpoints/last.ckpt and a step<N>.ckpt every N steps "
+                                            "(and last.ckpt at the end)")
+    keep_checkpoints: int = field(2, help="step-numbered checkpoints kept besides last.ckpt (the resume "
+                                          "fallback when last.ckpt is damaged, and checkpoint averaging)")
     log_every_steps: int = field(10, help="append training losses to metrics.csv every N steps")
-    seed: int = field(1, help="random seed (weights, batch order, dropout)")
+    seed: int = field(1, ge=0, help="random seed (weights, batch order, dropout, crops)")
     accelerator: str = field("auto", help="Lightning accelerator: auto, cpu, gpu")
     devices: str = field("auto", help="devices per node: auto, a count (e.g. 2) or a list (e.g. 0,1)")
     num_nodes: int = field(1, help="machines for multi-node DDP")
     strategy: str = field("auto", help="Lightning strategy: auto, ddp, ...")
     precision: str = field("32-true", help="32-true, 16-mixed or bf16-mixed")
     accumulate_grad_batches: int = field(1, help="batches per optimizer step")
-    num_threads: int = field(0, help="torch CPU threads; 0: torch's default")
+    num_threads: int = field(0, help="torch CPU threads; 0: the cores free when training starts (all of them "
+                                     "on a quiet machine, fewer beside other work)")
+
+    def resolve_config(self, source: str) -> None:
+        if self.min_steps > 0 and self.max_steps > 0 and self.min_steps > self.max_steps:
+            raise ConfigError(f"min_steps {self.min_steps} exceeds max_steps {self.max_steps}", path=source,
+                              field="trainer.min_steps")
 
 
 @dataclass
@@ -89,39 +101,24 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig, help="optimiser and learning-rate schedule")
     trainer: TrainerConfig = field(default_factory=TrainerConfig, help="training length, devices, precision")
 
+    def resolve_config(self, source: str) -> None:
+        """Type ``model_conf`` by the registered model's ``Config``."""
+        from speechkd.models import get_model_class
+
+        cls = get_model_class(self.model)
+        if not isinstance(self.model_conf, cls.Config):
+            conf = self.model_conf if self.model_conf is not None else {}
+            self.model_conf = from_dict(cls.Config, conf, source=source, prefix="model_conf.")
+
 
 def train_config_from_dict(data: dict, source: str = "<dict>") -> TrainConfig:
     """A TrainConfig whose ``model_conf`` is typed by the registered model's ``Config``."""
-    from speechkd.models import get_model_class
-
-    data = dict(data)
-    model_conf = data.pop("model_conf", None) or {}
-    cfg = from_dict(TrainConfig, data, source=source)
-    cls = get_model_class(cfg.model)
-    cfg.model_conf = from_dict(cls.Config, model_conf, source=source, prefix="model_conf.")
-    return cfg
+    return from_dict(TrainConfig, data, source=source)
 
 
 def load_train_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> TrainConfig:
     """Defaults <- YAML ``path`` <- dotted ``overrides`` (e.g. ``model_conf.d_model=128``)."""
-    data = read_yaml(path) if path else {}
-    if overrides:
-        data = _merge(data, parse_overrides(overrides))
-    return train_config_from_dict(data, source=str(path) if path else "<overrides>")
-
-
-def config_changes(old: TrainConfig, new: TrainConfig) -> list[str]:
-    """Dotted names of the leaves that differ between two configs."""
-    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(d, dict):
-            out: dict[str, Any] = {}
-            for k, v in d.items():
-                out.update(flat(v, f"{prefix}{k}."))
-            return out
-        return {prefix[:-1]: d}
-
-    a, b = flat(to_dict(old)), flat(to_dict(new))
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return load_typed(TrainConfig, path, overrides)
 
 
 def require_data(cfg: TrainConfig) -> None:

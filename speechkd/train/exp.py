@@ -23,7 +23,6 @@ import io
 import logging
 import os
 import re
-import time
 import subprocess
 from dataclasses import dataclass
 from typing import Any
@@ -161,30 +160,6 @@ class LoadedModel:
         if self.feature_config.normalization != "global":
             return mel
         return mel * torch.as_tensor(self.mel_std).to(mel) + torch.as_tensor(self.mel_mean).to(mel)
-
-
-class TrainClock:
-    """Training wall-clock, summed over resumes (kept in checkpoints as ``train_minutes``);
-    time between ``pause()`` (validation) and the next batch is not counted."""
-
-    def __init__(self) -> None:
-        self.seconds, self._t0 = 0.0, None
-
-    @property
-    def minutes(self) -> float:
-        return self.seconds / 60.0
-
-    def start(self) -> None:  # on_train_batch_start
-        if self._t0 is None:
-            self._t0 = time.perf_counter()
-
-    def tick(self) -> None:  # on_train_batch_end
-        now = time.perf_counter()
-        self.seconds += now - (self._t0 or now)
-        self._t0 = now
-
-    def pause(self) -> None:  # on_validation_start
-        self._t0 = None
 
 
 def resolve_checkpoint(exp_or_ckpt: str, trainer: str = "speechkd train") -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import time
 from typing import Any
 
 import lightning as L
@@ -72,8 +71,7 @@ class TTSTask(L.LightningModule):
                      "frontend": _frontend_beside(token_list)}
         self.register_buffer("mel_mean", torch.tensor(stats.mel_mean if norm else 0.0 * stats.mel_mean))
         self.register_buffer("mel_std", torch.tensor(stats.mel_std if norm else 1.0 + 0.0 * stats.mel_std))
-        self.train_minutes = 0.0  # training wall-clock, summed over resumes (kept in checkpoints)
-        self._t_last: float | None = None
+        self.train_minutes = 0.0  # training minutes, summed over resumes (the runner's TimeBudget; in checkpoints)
         self._val: dict[str, list[float]] = {}
         self._plot: dict[str, np.ndarray] | None = None
 
@@ -92,17 +90,7 @@ class TTSTask(L.LightningModule):
         self.log_dict({f"train/{k}": v.detach().float() for k, v in logs.items()}, batch_size=bs)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=bs)
         self.log("train/frames", float(batch["mel_lens"].sum()), batch_size=bs)
-        now = time.perf_counter()
-        if self._t_last is not None:
-            self.train_minutes += (now - self._t_last) / 60.0
-        self._t_last = now
-        self.log("minutes", self.train_minutes, batch_size=bs)
         return loss
-
-    def on_train_start(self) -> None:
-        self._t_last = time.perf_counter()
-        if hasattr(self.logger, "truncate_after"):
-            self.logger.truncate_after(self.global_step)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         batch, _, logs = self._run(batch)

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,23 +34,23 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, IterableDataset
 
-from speechkd.config import _merge, dump_config, field, from_dict, parse_overrides, read_yaml, to_dict
+from speechkd.config import field, from_dict, load_typed, to_dict
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.features.mel import log_mel
 from speechkd.models.vocoders.discriminators import (DiscriminatorConfig, Discriminators, discriminator_loss,
                                                      feature_matching_loss, generator_adv_loss)
-from speechkd.train.config import TrainerConfig, config_changes
-from speechkd.train.exp import (CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file, code_version,
-                                TrainClock, read_checkpoint, resolve_checkpoint)
-from speechkd.utils.io import atomic_write_text, atomic_write_wav
+from speechkd.train.config import TrainerConfig
+from speechkd.train.exp import code_version, read_checkpoint, resolve_checkpoint
+from speechkd.train.runner import Job, run
+from speechkd.utils.io import atomic_write_wav
 
 logger = logging.getLogger(__name__)
 
-RESUMABLE = ("trainer.", "data.max_dev_utts")
+RESUMABLE = ("data.max_dev_utts",)
 
 
 @dataclass
@@ -63,7 +61,7 @@ class VocoderDataConfig:
     dev_set: str = field("dev", help="validation split")
     segment_frames: int = field(32, help="mel frames per training segment ((S-1)·hop samples of audio)")
     batch_size: int = field(8, help="segments per batch")
-    max_dev_utts: int = field(4, help="validate on the first N dev utterances (whole utterances)")
+    max_dev_utts: int = field(4, help="validate on the first N dev utterances (whole utterances); 0 = all")
 
 
 @dataclass
@@ -79,7 +77,7 @@ class VocoderLossConfig:
 
 @dataclass
 class VocoderOptimConfig:
-    lr: float = field(5e-4, help="AdamW learning rate of both networks (Vocos: 5e-4)")
+    lr: float = field(5e-4, gt=0.0, help="AdamW learning rate of both networks (Vocos: 5e-4)")
     betas: list[float] = field(default_factory=lambda: [0.8, 0.9], help="AdamW betas (Vocos)")
     weight_decay: float = field(0.01, help="AdamW decoupled weight decay")
     grad_clip: float = field(10.0, help="clip each network's gradient norm to this; 0: no clipping")
@@ -97,28 +95,27 @@ class VocoderTrainConfig:
     optim: VocoderOptimConfig = field(default_factory=VocoderOptimConfig, help="optimisers")
     trainer: TrainerConfig = field(default_factory=TrainerConfig, help="training length, devices, precision")
 
+    def resolve_config(self, source: str) -> None:
+        """Type ``generator_conf`` by the registered generator's Config; no gradient accumulation."""
+        from speechkd.models.vocoders import GENERATORS
+
+        if self.generator not in GENERATORS:
+            raise ConfigError(f"unknown generator '{self.generator}'; known: {', '.join(GENERATORS)}", path=source,
+                              field="generator")
+        cls = GENERATORS[self.generator][1]
+        if not isinstance(self.generator_conf, cls):
+            self.generator_conf = from_dict(cls, self.generator_conf or {}, source=source, prefix="generator_conf.")
+        if self.trainer.accumulate_grad_batches != 1:
+            raise ConfigError("gradient accumulation is not supported by the GAN loop", path=source,
+                              field="trainer.accumulate_grad_batches", hint="raise data.batch_size instead")
+
 
 def vocoder_config_from_dict(data: dict, source: str = "<dict>") -> VocoderTrainConfig:
-    from speechkd.models.vocoders import GENERATORS
-
-    data = dict(data)
-    gen_conf = data.pop("generator_conf", None) or {}
-    cfg = from_dict(VocoderTrainConfig, data, source=source)
-    if cfg.generator not in GENERATORS:
-        raise ConfigError(f"unknown generator '{cfg.generator}'; known: {', '.join(GENERATORS)}", path=source,
-                          field="generator")
-    cfg.generator_conf = from_dict(GENERATORS[cfg.generator][1], gen_conf, source=source, prefix="generator_conf.")
-    if cfg.trainer.accumulate_grad_batches != 1:
-        raise ConfigError("gradient accumulation is not supported by the GAN loop", path=source,
-                          field="trainer.accumulate_grad_batches", hint="raise data.batch_size instead")
-    return cfg
+    return from_dict(VocoderTrainConfig, data, source=source)
 
 
 def load_vocoder_config(path: str | None, overrides: list[str] | None = None) -> VocoderTrainConfig:
-    data = read_yaml(path) if path else {}
-    if overrides:
-        data = _merge(data, parse_overrides(overrides))
-    return vocoder_config_from_dict(data, source=str(path) if path else "<overrides>")
+    return load_typed(VocoderTrainConfig, path, overrides)
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -195,13 +192,9 @@ class VocoderTask(L.LightningModule):
         self.generator = build_generator(cfg, fc, mel_mean, mel_std)
         self.discriminator = Discriminators(cfg.discriminator)
         self.automatic_optimization = False
-        self.clock = TrainClock()
+        self.train_minutes = 0.0  # summed over resumes (the runner's TimeBudget; in checkpoints)
         self.version = code_version()
         self._val: list[float] = []
-
-    @property
-    def train_minutes(self) -> float:
-        return self.clock.minutes
 
     def _clip(self, module: torch.nn.Module) -> None:
         if self.cfg.optim.grad_clip > 0:
@@ -237,24 +230,6 @@ class VocoderTask(L.LightningModule):
         logs.update(loss_g=loss_g.detach(), mel_l1=mel_l1.detach())
         self.log_dict({f"train/{k}": v for k, v in logs.items()}, batch_size=y.shape[0])
 
-    def on_train_start(self) -> None:
-        if hasattr(self.logger, "truncate_after"):
-            self.logger.truncate_after(self.global_step)
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        self.clock.start()
-
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.clock.tick()
-        self.log("minutes", self.train_minutes, batch_size=1)
-        t = self.cfg.trainer
-        if t.max_minutes > 0 and self.train_minutes >= t.max_minutes:
-            logger.info("max_minutes %.1f reached at step %d", t.max_minutes, self.global_step)
-            self.trainer.should_stop = True
-
-    def on_validation_start(self) -> None:
-        self.clock.pause()  # validation time is not training time
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         mel = batch["mel"]
         y_hat = self.generator(mel)
@@ -287,7 +262,7 @@ class VocoderTask(L.LightningModule):
                                   "version": self.version, "train_minutes": self.train_minutes}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.clock.seconds = 60.0 * float(checkpoint.get("speechkd", {}).get("train_minutes", 0.0))
+        self.train_minutes = float(checkpoint.get("speechkd", {}).get("train_minutes", 0.0))
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------
@@ -318,80 +293,55 @@ def load_trained_vocoder(exp_or_ckpt: str, feature_config: FeatureConfig | None,
 
 
 # ---- the run ---------------------------------------------------------------------------------------
-def previous_run(exp_dir: str, cfg: VocoderTrainConfig, fc: FeatureConfig) -> tuple[str | None, int]:
-    last = os.path.join(exp_dir, CKPT_DIR, LAST)
-    if not os.path.exists(last):
-        return None, 0
-    _, ckpt = read_vocoder_checkpoint(last)
-    old = vocoder_config_from_dict(ckpt["speechkd"]["config"], source=f"{last} (embedded config)")
-    changed = config_changes(old, cfg)
-    fixed = [k for k in changed if not k.startswith(RESUMABLE)]
-    if fixed:
-        raise ConfigError(f"cannot resume {exp_dir}: its checkpoint was trained with other settings of "
-                          f"{', '.join(fixed)}", path=last, hint="use a new --exp dir, or restore those settings")
-    check_compatible(FeatureConfig.from_dict(ckpt["speechkd"]["feature_config"]), fc, f"checkpoint {last}",
-                     "training dump", hint="train in a new --exp dir, or use the dump the checkpoint was trained on")
-    return last, int(ckpt.get("global_step", 0))
+class VocoderJob(Job):
+    """GAN training of a generator on random segments (module docstring)."""
 
+    command = "speechkd train-vocoder"
+    kind = "vocoder"
+    resumable = RESUMABLE
 
-def run_vocoder_training(cfg: VocoderTrainConfig, exp_dir: str, *, progress_bar: bool | None = None) -> str:
-    """Train (or resume) a neural vocoder in ``exp_dir``; returns the path of the last checkpoint."""
-    from speechkd.features.stats import Stats
-    from speechkd.train.trainer import _devices, checkpoint_callbacks
+    def __init__(self, cfg: VocoderTrainConfig):
+        self.config = cfg
 
-    d, t = cfg.data, cfg.trainer
-    if not d.feats_dir or not d.data_dir:
-        raise ConfigError("data.feats_dir and data.data_dir must be set", hint="pass --feats DUMP/feats --data DATA")
-    if t.max_steps < 0 and t.max_minutes <= 0:
-        logger.warning("neither trainer.max_steps nor trainer.max_minutes is set: training runs until killed")
-    os.makedirs(os.path.join(exp_dir, CKPT_DIR), exist_ok=True)
-    handler = attach_log_file(exp_dir)
-    try:
-        logger.info("speechkd train-vocoder -> %s (%s)", exp_dir, code_version())
-        if t.num_threads > 0:
-            torch.set_num_threads(t.num_threads)
-        L.seed_everything(t.seed, workers=True, verbose=False)
-        train_feats = os.path.join(d.feats_dir, d.train_set)
-        fc = FeatureConfig.load(os.path.join(train_feats, "feature_config.yaml"))
-        check_compatible(fc, FeatureConfig.load(os.path.join(d.feats_dir, d.dev_set, "feature_config.yaml")),
+    def prepare(self, exp_dir: str) -> None:
+        d = self.config.data
+        if not d.feats_dir or not d.data_dir:
+            raise ConfigError("data.feats_dir and data.data_dir must be set",
+                              hint="pass --feats DUMP/feats --data DATA")
+        self.fc = FeatureConfig.load(os.path.join(d.feats_dir, d.train_set, "feature_config.yaml"))
+        check_compatible(self.fc, FeatureConfig.load(os.path.join(d.feats_dir, d.dev_set, "feature_config.yaml")),
                          f"{d.train_set} dump", f"{d.dev_set} dump", only=MEL_FIELDS)
-        resume, step = previous_run(exp_dir, cfg, fc)
-        atomic_write_text(os.path.join(exp_dir, "config.yaml"), dump_config(cfg))
-        stats = Stats.load(os.path.join(train_feats, "stats.npz"))
+
+    def config_from_checkpoint(self, meta: dict, source: str) -> VocoderTrainConfig:
+        return vocoder_config_from_dict(meta["config"], source=source)
+
+    def check_resume(self, ckpt: dict, path: str) -> None:
+        check_compatible(FeatureConfig.from_dict(ckpt["speechkd"]["feature_config"]), self.fc, f"checkpoint {path}",
+                         "training dump", hint="train in a new --exp dir, or use the dump the checkpoint was trained on")
+
+    def build(self, exp_dir: str, step: int) -> tuple[VocoderTask, dict[str, Any]]:
+        from speechkd.features.stats import Stats
+
+        cfg, d, fc = self.config, self.config.data, self.fc
+        stats = Stats.load(os.path.join(d.feats_dir, d.train_set, "stats.npz"))
         train = load_pairs(d.feats_dir, d.data_dir, d.train_set, fc)
         dev = load_pairs(d.feats_dir, d.data_dir, d.dev_set, fc, d.max_dev_utts)
         task = VocoderTask(cfg, fc, stats.mel_mean, stats.mel_std, dev, exp_dir=exp_dir)
-        logger.info("%s: %.3f M generator parameters, %.3f M discriminator; %d training utterances (%.1f min); %s",
+        logger.info("%s: %.3f M generator parameters, %.3f M discriminator; %d training utterances (%.1f min)",
                     cfg.generator, sum(p.numel() for p in task.generator.parameters()) / 1e6,
                     sum(p.numel() for p in task.discriminator.parameters()) / 1e6, len(train),
-                    sum(len(w) for _, _, w in train) / fc.sample_rate / 60,
-                    f"resuming from {resume} (step {step})" if resume else "fresh start")
-        batches = SegmentBatches(train, fc, d.segment_frames, d.batch_size, t.seed, start_step=step)
-        ckpt_dir = os.path.join(exp_dir, CKPT_DIR)
-        metrics = CSVMetricsLogger(exp_dir)
-        cbs = checkpoint_callbacks(ckpt_dir, t.ckpt_every_steps, t.keep_checkpoints)
-        bar = sys.stderr.isatty() if progress_bar is None else progress_bar
-        # step checkpoints hold the state after the step, which is what a resume wants
-        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-        trainer = L.Trainer(
-            accelerator=t.accelerator, devices=_devices(t.devices), num_nodes=t.num_nodes, strategy=t.strategy,
-            precision=t.precision, max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_every_steps,
-            check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=t.log_every_steps,
-            logger=metrics, callbacks=cbs, plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir,
-            enable_progress_bar=bar, enable_model_summary=False, use_distributed_sampler=False)
-        try:
-            trainer.fit(task, train_dataloaders=DataLoader(batches, batch_size=None), ckpt_path=resume)
-        except SIGTERMException:
-            raise SpeechkdError(f"training stopped by SIGTERM at step {trainer.global_step}; "
-                                f"{os.path.join(ckpt_dir, LAST)} holds that state", path=exp_dir,
-                                hint="rerun the same command to resume") from None
-        if trainer.is_global_zero:
-            from speechkd.train.plots import plot_curves
+                    sum(len(w) for _, _, w in train) / fc.sample_rate / 60)
+        batches = SegmentBatches(train, fc, d.segment_frames, d.batch_size, cfg.trainer.seed, start_step=step)
+        return task, {"train_dataloaders": DataLoader(batches, batch_size=None)}
 
-            plot_curves(metrics.rows, os.path.join(exp_dir, "plots", "curves.png"),
-                        ["train/mel_l1", "val/mel_l1", "train/loss_d", "train/adv_g", "train/fm"])
-        logger.info("stopped at step %d after %.1f training minutes", trainer.global_step, task.train_minutes)
-        return os.path.join(ckpt_dir, LAST)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    def finish(self, trainer, task, metrics, exp_dir: str) -> None:
+        from speechkd.train.plots import plot_curves
+
+        plot_curves(metrics.rows, os.path.join(exp_dir, "plots", "curves.png"),
+                    ["train/mel_l1", "val/mel_l1", "train/loss_d", "train/adv_g", "train/fm"])
+
+
+def run_vocoder_training(cfg: VocoderTrainConfig, exp_dir: str, *, progress_bar: bool | None = None,
+                         callbacks: list[Callback] | None = None) -> str:
+    """Train (or resume) a neural vocoder in ``exp_dir``; returns the path of the last checkpoint."""
+    return run(VocoderJob(cfg), exp_dir, progress_bar=progress_bar, callbacks=callbacks)
