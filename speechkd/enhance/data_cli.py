@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.2,
                         help="fraction of each in-domain noise type held out for test_in_domain")
     parser.add_argument("--sample-rate", type=int, default=16000, help="rate every input must have (no resampling)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="an --out made with other inputs or settings is moved into <out>/.backup/<n>/ "
+                             "(without it such an --out is refused)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,6 +39,18 @@ def main(args: argparse.Namespace) -> int:
     for name in ("extra_fraction", "test_fraction"):
         if not 0.0 < getattr(args, name) < 0.5:
             raise SpeechkdError(f"must lie in (0, 0.5), got {getattr(args, name)}", field="--" + name.replace("_", "-"))
+    import os
+
+    from speechkd.utils.outputs import claim_output_dir
+
+    if args.train_snr[0] > args.train_snr[1]:
+        raise SpeechkdError(f"training SNR range {args.train_snr[0]}..{args.train_snr[1]} is empty",
+                            field="--train-snr")
+    claim_output_dir(args.out, {"speech": os.path.abspath(args.speech), "noise": os.path.abspath(args.noise),
+                                "seed": args.seed, "train_snr": list(args.train_snr),
+                                "test_snrs": list(args.test_snrs), "extra_fraction": args.extra_fraction,
+                                "test_fraction": args.test_fraction, "sample_rate": args.sample_rate},
+                     verb="se-data", overwrite=args.overwrite)
     plan = MixPlan(seed=args.seed, train_snr=tuple(args.train_snr), test_snrs=tuple(args.test_snrs),
                    extra_fraction=args.extra_fraction, test_fraction=args.test_fraction)
     m = prepare_se_data(args.speech, args.noise, args.out, plan, sample_rate=args.sample_rate)

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nj", type=int, default=1, help="batch mode: parallel processes")
     parser.add_argument("--subtype", choices=["PCM_16", "FLOAT"], default="PCM_16",
                         help="output sample format (FLOAT for teacher estimates used in training)")
-    parser.add_argument("--overwrite", action="store_true", help="batch mode: redo utterances already written")
+    parser.add_argument("--overwrite", action="store_true", help="batch mode: redo utterances already written; an --out-dir made with other "
+                             "settings is moved into <out-dir>/.backup/<n>/ first")
     parser.add_argument("--num-utts", type=int, default=0, help="batch mode: first N utterances only; 0 = all")
 
 
@@ -57,6 +58,9 @@ def main(args: argparse.Namespace) -> int:
     if single:
         if not (args.input and args.output):
             raise SpeechkdError("single-file mode needs both -i and -o")
+        from speechkd.utils.outputs import refuse_same_file
+
+        refuse_same_file(args.input, args.output, field="-o")
         enh = Enhancer(args.model, args.teacher, average=args.average, checkpoint=args.checkpoint,
                        resample=args.resample)
         enhance_file(enh, args.input, args.output, args.subtype)

@@ -38,6 +38,7 @@ from speechkd.data.kaldi import DataDir, read_datadir, write_datadir, write_tabl
 from speechkd.enhance.mixing import fit_noise, mix_int16, snr_db
 from speechkd.errors import DataDirError, SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
+from speechkd.utils.paths import safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +112,9 @@ def _write_mix(out: Path, name: str, speech: DataDir, utts: list[tuple[str, str,
         clip = noise.ids[int(rng.integers(len(noise.ids)))]
         n = fit_noise(noise.get(clip), len(s), rng)
         mix, s16, n16, _ = mix_int16(s, n, snr)
-        paths = {"noisy": noisy_dir / "wav" / f"{new}.wav", "clean": clean_root / "wav" / "clean" / f"{new}.wav",
-                 "noise": clean_root / "wav" / "noise" / f"{new}.wav"}
+        paths = {"noisy": Path(safe_child(noisy_dir / "wav", new, ".wav", source=f"{speech.path}/wav.scp")),
+                 "clean": Path(safe_child(clean_root / "wav" / "clean", new, ".wav")),
+                 "noise": Path(safe_child(clean_root / "wav" / "noise", new, ".wav"))}
         for kind, x in (("noisy", mix), ("clean", s16), ("noise", n16)):
             atomic_write_wav(paths[kind], x, sr, subtype="PCM_16")
         measured.append(snr_db(s16.astype(np.float64), n16.astype(np.float64)) - snr)

@@ -22,6 +22,7 @@ from speechkd.data.kaldi import DataDir
 from speechkd.utils.parallel import process_map
 from speechkd.errors import AudioError, ConfigError, SpeechkdError
 from speechkd.eval.stats import fmt_ci, summarize
+from speechkd.utils.paths import safe_child
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def evaluate_tts(dd: DataDir, utts: list[str], wav_dir: str, cfg: TtsEvalConfig 
                             hint="run the synthesis stage for this system first")
     jobs, missing = [], []
     for utt in utts:
-        path = os.path.join(wav_dir, f"{utt}.wav")
+        path = safe_child(wav_dir, utt, ".wav")
         if not os.path.exists(path):
             if not allow_missing:
                 raise SpeechkdError("synthesized audio is missing", path=path, utt=utt,

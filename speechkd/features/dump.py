@@ -53,6 +53,7 @@ from speechkd.features.mel import check_rate, mel_basis, mel_from_magnitude, stf
 from speechkd.features.pitch import extract_pitch, import_pyworld
 from speechkd.features.stats import Stats, StatsAccumulator, stats_summary
 from speechkd.utils.io import atomic_open
+from speechkd.utils.paths import safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def load_utterance(path: str) -> dict[str, np.ndarray]:
 
 
 def npz_path(out: str, utt: str) -> str:
-    return os.path.join(out, "data", f"{utt}.npz")
+    return safe_child(os.path.join(out, "data"), utt, ".npz")
 
 
 def _frames(z: dict[str, np.ndarray], cfg: FeatureConfig) -> int | None:

@@ -33,19 +33,18 @@ import csv
 import io
 import logging
 import os
-import re
 import sys
 import tempfile
 import time
 
 from speechkd.errors import SpeechkdError
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
+from speechkd.utils.paths import id_problem, safe_child
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.tsv"
 FAILURES = "failures.tsv"
-_BAD_ID = re.compile(r"[\s/\\]|^\.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -188,10 +187,10 @@ def main(args: argparse.Namespace) -> int:
 
     items = collect_inputs(args)
     check_writable(args, len(items))
-    bad_ids = [u for u, _, _ in items if _BAD_ID.search(u)]
+    bad_ids = [(u, n) for u, _, n in items if id_problem(u)]
     if bad_ids and not args.output:
-        raise SpeechkdError(f"utterance id(s) {', '.join(repr(u) for u in bad_ids[:5])} cannot name a file "
-                            "(a slash or a leading dot)", path=args.list, hint="rename them")
+        raise SpeechkdError("utterance id(s) cannot name a file: " + "; ".join(
+            f"line {n}: {u!r} ({id_problem(u)})" for u, n in bad_ids[:5]), path=args.list, hint="rename them")
     out_dir = args.out_dir or ""  # as given: manifest paths relative when it is
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -207,7 +206,7 @@ def main(args: argparse.Namespace) -> int:
     def write(r: Utterance) -> None:
         if r.wav is None:
             return
-        path = args.output or os.path.join(out_dir, f"{r.utt}.wav")
+        path = args.output or safe_child(out_dir or ".", r.utt, ".wav", source=args.list)
         try:
             atomic_write_wav(path, r.wav, synth.sample_rate)
         except OSError as e:

@@ -29,6 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-utts", type=int, default=0, help="first N utterances; 0 = all")
     p.add_argument("--device", default="auto",
                    help="auto (CUDA when present), cpu, cuda (world synthesis=harmonic: the CUDA kernel)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="an --out made with another vocoder, options or input is moved into <out>/.backup/<n>/ "
+                        "(without it such an --out is refused; the same command resumes)")
     p.add_argument("--nj", type=int, default=1,
                    help="world on the CPU: processes sharing the utterances (whole batches each)")
 
@@ -47,11 +50,13 @@ def main(args: argparse.Namespace) -> int:
                                 hint="e.g. speechkd vocode --vocoder world --data-dir data/test --out DIR")
         fc = FeatureConfig.load(os.path.join(args.feats, "feature_config.yaml")) if args.feats else None
         info = resynthesize_datadir(args.data_dir, args.out, args.vocoder, opts, feats=fc,
-                                    num_utts=args.num_utts, device=args.device, nj=args.nj)
+                                    num_utts=args.num_utts, device=args.device, nj=args.nj,
+                                    overwrite=args.overwrite)
     else:
         if not args.feats:
             raise SpeechkdError(f"vocoder {args.vocoder} vocodes log-mels: give --feats (a feature dump)",
                                 field="--feats")
-        info = vocode_dump(args.feats, args.out, args.vocoder, opts, num_utts=args.num_utts, device=args.device)
+        info = vocode_dump(args.feats, args.out, args.vocoder, opts, num_utts=args.num_utts, device=args.device,
+                           overwrite=args.overwrite)
     print(f"{args.out}: {info['utterances']} utterances ({info['vocoded_now']} vocoded now, RTF {info['rtf']})")
     return 0
