@@ -72,6 +72,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"speechkd {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # the safety net: input errors a reader did not turn into a SpeechkdError
+        line = input_error_line(e)
+        if line is None:
+            raise
+        print(f"speechkd {args.verb}: error: {line}", file=sys.stderr)
+        return 2
+
+
+def input_error_line(e: BaseException) -> str | None:
+    """One line for an exception that bad input causes (a file of the wrong kind, undecodable or
+    malformed text, pathologically nested data), else None (a bug: let its traceback show)."""
+    import json
+
+    import yaml
+
+    if isinstance(e, UnicodeDecodeError):
+        return f"a file is not UTF-8 text (byte {e.start}: {e.reason}); convert it to UTF-8"
+    if isinstance(e, (IsADirectoryError, NotADirectoryError, FileNotFoundError, PermissionError)):
+        what = {IsADirectoryError: "is a directory, expected a file",
+                NotADirectoryError: "is not a directory (or a path component is a file)",
+                FileNotFoundError: "does not exist", PermissionError: "permission denied"}[type(e)]
+        return f"{e.filename or '?'}: {what}"
+    if isinstance(e, json.JSONDecodeError):
+        return f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
+    if isinstance(e, yaml.YAMLError):
+        return "malformed YAML: " + " ".join(str(e).split())[:300]
+    if isinstance(e, RecursionError):
+        return "input nested too deeply (JSON/YAML structure); flatten it"
+    return None
 
 
 if __name__ == "__main__":

@@ -14,20 +14,21 @@ import os
 from speechkd.corpora import CORPORA
 from speechkd.errors import SpeechkdError
 from speechkd.utils.outputs import SETTINGS_FILE, claim_output_dir
+from speechkd.utils import args as av
 
 logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=sorted(CORPORA), help="corpus to generate")
-    parser.add_argument("--out", required=True, help="output dir: data dirs, wav/ and corpus.json")
-    parser.add_argument("--num-utts", type=int, default=None,
+    parser.add_argument("--out", type=av.output_dir, required=True, help="output dir: data dirs, wav/ and corpus.json")
+    parser.add_argument("--num-utts", type=av.positive_int, default=None,
                         help="utterances (mini_en 600, mini_multi 400, asterisk_en all); "
                              "noise: clips per generated noise type (20)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of prompt choice, splits and noise")
-    parser.add_argument("--nj", type=int, default=1, help="parallel worker processes")
-    parser.add_argument("--num-dev", type=int, default=None, help="dev utterances (default 5%%, >= 1)")
-    parser.add_argument("--num-test", type=int, default=None, help="test utterances (default 5%%, >= 1)")
+    parser.add_argument("--seed", type=av.seed, default=1, help="seed of prompt choice, splits and noise")
+    parser.add_argument("--nj", type=av.jobs, default=1, help="parallel worker processes")
+    parser.add_argument("--num-dev", type=av.positive_int, default=None, help="dev utterances (default 5%%, >= 1)")
+    parser.add_argument("--num-test", type=av.positive_int, default=None, help="test utterances (default 5%%, >= 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="an --out holding another corpus, other settings or other files is moved into "
                              "<out>/.backup/<n>/ (without it such an --out is refused; the same command resumes)")

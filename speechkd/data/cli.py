@@ -20,51 +20,57 @@ import argparse
 from pathlib import Path
 
 from speechkd.errors import DataDirError
+from speechkd.utils import args as av
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
 
-    p = sub.add_parser("validate", help="check a data dir; exit 1 and list the problems if invalid")
-    p.add_argument("dir")
-    p.add_argument("--sample-rate", type=int, default=None, help="expected sample rate of all audio")
+    p = sub.add_parser("validate", help="check a data dir; exit 1 and list the problems if invalid",
+                       epilog="Runs no 'cmd |' entry of wav.scp unless --read-pipes (they are listed as a warning).")
+    p.add_argument("dir", type=av.existing_dir)
+    p.add_argument("--sample-rate", type=av.sample_rate, default=None, help="expected sample rate of all audio")
     p.add_argument("--no-audio", action="store_true", help="do not read audio headers")
     p.add_argument("--read-pipes", action="store_true",
                    help="also run the commands of 'cmd |' entries of wav.scp to check their audio (off by "
                         "default: checking a data dir from elsewhere runs no code)")
-    p.add_argument("--max-shown", type=int, default=20, help="errors/warnings listed before counts")
+    p.add_argument("--max-shown", type=av.nonneg_int, default=20, help="errors/warnings listed before counts")
 
-    p = sub.add_parser("fix", help="drop unusable utterances, sort, regenerate spk2utt")
-    p.add_argument("dir")
-    p.add_argument("--sample-rate", type=int, default=None, help="drop audio at another rate")
-    p.add_argument("--out", default=None, help="write here instead of in place (in place keeps .backup/)")
+    p = sub.add_parser("fix", help="drop unusable utterances, sort, regenerate spk2utt",
+                       epilog="fix runs the 'cmd |' entries of wav.scp to check their audio: only fix data dirs "
+                              "you trust (`speechkd data validate` runs none unless --read-pipes)")
+    p.add_argument("dir", type=av.existing_dir)
+    p.add_argument("--sample-rate", type=av.sample_rate, default=None, help="drop audio at another rate")
+    p.add_argument("--out", type=av.output_dir,
+                   default=None, help="write here instead of in place (in place keeps .backup/)")
     p.add_argument("--overwrite", action="store_true", help="replace another data dir at --out (its files "
                                                             "are copied into --out/.backup/ first)")
 
     p = sub.add_parser("split", help="split into N parts (DIR/splitN/1..N) or by ratio")
-    p.add_argument("dir")
+    p.add_argument("dir", type=av.existing_dir)
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--num", type=int, help="number of contiguous, balanced parts")
+    how.add_argument("--num", type=av.positive_int, help="number of contiguous, balanced parts")
     how.add_argument("--ratio", nargs="+", metavar="NAME=R", help="named parts of shuffled utterances")
-    p.add_argument("--out", default=None, help="output root (default DIR/splitN; required with --ratio)")
-    p.add_argument("--seed", type=int, default=0, help="shuffle seed for --ratio")
+    p.add_argument("--out", type=av.output_dir,
+                   default=None, help="output root (default DIR/splitN; required with --ratio)")
+    p.add_argument("--seed", type=av.seed, default=0, help="shuffle seed for --ratio")
     p.add_argument("--overwrite", action="store_true", help="replace other data dirs at the output paths "
                                                             "(their files are copied into .backup/ first)")
 
     p = sub.add_parser("subset", help="write a subset of the utterances to OUT")
-    p.add_argument("dir")
-    p.add_argument("out")
+    p.add_argument("dir", type=av.existing_dir)
+    p.add_argument("out", type=av.output_dir)
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--first", type=int, help="the first K utterances in C order")
-    which.add_argument("--last", type=int, help="the last K utterances in C order")
-    which.add_argument("--utt-list", help="file whose lines start with the utterance ids to keep")
+    which.add_argument("--first", type=av.positive_int, help="the first K utterances in C order")
+    which.add_argument("--last", type=av.positive_int, help="the last K utterances in C order")
+    which.add_argument("--utt-list", type=av.text_file, help="file whose lines start with the utterance ids to keep")
     p.add_argument("--overwrite", action="store_true", help="replace another data dir at OUT (its files are "
                                                             "copied into OUT/.backup/ first); OUT = DIR is "
                                                             "always refused")
 
     p = sub.add_parser("info", help="print counts: utterances, speakers, minutes")
-    p.add_argument("dir")
+    p.add_argument("dir", type=av.existing_dir)
     p.add_argument("--no-audio", action="store_true", help="skip minutes (no audio headers read)")
     p.add_argument("--read-pipes", action="store_true", help="run 'cmd |' entries of wav.scp to count their minutes")
 

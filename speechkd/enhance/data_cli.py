@@ -12,22 +12,28 @@ from __future__ import annotations
 import argparse
 
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--speech", required=True, help="speech corpus root holding train/, dev/, test/ data dirs")
-    parser.add_argument("--noise", required=True, help="noise corpus root holding in_domain/ and extraneous/")
-    parser.add_argument("--out", required=True, help="output root (data/se)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the noise split, clips, crops and SNRs")
-    parser.add_argument("--train-snr", type=float, nargs=2, default=[-5.0, 10.0], metavar=("LOW", "HIGH"),
+    parser.epilog = av.RUNS_PIPES
+    parser.add_argument("--speech", type=av.existing_dir,
+                        required=True, help="speech corpus root holding train/, dev/, test/ data dirs")
+    parser.add_argument("--noise", type=av.existing_dir,
+                        required=True, help="noise corpus root holding in_domain/ and extraneous/")
+    parser.add_argument("--out", type=av.output_dir, required=True, help="output root (data/se)")
+    parser.add_argument("--seed", type=av.seed, default=1, help="seed of the noise split, clips, crops and SNRs")
+    parser.add_argument("--train-snr", type=av.finite_float(-100, 100),
+                        nargs=2, default=[-5.0, 10.0], metavar=("LOW", "HIGH"),
                         help="SNR range (dB) of the noisy training and dev mixtures, drawn uniformly")
-    parser.add_argument("--test-snrs", type=float, nargs="+", default=[0.0, 5.0, 10.0],
+    parser.add_argument("--test-snrs", type=av.finite_float(-100, 100), nargs="+", default=[0.0, 5.0, 10.0],
                         help="SNRs (dB) of the test sets: every test utterance at each")
-    parser.add_argument("--extra-fraction", type=float, default=0.2,
+    parser.add_argument("--extra-fraction", type=av.finite_float(0, 0.5, lo_open=True, hi_open=True), default=0.2,
                         help="fraction of each in-domain noise type held out as extra noise (NyTT's n')")
-    parser.add_argument("--test-fraction", type=float, default=0.2,
+    parser.add_argument("--test-fraction", type=av.finite_float(0, 0.5, lo_open=True, hi_open=True), default=0.2,
                         help="fraction of each in-domain noise type held out for test_in_domain")
-    parser.add_argument("--sample-rate", type=int, default=16000, help="rate every input must have (no resampling)")
+    parser.add_argument("--sample-rate", type=av.sample_rate,
+                        default=16000, help="rate every input must have (no resampling)")
     parser.add_argument("--overwrite", action="store_true",
                         help="an --out made with other inputs or settings is moved into <out>/.backup/<n>/ "
                              "(without it such an --out is refused)")

@@ -40,6 +40,7 @@ import time
 from speechkd.errors import SpeechkdError
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
 from speechkd.utils.paths import id_problem, safe_child
+from speechkd.utils import args as av
 
 logger = logging.getLogger(__name__)
 
@@ -49,34 +50,43 @@ FAILURES = "failures.tsv"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="*", metavar="TEXT", help="utterances to speak, one per argument (quote them)")
-    p.add_argument("--model", required=True, help="acoustic model exp dir (exp/teacher_ar, exp/fastspeech2, ...) "
+    p.add_argument("--model", type=av.existing_path,
+                   required=True, help="acoustic model exp dir (exp/teacher_ar, exp/fastspeech2, ...) "
                                                    "or a .ckpt")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("-i", "--input", metavar="FILE", help="text file, one utterance per non-empty line; - = stdin")
-    src.add_argument("--list", metavar="FILE", help="lines 'id|text', or a Kaldi text file ('id text')")
+    src.add_argument("-i", "--input", type=av.text_file,
+                     metavar="FILE", help="text file, one utterance per non-empty line; - = stdin")
+    src.add_argument("--list", type=av.text_file,
+                     metavar="FILE", help="lines 'id|text', or a Kaldi text file ('id text')")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("-o", "--output", metavar="WAV", help="write the (single) utterance to this wav")
-    out.add_argument("-d", "--out-dir", metavar="DIR", help="write DIR/<id>.wav and DIR/manifest.tsv")
-    p.add_argument("--num-utts", type=int, default=0, help="only the first N utterances; 0 = all")
-    p.add_argument("--vocoder", default="griffin_lim",
+    out.add_argument("-o", "--output", type=av.output_file,
+                     metavar="WAV", help="write the (single) utterance to this wav")
+    out.add_argument("-d", "--out-dir", type=av.output_dir,
+                     metavar="DIR", help="write DIR/<id>.wav and DIR/manifest.tsv")
+    p.add_argument("--num-utts", type=av.nonneg_int, default=0, help="only the first N utterances; 0 = all")
+    p.add_argument("--vocoder", type=av.nonempty_str, default="griffin_lim",
                    help="a registered vocoder name (griffin_lim) or a trained vocoder's exp dir")
-    p.add_argument("--speed", type=float, default=1.0, help="speaking rate: 2.0 = twice as fast (durations "
+    p.add_argument("--speed", type=av.finite_float(0.1, 10),
+                   default=1.0, help="speaking rate: 2.0 = twice as fast (durations "
                                                             "halved), 0.5 = twice as slow")
-    p.add_argument("--pitch-scale", type=float, default=1.0, help="multiply the predicted F0 (variance-adaptor "
+    p.add_argument("--pitch-scale", type=av.finite_float(0, 10),
+                   default=1.0, help="multiply the predicted F0 (variance-adaptor "
                                                                   "models only)")
-    p.add_argument("--energy-scale", type=float, default=1.0, help="multiply the predicted energy "
+    p.add_argument("--energy-scale", type=av.finite_float(0, 10), default=1.0, help="multiply the predicted energy "
                                                                    "(variance-adaptor models only)")
     p.add_argument("--on-unknown", choices=["error", "map"], default="error",
                    help="symbols outside the model's token list: error (name them), or map to <unk>")
-    p.add_argument("--frontend", default=None, help="frontend.yaml to use when the checkpoint holds none")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (the AR teacher's "
+    p.add_argument("--frontend", type=av.text_file,
+                   default=None, help="frontend.yaml to use when the checkpoint holds none")
+    p.add_argument("--device", type=av.device, default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--seed", type=av.seed, default=0, help="seed of every random choice (the AR teacher's "
                                                        "prenet dropout, Griffin-Lim's initial phase, ...)")
-    p.add_argument("--batch-size", type=int, default=1, help="utterances per forward pass (sorted by length)")
-    p.add_argument("--steps", type=int, default=0, help="diffusion models: sampler steps, a divisor of the "
+    p.add_argument("--batch-size", type=av.int_range(1, 4096),
+                   default=1, help="utterances per forward pass (sorted by length)")
+    p.add_argument("--steps", type=av.nonneg_int, default=0, help="diffusion models: sampler steps, a divisor of the "
                                                         "model's own N (0 = its own N)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
-    p.add_argument("--average", type=int, default=1, help="average the weights of the model's last N "
+    p.add_argument("--threads", type=av.threads, default=0, help="torch CPU threads; 0 = torch's default")
+    p.add_argument("--average", type=av.positive_int, default=1, help="average the weights of the model's last N "
                                                           "checkpoints (keep them: trainer.keep_checkpoints)")
 
 

@@ -14,25 +14,29 @@ from __future__ import annotations
 import argparse
 
 from speechkd.config import parse_overrides
+from speechkd.utils import args as av
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = av.RUNS_PIPES
     p.add_argument("options", nargs="*", metavar="KEY=VALUE",
                    help="config overrides of an untrained vocoder (e.g. n_iter=64; world: f0_method=dio, "
                         "synthesis=harmonic)")
-    p.add_argument("--feats", help="feature dump dir (feats.scp, feature_config.yaml): the input of mel vocoders")
-    p.add_argument("--data-dir", help="Kaldi data dir: the input of --vocoder world, which resynthesises the "
+    p.add_argument("--feats", type=av.existing_dir,
+                   help="feature dump dir (feats.scp, feature_config.yaml): the input of mel vocoders")
+    p.add_argument("--data-dir", type=av.existing_dir,
+                   help="Kaldi data dir: the input of --vocoder world, which resynthesises the "
                                       "waveforms (WORLD cannot vocode a mel)")
-    p.add_argument("--out", required=True, help="output dir for <utt>.wav")
-    p.add_argument("--vocoder", default="griffin_lim",
+    p.add_argument("--out", type=av.output_dir, required=True, help="output dir for <utt>.wav")
+    p.add_argument("--vocoder", type=av.nonempty_str, default="griffin_lim",
                    help="griffin_lim | world | the exp dir of a trained vocoder (speechkd train-vocoder)")
-    p.add_argument("--num-utts", type=int, default=0, help="first N utterances; 0 = all")
-    p.add_argument("--device", default="auto",
+    p.add_argument("--num-utts", type=av.nonneg_int, default=0, help="first N utterances; 0 = all")
+    p.add_argument("--device", type=av.device, default="auto",
                    help="auto (CUDA when present), cpu, cuda (world synthesis=harmonic: the CUDA kernel)")
     p.add_argument("--overwrite", action="store_true",
                    help="an --out made with another vocoder, options or input is moved into <out>/.backup/<n>/ "
                         "(without it such an --out is refused; the same command resumes)")
-    p.add_argument("--nj", type=int, default=1,
+    p.add_argument("--nj", type=av.jobs, default=1,
                    help="world on the CPU: processes sharing the utterances (whole batches each)")
 
 
