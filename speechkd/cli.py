@@ -38,8 +38,16 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line (which option, which value, why) and exit status 2; the full
+    usage stays behind --help. Sub-parsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="speechkd", description=__doc__.splitlines()[0])
+    parser = Parser(prog="speechkd", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"speechkd {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -61,7 +69,12 @@ def setup_logging(level: str = "INFO") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except SystemExit as e:
+        if e.code in (0, None):  # --help, --version
+            raise
+        return 2  # a usage error: argparse has printed its one line
     setup_logging(args.log_level)
     module = importlib.import_module(args._module)
     try:

@@ -55,8 +55,9 @@ class TtsEvalConfig:
 def load_for_eval(entry: str, sample_rate: int, *, utt: str,
                   segment: tuple[float, float] | None = None) -> tuple[np.ndarray, int]:
     """Mono float audio resampled to ``sample_rate``; (audio, original rate).
-    Empty, NaN, silent or too-short audio is an :class:`AudioError`."""
-    wav, sr = load_audio(entry, utt=utt, segment=segment, mono="mean")
+    Empty, NaN, silent, too-short or multi-channel audio is an :class:`AudioError` (a stereo file
+    is refused, not averaged: a TTS system that writes two channels has a bug worth seeing)."""
+    wav, sr = load_audio(entry, utt=utt, segment=segment, mono="error")
     if len(wav) < MIN_SECONDS * sr:
         raise AudioError(f"audio is too short to evaluate ({len(wav) / sr * 1000:.0f} ms, need "
                          f"{MIN_SECONDS * 1000:.0f} ms)", path=entry, utt=utt)
