@@ -38,7 +38,7 @@ from speechkd.data.kaldi import DataDir, read_datadir, write_datadir, write_tabl
 from speechkd.enhance.mixing import fit_noise, mix_int16, snr_db
 from speechkd.errors import DataDirError, SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
-from speechkd.utils.paths import safe_child
+from speechkd.utils.paths import check_id, safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,9 @@ def prepare_se_data(speech_root: str, noise_root: str, out: str, plan: MixPlan =
     if lo > hi:
         raise SpeechkdError(f"training SNR range {lo}..{hi} is empty", field="--train-snr")
     speech = {s: _read(sp, s) for s in ("train", "dev", "test")}
+    for s, dd in speech.items():  # ids name the mixtures' files: all checked before any work
+        for u in dd.utts:
+            check_id(u, source=str(sp / s / "utt2spk"))
     in_domain, extraneous = _read(nz, "in_domain"), _read(nz, "extraneous")
     parts = split_noise(in_domain, plan)
     for name, ids in parts.items():

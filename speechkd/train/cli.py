@@ -39,11 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=av.existing_dir,
                    metavar="DUMP", help="dump root with tokens/<split> and feats/<split>")
     p.add_argument("--token-list", type=av.text_file, help="tokens.txt (e.g. data/token_list/phoneme/tokens.txt)")
-    p.add_argument("--devices", help="devices per node: auto, N, or a list 0,1")
+    p.add_argument("--devices", type=av.devices, help="devices per node: auto, N, or a list 0,1")
     p.add_argument("--num-nodes", type=av.positive_int, help="nodes (multi-node DDP)")
     p.add_argument("--strategy", help="Lightning strategy (auto, ddp, ...)")
-    p.add_argument("--precision", help="32-true, 16-mixed, bf16-mixed")
-    p.add_argument("--accelerator", help="auto, cpu, gpu")
+    p.add_argument("--precision", type=av.precision, help="32-true, 16-mixed, bf16-mixed")
+    p.add_argument("--accelerator", type=av.accelerator, help="auto, cpu, gpu")
     p.add_argument("--max-minutes", type=av.positive_float, help="training time limit in minutes (over resumes)")
     p.add_argument("--max-steps", type=av.positive_int, help="optimizer step limit")
     p.add_argument("--kd-mode", choices=("teacher_forced", "free_running"),

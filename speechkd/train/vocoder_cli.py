@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=av.existing_dir, help="data root with <split>/wav.scp (e.g. data)")
     p.add_argument("--max-minutes", type=av.positive_float, help="training time limit in minutes (over resumes)")
     p.add_argument("--max-steps", type=av.positive_int, help="generator step limit")
-    p.add_argument("--accelerator", help="auto, cpu, gpu")
-    p.add_argument("--devices", help="devices: auto, N, or a list 0,1")
+    p.add_argument("--accelerator", type=av.accelerator, help="auto, cpu, gpu")
+    p.add_argument("--devices", type=av.devices, help="devices: auto, N, or a list 0,1")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

@@ -194,3 +194,29 @@ def name(text: str) -> str:
 def model_ref(text: str) -> str:
     """``builtin:NAME`` or an existing exp dir / checkpoint file."""
     return text if text.startswith("builtin:") else existing_path(text)
+
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "64", "16", "bf16")
+
+
+def accelerator(text: str) -> str:
+    """A Lightning accelerator this toolkit runs on: auto, cpu, gpu, cuda or mps."""
+    if text not in ACCELERATORS:
+        raise _err(f"unknown accelerator {text!r}: use one of {', '.join(ACCELERATORS)}")
+    return text
+
+
+def precision(text: str) -> str:
+    """A Lightning precision: 32-true, 16-mixed, bf16-mixed, ..."""
+    if text not in PRECISIONS:
+        raise _err(f"unknown precision {text!r}: use one of {', '.join(PRECISIONS)}")
+    return text
+
+
+def devices(text: str) -> str:
+    """Lightning devices: auto, a count N >= 1, -1 (all), or a comma list of device indices 0,1."""
+    t = text.strip()
+    if t in ("auto", "-1") or re.fullmatch(r"[1-9]\d{0,3}", t) or re.fullmatch(r"\d{1,3}(,\d{1,3})*,?", t):
+        return t
+    raise _err(f"bad devices {text!r}: use auto, a count (e.g. 2), -1 (all) or a list of indices (e.g. 0,1)")
