@@ -1,7 +1,9 @@
 """``speechkd corpus NAME --out DIR``: generate a built-in corpus (resumable, deterministic).
 
-Rerunning the same command skips audio already on disk; a different NAME or
---seed into an existing DIR is refused.
+Rerunning the same command skips audio already on disk. The settings are recorded in
+``DIR/.speechkd_settings.json``: another corpus or other settings into an existing DIR, or a
+non-empty DIR that no corpus run made, is refused unless ``--overwrite`` (which moves the old
+contents into ``DIR/.backup/<n>/``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
         [--train-snr -5 10] [--test-snrs 0 5 10]
 
 See :mod:`speechkd.enhance.prepare` for what it writes. Deterministic: the same
-inputs and seed give byte-identical audio.
+inputs and seed give byte-identical audio. An --out made with other inputs or settings
+(recorded in ``.speechkd_settings.json``) is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations

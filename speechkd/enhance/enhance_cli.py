@@ -9,7 +9,9 @@
 
 Audio at another rate than the model's is refused unless --resample is given
 (then it is resampled to the model's rate and the output back, logged).
-Batch mode skips utterances already enhanced (rerun after a kill) unless --overwrite.
+Batch mode skips utterances already enhanced (rerun after a kill) unless --overwrite; an
+--out-dir enhanced with another model or settings is refused (``--overwrite`` moves it into
+``.backup/<n>/``). ``-o`` may not name the input.
 """
 
 from __future__ import annotations

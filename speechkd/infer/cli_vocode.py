@@ -6,7 +6,8 @@
     speechkd vocode --data-dir data/test --vocoder world --out exp/resynth_world/synth/test [--nj 2] [synthesis=harmonic]
 
 Mel vocoders (griffin_lim, a trained vocoder's exp dir) read a feature dump's log-mels;
-WORLD analyses the waveforms of a data dir (it needs the audio, not the mel).
+WORLD analyses the waveforms of a data dir (it needs the audio, not the mel). Rerunning resumes;
+an --out vocoded with another vocoder, options or input is refused unless --overwrite.
 """
 
 from __future__ import annotations

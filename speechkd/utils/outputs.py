@@ -89,7 +89,7 @@ def claim_output_dir(out: str | os.PathLike, settings: dict, *, verb: str, overw
     want = _normal(settings)
     backup = None
     present = sorted(e.name for e in p.iterdir() if e.name not in (BACKUP_DIR, *ignore)) if p.is_dir() else []
-    if present:
+    if present and present != [SETTINGS_FILE]:  # a run that failed before writing anything counts as empty
         old = read_settings(p)
         if old == want:
             return None
