@@ -65,8 +65,10 @@ def test_enhance_and_world_vocode_refuse_escaping_ids(tmp_path, utt, capsys):
     work.mkdir()
     data = _evil_datadir(work, utt)
     out = work / "deep" / "out"
-    # an earlier escaped file must not count as "already there"
-    planted = (out / f"{utt}.wav") if not utt.startswith("/") else None
+    # an escaped file of an earlier (unguarded) run must not count as "already there"
+    if utt.startswith("../"):
+        (out / f"{utt}.wav").parent.mkdir(parents=True, exist_ok=True)
+        write_wav(out / f"{utt}.wav")
     before = _files(tmp_path)
     assert cli(["enhance", "--data-dir", str(data), "--out-dir", str(out), "--model", "builtin:identity"]) == 2
     err = capsys.readouterr().err
@@ -76,7 +78,14 @@ def test_enhance_and_world_vocode_refuse_escaping_ids(tmp_path, utt, capsys):
     assert _files(tmp_path) - before <= {"w/deep", "w/deep/out", "w/deep/out/w"} | {
         f"w/deep/out/{n}" for n in (".speechkd_settings.json",)}
     assert not Path("/ESCAPED_ABS").exists()
-    del planted
+
+
+def test_no_writer_joins_an_id_into_a_path_by_hand():
+    """Every path built from an utterance id goes through safe_child (a new writer too)."""
+    pattern = re.compile(r"""join\([^)]*f["']\{[\w.\[\]"']*\}\.(wav|npz|npy)["']""")
+    hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in (ROOT / "speechkd").rglob("*.py")
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not hits, hits
 
 
 def test_vocode_refuses_a_hand_edited_feats_scp_key(tmp_path, capsys):
@@ -212,6 +221,7 @@ def test_se_data_and_corpus_refuse_other_settings(tmp_path, capsys):
     assert "is not empty" in capsys.readouterr().err
     claim_output_dir(tmp_path / "c", {"corpus": "noise", "num_utts": None, "seed": 1, "num_dev": None,
                                       "num_test": None}, verb="corpus")
+    (tmp_path / "c" / "corpus.json").write_text("{}")  # what that run wrote
     assert cli(["corpus", "mini_en", "--out", str(tmp_path / "c"), "--seed", "1"]) == 2
     assert "corpus: 'noise' -> 'mini_en'" in capsys.readouterr().err
 

@@ -136,7 +136,7 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
     for utt in utts:
         enh = enh_set.locate(utt)
         noisy = noisy_set.locate(utt) if noisy_set else None
-        lost = [(s, os.path.join(s.path, f"{utt}.wav")) for s, loc in ((enh_set, enh), (noisy_set, noisy))
+        lost = [(s, safe_child(s.path, utt, ".wav")) for s, loc in ((enh_set, enh), (noisy_set, noisy))
                 if s is not None and loc is None]
         if lost:
             s, path = lost[0]
