@@ -21,6 +21,7 @@ from speechkd.utils import args as av
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = av.RUNS_PIPES
     parser.add_argument("--config", type=av.text_file,
                         default=None, help="YAML config (SETrainConfig); defaults when absent")
     parser.add_argument("--exp", type=av.output_dir, default=None, help="experiment dir (exp/<tag>)")
