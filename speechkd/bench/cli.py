@@ -22,8 +22,8 @@ import sys
 
 from speechkd.bench.harness import SCHEMA, Bench
 from speechkd.errors import SpeechkdError
-from speechkd.utils.io import atomic_write_json, atomic_write_text
 from speechkd.utils import args as av
+from speechkd.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import os
 
 from speechkd.corpora import CORPORA
 from speechkd.errors import SpeechkdError
-from speechkd.utils.outputs import SETTINGS_FILE, claim_output_dir
 from speechkd.utils import args as av
+from speechkd.utils.outputs import SETTINGS_FILE, claim_output_dir
 
 logger = logging.getLogger(__name__)
 

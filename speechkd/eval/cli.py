@@ -21,8 +21,8 @@ import os
 
 from speechkd.data.kaldi import read_datadir
 from speechkd.eval.stats import json_safe
-from speechkd.utils.io import atomic_write_json, atomic_write_text
 from speechkd.utils import args as av
+from speechkd.utils.io import atomic_write_json, atomic_write_text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -38,9 +38,9 @@ import tempfile
 import time
 
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
 from speechkd.utils.paths import id_problem, safe_child
-from speechkd.utils import args as av
 
 logger = logging.getLogger(__name__)
 

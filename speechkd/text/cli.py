@@ -39,8 +39,8 @@ from speechkd.config import dump_config, load_config, save_config, to_dict
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.text.frontend import Frontend
 from speechkd.text.tokens import UNK, TokenList, UnknownSymbolError, build_token_list
-from speechkd.utils.io import atomic_write_text
 from speechkd.utils import args as av
+from speechkd.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
