@@ -8,6 +8,8 @@ Every problem raises :class:`AudioError` naming the file and the utterance.
 from __future__ import annotations
 
 import io
+import os
+import struct
 import subprocess
 
 import numpy as np
@@ -39,6 +41,52 @@ def audio_info(entry: str, utt: str | None = None) -> tuple[int, int, int]:
     except (FileNotFoundError, sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise _read_error(e, name, utt) from None
     return int(info.samplerate), int(info.channels), int(info.frames)
+
+
+def audio_sample_problem(entry: str, utt: str | None = None) -> tuple[str, str] | None:
+    """(kind, message) when an entry's samples are unusable although its header reads: a WAV
+    whose data chunk is cut short of the size its header declares (a truncated copy or a killed
+    writer), or a float file holding NaN/Inf samples (PCM cannot). None when neither."""
+    src = read_entry_bytes(entry, utt)
+    name = entry if isinstance(src, str) else f"{entry} (pipe)"
+    if isinstance(src, str):
+        with open(src, "rb") as f:
+            short = _riff_data_shortfall(f, os.fstat(f.fileno()).st_size)
+    else:
+        short = _riff_data_shortfall(io.BytesIO(src), len(src))
+    if short:
+        declared, present = short
+        return ("truncated-audio", f"'{name}' is truncated: its data chunk declares {declared} bytes but "
+                                   f"holds {present} (re-create or re-copy the file)")
+    try:
+        info = sf.info(io.BytesIO(src) if isinstance(src, bytes) else src)
+        if info.subtype not in ("FLOAT", "DOUBLE"):
+            return None
+        for block in sf.blocks(io.BytesIO(src) if isinstance(src, bytes) else src, blocksize=1 << 16,
+                               dtype="float64", always_2d=True):
+            if not np.all(np.isfinite(block)):
+                return ("nonfinite-audio", f"'{name}' contains NaN or infinite samples")
+    except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+        return ("unreadable-audio", f"'{name}': cannot read samples ({_short(e)})")
+    return None
+
+
+def _riff_data_shortfall(f, size: int) -> tuple[int, int] | None:
+    """(declared, present) bytes of a RIFF/WAVE data chunk shorter than declared, else None."""
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None  # not a plain RIFF wav (RF64, FLAC, ...): libsndfile's own checks apply
+    pos = 12
+    while pos + 8 <= size:
+        f.seek(pos)
+        chunk = f.read(8)
+        cid, csize = chunk[:4], struct.unpack("<I", chunk[4:8])[0]
+        if cid == b"data":
+            present = size - pos - 8
+            # 0 and 0xFFFFFFFF are the placeholders of streamed writers (sizes unknown when written)
+            return (csize, present) if csize not in (0, 0xFFFFFFFF) and csize > present else None
+        pos += 8 + csize + (csize & 1)
+    return None
 
 
 def load_audio(entry: str, *, sample_rate: int | None = None, utt: str | None = None,

@@ -38,8 +38,16 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """Usage errors as one line (which option, which value, why) and exit status 2; the full
+    usage stays behind --help. Sub-parsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="speechkd", description=__doc__.splitlines()[0])
+    parser = Parser(prog="speechkd", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"speechkd {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
@@ -61,7 +69,12 @@ def setup_logging(level: str = "INFO") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except SystemExit as e:
+        if e.code in (0, None):  # --help, --version
+            raise
+        return 2  # a usage error: argparse has printed its one line
     setup_logging(args.log_level)
     module = importlib.import_module(args._module)
     try:
@@ -72,6 +85,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"speechkd {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # the safety net: input errors a reader did not turn into a SpeechkdError
+        line = input_error_line(e)
+        if line is None:
+            raise
+        print(f"speechkd {args.verb}: error: {line}", file=sys.stderr)
+        return 2
+
+
+def input_error_line(e: BaseException) -> str | None:
+    """One line for an exception that bad input causes (a file of the wrong kind, undecodable or
+    malformed text, pathologically nested data), else None (a bug: let its traceback show)."""
+    import json
+
+    import yaml
+
+    if isinstance(e, UnicodeDecodeError):
+        return f"a file is not UTF-8 text (byte {e.start}: {e.reason}); convert it to UTF-8"
+    if isinstance(e, (IsADirectoryError, NotADirectoryError, FileNotFoundError, PermissionError)):
+        what = {IsADirectoryError: "is a directory, expected a file",
+                NotADirectoryError: "is not a directory (or a path component is a file)",
+                FileNotFoundError: "does not exist", PermissionError: "permission denied"}[type(e)]
+        return f"{e.filename or '?'}: {what}"
+    if isinstance(e, json.JSONDecodeError):
+        return f"malformed JSON: {e.msg} at line {e.lineno} column {e.colno}"
+    if isinstance(e, yaml.YAMLError):
+        return "malformed YAML: " + " ".join(str(e).split())[:300]
+    if isinstance(e, RecursionError):
+        return "input nested too deeply (JSON/YAML structure); flatten it"
+    return None
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def test_batch_teacher_student_and_average(trained, tmp_path):
     info = json.loads((out / "enhance.json").read_text())
     assert info["enhanced"] == n_utts and info["average"] == 2
     mtimes = {p: p.stat().st_mtime for p in out.glob("*.wav")}
-    assert cli(["enhance", "--data-dir", data, "--out-dir", str(out), "--model", exp]) == 0  # rerun: skips
+    assert cli(["enhance", "--data-dir", data, "--out-dir", str(out), "--model", exp, "--average", "2"]) == 0  # rerun: skips
     assert {p: p.stat().st_mtime for p in out.glob("*.wav")} == mtimes
     # S(T(y)) equals the student applied to the teacher's output
     st = tmp_path / "st"
@@ -235,7 +235,9 @@ def test_single_checkpoints_and_their_spread_in_the_summary(trained, tmp_path, c
         load_se_model(exp, checkpoint=3)
     with pytest.raises(SpeechkdError, match="needs an exp dir"):
         load_se_model(str(ck / "last.ckpt"), checkpoint=1)
-    assert cli(["enhance", "-i", "x.wav", "-o", "y.wav", "--model", exp, "--average", "2", "--checkpoint", "1"]) == 2
+    sf.write(tmp_path / "x.wav", np.zeros(1600, np.float32), 16000)
+    assert cli(["enhance", "-i", str(tmp_path / "x.wav"), "-o", str(tmp_path / "y.wav"), "--model", exp,
+                "--average", "2", "--checkpoint", "1"]) == 2
     assert "--checkpoint" in capsys.readouterr().err
     # evaluate the averaged weights and each checkpoint alone; the summary folds <system>@<tag> into a spread
     se, ev = trained / "se", tmp_path / "eval"

@@ -229,7 +229,7 @@ def test_cli_bad_input_is_one_line_exit_2(exps, tmp_path, capsys, case):
     assert main(["synth", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     expect = {"empty": "empty text", "unknown": "unknown symbol", "no_exp": "does not exist",
-              "half_exp": "no checkpoint", "corrupt": "cannot read checkpoint", "unwritable": "not writable", "file_as_dir": "cannot create the output directory",
+              "half_exp": "no checkpoint", "corrupt": "cannot read checkpoint", "unwritable": "not writable", "file_as_dir": "cannot be created below it",
               "o_many": "-o writes one utterance", "no_output": "no output given",
               "pitch_ar": "does not support --pitch-scale", "all_bad": "all 2 utterances failed",
               "bad_id": "cannot name a file"}[case]

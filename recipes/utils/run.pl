@@ -5,7 +5,10 @@
 # index. The command runs through bash; its stdout and stderr go to the log,
 # which starts with the command line and ends with the exit status and time.
 # Exits non-zero, naming the failed jobs' logs, if any job fails.
+# Each job runs in its own process group (job control on); when run.pl gets TERM, INT or HUP
+# it kills every job's group, so a killed parent leaves no workers behind.
 set -uo pipefail
+set -m
 
 max_jobs=0
 while [ $# -gt 0 ]; do
@@ -54,6 +57,16 @@ run_one() {
 }
 
 pids=(); jobs_of=(); failed=()
+kill_jobs() {
+  local sig=$1 p
+  trap - TERM INT HUP
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null; done
+  echo "run.pl: got SIG$sig, killed ${#pids[@]} job(s)" >&2
+  case $sig in INT) exit 130 ;; HUP) exit 129 ;; *) exit 143 ;; esac
+}
+trap 'kill_jobs TERM' TERM
+trap 'kill_jobs INT' INT
+trap 'kill_jobs HUP' HUP
 for ((i = first; i <= last; i++)); do
   if [ "$max_jobs" -gt 0 ]; then
     while [ "$(jobs -rp | wc -l)" -ge "$max_jobs" ]; do wait -n || true; done

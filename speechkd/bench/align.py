@@ -19,6 +19,7 @@ import numpy as np
 
 from speechkd.bench.harness import Bench
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 
 logger = logging.getLogger(__name__)
 
@@ -27,17 +28,18 @@ ALL_BACKENDS = CPU_BACKENDS + ("cuda",)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch", type=int, default=16, help="CPU table: batch size B")
-    p.add_argument("--text", type=int, default=100, help="CPU table: tokens S")
-    p.add_argument("--frames", type=int, default=800, help="CPU table: frames T")
+    p.add_argument("--batch", type=av.positive_int, default=16, help="CPU table: batch size B")
+    p.add_argument("--text", type=av.positive_int, default=100, help="CPU table: tokens S")
+    p.add_argument("--frames", type=av.positive_int, default=800, help="CPU table: frames T")
     p.add_argument("--backends", default="auto",
                    help="comma list of numba,numpy,python,cuda; 'auto': the CPU ones, plus cuda when a GPU is usable")
-    p.add_argument("--python-repeats", type=int, default=3, help="repeats of the pure-Python reference")
-    p.add_argument("--threads", type=int, default=None, help="numba threads (default: numba's default)")
-    p.add_argument("--cuda-batch", type=int, default=64, help="GPU table: batch size")
-    p.add_argument("--cuda-text", type=int, default=200, help="GPU table: tokens")
-    p.add_argument("--cuda-frames", type=int, default=1600, help="GPU table: frames")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--python-repeats", type=av.positive_int, default=3, help="repeats of the pure-Python reference")
+    p.add_argument("--threads", type=av.int_range(1, av.MAX_JOBS),
+                   default=None, help="numba threads (default: numba's default)")
+    p.add_argument("--cuda-batch", type=av.positive_int, default=64, help="GPU table: batch size")
+    p.add_argument("--cuda-text", type=av.positive_int, default=200, help="GPU table: tokens")
+    p.add_argument("--cuda-frames", type=av.positive_int, default=1600, help="GPU table: frames")
+    p.add_argument("--seed", type=av.seed, default=0)
 
 
 def _backends(spec: str) -> tuple[list[str], bool]:

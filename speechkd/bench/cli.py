@@ -24,6 +24,7 @@ import sys
 
 from speechkd.bench.harness import SCHEMA, Bench
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -45,11 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     for name, (module, help_) in SUITES.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        p.add_argument("--repeats", type=int, default=20, help="timed runs per case")
-        p.add_argument("--warmup", type=int, default=2,
+        p.add_argument("--repeats", type=av.positive_int, default=20, help="timed runs per case")
+        p.add_argument("--warmup", type=av.nonneg_int, default=2,
                        help="untimed runs per case, the first call included (which is always excluded)")
-        p.add_argument("--json", default=None, help="write the results (with the environment) to this JSON file")
-        p.add_argument("--markdown", default=None, help="also write the Markdown tables to this file")
+        p.add_argument("--json", type=av.output_file,
+                       default=None, help="write the results (with the environment) to this JSON file")
+        p.add_argument("--markdown", type=av.output_file,
+                       default=None, help="also write the Markdown tables to this file")
         p.add_argument("--blocked", action="store_true",
                        help="run each case's repeats back to back (steady state, like timeit) instead of "
                             "interleaved rounds (robust to load bursts, but each case inherits the others' "

@@ -36,6 +36,7 @@ from typing import Any, Iterator
 
 from speechkd.bench.harness import environment
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 
 logger = logging.getLogger(__name__)
 
@@ -54,15 +55,15 @@ WORKER_CODE = ("import os, sys; policy = os.environ.get('OMP_WAIT_POLICY', 'unse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", required=True, help="training YAML whose model and batch size are timed "
+    p.add_argument("--config", type=av.text_file, required=True, help="training YAML whose model and batch size are timed "
                                                    "(e.g. recipes/conf/teacher_ar_demo.yaml)")
-    p.add_argument("--busy", type=int, default=1, help="competing busy processes in the busy cells")
-    p.add_argument("--seconds", type=float, default=30.0, help="timed seconds per cell (after the warm-up steps)")
-    p.add_argument("--warmup-steps", type=int, default=2, help="untimed steps at the start of each cell")
-    p.add_argument("--frames", type=int, default=300, help="mel frames per synthetic utterance "
+    p.add_argument("--busy", type=av.int_range(0, 64), default=1, help="competing busy processes in the busy cells")
+    p.add_argument("--seconds", type=av.positive_float, default=30.0, help="timed seconds per cell (after the warm-up steps)")
+    p.add_argument("--warmup-steps", type=av.nonneg_int, default=2, help="untimed steps at the start of each cell")
+    p.add_argument("--frames", type=av.int_range(8, 100000), default=300, help="mel frames per synthetic utterance "
                                                           "(utterances per batch: data.batch_frames / frames)")
-    p.add_argument("--frames-per-token", type=int, default=6, help="synthetic tokens = frames / this")
-    p.add_argument("--modes", default="old,new", help="comma list of thread settings: " +
+    p.add_argument("--frames-per-token", type=av.positive_int, default=6, help="synthetic tokens = frames / this")
+    p.add_argument("--modes", type=av.nonempty_str, default="old,new", help="comma list of thread settings: " +
                    "; ".join(f"{k}: {v}" for k, v in MODES.items()))
 
 

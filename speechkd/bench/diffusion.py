@@ -20,17 +20,23 @@ import argparse
 
 from speechkd.bench.harness import Bench
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--exps", nargs="*", default=[], help="exp dirs of the teacher and its students")
-    p.add_argument("--config", default=None, help="without --exps: training YAML of the model to time "
+    p.add_argument("--exps", type=av.existing_path,
+                   nargs="*", default=[], help="exp dirs of the teacher and its students")
+    p.add_argument("--config", type=av.text_file,
+                   default=None, help="without --exps: training YAML of the model to time "
                                                   "(e.g. recipes/conf/diffusion_demo.yaml)")
-    p.add_argument("--steps", type=int, default=0, help="without --exps: teacher steps N (default: the config's)")
-    p.add_argument("--tokens", type=int, default=100, help="input tokens")
-    p.add_argument("--frames-per-token", type=float, default=8.6, help="fixed duration of every token")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--steps", type=av.nonneg_int,
+                   default=0, help="without --exps: teacher steps N (default: the config's)")
+    p.add_argument("--tokens", type=av.positive_int, default=100, help="input tokens")
+    p.add_argument("--frames-per-token", type=av.finite_float(0, 1000, lo_open=True),
+                   default=8.6, help="fixed duration of every token")
+    p.add_argument("--device", type=av.device, default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--threads", type=av.int_range(1, av.MAX_JOBS),
+                   default=None, help="torch intra-op threads (default: torch's)")
 
 
 def _models(args: argparse.Namespace) -> tuple[list[tuple[str, object, int]], float]:

@@ -26,6 +26,7 @@ import torch
 
 from speechkd.bench.harness import Bench
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 
 logger = logging.getLogger(__name__)
 
@@ -41,13 +42,15 @@ SIZES: dict[str, dict] = {
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sizes", default="demo,large", help=f"comma list of {', '.join(SIZES)}")
     p.add_argument("--reduction-factors", default="3,1", help="comma list of r")
-    p.add_argument("--frames", type=int, default=800, help="mel frames decoded per call")
-    p.add_argument("--tokens", type=int, default=100, help="input tokens (batch 1)")
-    p.add_argument("--uncached-repeats", type=int, default=3, help="timed runs of the (slow) uncached reference")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--exp", default=None, help="time this trained teacher (exp dir or .ckpt) instead of --sizes")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, ...")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=av.positive_int, default=800, help="mel frames decoded per call")
+    p.add_argument("--tokens", type=av.positive_int, default=100, help="input tokens (batch 1)")
+    p.add_argument("--uncached-repeats", type=av.positive_int,
+                   default=3, help="timed runs of the (slow) uncached reference")
+    p.add_argument("--threads", type=av.threads, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--exp", type=av.existing_path,
+                   default=None, help="time this trained teacher (exp dir or .ckpt) instead of --sizes")
+    p.add_argument("--device", type=av.device, default="cpu", help="cpu, cuda, ...")
+    p.add_argument("--seed", type=av.seed, default=0)
 
 
 def build_model(size: str, r: int, n_vocab: int = 80, n_mels: int = 80, seed: int = 0):

@@ -26,22 +26,26 @@ import argparse
 import numpy as np
 
 from speechkd.bench.harness import Bench
+from speechkd.utils import args as av
 
 GROUPS = ("gl", "vocos", "world")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seconds", type=float, default=10.0, help="length of the synthetic test signal")
-    p.add_argument("--wav", default=None, help="use this 16 kHz wav instead of the synthetic signal")
-    p.add_argument("--n-iter", type=int, default=32, help="Griffin-Lim iterations of every GL case")
+    p.add_argument("--seconds", type=av.finite_float(0, 3600, lo_open=True),
+                   default=10.0, help="length of the synthetic test signal")
+    p.add_argument("--wav", type=av.existing_file,
+                   default=None, help="use this 16 kHz wav instead of the synthetic signal")
+    p.add_argument("--n-iter", type=av.positive_int, default=32, help="Griffin-Lim iterations of every GL case")
     p.add_argument("--cases", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
-    p.add_argument("--vocos", default=None, help="a trained vocoder's exp dir (default: the demo preset's "
+    p.add_argument("--vocos", type=av.existing_path,
+                   default=None, help="a trained vocoder's exp dir (default: the demo preset's "
                                                  "size with random weights)")
-    p.add_argument("--vocos-config", default=None,
+    p.add_argument("--vocos-config", type=av.text_file, default=None,
                    help="generator size of the untrained Vocos case: a vocoder preset YAML "
                         "(default: recipes/conf/vocoder_vocos_demo.yaml)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--device", type=av.device, default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--threads", type=av.int_range(1, av.MAX_JOBS), default=None,
                    help="torch intra-op threads (default: torch's). On a loaded 2-core machine, 2 OpenMP "
                         "threads spin against other processes: measured 5x slower than 1 thread there")
 

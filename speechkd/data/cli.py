@@ -8,6 +8,10 @@
     speechkd data info DIR [--no-audio]
 
 validate exits 1 when the dir has errors; user errors (e.g. no such dir) exit 2.
+Pipes: ``validate`` and ``info`` never run the ``cmd |`` entries of wav.scp unless given
+``--read-pipes``; ``fix`` runs them (it must read every utterance's audio to decide what to
+drop); ``split`` and ``subset`` read no audio. Outputs are never written over the input
+dir or over another data dir without ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -16,42 +20,59 @@ import argparse
 from pathlib import Path
 
 from speechkd.errors import DataDirError
+from speechkd.utils import args as av
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     sub.required = True
 
-    p = sub.add_parser("validate", help="check a data dir; exit 1 and list the problems if invalid")
-    p.add_argument("dir")
-    p.add_argument("--sample-rate", type=int, default=None, help="expected sample rate of all audio")
+    p = sub.add_parser("validate", help="check a data dir; exit 1 and list the problems if invalid",
+                       epilog="Runs no 'cmd |' entry of wav.scp unless --read-pipes (they are listed as a warning).")
+    p.add_argument("dir", type=av.existing_dir)
+    p.add_argument("--sample-rate", type=av.sample_rate, default=None, help="expected sample rate of all audio")
     p.add_argument("--no-audio", action="store_true", help="do not read audio headers")
-    p.add_argument("--max-shown", type=int, default=20, help="errors/warnings listed before counts")
+    p.add_argument("--read-pipes", action="store_true",
+                   help="also run the commands of 'cmd |' entries of wav.scp to check their audio (off by "
+                        "default: checking a data dir from elsewhere runs no code)")
+    p.add_argument("--max-shown", type=av.nonneg_int, default=20, help="errors/warnings listed before counts")
 
-    p = sub.add_parser("fix", help="drop unusable utterances, sort, regenerate spk2utt")
-    p.add_argument("dir")
-    p.add_argument("--sample-rate", type=int, default=None, help="drop audio at another rate")
-    p.add_argument("--out", default=None, help="write here instead of in place (in place keeps .backup/)")
+    p = sub.add_parser("fix", help="drop unusable utterances, sort, regenerate spk2utt",
+                       epilog="fix runs the 'cmd |' entries of wav.scp to check their audio: only fix data dirs "
+                              "you trust (`speechkd data validate` runs none unless --read-pipes)")
+    p.add_argument("dir", type=av.existing_dir)
+    p.add_argument("--sample-rate", type=av.sample_rate, default=None, help="drop audio at another rate")
+    p.add_argument("--out", type=av.output_dir,
+                   default=None, help="write here instead of in place (in place keeps .backup/)")
+    p.add_argument("--overwrite", action="store_true", help="replace another data dir at --out (its files "
+                                                            "are copied into --out/.backup/ first)")
 
     p = sub.add_parser("split", help="split into N parts (DIR/splitN/1..N) or by ratio")
-    p.add_argument("dir")
+    p.add_argument("dir", type=av.existing_dir)
     how = p.add_mutually_exclusive_group(required=True)
-    how.add_argument("--num", type=int, help="number of contiguous, balanced parts")
+    how.add_argument("--num", type=av.positive_int, help="number of contiguous, balanced parts")
     how.add_argument("--ratio", nargs="+", metavar="NAME=R", help="named parts of shuffled utterances")
-    p.add_argument("--out", default=None, help="output root (default DIR/splitN; required with --ratio)")
-    p.add_argument("--seed", type=int, default=0, help="shuffle seed for --ratio")
+    p.add_argument("--out", type=av.output_dir,
+                   default=None, help="output root (default DIR/splitN; required with --ratio)")
+    p.add_argument("--seed", type=av.seed, default=0, help="shuffle seed for --ratio")
+    p.add_argument("--overwrite", action="store_true", help="replace other data dirs at the output paths "
+                                                            "(their files are copied into .backup/ first)")
 
     p = sub.add_parser("subset", help="write a subset of the utterances to OUT")
-    p.add_argument("dir")
-    p.add_argument("out")
+    p.add_argument("dir", type=av.existing_dir)
+    p.add_argument("out", type=av.output_dir)
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--first", type=int, help="the first K utterances in C order")
-    which.add_argument("--last", type=int, help="the last K utterances in C order")
-    which.add_argument("--utt-list", help="file whose lines start with the utterance ids to keep")
+    which.add_argument("--first", type=av.positive_int, help="the first K utterances in C order")
+    which.add_argument("--last", type=av.positive_int, help="the last K utterances in C order")
+    which.add_argument("--utt-list", type=av.text_file, help="file whose lines start with the utterance ids to keep")
+    p.add_argument("--overwrite", action="store_true", help="replace another data dir at OUT (its files are "
+                                                            "copied into OUT/.backup/ first); OUT = DIR is "
+                                                            "always refused")
 
     p = sub.add_parser("info", help="print counts: utterances, speakers, minutes")
-    p.add_argument("dir")
+    p.add_argument("dir", type=av.existing_dir)
     p.add_argument("--no-audio", action="store_true", help="skip minutes (no audio headers read)")
+    p.add_argument("--read-pipes", action="store_true", help="run 'cmd |' entries of wav.scp to count their minutes")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -64,7 +85,8 @@ def main(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from speechkd.data.validate import validate_datadir
 
-    report = validate_datadir(args.dir, sample_rate=args.sample_rate, check_audio=not args.no_audio)
+    report = validate_datadir(args.dir, sample_rate=args.sample_rate, check_audio=not args.no_audio,
+                              read_pipes=args.read_pipes)
     print(report.format(limit=args.max_shown))
     return 0 if report.ok else 1
 
@@ -72,7 +94,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _fix(args: argparse.Namespace) -> int:
     from speechkd.data.validate import fix_datadir
 
-    res = fix_datadir(args.dir, sample_rate=args.sample_rate, out=args.out)
+    res = fix_datadir(args.dir, sample_rate=args.sample_rate, out=args.out, overwrite=args.overwrite)
     print(f"{res.path}: kept {res.kept} utterances, dropped {len(res.dropped)}"
           + (f", repaired {len(res.repaired)} file problem(s)" if res.repaired else "")
           + (f"; originals in {res.backup}" if res.backup else ""))
@@ -85,7 +107,7 @@ def _split(args: argparse.Namespace) -> int:
     from speechkd.data.split import split_by_ratio, split_datadir
 
     if args.num is not None:
-        dirs = split_datadir(args.dir, args.num, args.out)
+        dirs = split_datadir(args.dir, args.num, args.out, overwrite=args.overwrite)
     else:
         if args.out is None:
             raise DataDirError("--ratio needs --out", path=args.dir)
@@ -96,7 +118,7 @@ def _split(args: argparse.Namespace) -> int:
                 parts[name] = float(value)
             except ValueError:
                 raise DataDirError(f"--ratio expects NAME=NUMBER, got '{item}'", path=args.dir) from None
-        dirs = list(split_by_ratio(args.dir, parts, args.out, seed=args.seed).values())
+        dirs = list(split_by_ratio(args.dir, parts, args.out, seed=args.seed, overwrite=args.overwrite).values())
     print("\n".join(dirs))
     return 0
 
@@ -111,7 +133,7 @@ def _subset(args: argparse.Namespace) -> int:
         except OSError as e:
             raise DataDirError(f"cannot read utterance list ({e.strerror})", path=args.utt_list) from None
         utts = [line.split()[0] for line in lines if line.strip()]
-    n = subset_datadir(args.dir, args.out, first=args.first, last=args.last, utts=utts)
+    n = subset_datadir(args.dir, args.out, first=args.first, last=args.last, utts=utts, overwrite=args.overwrite)
     print(f"{args.out}: {n} utterances")
     return 0
 
@@ -119,7 +141,7 @@ def _subset(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from speechkd.data.validate import validate_datadir
 
-    report = validate_datadir(args.dir, check_audio=not args.no_audio)
+    report = validate_datadir(args.dir, check_audio=not args.no_audio, read_pipes=args.read_pipes)
     print(f"utterances: {report.num_utts}")
     print(f"speakers: {report.num_speakers}")
     if report.minutes is not None:

@@ -29,13 +29,47 @@ def read_valid(path: str | os.PathLike) -> DataDir:
     return read_datadir(path)
 
 
+def write_new_datadir(src: str | os.PathLike, out: str | os.PathLike, dd: DataDir, *,
+                      overwrite: bool = False) -> None:
+    """Write ``dd`` to ``out``, never silently over its own input or another data dir.
+
+    ``out`` == ``src`` is refused; an existing data dir at ``out`` holding other utterances or
+    contents is refused unless ``overwrite``, which first copies its files into ``out/.backup/``
+    (the convention of :func:`speechkd.data.validate.fix_datadir`). Rewriting identical content
+    (a rerun) is allowed."""
+    from speechkd.data.validate import _backup
+    from speechkd.utils.outputs import same_path
+
+    if os.path.exists(out) and same_path(src, out):
+        raise DataDirError("the output is the input data dir: writing it would replace the input", path=str(out),
+                           hint="give another output dir")
+    if os.path.isfile(out):
+        raise DataDirError("exists and is a file, not a directory", path=str(out), hint="give a directory path")
+    present = [n for n in ("wav.scp", "text", "utt2spk", "segments") if os.path.exists(os.path.join(out, n))]
+    if present:
+        try:
+            old = read_datadir(out, lenient=True)
+            same = (old.wav_scp, old.text, old.utt2spk, old.segments) == (dd.wav_scp, dd.text, dd.utt2spk,
+                                                                          dd.segments)
+        except DataDirError:
+            same = False
+        if not same:
+            if not overwrite:
+                raise DataDirError(f"is another data dir ({', '.join(present)} with other contents)",
+                                   path=str(out), hint="pass --overwrite to replace it (its files are copied "
+                                                       "into .backup/ first) or choose another output dir")
+            logger.warning("replacing data dir %s; its files are kept in %s", out, _backup(str(out)))
+    write_datadir(out, dd)
+
+
 def chunk_sizes(total: int, n: int) -> list[int]:
     """Sizes of ``n`` balanced contiguous chunks (the first ``total % n`` one larger)."""
     base, extra = divmod(total, n)
     return [base + (i < extra) for i in range(n)]
 
 
-def split_datadir(path: str | os.PathLike, n: int, out_root: str | os.PathLike | None = None) -> list[str]:
+def split_datadir(path: str | os.PathLike, n: int, out_root: str | os.PathLike | None = None, *,
+                  overwrite: bool = False) -> list[str]:
     """Split into ``out_root/1 .. out_root/n`` (default ``<path>/split<n>``): contiguous,
     balanced chunks of the C-sorted utterances, each a complete data dir. Returns the dirs."""
     dd = read_valid(path)
@@ -47,7 +81,7 @@ def split_datadir(path: str | os.PathLike, n: int, out_root: str | os.PathLike |
     dirs, start = [], 0
     for i, size in enumerate(chunk_sizes(len(utts), n), 1):
         d = os.path.join(out_root, str(i))
-        write_datadir(d, dd.subset(utts[start:start + size]))
+        write_new_datadir(path, d, dd.subset(utts[start:start + size]), overwrite=overwrite)
         dirs.append(d)
         start += size
     logger.info("split %d utterances of %s into %s/{1..%d}", len(utts), path, out_root, n)
@@ -55,7 +89,7 @@ def split_datadir(path: str | os.PathLike, n: int, out_root: str | os.PathLike |
 
 
 def split_by_ratio(path: str | os.PathLike, parts: dict[str, float], out_root: str | os.PathLike,
-                   *, seed: int = 0) -> dict[str, str]:
+                   *, seed: int = 0, overwrite: bool = False) -> dict[str, str]:
     """Shuffle utterances (seeded) and write ``out_root/<name>`` for each part, sized by its
     ratio (ratios are normalised; largest remainders get the leftovers). Returns name -> dir."""
     if not parts or any(r <= 0 for r in parts.values()):
@@ -76,14 +110,14 @@ def split_by_ratio(path: str | os.PathLike, parts: dict[str, float], out_root: s
     out, start = {}, 0
     for name, size in sizes.items():
         out[name] = os.path.join(str(out_root), name)
-        write_datadir(out[name], dd.subset(utts[start:start + size]))
+        write_new_datadir(path, out[name], dd.subset(utts[start:start + size]), overwrite=overwrite)
         start += size
     logger.info("split %s by ratio: %s", path, ", ".join(f"{k} {s}" for k, s in sizes.items()))
     return out
 
 
 def subset_datadir(path: str | os.PathLike, out: str | os.PathLike, *, first: int | None = None,
-                   last: int | None = None, utts: Iterable[str] | None = None) -> int:
+                   last: int | None = None, utts: Iterable[str] | None = None, overwrite: bool = False) -> int:
     """Write the first/last ``k`` utterances (C order) or those listed in ``utts`` to ``out``.
     Listed ids absent from the dir are skipped with a warning. Returns the number written."""
     if sum(x is not None for x in (first, last, utts)) != 1:
@@ -104,6 +138,6 @@ def subset_datadir(path: str | os.PathLike, out: str | os.PathLike, *, first: in
     if not chosen:
         raise DataDirError("no listed utterance is in the data dir", path=str(path),
                            hint="check the ids in the list (first field of each line)")
-    write_datadir(out, dd.subset(chosen))
+    write_new_datadir(path, out, dd.subset(chosen), overwrite=overwrite)
     logger.info("wrote %d of %d utterances of %s to %s", len(chosen), len(all_utts), path, out)
     return len(chosen)

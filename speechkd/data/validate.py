@@ -16,10 +16,11 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 
-from speechkd.audio import audio_info
+from speechkd.audio import audio_info, audio_sample_problem
 from speechkd.data.kaldi import REQUIRED, DataDir, read_datadir, read_lines, read_table, sort_key, \
     write_datadir, write_table
 from speechkd.errors import AudioError, DataDirError
+from speechkd.utils.paths import id_problem
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,11 @@ class FixReport:
 
 
 def unsafe_id_reason(key: str) -> str | None:
-    """Why an id cannot serve as a file name (dumps are named after ids), or None."""
+    """Why an id cannot serve as a file name (dumps are named after ids), or None: the writers'
+    own rule (:func:`speechkd.utils.paths.id_problem`) plus Kaldi's stricter ones."""
+    problem = id_problem(key)
+    if problem:
+        return problem
     if not key.isprintable():
         return "contains a non-printable character"
     if any(c.isspace() for c in key):
@@ -130,11 +135,14 @@ def unsafe_id_reason(key: str) -> str | None:
 
 
 def validate_datadir(path: str | os.PathLike, *, sample_rate: int | None = None,
-                     check_audio: bool = True) -> Report:
+                     check_audio: bool = True, read_pipes: bool = False) -> Report:
     """Check a data dir against the Kaldi contract and return what is wrong with it.
 
     sample_rate: when given, audio at another rate is an error (otherwise mixed
-        rates are a warning). check_audio: read every audio header (and run pipes).
+        rates are a warning). check_audio: read every audio file (headers; the samples of
+        float files for NaN/Inf; the RIFF chunk sizes of wavs for truncation). read_pipes:
+        also run the commands of ``cmd |`` entries (off by default, like Kaldi's validator:
+        a data dir from elsewhere must not run code just by being checked).
     """
     path = str(path)
     rep = Report(path=path)
@@ -194,7 +202,7 @@ def validate_datadir(path: str | os.PathLike, *, sample_rate: int | None = None,
     if "spk2utt" in tables:
         _check_spk2utt(rep, _p(path, "spk2utt"), tables["spk2utt"], utt2spk)
     if check_audio:
-        _check_audio(rep, path, utts, tables["wav.scp"], segments, sample_rate)
+        _check_audio(rep, path, utts, tables["wav.scp"], segments, sample_rate, read_pipes)
     return rep
 
 
@@ -276,17 +284,21 @@ def _check_spk2utt(rep: Report, p: str, spk2utt: dict[str, str], utt2spk: dict[s
 
 
 def _check_audio(rep: Report, path: str, utts: list[str], wav_scp: dict[str, str],
-                 segments: dict[str, tuple[str, float, float]] | None, sample_rate: int | None) -> None:
+                 segments: dict[str, tuple[str, float, float]] | None, sample_rate: int | None,
+                 read_pipes: bool = False) -> None:
     """Read the header of every recording once; the duration of usable utterances in minutes."""
     scp = _p(path, "wav.scp")
     infos: dict[str, tuple[int, int, int] | tuple[str, str]] = {}
     rates: Counter[int] = Counter()
-    seconds = 0.0
+    seconds, skipped_pipes = 0.0, []
     for utt in utts:
         if utt in rep.unusable:
             continue
         rec, start, end = segments[utt] if segments is not None else (utt, 0.0, -1.0)
         entry = wav_scp[rec]
+        if entry.strip().endswith("|") and not read_pipes:
+            skipped_pipes.append(utt)
+            continue
         if rec not in infos:
             infos[rec] = _probe(entry, rec)
             if len(infos[rec]) == 3:
@@ -321,17 +333,25 @@ def _check_audio(rep: Report, path: str, utts: list[str], wav_scp: dict[str, str
     if sample_rate is None and len(rates) > 1:
         rep._add(Issue("sample-rate", scp, None, "audio", "recordings have mixed sample rates: " +
                        ", ".join(f"{n} at {sr} Hz" for sr, n in rates.most_common())), warning=True)
-    rep.minutes = seconds / 60.0
+    if skipped_pipes:
+        rep._add(Issue("pipe-not-run", scp, skipped_pipes[0], "audio",
+                       f"{len(skipped_pipes)} utterance(s) read audio through a 'cmd |' entry, not run "
+                       "(pass --read-pipes to run them and check their audio)"), warning=True)
+    rep.minutes = seconds / 60.0 if not skipped_pipes else None
 
 
 def _probe(entry: str, rec: str) -> tuple[int, int, int] | tuple[str, str]:
-    """audio_info of an entry, or (kind, message) when it cannot be read."""
+    """audio_info of an entry, or (kind, message) when it cannot be read or its samples are unusable."""
     if not entry.endswith("|") and not os.path.exists(entry):
         return ("missing-audio", f"audio file '{entry}' does not exist")
     try:
-        return audio_info(entry, rec)
+        info = audio_info(entry, rec)
+        problem = audio_sample_problem(entry, rec)
     except AudioError as e:
         return ("unreadable-audio", f"'{entry}': {_bare(e)}")
+    except OSError as e:
+        return ("unreadable-audio", f"'{entry}': {e.strerror or e}")
+    return problem if problem else info
 
 
 def _bare(e: AudioError) -> str:
@@ -345,14 +365,15 @@ def _bare(e: AudioError) -> str:
 
 
 def fix_datadir(path: str | os.PathLike, *, sample_rate: int | None = None,
-                out: str | os.PathLike | None = None) -> FixReport:
+                out: str | os.PathLike | None = None, read_pipes: bool = True,
+                overwrite: bool = False) -> FixReport:
     """Drop unusable utterances (each logged with its reason), sort, regenerate spk2utt.
 
     Writes in place (originals copied to ``<dir>/.backup/`` first) or to ``out``.
     Raises DataDirError only when the dir cannot be repaired (missing or unreadable files).
     """
     path = str(path)
-    before = validate_datadir(path, sample_rate=sample_rate, check_audio=True)
+    before = validate_datadir(path, sample_rate=sample_rate, check_audio=True, read_pipes=read_pipes)
     fatal = [i for i in before.errors if i.kind in FATAL_KINDS]
     if fatal:
         raise DataDirError(f"cannot fix: {fatal[0].message}", path=fatal[0].file,
@@ -370,9 +391,14 @@ def fix_datadir(path: str | os.PathLike, *, sample_rate: int | None = None,
     fixed = dd.subset(keep)
 
     dest = str(out) if out is not None else path
-    in_place = os.path.abspath(dest) == os.path.abspath(path)
+    in_place = os.path.abspath(dest) == os.path.abspath(path) or (os.path.exists(dest) and os.path.samefile(dest, path))
     backup = _backup(path) if in_place else None
-    write_datadir(dest, fixed)
+    if in_place:
+        write_datadir(dest, fixed)
+    else:
+        from speechkd.data.split import write_new_datadir
+
+        write_new_datadir(path, dest, fixed, overwrite=overwrite)
     _filter_extras(path, dest, fixed)
     repaired = [i for i in before.errors if i.kind in REWRITE_KINDS]
     for issue in repaired:

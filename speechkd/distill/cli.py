@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 
 from speechkd.config import dump_config, load_typed
+from speechkd.utils import args as av
 
 # flag -> config key (per round)
 FLAGS = {"rounds": "rounds", "max_minutes": "trainer.max_minutes", "max_steps": "trainer.max_steps",
@@ -37,33 +38,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("progressive", help="progressive step halving of a diffusion model (ProDiff)",
                        description="progressive step halving of a diffusion model (ProDiff): N -> N/2 -> ...")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted ProgressiveConfig overrides")
-    p.add_argument("--teacher", help="exp dir of the N-step diffusion teacher (e.g. exp/diffusion_8)")
-    p.add_argument("--config", help="progressive YAML (e.g. conf/progressive_demo.yaml)")
-    p.add_argument("--rounds", type=int, help="rounds K (N -> N/2^K steps)")
-    p.add_argument("--exp-root", help="where exp/<prefix>_<k> dirs go; default: the teacher's parent dir")
-    p.add_argument("--data", metavar="DUMP", help="dump root (default: the teacher's data.dump_dir)")
-    p.add_argument("--token-list", help="tokens.txt (default: the teacher's)")
-    p.add_argument("--teacher-dump", metavar="DIR", help="durations dump root (default: the teacher's)")
-    p.add_argument("--max-minutes", type=float, help="training minutes per round")
-    p.add_argument("--max-steps", type=int, help="optimizer steps per round")
-    p.add_argument("--devices", help="devices per node: auto, N, or a list 0,1")
-    p.add_argument("--accelerator", help="auto, cpu, gpu")
-    p.add_argument("--precision", help="32-true, 16-mixed, bf16-mixed")
+    p.add_argument("--teacher", type=av.existing_dir,
+                   help="exp dir of the N-step diffusion teacher (e.g. exp/diffusion_8)")
+    p.add_argument("--config", type=av.text_file, help="progressive YAML (e.g. conf/progressive_demo.yaml)")
+    p.add_argument("--rounds", type=av.int_range(1, 16), help="rounds K (N -> N/2^K steps)")
+    p.add_argument("--exp-root", type=av.output_dir,
+                   help="where exp/<prefix>_<k> dirs go; default: the teacher's parent dir")
+    p.add_argument("--data", type=av.existing_dir,
+                   metavar="DUMP", help="dump root (default: the teacher's data.dump_dir)")
+    p.add_argument("--token-list", type=av.text_file, help="tokens.txt (default: the teacher's)")
+    p.add_argument("--teacher-dump", type=av.existing_dir,
+                   metavar="DIR", help="durations dump root (default: the teacher's)")
+    p.add_argument("--max-minutes", type=av.positive_float, help="training minutes per round")
+    p.add_argument("--max-steps", type=av.positive_int, help="optimizer steps per round")
+    p.add_argument("--devices", type=av.devices, help="devices per node: auto, N, or a list 0,1")
+    p.add_argument("--accelerator", type=av.accelerator, help="auto, cpu, gpu")
+    p.add_argument("--precision", type=av.precision, help="32-true, 16-mixed, bf16-mixed")
     p.add_argument("--strategy", help="Lightning strategy (auto, ddp, ...)")
-    p.add_argument("--num-nodes", type=int, help="nodes (multi-node DDP)")
+    p.add_argument("--num-nodes", type=av.positive_int, help="nodes (multi-node DDP)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
     p = sub.add_parser("compare", help="teacher at k steps vs k-step students on mels (paired, same noise)",
                        description="teacher at k steps vs k-step students on mels (paired, same noise)")
-    p.add_argument("--exps", nargs="+", required=True, help="exp dirs of the teacher and its students")
-    p.add_argument("--split", default="dev", help="split with a teacher dump (durations): dev or train")
-    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
-    p.add_argument("--num-utts", type=int, default=0, help="the first N utterances of the split; 0 = all")
-    p.add_argument("--data", metavar="DUMP", help="dump root (default: the teacher's data.dump_dir)")
-    p.add_argument("--teacher-dump", metavar="DIR", help="durations dump root (default: the teacher's)")
-    p.add_argument("--batch-frames", type=int, default=3000, help="mel frames per batch")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise (shared by every system)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
+    p.add_argument("--exps", type=av.existing_path,
+                   nargs="+", required=True, help="exp dirs of the teacher and its students")
+    p.add_argument("--split", type=av.name, default="dev", help="split with a teacher dump (durations): dev or train")
+    p.add_argument("--out", type=av.output_dir, required=True, help="output dir for results.json and results.md")
+    p.add_argument("--num-utts", type=av.nonneg_int, default=0, help="the first N utterances of the split; 0 = all")
+    p.add_argument("--data", type=av.existing_dir,
+                   metavar="DUMP", help="dump root (default: the teacher's data.dump_dir)")
+    p.add_argument("--teacher-dump", type=av.existing_dir,
+                   metavar="DIR", help="durations dump root (default: the teacher's)")
+    p.add_argument("--batch-frames", type=av.positive_int, default=3000, help="mel frames per batch")
+    p.add_argument("--seed", type=av.seed, default=0, help="seed of the initial noise (shared by every system)")
+    p.add_argument("--threads", type=av.threads, default=0, help="torch CPU threads; 0 = torch's default")
 
 
 def resolve(args: argparse.Namespace):

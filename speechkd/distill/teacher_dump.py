@@ -74,6 +74,7 @@ from speechkd.models.transformer_tts import expand_to_frames
 from speechkd.train.data import FrameBatchSampler, UtteranceDataset, collate, read_feature_config, read_split
 from speechkd.train.exp import LoadedModel, code_version
 from speechkd.utils.io import atomic_open, atomic_write_json, atomic_write_text
+from speechkd.utils.paths import safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
     feats_dir = os.path.join(data, "feats", split)
     prepare_dir(out, _info(lm, mode, opts, feats_dir), lm, overwrite)
     utts = read_split(data, split, lm.token_list, on_unknown="map")
-    todo = [i for i, u in enumerate(utts) if not _complete(os.path.join(out, "data", f"{u.utt}.npz"), mode)]
+    todo = [i for i, u in enumerate(utts) if not _complete(safe_child(os.path.join(out, "data"), u.utt, ".npz"), mode)]
     logger.info("%s %s: %d utterances, %d already dumped", mode, split, len(utts), len(utts) - len(todo))
     ds = UtteranceDataset([utts[i] for i in todo])
     sampler = FrameBatchSampler([utts[i].frames for i in todo], opts.batch_frames, shuffle=False)
@@ -219,7 +220,7 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
             if isinstance(r, str):
                 failed[utt] = r
                 continue
-            with atomic_open(os.path.join(out, "data", f"{utt}.npz"), "wb") as f:
+            with atomic_open(safe_child(os.path.join(out, "data"), utt, ".npz"), "wb") as f:
                 np.savez(f, **r)
         done += len(idx)
         if k % 10 == 0 or done == len(todo):
@@ -227,7 +228,7 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
     refine_dump(out, utts, mode, opts, lm.model.r)
     index, focus, filtered, rows = {}, {}, {}, []
     for u in utts:
-        z = _load(os.path.join(out, "data", f"{u.utt}.npz"))
+        z = _load(safe_child(os.path.join(out, "data"), u.utt, ".npz"))
         if z is None:
             filtered[u.utt] = "missing"
             continue
@@ -298,7 +299,7 @@ def refine_dump(out: str, utts: list, mode: str, opts: DumpOptions, r: int) -> l
     info = json.load(open(info_path, encoding="utf-8"))
     items, paths, arrays = [], [], []
     for u in utts:
-        path = os.path.join(out, "data", f"{u.utt}.npz")
+        path = safe_child(os.path.join(out, "data"), u.utt, ".npz")
         z = _load(path)
         if z is None:
             continue
@@ -372,7 +373,7 @@ def write_report(out: str, mode: str, rows: list[dict], filtered: dict[str, str]
                    title=f"{mode}: focus rate of {len(rows)} utterances (mean {rep['focus_rate']['mean']:.3f})")
     ranked = sorted(rows, key=lambda x: x["focus_rate"])
     for x in rows[: NUM_PLOTS // 2] + ranked[: NUM_PLOTS // 2]:
-        z = _load(os.path.join(out, "data", f"{x['utt']}.npz"))
+        z = _load(safe_child(os.path.join(out, "data"), x["utt"], ".npz"))
         if z is not None and "attn" in z:
             attn = expand_to_frames(z["attn"].astype(np.float32), r, int(z["num_frames"]))
             plot_alignment(attn, z["durations"], os.path.join(out, "plots", f"{x['utt']}.png"),

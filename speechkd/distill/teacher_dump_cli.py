@@ -19,43 +19,48 @@ from __future__ import annotations
 import argparse
 
 from speechkd.distill.teacher_dump import DEFAULT_THRESHOLD, _fmt
+from speechkd.utils import args as av
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--exp", required=True, help="teacher exp dir (uses checkpoints/last.ckpt) or a .ckpt path")
-    p.add_argument("--data", required=True, metavar="DUMP", help="dump root with tokens/<split> and feats/<split>")
-    p.add_argument("--split", default="train", help="split to dump (default train)")
-    p.add_argument("--out", required=True, help="output dir (e.g. dump/teacher/train); one sub-dir per KD mode")
+    p.add_argument("--exp", type=av.existing_path,
+                   required=True, help="teacher exp dir (uses checkpoints/last.ckpt) or a .ckpt path")
+    p.add_argument("--data", type=av.existing_dir,
+                   required=True, metavar="DUMP", help="dump root with tokens/<split> and feats/<split>")
+    p.add_argument("--split", type=av.name, default="train", help="split to dump (default train)")
+    p.add_argument("--out", type=av.output_dir,
+                   required=True, help="output dir (e.g. dump/teacher/train); one sub-dir per KD mode")
     p.add_argument("--kd-mode", required=True, choices=["teacher_forced", "free_running", "both"],
                    help="teacher-forced durations, free-running mels + durations, or both")
     p.add_argument("--method", choices=["mas", "argmax"], default="mas",
                    help="durations by monotonic alignment search (default) or argmax counting (ESPnet compatible)")
     p.add_argument("--attention", choices=["head", "mean"], default="head",
                    help="MAS on the focus-rate-chosen head (FastSpeech, default) or on the mean of all layers/heads")
-    p.add_argument("--shift-frames", type=int, default=0,
+    p.add_argument("--shift-frames", type=av.int_range(-50, 50), default=0,
                    help="move every duration boundary by this many frames (> 0: later) to remove a lag measured "
                         "by `speechkd eval durations` (default 0)")
-    p.add_argument("--refine-iters", type=int, default=20,
+    p.add_argument("--refine-iters", type=av.int_range(0, 10000), default=20,
                    help="iterations of acoustic refinement of the attention durations (speechkd.align.refine: "
                         "Viterbi re-estimation of one Gaussian per token type, anchored by the attention); "
                         "0: attention durations only, as in the FastSpeech paper (default %(default)s)")
-    p.add_argument("--refine-attn-weight", type=float, default=0.1,
+    p.add_argument("--refine-attn-weight", type=av.nonneg_float, default=0.1,
                    help="refinement: weight of the log attention (default %(default)s)")
-    p.add_argument("--refine-acoustic-weight", type=float, default=10.0,
+    p.add_argument("--refine-acoustic-weight", type=av.nonneg_float, default=10.0,
                    help="refinement: weight of the acoustic log-likelihood per mel band (default %(default)s)")
-    p.add_argument("--focus-threshold", type=float, default=DEFAULT_THRESHOLD,
+    p.add_argument("--focus-threshold", type=av.probability, default=DEFAULT_THRESHOLD,
                    help="utterances whose focus rate is below are listed in `filtered` (default %(default)s)")
-    p.add_argument("--min-aligned", type=float, default=0.0,
+    p.add_argument("--min-aligned", type=av.probability, default=0.0,
                    help="stop with an error (exit 2) when fewer than this share of the utterances reach the focus "
                         "threshold: the teacher has not learnt to align (0 = no check; the recipes use 0.9 on "
                         "the training set)")
-    p.add_argument("--batch-frames", type=int, default=6000, help="mel frames per batch")
-    p.add_argument("--max-frames-per-token", type=float,
+    p.add_argument("--batch-frames", type=av.positive_int, default=6000, help="mel frames per batch")
+    p.add_argument("--max-frames-per-token", type=av.positive_float,
                    help="free-running length limit (default: the model's max_frames_per_token)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the always-on prenet dropout")
-    p.add_argument("--average", type=int, default=1, help="teacher weights: average of the exp dir's last N "
+    p.add_argument("--seed", type=av.seed, default=0, help="seed of the always-on prenet dropout")
+    p.add_argument("--average", type=av.positive_int,
+                   default=1, help="teacher weights: average of the exp dir's last N "
                                                           "checkpoints (keep them: trainer.keep_checkpoints)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", type=av.device, default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier dump in --out")
 
 

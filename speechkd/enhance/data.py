@@ -22,6 +22,7 @@ from speechkd.distill.remix import derangement
 from speechkd.enhance.config import REMIX, SETrainConfig
 from speechkd.enhance.mixing import fit_noise
 from speechkd.errors import DataDirError
+from speechkd.utils.paths import safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def load_estimates(est_dir: str, utts: list[str], sr: int) -> dict[str, np.ndarr
                            hint="run stage 3 (speechkd enhance --model exp/teacher_... --data-dir ... --out-dir ...)")
     out = {}
     for u in utts:
-        path = os.path.join(est_dir, f"{u}.wav")
+        path = safe_child(est_dir, u, ".wav")
         if not os.path.exists(path):
             raise DataDirError("no teacher estimate for this training utterance", path=path, utt=u,
                                hint="rerun stage 3 over the whole training set")

@@ -4,7 +4,8 @@
         [--train-snr -5 10] [--test-snrs 0 5 10]
 
 See :mod:`speechkd.enhance.prepare` for what it writes. Deterministic: the same
-inputs and seed give byte-identical audio.
+inputs and seed give byte-identical audio. An --out made with other inputs or settings
+(recorded in ``.speechkd_settings.json``) is refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -12,22 +13,31 @@ from __future__ import annotations
 import argparse
 
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--speech", required=True, help="speech corpus root holding train/, dev/, test/ data dirs")
-    parser.add_argument("--noise", required=True, help="noise corpus root holding in_domain/ and extraneous/")
-    parser.add_argument("--out", required=True, help="output root (data/se)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the noise split, clips, crops and SNRs")
-    parser.add_argument("--train-snr", type=float, nargs=2, default=[-5.0, 10.0], metavar=("LOW", "HIGH"),
+    parser.epilog = av.RUNS_PIPES
+    parser.add_argument("--speech", type=av.existing_dir,
+                        required=True, help="speech corpus root holding train/, dev/, test/ data dirs")
+    parser.add_argument("--noise", type=av.existing_dir,
+                        required=True, help="noise corpus root holding in_domain/ and extraneous/")
+    parser.add_argument("--out", type=av.output_dir, required=True, help="output root (data/se)")
+    parser.add_argument("--seed", type=av.seed, default=1, help="seed of the noise split, clips, crops and SNRs")
+    parser.add_argument("--train-snr", type=av.finite_float(-100, 100),
+                        nargs=2, default=[-5.0, 10.0], metavar=("LOW", "HIGH"),
                         help="SNR range (dB) of the noisy training and dev mixtures, drawn uniformly")
-    parser.add_argument("--test-snrs", type=float, nargs="+", default=[0.0, 5.0, 10.0],
+    parser.add_argument("--test-snrs", type=av.finite_float(-100, 100), nargs="+", default=[0.0, 5.0, 10.0],
                         help="SNRs (dB) of the test sets: every test utterance at each")
-    parser.add_argument("--extra-fraction", type=float, default=0.2,
+    parser.add_argument("--extra-fraction", type=av.finite_float(0, 0.5, lo_open=True, hi_open=True), default=0.2,
                         help="fraction of each in-domain noise type held out as extra noise (NyTT's n')")
-    parser.add_argument("--test-fraction", type=float, default=0.2,
+    parser.add_argument("--test-fraction", type=av.finite_float(0, 0.5, lo_open=True, hi_open=True), default=0.2,
                         help="fraction of each in-domain noise type held out for test_in_domain")
-    parser.add_argument("--sample-rate", type=int, default=16000, help="rate every input must have (no resampling)")
+    parser.add_argument("--sample-rate", type=av.sample_rate,
+                        default=16000, help="rate every input must have (no resampling)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="an --out made with other inputs or settings is moved into <out>/.backup/<n>/ "
+                             "(without it such an --out is refused)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,6 +46,18 @@ def main(args: argparse.Namespace) -> int:
     for name in ("extra_fraction", "test_fraction"):
         if not 0.0 < getattr(args, name) < 0.5:
             raise SpeechkdError(f"must lie in (0, 0.5), got {getattr(args, name)}", field="--" + name.replace("_", "-"))
+    import os
+
+    from speechkd.utils.outputs import claim_output_dir
+
+    if args.train_snr[0] > args.train_snr[1]:
+        raise SpeechkdError(f"training SNR range {args.train_snr[0]}..{args.train_snr[1]} is empty",
+                            field="--train-snr")
+    claim_output_dir(args.out, {"speech": os.path.abspath(args.speech), "noise": os.path.abspath(args.noise),
+                                "seed": args.seed, "train_snr": list(args.train_snr),
+                                "test_snrs": list(args.test_snrs), "extra_fraction": args.extra_fraction,
+                                "test_fraction": args.test_fraction, "sample_rate": args.sample_rate},
+                     verb="se-data", overwrite=args.overwrite)
     plan = MixPlan(seed=args.seed, train_snr=tuple(args.train_snr), test_snrs=tuple(args.test_snrs),
                    extra_fraction=args.extra_fraction, test_fraction=args.test_fraction)
     m = prepare_se_data(args.speech, args.noise, args.out, plan, sample_rate=args.sample_rate)

@@ -9,7 +9,9 @@
 
 Audio at another rate than the model's is refused unless --resample is given
 (then it is resampled to the model's rate and the output back, logged).
-Batch mode skips utterances already enhanced (rerun after a kill) unless --overwrite.
+Batch mode skips utterances already enhanced (rerun after a kill) unless --overwrite; an
+--out-dir enhanced with another model or settings is refused (``--overwrite`` moves it into
+``.backup/<n>/``). ``-o`` may not name the input.
 """
 
 from __future__ import annotations
@@ -17,28 +19,35 @@ from __future__ import annotations
 import argparse
 
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-i", "--input", default=None, help="noisy wav (single-file mode)")
-    parser.add_argument("-o", "--output", default=None, help="enhanced wav to write (single-file mode)")
-    parser.add_argument("--data-dir", default=None, help="Kaldi data dir to enhance (batch mode)")
-    parser.add_argument("--out-dir", default=None, help="batch mode: directory of <utt>.wav to write")
-    parser.add_argument("--model", required=True,
+    parser.epilog = av.RUNS_PIPES
+    parser.add_argument("-i", "--input", type=av.existing_file, default=None, help="noisy wav (single-file mode)")
+    parser.add_argument("-o", "--output", type=av.output_file,
+                        default=None, help="enhanced wav to write (single-file mode)")
+    parser.add_argument("--data-dir", type=av.existing_dir, default=None, help="Kaldi data dir to enhance (batch mode)")
+    parser.add_argument("--out-dir", type=av.output_dir,
+                        default=None, help="batch mode: directory of <utt>.wav to write")
+    parser.add_argument("--model", type=av.model_ref, required=True,
                         help="exp dir or .ckpt of speechkd se-train, or builtin:highpass80 / builtin:identity")
-    parser.add_argument("--teacher", default=None, help="teacher exp dir: output S(T(y)) (teacher first)")
-    parser.add_argument("--average", type=int, default=1,
+    parser.add_argument("--teacher", type=av.existing_path,
+                        default=None, help="teacher exp dir: output S(T(y)) (teacher first)")
+    parser.add_argument("--average", type=av.positive_int, default=1,
                         help="average the weights of the last N step checkpoints of each exp dir")
-    parser.add_argument("--checkpoint", type=int, default=0,
+    parser.add_argument("--checkpoint", type=av.nonneg_int, default=0,
                         help="use only the K-th newest of the last checkpoints of --model (1: last.ckpt), to "
                              "measure the spread of single checkpoints; 0: --average")
     parser.add_argument("--resample", action="store_true",
                         help="resample input at another rate to the model's (and the output back) instead of refusing")
-    parser.add_argument("--nj", type=int, default=1, help="batch mode: parallel processes")
+    parser.add_argument("--nj", type=av.jobs, default=1, help="batch mode: parallel processes")
     parser.add_argument("--subtype", choices=["PCM_16", "FLOAT"], default="PCM_16",
                         help="output sample format (FLOAT for teacher estimates used in training)")
-    parser.add_argument("--overwrite", action="store_true", help="batch mode: redo utterances already written")
-    parser.add_argument("--num-utts", type=int, default=0, help="batch mode: first N utterances only; 0 = all")
+    parser.add_argument("--overwrite", action="store_true", help="batch mode: redo utterances already written; an --out-dir made with other "
+                             "settings is moved into <out-dir>/.backup/<n>/ first")
+    parser.add_argument("--num-utts", type=av.nonneg_int,
+                        default=0, help="batch mode: first N utterances only; 0 = all")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,6 +66,9 @@ def main(args: argparse.Namespace) -> int:
     if single:
         if not (args.input and args.output):
             raise SpeechkdError("single-file mode needs both -i and -o")
+        from speechkd.utils.outputs import refuse_same_file
+
+        refuse_same_file(args.input, args.output, field="-o")
         enh = Enhancer(args.model, args.teacher, average=args.average, checkpoint=args.checkpoint,
                        resample=args.resample)
         enhance_file(enh, args.input, args.output, args.subtype)

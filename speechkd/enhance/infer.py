@@ -25,6 +25,8 @@ import torch
 from speechkd.audio import load_audio
 from speechkd.errors import AudioError, SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
+from speechkd.utils.outputs import claim_output_dir, same_path
+from speechkd.utils.paths import safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +134,20 @@ def enhance_datadir(data_dir: str, out_dir: str, *, model: str, teacher: str | N
 
     dd = read_datadir(data_dir)
     utts = dd.utts[:num_utts] if num_utts > 0 else dd.utts
-    os.makedirs(out_dir, exist_ok=True)
+    scp = os.path.join(data_dir, "wav.scp")
+    outs = {u: safe_child(out_dir, u, ".wav", source=scp) for u in utts}  # every id checked before any work
+    for u in utts:
+        entry = dd.audio(u)[0]
+        if not entry.strip().endswith("|") and os.path.exists(outs[u]) and same_path(entry, outs[u]):
+            raise SpeechkdError("the output would overwrite the input audio", path=outs[u], utt=u,
+                                field="--out-dir", hint="choose an --out-dir outside the data's audio")
+    # wavs of another model (or settings) are never counted as "already there"
+    claim_output_dir(out_dir, {"data_dir": os.path.abspath(data_dir), "model": model, "teacher": teacher,
+                               "average": average, "checkpoint": checkpoint, "resample": resample,
+                               "subtype": subtype}, verb="enhance", overwrite=overwrite)
     jobs = []
     for u in utts:
-        out = os.path.join(out_dir, f"{u}.wav")
+        out = outs[u]
         if overwrite or not os.path.exists(out):
             entry, seg = dd.audio(u)
             jobs.append((u, entry, seg, out, subtype))

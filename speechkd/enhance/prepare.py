@@ -38,6 +38,7 @@ from speechkd.data.kaldi import DataDir, read_datadir, write_datadir, write_tabl
 from speechkd.enhance.mixing import fit_noise, mix_int16, snr_db
 from speechkd.errors import DataDirError, SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
+from speechkd.utils.paths import check_id, safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +112,9 @@ def _write_mix(out: Path, name: str, speech: DataDir, utts: list[tuple[str, str,
         clip = noise.ids[int(rng.integers(len(noise.ids)))]
         n = fit_noise(noise.get(clip), len(s), rng)
         mix, s16, n16, _ = mix_int16(s, n, snr)
-        paths = {"noisy": noisy_dir / "wav" / f"{new}.wav", "clean": clean_root / "wav" / "clean" / f"{new}.wav",
-                 "noise": clean_root / "wav" / "noise" / f"{new}.wav"}
+        paths = {"noisy": Path(safe_child(noisy_dir / "wav", new, ".wav", source=f"{speech.path}/wav.scp")),
+                 "clean": Path(safe_child(clean_root / "wav" / "clean", new, ".wav")),
+                 "noise": Path(safe_child(clean_root / "wav" / "noise", new, ".wav"))}
         for kind, x in (("noisy", mix), ("clean", s16), ("noise", n16)):
             atomic_write_wav(paths[kind], x, sr, subtype="PCM_16")
         measured.append(snr_db(s16.astype(np.float64), n16.astype(np.float64)) - snr)
@@ -157,6 +159,9 @@ def prepare_se_data(speech_root: str, noise_root: str, out: str, plan: MixPlan =
     if lo > hi:
         raise SpeechkdError(f"training SNR range {lo}..{hi} is empty", field="--train-snr")
     speech = {s: _read(sp, s) for s in ("train", "dev", "test")}
+    for s, dd in speech.items():  # ids name the mixtures' files: all checked before any work
+        for u in dd.utts:
+            check_id(u, source=str(sp / s / "utt2spk"))
     in_domain, extraneous = _read(nz, "in_domain"), _read(nz, "extraneous")
     parts = split_noise(in_domain, plan)
     for name, ids in parts.items():

@@ -18,15 +18,18 @@ import argparse
 import math
 
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=None, help="YAML config (SETrainConfig); defaults when absent")
-    parser.add_argument("--exp", default=None, help="experiment dir (exp/<tag>)")
-    parser.add_argument("--continue-from", default="",
+    parser.epilog = av.RUNS_PIPES
+    parser.add_argument("--config", type=av.text_file,
+                        default=None, help="YAML config (SETrainConfig); defaults when absent")
+    parser.add_argument("--exp", type=av.output_dir, default=None, help="experiment dir (exp/<tag>)")
+    parser.add_argument("--continue-from", type=av.existing_path, default=None,
                         help="exp dir or .ckpt to copy as this exp's starting checkpoint (optimizer state "
                              "included) when the exp has none: train a model on, e.g. the same-compute control")
-    parser.add_argument("--extra-minutes", type=float, default=None,
+    parser.add_argument("--extra-minutes", type=av.positive_float, default=None,
                         help="with --continue-from: train until the starting checkpoint's minutes plus these "
                              "(sets trainer.max_minutes)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
@@ -62,6 +65,6 @@ def main(args: argparse.Namespace) -> int:
         raise SpeechkdError("--exp is required to train", field="--exp")
     from speechkd.enhance.train import run_se_training
 
-    last = run_se_training(cfg, args.exp, continue_from=args.continue_from)
+    last = run_se_training(cfg, args.exp, continue_from=args.continue_from or "")
     print(f"-> {last}")
     return 0

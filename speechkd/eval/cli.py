@@ -30,6 +30,7 @@ import os
 
 from speechkd.data.kaldi import read_datadir
 from speechkd.eval.stats import json_safe
+from speechkd.utils import args as av
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
 
@@ -37,82 +38,98 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="WHAT")
     sub.required = True
     p = sub.add_parser("asr", help="WER/CER of ground-truth or synthesized audio with the offline recogniser")
-    p.add_argument("--data-dir", required=True, help="reference Kaldi data dir (text, and audio when --wav-dir is absent)")
-    p.add_argument("--wav-dir", default=None, help="directory of <utt>.wav to evaluate instead of the data dir's audio")
-    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
-    p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N utterances (C order); 0 = all")
-    p.add_argument("--nj", type=int, default=1, help="parallel recogniser processes")
-    p.add_argument("--title", default=None)
+    p.epilog = av.RUNS_PIPES
+    p.add_argument("--data-dir", type=av.existing_dir,
+                   required=True, help="reference Kaldi data dir (text, and audio when --wav-dir is absent)")
+    p.add_argument("--wav-dir", type=av.existing_dir,
+                   default=None, help="directory of <utt>.wav to evaluate instead of the data dir's audio")
+    p.add_argument("--out", type=av.output_dir, required=True, help="output dir for results.json and results.md")
+    p.add_argument("--num-utts", type=av.nonneg_int,
+                   default=0, help="evaluate the first N utterances (C order); 0 = all")
+    p.add_argument("--nj", type=av.jobs, default=1, help="parallel recogniser processes")
+    p.add_argument("--title", type=av.nonempty_str, default=None)
 
     p = sub.add_parser("summary", help="one table over systems from their results.json files")
-    p.add_argument("--results", nargs="+", required=True, help="results.json files of eval tts / eval asr runs")
-    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
+    p.add_argument("--results", type=av.text_file,
+                   nargs="+", required=True, help="results.json files of eval tts / eval asr runs")
+    p.add_argument("--out", type=av.output_dir, required=True, help="output dir for results.json and results.md")
     p.add_argument("--pairs", nargs="*", default=[], metavar="A:B",
                    help="systems compared utterance by utterance, A − B (e.g. diffusion_2:diffusion_8_steps2); "
                         "a side may pool runs of one system, paired run by run (A_s0+A_s1:B_s0+B_s1)")
-    p.add_argument("--title", default="Objective evaluation")
+    p.add_argument("--title", type=av.nonempty_str, default="Objective evaluation")
 
     p = sub.add_parser("se-summary", help="one table per test set over SE systems from eval se results.json files")
-    p.add_argument("--results", nargs="+", required=True,
+    p.add_argument("--results", type=av.text_file, nargs="+", required=True,
                    help="results.json files of eval se runs (<eval dir>/<test set>/<system>/results.json)")
-    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
-    p.add_argument("--title", default="Speech enhancement: objective evaluation")
-    p.add_argument("--paired-against", default=None,
+    p.add_argument("--out", type=av.output_dir, required=True, help="output dir for results.json and results.md")
+    p.add_argument("--title", type=av.nonempty_str, default="Speech enhancement: objective evaluation")
+    p.add_argument("--paired-against", type=av.nonempty_str, default=None,
                    help="system (e.g. teacher_nytt) to compare every system with, utterance by utterance")
 
     p = sub.add_parser("tts", help="MCD, log-F0 RMSE, V/UV error (and WER/CER) of synthesized audio")
-    p.add_argument("--data-dir", required=True, help="reference Kaldi data dir (ground-truth audio and text)")
-    p.add_argument("--wav-dir", required=True, help="directory of synthesized <utt>.wav")
-    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
-    p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N utterances (C order); 0 = all")
-    p.add_argument("--nj", type=int, default=1, help="parallel processes")
+    p.epilog = av.RUNS_PIPES
+    p.add_argument("--data-dir", type=av.existing_dir,
+                   required=True, help="reference Kaldi data dir (ground-truth audio and text)")
+    p.add_argument("--wav-dir", type=av.existing_dir, required=True, help="directory of synthesized <utt>.wav")
+    p.add_argument("--out", type=av.output_dir, required=True, help="output dir for results.json and results.md")
+    p.add_argument("--num-utts", type=av.nonneg_int,
+                   default=0, help="evaluate the first N utterances (C order); 0 = all")
+    p.add_argument("--nj", type=av.jobs, default=1, help="parallel processes")
     p.add_argument("--no-asr", action="store_true", help="skip the WER/CER of the offline recogniser")
     p.add_argument("--allow-missing", action="store_true",
                    help="record a missing synthesized file instead of failing")
-    p.add_argument("--sample-rate", type=int, default=16000,
+    p.add_argument("--sample-rate", type=av.sample_rate, default=16000,
                    help="common analysis rate: both signals are resampled to it")
     p.add_argument("--f0-method", choices=["dio", "harvest"], default="dio",
                    help="WORLD F0 estimator: dio + stonemask, or harvest (~7x slower, over-detects voicing)")
-    p.add_argument("--f0-range", type=float, nargs=2, default=[71.0, 800.0], metavar=("FLOOR", "CEIL"),
+    p.add_argument("--f0-range", type=av.finite_float(1, 20000),
+                   nargs=2, default=[71.0, 800.0], metavar=("FLOOR", "CEIL"),
                    help="F0 search range in Hz")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", type=av.nonempty_str, default=None)
 
     p = sub.add_parser("systems", help="every system of a systems manifest: ground truth, eval tts each, summary "
                                        "with its pairs (recipe stage 11)")
-    p.add_argument("--systems", required=True, metavar="FILE", help="systems manifest (speechkd synth --systems)")
-    p.add_argument("--data-dir", required=True, help="reference Kaldi data dir of the test set")
-    p.add_argument("--out", required=True, help="eval dir: <out>/<system>/, <out>/results.{json,md}")
-    p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N utterances (C order); 0 = all")
-    p.add_argument("--nj", type=int, default=1, help="parallel processes")
-    p.add_argument("--title", default="Objective evaluation", help="title of the summary table")
+    p.add_argument("--systems", type=av.text_file, required=True, metavar="FILE", help="systems manifest (speechkd synth --systems)")
+    p.add_argument("--data-dir", type=av.existing_dir, required=True, help="reference Kaldi data dir of the test set")
+    p.add_argument("--out", type=av.output_dir, required=True, help="eval dir: <out>/<system>/, <out>/results.{json,md}")
+    p.add_argument("--num-utts", type=av.nonneg_int, default=0, help="evaluate the first N utterances (C order); 0 = all")
+    p.add_argument("--nj", type=av.jobs, default=1, help="parallel processes")
+    p.add_argument("--title", type=av.nonempty_str, default="Objective evaluation", help="title of the summary table")
     p.add_argument("--durations", nargs=2, metavar=("TEACHER_DUMP", "DATA_DIR"),
                    help="also `eval durations` of this teacher_forced dump against the data dir's phone_durations, "
                         "when both exist, into <out>/durations_<data dir name>")
-    p.add_argument("--compare-split", default=None,
+    p.add_argument("--compare-split", type=av.name, default=None,
                    help="also compare the diffusion teacher at k steps with its k-step students on this split's "
                         "mels (`speechkd distill compare`), when the manifest has more than one diffusion model")
 
     p = sub.add_parser("se", help="PESQ-wb, STOI, ESTOI, SI-SDR (and improvements) of enhanced audio")
-    p.add_argument("--ref-dir", required=True, help="clean references: Kaldi data dir or directory of <utt>.wav")
-    p.add_argument("--enh-dir", required=True, help="enhanced audio: directory of <utt>.wav (or a data dir)")
-    p.add_argument("--noisy-dir", default=None, help="noisy input (data dir or <utt>.wav dir) for improvements")
-    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
-    p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N reference utterances; 0 = all")
-    p.add_argument("--nj", type=int, default=1, help="parallel processes")
+    p.epilog = av.RUNS_PIPES
+    p.add_argument("--ref-dir", type=av.existing_dir,
+                   required=True, help="clean references: Kaldi data dir or directory of <utt>.wav")
+    p.add_argument("--enh-dir", type=av.existing_dir,
+                   required=True, help="enhanced audio: directory of <utt>.wav (or a data dir)")
+    p.add_argument("--noisy-dir", type=av.existing_dir,
+                   default=None, help="noisy input (data dir or <utt>.wav dir) for improvements")
+    p.add_argument("--out", type=av.output_dir, required=True, help="output dir for results.json and results.md")
+    p.add_argument("--num-utts", type=av.nonneg_int,
+                   default=0, help="evaluate the first N reference utterances; 0 = all")
+    p.add_argument("--nj", type=av.jobs, default=1, help="parallel processes")
     p.add_argument("--allow-missing", action="store_true", help="record missing audio instead of failing")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", type=av.nonempty_str, default=None)
 
     p = sub.add_parser("durations", help="phone-boundary error of teacher durations vs flite's own phone timings")
-    p.add_argument("--teacher-dump", required=True,
+    p.add_argument("--teacher-dump", type=av.existing_dir, required=True,
                    help="teacher_forced dump dir (e.g. dump/teacher/train/teacher_forced)")
-    p.add_argument("--data-dir", required=True, help="Kaldi data dir with phone_durations (flite -psdur)")
-    p.add_argument("--tokens", default=None,
+    p.add_argument("--data-dir", type=av.existing_dir,
+                   required=True, help="Kaldi data dir with phone_durations (flite -psdur)")
+    p.add_argument("--tokens", type=av.text_file, default=None,
                    help="token file the teacher saw (default: dump/tokens/<split>/tokens beside the dump's feats)")
-    p.add_argument("--out", required=True, help="output dir for results.json and results.md")
-    p.add_argument("--min-focus-rate", type=float, default=0.0,
+    p.add_argument("--out", type=av.output_dir, required=True, help="output dir for results.json and results.md")
+    p.add_argument("--min-focus-rate", type=av.probability, default=0.0,
                    help="leave out utterances whose focus rate is below this (default: evaluate all)")
-    p.add_argument("--num-utts", type=int, default=0, help="evaluate the first N utterances (C order); 0 = all")
-    p.add_argument("--title", default=None)
+    p.add_argument("--num-utts", type=av.nonneg_int,
+                   default=0, help="evaluate the first N utterances (C order); 0 = all")
+    p.add_argument("--title", type=av.nonempty_str, default=None)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from speechkd.data.kaldi import DataDir
 from speechkd.errors import SpeechkdError
 from speechkd.eval.asr import recognize_many
 from speechkd.eval.wer import EditCounts, bootstrap_rate_ci, cer_counts, normalize_for_wer, wer_counts
+from speechkd.utils.paths import safe_child
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def evaluate_asr(dd: DataDir, utts: list[str], wav_dir: str | None = None, nj: i
         if wav_dir is None:
             entry, seg = dd.audio(utt)
         else:
-            entry, seg = os.path.join(wav_dir, f"{utt}.wav"), None
+            entry, seg = safe_child(wav_dir, utt, ".wav"), None
             if not os.path.exists(entry):
                 raise SpeechkdError("synthesized audio is missing", path=entry, utt=utt,
                                     hint="run the synthesis stage for this system first")

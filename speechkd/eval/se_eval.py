@@ -25,6 +25,7 @@ from speechkd.utils.parallel import process_map
 from speechkd.errors import AudioError, SpeechkdError
 from speechkd.eval.se_metrics import PESQ_SAMPLE_RATE, pesq_wb, si_sdr, stoi_scores
 from speechkd.eval.stats import fmt_ci, summarize
+from speechkd.utils.paths import safe_child
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class AudioSet:
         """(entry, segment), or None when this set has no audio for ``utt``."""
         if self.dd is not None:
             return self.dd.audio(utt) if utt in self.dd.utt2spk else None
-        path = os.path.join(self.path, f"{utt}.wav")
+        path = safe_child(self.path, utt, ".wav")
         return (path, None) if os.path.exists(path) else None
 
 
@@ -135,7 +136,7 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
     for utt in utts:
         enh = enh_set.locate(utt)
         noisy = noisy_set.locate(utt) if noisy_set else None
-        lost = [(s, os.path.join(s.path, f"{utt}.wav")) for s, loc in ((enh_set, enh), (noisy_set, noisy))
+        lost = [(s, safe_child(s.path, utt, ".wav")) for s, loc in ((enh_set, enh), (noisy_set, noisy))
                 if s is not None and loc is None]
         if lost:
             s, path = lost[0]

@@ -22,6 +22,7 @@ from speechkd.data.kaldi import DataDir
 from speechkd.utils.parallel import process_map
 from speechkd.errors import AudioError, ConfigError, SpeechkdError
 from speechkd.eval.stats import fmt_ci, summarize
+from speechkd.utils.paths import safe_child
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ class TtsEvalConfig:
 def load_for_eval(entry: str, sample_rate: int, *, utt: str,
                   segment: tuple[float, float] | None = None) -> tuple[np.ndarray, int]:
     """Mono float audio resampled to ``sample_rate``; (audio, original rate).
-    Empty, NaN, silent or too-short audio is an :class:`AudioError`."""
-    wav, sr = load_audio(entry, utt=utt, segment=segment, mono="mean")
+    Empty, NaN, silent, too-short or multi-channel audio is an :class:`AudioError` (a stereo file
+    is refused, not averaged: a TTS system that writes two channels has a bug worth seeing)."""
+    wav, sr = load_audio(entry, utt=utt, segment=segment, mono="error")
     if len(wav) < MIN_SECONDS * sr:
         raise AudioError(f"audio is too short to evaluate ({len(wav) / sr * 1000:.0f} ms, need "
                          f"{MIN_SECONDS * 1000:.0f} ms)", path=entry, utt=utt)
@@ -116,7 +118,7 @@ def evaluate_tts(dd: DataDir, utts: list[str], wav_dir: str, cfg: TtsEvalConfig 
                             hint="run the synthesis stage for this system first")
     jobs, missing = [], []
     for utt in utts:
-        path = os.path.join(wav_dir, f"{utt}.wav")
+        path = safe_child(wav_dir, utt, ".wav")
         if not os.path.exists(path):
             if not allow_missing:
                 raise SpeechkdError("synthesized audio is missing", path=path, utt=utt,

@@ -20,19 +20,22 @@ import argparse
 from speechkd.config import dump_config, load_config
 from speechkd.errors import ConfigError
 from speechkd.features.config import FeatureConfig
+from speechkd.utils import args as av
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = av.RUNS_PIPES
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="FeatureConfig overrides")
-    p.add_argument("--data-dir", help="Kaldi data dir to dump")
-    p.add_argument("--out", help="dump dir (e.g. dump/train)")
-    p.add_argument("--config", help="FeatureConfig YAML (e.g. conf/feats.yaml)")
-    p.add_argument("--nj", type=int, default=1, help="number of parallel jobs (needs --cmd)")
+    p.add_argument("--data-dir", type=av.existing_dir, help="Kaldi data dir to dump")
+    p.add_argument("--out", type=av.output_dir, help="dump dir (e.g. dump/train)")
+    p.add_argument("--config", type=av.text_file, help="FeatureConfig YAML (e.g. conf/feats.yaml)")
+    p.add_argument("--nj", type=av.jobs, default=1, help="number of parallel jobs (needs --cmd)")
     p.add_argument("--cmd", help='job runner, Kaldi style (e.g. "recipes/utils/run.pl", "slurm.pl ...")')
-    p.add_argument("--stats-from", metavar="NPZ", help="copy these statistics (the training dump's "
+    p.add_argument("--stats-from", type=av.existing_file,
+                   metavar="NPZ", help="copy these statistics (the training dump's "
                    "stats.npz) instead of computing this dump's own")
     p.add_argument("--overwrite", action="store_true", help="discard an existing dump in --out")
-    p.add_argument("--job", type=int, help=argparse.SUPPRESS)  # one parallel job (run by the parent)
+    p.add_argument("--job", type=av.nonneg_int, help=argparse.SUPPRESS)  # one parallel job (run by the parent)
     p.add_argument("--print-config", action="store_true", help="print the resolved FeatureConfig and exit")
 
 

@@ -53,6 +53,7 @@ from speechkd.features.mel import check_rate, mel_basis, mel_from_magnitude, stf
 from speechkd.features.pitch import extract_pitch, import_pyworld
 from speechkd.features.stats import Stats, StatsAccumulator, stats_summary
 from speechkd.utils.io import atomic_open
+from speechkd.utils.paths import check_id, safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def load_utterance(path: str) -> dict[str, np.ndarray]:
 
 
 def npz_path(out: str, utt: str) -> str:
-    return os.path.join(out, "data", f"{utt}.npz")
+    return safe_child(os.path.join(out, "data"), utt, ".npz")
 
 
 def _frames(z: dict[str, np.ndarray], cfg: FeatureConfig) -> int | None:
@@ -234,6 +235,8 @@ def dump_features(data_dir: str, out: str, cfg: FeatureConfig, *, nj: int = 1, c
     dd = read_datadir(data_dir)
     if not dd.utts:
         raise SpeechkdError("data dir has no utterances", path=data_dir)
+    for utt in dd.utts:  # every id names a file in out/data: all checked before any work
+        check_id(utt, source=os.path.join(data_dir, "utt2spk"))
     prepare_out(out, cfg, overwrite)
     t0 = time.perf_counter()
     if nj > 1 and cmd:

@@ -41,60 +41,69 @@ import csv
 import io
 import logging
 import os
-import re
 import sys
 import tempfile
 import time
 
 from speechkd.errors import SpeechkdError
+from speechkd.utils import args as av
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
+from speechkd.utils.paths import id_problem, safe_child
 
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.tsv"
 FAILURES = "failures.tsv"
-_BAD_ID = re.compile(r"[\s/\\]|^\.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="*", metavar="TEXT", help="utterances to speak, one per argument (quote them)")
-    p.add_argument("--model", help="acoustic model exp dir (exp/teacher_ar, exp/fastspeech2, ...) or a .ckpt")
+    p.add_argument("--model", type=av.existing_path,
+                   help="acoustic model exp dir (exp/teacher_ar, exp/fastspeech2, ...) or a .ckpt")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("-i", "--input", metavar="FILE", help="text file, one utterance per non-empty line; - = stdin")
-    src.add_argument("--list", metavar="FILE", help="lines 'id|text', or a Kaldi text file ('id text')")
+    src.add_argument("-i", "--input", type=av.text_file,
+                     metavar="FILE", help="text file, one utterance per non-empty line; - = stdin")
+    src.add_argument("--list", type=av.text_file,
+                     metavar="FILE", help="lines 'id|text', or a Kaldi text file ('id text')")
     out = p.add_mutually_exclusive_group()
-    out.add_argument("-o", "--output", metavar="WAV", help="write the (single) utterance to this wav")
-    out.add_argument("-d", "--out-dir", metavar="DIR", help="write DIR/<id>.wav and DIR/manifest.tsv")
-    p.add_argument("--num-utts", type=int, default=0, help="only the first N utterances; 0 = all")
-    p.add_argument("--vocoder", default="griffin_lim",
+    out.add_argument("-o", "--output", type=av.output_file,
+                     metavar="WAV", help="write the (single) utterance to this wav")
+    out.add_argument("-d", "--out-dir", type=av.output_dir,
+                     metavar="DIR", help="write DIR/<id>.wav and DIR/manifest.tsv")
+    p.add_argument("--num-utts", type=av.nonneg_int, default=0, help="only the first N utterances; 0 = all")
+    p.add_argument("--vocoder", type=av.nonempty_str, default="griffin_lim",
                    help="a registered vocoder name (griffin_lim) or a trained vocoder's exp dir")
-    p.add_argument("--speed", type=float, default=1.0, help="speaking rate: 2.0 = twice as fast (durations "
+    p.add_argument("--speed", type=av.finite_float(0.1, 10),
+                   default=1.0, help="speaking rate: 2.0 = twice as fast (durations "
                                                             "halved), 0.5 = twice as slow")
-    p.add_argument("--pitch-scale", type=float, default=1.0, help="multiply the predicted F0 (variance-adaptor "
+    p.add_argument("--pitch-scale", type=av.finite_float(0, 10),
+                   default=1.0, help="multiply the predicted F0 (variance-adaptor "
                                                                   "models only)")
-    p.add_argument("--energy-scale", type=float, default=1.0, help="multiply the predicted energy "
+    p.add_argument("--energy-scale", type=av.finite_float(0, 10), default=1.0, help="multiply the predicted energy "
                                                                    "(variance-adaptor models only)")
     p.add_argument("--on-unknown", choices=["error", "map"], default="error",
                    help="symbols outside the model's token list: error (name them), or map to <unk>")
-    p.add_argument("--frontend", default=None, help="frontend.yaml to use when the checkpoint holds none")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (the AR teacher's "
+    p.add_argument("--frontend", type=av.text_file,
+                   default=None, help="frontend.yaml to use when the checkpoint holds none")
+    p.add_argument("--device", type=av.device, default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--seed", type=av.seed, default=0, help="seed of every random choice (the AR teacher's "
                                                        "prenet dropout, Griffin-Lim's initial phase, ...)")
-    p.add_argument("--batch-size", type=int, default=1, help="utterances per forward pass (sorted by length)")
-    p.add_argument("--steps", type=int, default=0, help="diffusion models: sampler steps, a divisor of the "
+    p.add_argument("--batch-size", type=av.int_range(1, 4096),
+                   default=1, help="utterances per forward pass (sorted by length)")
+    p.add_argument("--steps", type=av.nonneg_int, default=0, help="diffusion models: sampler steps, a divisor of the "
                                                         "model's own N (0 = its own N)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = torch's default")
-    p.add_argument("--average", type=int, default=1, help="average the weights of the model's last N "
+    p.add_argument("--threads", type=av.threads, default=0, help="torch CPU threads; 0 = torch's default")
+    p.add_argument("--average", type=av.positive_int, default=1, help="average the weights of the model's last N "
                                                           "checkpoints (keep them: trainer.keep_checkpoints)")
     g = p.add_argument_group("every system of a systems manifest (instead of --model)")
-    g.add_argument("--systems", metavar="FILE", help="systems manifest (TSV, speechkd.infer.systems) to synthesise")
-    g.add_argument("--systems-from", metavar="EXP", help="first write --systems from the models and vocoders "
+    g.add_argument("--systems", type=av.nonempty_str, metavar="FILE", help="systems manifest (TSV, speechkd.infer.systems) to synthesise")
+    g.add_argument("--systems-from", type=av.existing_dir, metavar="EXP", help="first write --systems from the models and vocoders "
                                                          "trained in this exp dir")
-    g.add_argument("--diffusion-steps", type=int, default=8, help="with --systems-from: N of the diffusion "
+    g.add_argument("--diffusion-steps", type=av.positive_int, default=8, help="with --systems-from: N of the diffusion "
                                                                   "teacher exp/diffusion_<N> (default %(default)s)")
-    g.add_argument("--data-dir", help="test data dir: its text is spoken, its audio resynthesised by WORLD")
-    g.add_argument("--feats", help="feature dump of --data-dir: the ground-truth mels of copy synthesis")
-    g.add_argument("--nj", type=int, default=1, help="WORLD resynthesis: processes (default %(default)s)")
+    g.add_argument("--data-dir", type=av.existing_dir, help="test data dir: its text is spoken, its audio resynthesised by WORLD")
+    g.add_argument("--feats", type=av.existing_dir, help="feature dump of --data-dir: the ground-truth mels of copy synthesis")
+    g.add_argument("--nj", type=av.jobs, default=1, help="WORLD resynthesis: processes (default %(default)s)")
 
 
 # ---- input ---------------------------------------------------------------------------------------
@@ -260,10 +269,10 @@ def synth_model(args: argparse.Namespace) -> int:
 
     items = collect_inputs(args)
     check_writable(args, len(items))
-    bad_ids = [u for u, _, _ in items if _BAD_ID.search(u)]
+    bad_ids = [(u, n) for u, _, n in items if id_problem(u)]
     if bad_ids and not args.output:
-        raise SpeechkdError(f"utterance id(s) {', '.join(repr(u) for u in bad_ids[:5])} cannot name a file "
-                            "(a slash or a leading dot)", path=args.list, hint="rename them")
+        raise SpeechkdError("utterance id(s) cannot name a file: " + "; ".join(
+            f"line {n}: {u!r} ({id_problem(u)})" for u, n in bad_ids[:5]), path=args.list, hint="rename them")
     out_dir = args.out_dir or ""  # as given: manifest paths relative when it is
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -279,7 +288,7 @@ def synth_model(args: argparse.Namespace) -> int:
     def write(r: Utterance) -> None:
         if r.wav is None:
             return
-        path = args.output or os.path.join(out_dir, f"{r.utt}.wav")
+        path = args.output or safe_child(out_dir or ".", r.utt, ".wav", source=args.list)
         try:
             atomic_write_wav(path, r.wav, synth.sample_rate)
         except OSError as e:

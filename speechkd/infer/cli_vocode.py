@@ -6,7 +6,8 @@
     speechkd vocode --data-dir data/test --vocoder world --out exp/resynth_world/synth/test [--nj 2] [synthesis=harmonic]
 
 Mel vocoders (griffin_lim, a trained vocoder's exp dir) read a feature dump's log-mels;
-WORLD analyses the waveforms of a data dir (it needs the audio, not the mel).
+WORLD analyses the waveforms of a data dir (it needs the audio, not the mel). Rerunning resumes;
+an --out vocoded with another vocoder, options or input is refused unless --overwrite.
 """
 
 from __future__ import annotations
@@ -14,22 +15,29 @@ from __future__ import annotations
 import argparse
 
 from speechkd.config import parse_overrides
+from speechkd.utils import args as av
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = av.RUNS_PIPES
     p.add_argument("options", nargs="*", metavar="KEY=VALUE",
                    help="config overrides of an untrained vocoder (e.g. n_iter=64; world: f0_method=dio, "
                         "synthesis=harmonic)")
-    p.add_argument("--feats", help="feature dump dir (feats.scp, feature_config.yaml): the input of mel vocoders")
-    p.add_argument("--data-dir", help="Kaldi data dir: the input of --vocoder world, which resynthesises the "
+    p.add_argument("--feats", type=av.existing_dir,
+                   help="feature dump dir (feats.scp, feature_config.yaml): the input of mel vocoders")
+    p.add_argument("--data-dir", type=av.existing_dir,
+                   help="Kaldi data dir: the input of --vocoder world, which resynthesises the "
                                       "waveforms (WORLD cannot vocode a mel)")
-    p.add_argument("--out", required=True, help="output dir for <utt>.wav")
-    p.add_argument("--vocoder", default="griffin_lim",
+    p.add_argument("--out", type=av.output_dir, required=True, help="output dir for <utt>.wav")
+    p.add_argument("--vocoder", type=av.nonempty_str, default="griffin_lim",
                    help="griffin_lim | world | the exp dir of a trained vocoder (speechkd train-vocoder)")
-    p.add_argument("--num-utts", type=int, default=0, help="first N utterances; 0 = all")
-    p.add_argument("--device", default="auto",
+    p.add_argument("--num-utts", type=av.nonneg_int, default=0, help="first N utterances; 0 = all")
+    p.add_argument("--device", type=av.device, default="auto",
                    help="auto (CUDA when present), cpu, cuda (world synthesis=harmonic: the CUDA kernel)")
-    p.add_argument("--nj", type=int, default=1,
+    p.add_argument("--overwrite", action="store_true",
+                   help="an --out made with another vocoder, options or input is moved into <out>/.backup/<n>/ "
+                        "(without it such an --out is refused; the same command resumes)")
+    p.add_argument("--nj", type=av.jobs, default=1,
                    help="world on the CPU: processes sharing the utterances (whole batches each)")
 
 
@@ -47,11 +55,13 @@ def main(args: argparse.Namespace) -> int:
                                 hint="e.g. speechkd vocode --vocoder world --data-dir data/test --out DIR")
         fc = FeatureConfig.load(os.path.join(args.feats, "feature_config.yaml")) if args.feats else None
         info = resynthesize_datadir(args.data_dir, args.out, args.vocoder, opts, feats=fc,
-                                    num_utts=args.num_utts, device=args.device, nj=args.nj)
+                                    num_utts=args.num_utts, device=args.device, nj=args.nj,
+                                    overwrite=args.overwrite)
     else:
         if not args.feats:
             raise SpeechkdError(f"vocoder {args.vocoder} vocodes log-mels: give --feats (a feature dump)",
                                 field="--feats")
-        info = vocode_dump(args.feats, args.out, args.vocoder, opts, num_utts=args.num_utts, device=args.device)
+        info = vocode_dump(args.feats, args.out, args.vocoder, opts, num_utts=args.num_utts, device=args.device,
+                           overwrite=args.overwrite)
     print(f"{args.out}: {info['utterances']} utterances ({info['vocoded_now']} vocoded now, RTF {info['rtf']})")
     return 0

@@ -21,6 +21,8 @@ from speechkd.errors import SpeechkdError
 from speechkd.features.config import FeatureConfig
 from speechkd.models.vocoders import load_vocoder
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
+from speechkd.utils.outputs import claim_output_dir
+from speechkd.utils.paths import check_id, safe_child
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,10 @@ def read_feats_index(feats_dir: str) -> list[tuple[str, str, int]]:
             parts = line.split()
             if len(parts) != 3:
                 raise SpeechkdError(f"line {n}: expected '<utt> <path> <frames>'", path=scp)
-            out.append((parts[0], os.path.join(feats_dir, parts[1]), int(parts[2])))
+            if not parts[2].isdigit():
+                raise SpeechkdError(f"line {n}: frames {parts[2]!r} is not a non-negative integer", path=scp)
+            out.append((check_id(parts[0], source=f"{scp} line {n}"), os.path.join(feats_dir, parts[1]),
+                        int(parts[2])))
     return out
 
 
@@ -61,7 +66,7 @@ def _write(wav_path: str, wav: np.ndarray, sr: int, utt: str) -> None:
 
 
 def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options: dict | None = None, *,
-                num_utts: int = 0, device: str = "auto") -> dict:
+                num_utts: int = 0, device: str = "auto", overwrite: bool = False) -> dict:
     """Vocode the first ``num_utts`` (0: all) utterances of a dump into ``out/<utt>.wav``.
     Wavs already there are kept (a killed run resumes); returns timing figures."""
     feats = FeatureConfig.load(os.path.join(feats_dir, "feature_config.yaml"))
@@ -73,10 +78,11 @@ def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options:
     if getattr(voc, "needs_wav", False):
         raise SpeechkdError(f"{vocoder} resynthesises waveforms, not log-mels", field="--vocoder",
                             hint="give the data dir: speechkd vocode --vocoder world --data-dir data/<split>")
-    os.makedirs(out, exist_ok=True)
+    claim_output_dir(out, {"vocoder": vocoder, "options": options or {}, "feats": os.path.abspath(feats_dir)},
+                     verb="vocode", overwrite=overwrite)
     done = seconds = audio_s = 0.0
     for utt, path, frames in index:
-        wav_path = os.path.join(out, f"{utt}.wav")
+        wav_path = safe_child(out, utt, ".wav", source=os.path.join(feats_dir, "feats.scp"))
         if os.path.exists(wav_path):
             continue
         with np.load(path) as z:
@@ -97,7 +103,7 @@ def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options:
 
 def resynthesize_datadir(data_dir: str, out: str, vocoder: str = "world", options: dict | None = None, *,
                          feats: FeatureConfig | None = None, num_utts: int = 0, device: str = "auto",
-                         batch_size: int = 8, nj: int = 1) -> dict:
+                         batch_size: int = 8, nj: int = 1, overwrite: bool = False) -> dict:
     """Copy synthesis of a data dir's waveforms by a vocoder that analyses audio (WORLD) into
     ``out/<utt>.wav``, ``batch_size`` utterances per synthesis call (the batched kernel's batch);
     wavs already there are kept. The first ``num_utts`` in C order (the dump's order).
@@ -115,8 +121,11 @@ def resynthesize_datadir(data_dir: str, out: str, vocoder: str = "world", option
         raise SpeechkdError(f"nj must be >= 1, got {nj}", field="--nj")
     dd = read_datadir(data_dir)
     utts = dd.utts[:num_utts] if num_utts > 0 else dd.utts
-    todo = [u for u in utts if not os.path.exists(os.path.join(out, f"{u}.wav"))]
-    os.makedirs(out, exist_ok=True)
+    scp = os.path.join(data_dir, "wav.scp")
+    outs = [safe_child(out, u, ".wav", source=scp) for u in utts]  # every id checked before any work
+    claim_output_dir(out, {"vocoder": vocoder, "options": options or {}, "data_dir": os.path.abspath(data_dir)},
+                     verb="vocode", overwrite=overwrite)
+    todo = [u for u, o in zip(utts, outs) if not os.path.exists(o)]
     batches = [todo[i:i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
     jobs = min(nj, len(batches)) if device == "cpu" else 1
     if jobs <= 1:
@@ -152,7 +161,7 @@ def _resynthesize_batches(voc, dd, batches: list[list[str]], out: str, sample_ra
         seconds += time.perf_counter() - t0
         for u, w in zip(chunk, outs):
             audio_s += len(w) / sample_rate
-            _write(os.path.join(out, f"{u}.wav"), w, sample_rate, u)
+            _write(safe_child(out, u, ".wav"), w, sample_rate, u)
     return seconds, audio_s
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.utils import args as av
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -20,42 +22,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     p = sub.add_parser("page", help="build the static listening-test site (works from file://)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--manifest", required=True, help="JSON manifest of utterances x systems (format below)")
-    p.add_argument("--out", required=True, help="output dir (index.html, <test>.html, audio/, spec/)")
+    p.add_argument("--manifest", type=av.text_file,
+                   required=True, help="JSON manifest of utterances x systems (format below)")
+    p.add_argument("--out", type=av.output_dir,
+                   required=True, help="output dir (index.html, <test>.html, audio/, spec/)")
     p.add_argument("--tests", default=None,
                    help="comma-separated subset of mos,cmos,ab,abx,mushra (default: all the manifest allows)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the per-listener orders and gold items")
-    p.add_argument("--title", default="Listening test")
-    p.add_argument("--gold", type=int, default=2, help="degraded attention-check items per MOS/CMOS/AB test")
-    p.add_argument("--repeats", type=int, default=2, help="repeated items per MOS/CMOS/AB test (consistency)")
+    p.add_argument("--seed", type=av.seed, default=0, help="seed of the per-listener orders and gold items")
+    p.add_argument("--title", type=av.nonempty_str, default="Listening test")
+    p.add_argument("--gold", type=av.nonneg_int, default=2, help="degraded attention-check items per MOS/CMOS/AB test")
+    p.add_argument("--repeats", type=av.nonneg_int, default=2, help="repeated items per MOS/CMOS/AB test (consistency)")
     p.add_argument("--ab-forced-choice", action="store_true", help="AB without a 'no preference' answer")
-    p.add_argument("--play-fraction", type=float, default=0.8,
+    p.add_argument("--play-fraction", type=av.probability, default=0.8,
                    help="fraction of a sample that must be played before it can be rated")
     p.add_argument("--copy", action="store_true", help="copy audio into the site instead of hard-linking it")
 
     m = sub.add_parser("manifest", help="write a manifest from a data dir and systems' <utt>.wav dirs")
-    m.add_argument("--data-dir", required=True, help="Kaldi data dir (ids, transcripts, ground-truth audio)")
+    m.add_argument("--data-dir", type=av.existing_dir,
+                   required=True, help="Kaldi data dir (ids, transcripts, ground-truth audio)")
     m.add_argument("--system", action="append", default=[], metavar="NAME=DIR",
                    help="a system and its dir of <utt>.wav (DIR = the data dir itself: ground truth); repeatable")
-    m.add_argument("--systems", metavar="FILE", help="also every system of a systems manifest (speechkd synth "
+    m.add_argument("--systems", type=av.text_file, metavar="FILE", help="also every system of a systems manifest (speechkd synth "
                                                      "--systems), after the --system ones, in its order")
     m.add_argument("--reference", default=None, help="system used as the reference (MUSHRA, CMOS)")
-    m.add_argument("--num-utts", type=int, default=0, help="first N utterances; 0 = all")
-    m.add_argument("--out", required=True, help="manifest JSON to write")
+    m.add_argument("--num-utts", type=av.nonneg_int, default=0, help="first N utterances; 0 = all")
+    m.add_argument("--out", type=av.output_file, required=True, help="manifest JSON to write")
 
     a = sub.add_parser("aggregate", help="statistics, Markdown report and plots from exported answers")
-    a.add_argument("--results", nargs="+", required=True, help="answers files (.csv or .json) from the pages")
-    a.add_argument("--out", required=True, help="output dir for report.md, summary.json and PNG plots")
+    a.add_argument("--results", type=av.text_file,
+                   nargs="+", required=True, help="answers files (.csv or .json) from the pages")
+    a.add_argument("--out", type=av.output_dir,
+                   required=True, help="output dir for report.md, summary.json and PNG plots")
     a.add_argument("--exclude-failed-attention", action="store_true",
                    help="drop listeners who fail attention checks (default: flag them only)")
-    a.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    a.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
-    a.add_argument("--title", default="Listening test results")
+    a.add_argument("--seed", type=av.seed, default=0, help="bootstrap seed")
+    a.add_argument("--bootstrap", type=av.int_range(1, 1000000), default=2000, help="bootstrap resamples")
+    a.add_argument("--title", type=av.nonempty_str, default="Listening test results")
 
     s = sub.add_parser("serve", help="serve a site on 127.0.0.1 and store POSTed answers in SQLite")
-    s.add_argument("--dir", required=True, help="site dir built by `speechkd listen page`")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--db", default=None, help="SQLite file (default: <dir>/answers.sqlite)")
+    s.add_argument("--dir", type=av.existing_dir, required=True, help="site dir built by `speechkd listen page`")
+    s.add_argument("--port", type=av.port, default=8000)
+    s.add_argument("--db", type=av.output_file, default=None, help="SQLite file (default: <dir>/answers.sqlite)")
 
 
 def main(args: argparse.Namespace) -> int:

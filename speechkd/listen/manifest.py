@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speechkd.errors import SpeechkdError
+from speechkd.utils.paths import safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def build_manifest(data_dir: str, systems: dict[str, str], out: str | os.PathLik
         audio: dict[str, str] = {}
         for name, src in sources.items():
             if isinstance(src, str):
-                audio[name] = os.path.abspath(os.path.join(src, f"{utt}.wav"))
+                audio[name] = os.path.abspath(safe_child(src, utt, ".wav"))
                 continue
             if utt not in src.utt2spk:
                 audio[name] = ""

@@ -10,10 +10,12 @@ BS.1534-3; listeners failing attention checks are reported, and excluded on requ
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import math
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -103,9 +105,15 @@ def aggregate(ratings: list[Rating], *, exclude_attention: bool = False, seed: i
     return summary
 
 
-def _md(s: str) -> str:
-    """A name safe inside a Markdown table cell."""
-    return str(s).replace("|", "\\|").replace("\n", " ")
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|])")  # code spans, emphasis, links/images, table cells
+
+
+def _md(s: object) -> str:
+    """Text copied from an answers file, inert in Markdown and in the HTML it renders to: HTML
+    escaped (no tags or entities), Markdown punctuation backslash-escaped (no links, images, code
+    or table cells), control characters and line breaks turned into spaces."""
+    text = "".join(" " if (ord(c) < 32 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029") else c for c in str(s))
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=True))
 
 
 def _f(x: float, nd: int = 2) -> str:
@@ -124,7 +132,7 @@ def markdown(summary: dict, title: str = "Listening test results", sources: list
     """The report as Markdown."""
     L = [f"# {title}", ""]
     if sources:
-        L += [f"Results: {', '.join(f'`{s}`' for s in sources)}", ""]
+        L += [f"Results: {', '.join(_md(s) for s in sources)}", ""]
     L += [f"{summary['num_ratings']} ratings from {len(summary['listeners'])} listeners.", "", "## Listeners", "",
           "| listener | gold items failed | repeats inconsistent | status |", "|---|---|---|---|"]
     for l in summary["listeners"]:
@@ -135,10 +143,10 @@ def markdown(summary: dict, title: str = "Listening test results", sources: list
             status += "; MUSHRA: excluded (BS.1534-3 post-screening)"
         L.append(f"| {_md(l)} | {len(a['gold_failed'])}/{a['gold']} | {len(a['inconsistent'])}/{a['repeats']} | {status} |")
     for l, why in summary["mushra_excluded"].items():
-        L.append(f"\n- MUSHRA excludes {l}: {why}")
+        L.append(f"\n- MUSHRA excludes {_md(l)}: {_md(why)}")
     for l in summary["attention_failed"]:
         details = summary["attention"][l]["gold_failed"] + summary["attention"][l]["inconsistent"]
-        L.append(f"- attention check failed by {l}: {'; '.join(details)}")
+        L.append(f"- attention check failed by {_md(l)}: {_md('; '.join(details))}")
     if summary["attention_failed"] and not summary["attention_excluded"]:
         L.append("\nFlagged listeners are still counted; rerun with `--exclude-failed-attention` to drop them.")
     T = summary["tests"]

@@ -20,6 +20,7 @@ from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 from speechkd.errors import SpeechkdError
 from speechkd.listen.results import REQUIRED, parse_row
@@ -67,9 +68,25 @@ def _cell(v: object) -> object:
     return v
 
 
+def _bad_path(raw: str) -> str | None:
+    """Why a request path is refused (400), or None. Checked on the decoded path, so that
+    ``%00``, ``%2e%2e`` or ``%5c`` cannot slip past as they would on the raw one."""
+    path = unquote(raw.split("?", 1)[0].split("#", 1)[0], errors="strict")
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return "control character in the path"
+    if "\\" in path:
+        return "backslash in the path"
+    if any(part == ".." for part in path.split("/")):
+        return "'..' in the path"
+    if len(path) > 2048:
+        return "path too long"
+    return None
+
+
 class _Handler(SimpleHTTPRequestHandler):
     store: _Store
     site_id: str
+    timeout = 15  # seconds a client may stall (e.g. a Content-Length longer than its body)
 
     def end_headers(self) -> None:
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -87,16 +104,52 @@ class _Handler(SimpleHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _refused(self) -> bool:
+        """Reply 400/404 to a malformed or private path; True when it did."""
+        try:
+            why = _bad_path(self.path)
+        except UnicodeDecodeError:
+            why = "path is not UTF-8"
+        if why:
+            self._reply(HTTPStatus.BAD_REQUEST, json.dumps({"error": why}))
+            return True
+        path = unquote(self.path.split("?", 1)[0])
+        if path.endswith((".sqlite", ".sqlite-journal", ".sqlite-wal")) or "/." in path:
+            self._reply(HTTPStatus.NOT_FOUND, '{"error": "not found"}')
+            return True
+        return False
+
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/api/answers.csv":
+        if self._refused():
+            return None
+        if unquote(self.path.split("?", 1)[0]) == "/api/answers.csv":
             return self._reply(HTTPStatus.OK, self.store.csv(), "text/csv")
-        if path.endswith((".sqlite", ".sqlite-journal")) or "/." in path:
+        try:
+            return super().do_GET()
+        except (ValueError, OSError) as e:  # e.g. a name the file system refuses
+            logger.debug("GET %r: %s", self.path, e)
             return self._reply(HTTPStatus.NOT_FOUND, '{"error": "not found"}')
-        return super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self._refused():
+            return None
+        try:
+            return super().do_HEAD()
+        except (ValueError, OSError):
+            return self._reply(HTTPStatus.NOT_FOUND, '{"error": "not found"}')
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # BaseHTTPRequestHandler echoes parts of a malformed request line into an HTML page:
+        # reply with a fixed JSON body instead.
+        try:
+            self._reply(code, json.dumps({"error": HTTPStatus(code).phrase}))
+        except (OSError, ValueError):
+            pass
 
     def do_POST(self) -> None:
-        if self.path.split("?", 1)[0] != "/api/answers":
+        if self._refused():
+            return None
+        if unquote(self.path.split("?", 1)[0]) != "/api/answers":
             return self._reply(HTTPStatus.NOT_FOUND, '{"error": "not found"}')
         try:
             n = int(self.headers.get("Content-Length", "0"))
@@ -118,8 +171,13 @@ class _Handler(SimpleHTTPRequestHandler):
                     raise SpeechkdError(f"row {i}: expected an object")
                 rating = parse_row(r, f"row {i}", "POST")
                 checked.append({c: getattr(rating, c) for c in COLUMNS})
-        except (ValueError, UnicodeDecodeError, SpeechkdError) as e:
-            return self._reply(HTTPStatus.BAD_REQUEST, json.dumps({"error": str(e)}))
+        except RecursionError:
+            return self._reply(HTTPStatus.BAD_REQUEST, '{"error": "JSON nested too deeply"}')
+        except (ValueError, UnicodeDecodeError, TypeError, KeyError, AttributeError, SpeechkdError) as e:
+            return self._reply(HTTPStatus.BAD_REQUEST, json.dumps({"error": str(e)[:500]}))
+        except OSError:  # the client stalled or went away mid-body
+            self.close_connection = True
+            return None
         self.store.add(self.site_id, checked)
         logger.info("stored %d rating(s) of listener %r", len(checked), checked[0]["listener"])
         return self._reply(HTTPStatus.OK, json.dumps({"stored": len(checked)}))

@@ -39,6 +39,7 @@ from speechkd.config import dump_config, load_config, save_config, to_dict
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.text.frontend import Frontend
 from speechkd.text.tokens import UNK, TokenList, UnknownSymbolError, build_token_list
+from speechkd.utils import args as av
 from speechkd.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -49,16 +50,19 @@ _SHOWN = 10  # utterances named in an unknown-symbol error
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sentence", nargs="?", help="a sentence to tokenise (omit with --data-dir)")
-    p.add_argument("--data-dir", help="Kaldi data dir whose `text` to tokenise")
-    p.add_argument("--out", help="output dir for `tokens` and `frontend.yaml` (with --data-dir)")
+    p.add_argument("--data-dir", type=av.existing_dir, help="Kaldi data dir whose `text` to tokenise")
+    p.add_argument("--out", type=av.output_dir, help="output dir for `tokens` and `frontend.yaml` (with --data-dir)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--build-token-list", metavar="PATH", help="build a token list from this data dir "
+    g.add_argument("--build-token-list", type=av.output_file,
+                   metavar="PATH", help="build a token list from this data dir "
                    "and write it to PATH (frontend.yaml beside it)")
-    g.add_argument("--token-list", metavar="PATH", help="existing token list (frontend.yaml beside it): "
+    g.add_argument("--token-list", type=av.text_file,
+                   metavar="PATH", help="existing token list (frontend.yaml beside it): "
                    "encode against it")
-    p.add_argument("--config", help="frontend YAML (default: the one beside --token-list, else built-in)")
+    p.add_argument("--config", type=av.text_file,
+                   help="frontend YAML (default: the one beside --token-list, else built-in)")
     p.add_argument("--kind", choices=["phoneme", "char"], help="token kind (overrides the config)")
-    p.add_argument("--language", help="espeak-ng language (overrides the config)")
+    p.add_argument("--language", type=av.nonempty_str, help="espeak-ng language (overrides the config)")
     p.add_argument("--on-unknown", choices=["error", "map"], default="error",
                    help=f"symbols missing from --token-list: error, or map to {UNK}")
     p.add_argument("--print-config", action="store_true", help="print the resolved frontend YAML and exit")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 
 from speechkd.config import dump_config
+from speechkd.utils import args as av
 
 # flag -> config key
 FLAGS = {"data": "data.dump_dir", "token_list": "data.token_list", "devices": "trainer.devices",
@@ -33,21 +34,23 @@ FLAGS = {"data": "data.dump_dir", "token_list": "data.token_list", "devices": "t
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.add_argument("--config", help="training YAML (e.g. conf/teacher_ar_demo.yaml)")
-    p.add_argument("--exp", help="experiment dir (e.g. exp/teacher_ar)")
-    p.add_argument("--data", metavar="DUMP", help="dump root with tokens/<split> and feats/<split>")
-    p.add_argument("--token-list", help="tokens.txt (e.g. data/token_list/phoneme/tokens.txt)")
-    p.add_argument("--devices", help="devices per node: auto, N, or a list 0,1")
-    p.add_argument("--num-nodes", type=int, help="nodes (multi-node DDP)")
+    p.add_argument("--config", type=av.text_file, help="training YAML (e.g. conf/teacher_ar_demo.yaml)")
+    p.add_argument("--exp", type=av.output_dir, help="experiment dir (e.g. exp/teacher_ar)")
+    p.add_argument("--data", type=av.existing_dir,
+                   metavar="DUMP", help="dump root with tokens/<split> and feats/<split>")
+    p.add_argument("--token-list", type=av.text_file, help="tokens.txt (e.g. data/token_list/phoneme/tokens.txt)")
+    p.add_argument("--devices", type=av.devices, help="devices per node: auto, N, or a list 0,1")
+    p.add_argument("--num-nodes", type=av.positive_int, help="nodes (multi-node DDP)")
     p.add_argument("--strategy", help="Lightning strategy (auto, ddp, ...)")
-    p.add_argument("--precision", help="32-true, 16-mixed, bf16-mixed")
-    p.add_argument("--accelerator", help="auto, cpu, gpu")
-    p.add_argument("--max-minutes", type=float, help="training time limit in minutes (over resumes)")
-    p.add_argument("--max-steps", type=int, help="optimizer step limit")
+    p.add_argument("--precision", type=av.precision, help="32-true, 16-mixed, bf16-mixed")
+    p.add_argument("--accelerator", type=av.accelerator, help="auto, cpu, gpu")
+    p.add_argument("--max-minutes", type=av.positive_float, help="training time limit in minutes (over resumes)")
+    p.add_argument("--max-steps", type=av.positive_int, help="optimizer step limit")
     p.add_argument("--kd-mode", choices=("teacher_forced", "free_running"),
                    help="students: targets from the teacher dump (free_running: its generated mels, "
                         "sequence-level KD; teacher_forced: ground-truth mels with its durations)")
-    p.add_argument("--teacher-dump", metavar="DIR", help="students: teacher dump root with <split>/<kd_mode> "
+    p.add_argument("--teacher-dump", type=av.existing_dir,
+                   metavar="DIR", help="students: teacher dump root with <split>/<kd_mode> "
                                                           "(default <DUMP>/teacher)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 

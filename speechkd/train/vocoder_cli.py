@@ -16,20 +16,23 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.utils import args as av
+
 FLAGS = {"feats": "data.feats_dir", "data": "data.data_dir", "max_minutes": "trainer.max_minutes",
          "max_steps": "trainer.max_steps", "accelerator": "trainer.accelerator", "devices": "trainer.devices"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = av.RUNS_PIPES
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
-    p.add_argument("--config", help="YAML (e.g. conf/vocoder_vocos_demo.yaml)")
-    p.add_argument("--exp", help="experiment dir (e.g. exp/vocoder_vocos)")
-    p.add_argument("--feats", help="feature dump root with <split>/feats.scp (e.g. dump/feats)")
-    p.add_argument("--data", help="data root with <split>/wav.scp (e.g. data)")
-    p.add_argument("--max-minutes", type=float, help="training time limit in minutes (over resumes)")
-    p.add_argument("--max-steps", type=int, help="generator step limit")
-    p.add_argument("--accelerator", help="auto, cpu, gpu")
-    p.add_argument("--devices", help="devices: auto, N, or a list 0,1")
+    p.add_argument("--config", type=av.text_file, help="YAML (e.g. conf/vocoder_vocos_demo.yaml)")
+    p.add_argument("--exp", type=av.output_dir, help="experiment dir (e.g. exp/vocoder_vocos)")
+    p.add_argument("--feats", type=av.existing_dir, help="feature dump root with <split>/feats.scp (e.g. dump/feats)")
+    p.add_argument("--data", type=av.existing_dir, help="data root with <split>/wav.scp (e.g. data)")
+    p.add_argument("--max-minutes", type=av.positive_float, help="training time limit in minutes (over resumes)")
+    p.add_argument("--max-steps", type=av.positive_int, help="generator step limit")
+    p.add_argument("--accelerator", type=av.accelerator, help="auto, cpu, gpu")
+    p.add_argument("--devices", type=av.devices, help="devices: auto, N, or a list 0,1")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
