@@ -116,11 +116,12 @@ def test_synth_systems_arguments(tmp_path, capsys):
 
     exp = _exp(tmp_path, [])
     m = str(tmp_path / "systems.tsv")
-    assert main(["synth", "--systems", m, "--systems-from", str(exp), "--feats", "f"]) == 2
+    d = f = str(tmp_path)  # existing dirs: the parser accepts them, the combination is what is wrong
+    assert main(["synth", "--systems", m, "--systems-from", str(exp), "--feats", f]) == 2
     assert "--systems needs --data-dir" in capsys.readouterr().err
-    assert main(["synth", "--systems", m, "--model", "exp/x", "--data-dir", "d", "--feats", "f"]) == 2
+    assert main(["synth", "--systems", m, "--model", str(exp), "--data-dir", d, "--feats", f]) == 2
     assert "leave out --model" in capsys.readouterr().err
-    assert main(["synth", "--feats", "f", "hello"]) == 2
+    assert main(["synth", "--feats", f, "hello"]) == 2
     assert "--feats goes with --systems" in capsys.readouterr().err
     assert main(["synth", "hello", "-o", str(tmp_path / "x.wav")]) == 2
     assert "no model given" in capsys.readouterr().err
@@ -150,4 +151,4 @@ def test_eval_systems_needs_a_manifest(tmp_path, capsys):
 
     assert main(["eval", "systems", "--systems", str(tmp_path / "none.tsv"), "--data-dir", str(tmp_path),
                  "--out", str(tmp_path / "eval")]) == 2
-    assert "systems manifest does not exist" in capsys.readouterr().err and not (tmp_path / "eval").exists()
+    assert "none.tsv' does not exist" in capsys.readouterr().err and not (tmp_path / "eval").exists()
