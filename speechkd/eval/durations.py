@@ -268,7 +268,7 @@ def evaluate_dump(dump: str, data_dir: str, tokens_path: str | None = None, min_
     from speechkd.data.kaldi import read_table
     from speechkd.eval.stats import mean_ci
     from speechkd.features.config import FeatureConfig
-    from speechkd.text.cli import read_tokens
+    from speechkd.text.tokens import read_tokens
 
     info, index = _read_dump(dump)
     pd_path = os.path.join(data_dir, "phone_durations")

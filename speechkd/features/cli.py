@@ -55,6 +55,6 @@ def main(args: argparse.Namespace) -> int:
     dump.dump_features(args.data_dir, args.out, cfg, nj=args.nj, cmd=args.cmd,
                        stats_from=args.stats_from, overwrite=args.overwrite)
     # Count this dump's own index (with --stats-from, the statistics are the training set's).
-    frames = [int(line.split()[2]) for line in open(f"{args.out}/feats.scp", encoding="utf-8") if line.strip()]
+    frames = [T for _, T in dump.read_feats_scp(args.out).values()]
     print(f"{args.out}: {len(frames)} utterances, {sum(frames)} frames")
     return 0

@@ -110,6 +110,8 @@ class TransformerTTS(nn.Module):
     """tokens -> mel; :meth:`forward` teacher-forced, :meth:`inference` free-running."""
 
     Config = TransformerTTSConfig
+    batch_needs: tuple[str, ...] = ()  # learns its own alignment: tokens and mels only
+    has_variances = False
 
     def __init__(self, cfg: TransformerTTSConfig, n_vocab: int, n_mels: int):
         super().__init__()
@@ -134,6 +136,9 @@ class TransformerTTS(nn.Module):
         self.postnet = (ConvStack([n_mels] + [cfg.postnet_channels] * (cfg.postnet_layers - 1) + [n_mels],
                                   cfg.postnet_kernel, cfg.postnet_dropout, last_activation=False,
                                   activation="tanh") if cfg.postnet_layers > 0 else None)
+
+    def set_stats(self, stats) -> None:
+        """Nothing to take: the model sees normalised mels only."""
 
     # ---- building blocks -------------------------------------------------------------------
     def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -72,7 +72,7 @@ def split_paths(dump_dir: str, split: str) -> tuple[str, str]:
 def read_split(dump_dir: str, split: str, token_list: TokenList, on_unknown: str = "error") -> list[Utterance]:
     """The utterances of a split, tokens encoded, joined with their features by id (C-sorted)."""
     from speechkd.features.dump import read_feats_scp
-    from speechkd.text.cli import read_tokens
+    from speechkd.text.tokens import read_tokens
 
     tok_path, feats_dir = split_paths(dump_dir, split)
     scp = os.path.join(feats_dir, "feats.scp")

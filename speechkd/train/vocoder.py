@@ -1,4 +1,4 @@
-"""Neural vocoder training (``speechkd train-vocoder``) and loading (:func:`load_trained_vocoder`).
+"""Neural vocoder training (``speechkd train-vocoder``); loading is :func:`speechkd.checkpoints.load_vocoder`.
 
 Data: random segments of ``segment_frames`` mel frames from a feature dump
 (``<feats>/<split>/feats.scp``) with the matching audio from the data dir
@@ -39,15 +39,23 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, IterableDataset
 
+from speechkd.audio import load_audio
+from speechkd.checkpoints import read_vocoder_checkpoint
 from speechkd.config import _merge, dump_config, field, from_dict, parse_overrides, read_yaml, to_dict
+from speechkd.data.kaldi import read_datadir
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
+from speechkd.features.dump import read_feats_scp
 from speechkd.features.mel import log_mel
+from speechkd.features.stats import Stats
+from speechkd.models.vocoders import GENERATORS
 from speechkd.models.vocoders.discriminators import (DiscriminatorConfig, Discriminators, discriminator_loss,
                                                      feature_matching_loss, generator_adv_loss)
 from speechkd.train.config import TrainerConfig, config_changes
 from speechkd.train.exp import (CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file, code_version,
-                                TrainClock, read_checkpoint, resolve_checkpoint)
+                                TrainClock)
+from speechkd.train.plots import plot_curves
+from speechkd.train.trainer import _devices, checkpoint_callbacks
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
 
 logger = logging.getLogger(__name__)
@@ -99,8 +107,6 @@ class VocoderTrainConfig:
 
 
 def vocoder_config_from_dict(data: dict, source: str = "<dict>") -> VocoderTrainConfig:
-    from speechkd.models.vocoders import GENERATORS
-
     data = dict(data)
     gen_conf = data.pop("generator_conf", None) or {}
     cfg = from_dict(VocoderTrainConfig, data, source=source)
@@ -125,11 +131,8 @@ def load_vocoder_config(path: str | None, overrides: list[str] | None = None) ->
 def load_pairs(feats_root: str, data_root: str, split: str, fc: FeatureConfig,
                max_utts: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(utt, log-mel [T, n_mels], wav [N]) of every utterance in both the dump and the data dir."""
-    from speechkd.audio import load_audio
-    from speechkd.data.kaldi import read_datadir
-    from speechkd.infer.vocode import read_feats_index
 
-    index = read_feats_index(os.path.join(feats_root, split))
+    index = [(u, p, T) for u, (p, T) in read_feats_scp(os.path.join(feats_root, split)).items()]
     dd = read_datadir(os.path.join(data_root, split))
     missing = [u for u, _, _ in index if u not in dd.utt2spk]
     if missing:
@@ -182,8 +185,6 @@ class SegmentBatches(IterableDataset):
 
 # ---- the Lightning module --------------------------------------------------------------------------
 def build_generator(cfg: VocoderTrainConfig, fc: FeatureConfig, mel_mean=None, mel_std=None) -> torch.nn.Module:
-    from speechkd.models.vocoders import GENERATORS
-
     return GENERATORS[cfg.generator][0](cfg.generator_conf, fc, mel_mean, mel_std)
 
 
@@ -290,33 +291,6 @@ class VocoderTask(L.LightningModule):
         self.clock.seconds = 60.0 * float(checkpoint.get("speechkd", {}).get("train_minutes", 0.0))
 
 
-# ---- checkpoints -----------------------------------------------------------------------------------
-def read_vocoder_checkpoint(exp_or_ckpt: str) -> tuple[str, dict]:
-    trainer = "speechkd train-vocoder (recipe stage 9)"
-    path = resolve_checkpoint(exp_or_ckpt, trainer)
-    return path, read_checkpoint(path, "vocoder", trainer)
-
-
-def load_trained_vocoder(exp_or_ckpt: str, feature_config: FeatureConfig | None, device: str = "cpu"):
-    """The trained generator as a :class:`~speechkd.models.vocoders.vocos.Vocos` vocoder; refused when its
-    FeatureConfig differs from ``feature_config`` in any mel field (None: no check)."""
-    from speechkd.models.vocoders.vocos import Vocos
-
-    path, ckpt = read_vocoder_checkpoint(exp_or_ckpt)
-    meta = ckpt["speechkd"]
-    cfg = vocoder_config_from_dict(meta["config"], source=f"{path} (embedded config)")
-    fc = FeatureConfig.from_dict(meta["feature_config"], source=f"{path} (embedded feature config)")
-    if feature_config is not None:
-        check_compatible(fc, feature_config, f"vocoder {exp_or_ckpt}", "the acoustic features", only=MEL_FIELDS,
-                         hint="use a vocoder trained on features of the same definition, or griffin_lim")
-    gen = build_generator(cfg, fc)
-    gen.load_state_dict({k[len("generator."):]: v for k, v in ckpt["state_dict"].items()
-                         if k.startswith("generator.")})
-    logger.info("loaded vocoder %s (%s, step %d, %.1f training minutes)", path, cfg.generator,
-                int(ckpt.get("global_step", 0)), float(meta.get("train_minutes", 0.0)))
-    return Vocos(gen, fc, device=device, path=path)
-
-
 # ---- the run ---------------------------------------------------------------------------------------
 def previous_run(exp_dir: str, cfg: VocoderTrainConfig, fc: FeatureConfig) -> tuple[str | None, int]:
     last = os.path.join(exp_dir, CKPT_DIR, LAST)
@@ -336,8 +310,6 @@ def previous_run(exp_dir: str, cfg: VocoderTrainConfig, fc: FeatureConfig) -> tu
 
 def run_vocoder_training(cfg: VocoderTrainConfig, exp_dir: str, *, progress_bar: bool | None = None) -> str:
     """Train (or resume) a neural vocoder in ``exp_dir``; returns the path of the last checkpoint."""
-    from speechkd.features.stats import Stats
-    from speechkd.train.trainer import _devices, checkpoint_callbacks
 
     d, t = cfg.data, cfg.trainer
     if not d.feats_dir or not d.data_dir:
@@ -386,8 +358,6 @@ def run_vocoder_training(cfg: VocoderTrainConfig, exp_dir: str, *, progress_bar:
                                 f"{os.path.join(ckpt_dir, LAST)} holds that state", path=exp_dir,
                                 hint="rerun the same command to resume") from None
         if trainer.is_global_zero:
-            from speechkd.train.plots import plot_curves
-
             plot_curves(metrics.rows, os.path.join(exp_dir, "plots", "curves.png"),
                         ["train/mel_l1", "val/mel_l1", "train/loss_d", "train/adv_g", "train/fm"])
         logger.info("stopped at step %d after %.1f training minutes", trainer.global_step, task.train_minutes)
