@@ -16,7 +16,7 @@ from speechkd.models.diffusion_sampling import ddim_step
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.models.diffusion import DenoiserConfig, DiffusionConfig, DiffusionTTS, masked_l1
 from speechkd.train.config import load_train_config
-from speechkd.train.exp import load_model
+from speechkd.checkpoints import load_model
 from speechkd.train.trainer import run_training
 
 CONF = Path(__file__).resolve().parents[1] / "recipes/conf"

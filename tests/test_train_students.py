@@ -18,7 +18,7 @@ from speechkd.features.config import FeatureConfig
 from speechkd.features.stats import Stats
 from speechkd.train.config import load_train_config
 from speechkd.train.data import TTSDataModule
-from speechkd.train.exp import load_model
+from speechkd.checkpoints import load_model
 from speechkd.train.trainer import run_training
 
 CONF = Path(__file__).resolve().parents[1] / "recipes/conf"

@@ -22,10 +22,21 @@ gliding F0 (no corpus needed), or the wav given with ``--wav``.
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 
+from speechkd.audio import load_audio
 from speechkd.bench.harness import Bench
+from speechkd.checkpoints import load_vocoder, resolve_device
+from speechkd.errors import SpeechkdError
+from speechkd.features.config import FeatureConfig
+from speechkd.features.mel import log_mel
+from speechkd.models.vocoders import source_filter as sfm
+from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
+from speechkd.models.vocoders.vocos import Vocos
+from speechkd.models.vocoders.world import World, WorldConfig
+from speechkd.train.vocoder import build_generator, load_vocoder_config
 
 GROUPS = ("gl", "vocos", "world")
 
@@ -37,9 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cases", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
     p.add_argument("--vocos", default=None, help="a trained vocoder's exp dir (default: the demo preset's "
                                                  "size with random weights)")
-    p.add_argument("--vocos-config", default=None,
+    p.add_argument("--vocos-config", default="conf/vocoder_vocos_demo.yaml",
                    help="generator size of the untrained Vocos case: a vocoder preset YAML "
-                        "(default: recipes/conf/vocoder_vocos_demo.yaml)")
+                        "(default: conf/vocoder_vocos_demo.yaml of the recipe dir it runs in)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's). On a loaded 2-core machine, 2 OpenMP "
@@ -77,12 +88,6 @@ def run(args: argparse.Namespace) -> list[Bench]:
     import librosa
     import torch
 
-    from speechkd.audio import load_audio
-    from speechkd.errors import SpeechkdError
-    from speechkd.features.config import FeatureConfig
-    from speechkd.features.mel import log_mel
-    from speechkd.infer.vocode import resolve_device
-    from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
 
     groups = [g.strip() for g in args.cases.split(",") if g.strip()]
     bad = [g for g in groups if g not in GROUPS]
@@ -124,20 +129,11 @@ def run(args: argparse.Namespace) -> list[Bench]:
         checks += [("fast", fast), ("plain", plain)]
 
     if "vocos" in groups:
-        from speechkd.models.vocoders.vocos import Vocos
-
         if args.vocos:
-            from speechkd.models.vocoders import load_vocoder
-
             voc = load_vocoder(args.vocos, feats, device)
             label = f"Vocos-like ({args.vocos})"
         else:
-            import os
-
-            from speechkd.train.vocoder import build_generator, load_vocoder_config
-
-            conf = args.vocos_config or os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "conf",
-                                                     "vocoder_vocos_demo.yaml")
+            conf = args.vocos_config
             if not os.path.exists(conf):
                 raise SpeechkdError("vocoder preset not found", path=conf, field="--vocos-config")
             voc = Vocos(build_generator(load_vocoder_config(conf), feats), feats, device)
@@ -148,9 +144,7 @@ def run(args: argparse.Namespace) -> list[Bench]:
         checks.append(("vocos", voc))
 
     if "world" in groups:
-        from speechkd.models.vocoders import source_filter as sfm
-        from speechkd.models.vocoders.source_filter_cuda import cuda_available
-        from speechkd.models.vocoders.world import World, WorldConfig
+        from speechkd.models.vocoders.source_filter_cuda import cuda_available  # why: numba.cuda, optional
 
         world = World(feats, WorldConfig(f0_method="dio"))
         params = world.analyse(wav, feats.sample_rate)
@@ -168,7 +162,7 @@ def run(args: argparse.Namespace) -> list[Bench]:
         if gpu:
             from numba import cuda
 
-            from speechkd.models.vocoders.source_filter_cuda import harmonics_cuda
+            from speechkd.models.vocoders.source_filter_cuda import harmonics_cuda  # why: numba.cuda, optional
 
             bench.add("harmonic sum: CUDA kernel", lambda: harmonics_cuda(arrays, to_host=False),
                       sync=cuda.synchronize, note="cuda, device output")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from speechkd.data.split import split_by_ratio, split_datadir, subset_datadir
+from speechkd.data.validate import fix_datadir, validate_datadir
 from speechkd.errors import DataDirError
 
 
@@ -62,16 +64,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from speechkd.data.validate import validate_datadir
-
     report = validate_datadir(args.dir, sample_rate=args.sample_rate, check_audio=not args.no_audio)
     print(report.format(limit=args.max_shown))
     return 0 if report.ok else 1
 
 
 def _fix(args: argparse.Namespace) -> int:
-    from speechkd.data.validate import fix_datadir
-
     res = fix_datadir(args.dir, sample_rate=args.sample_rate, out=args.out)
     print(f"{res.path}: kept {res.kept} utterances, dropped {len(res.dropped)}"
           + (f", repaired {len(res.repaired)} file problem(s)" if res.repaired else "")
@@ -82,8 +80,6 @@ def _fix(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from speechkd.data.split import split_by_ratio, split_datadir
-
     if args.num is not None:
         dirs = split_datadir(args.dir, args.num, args.out)
     else:
@@ -102,8 +98,6 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _subset(args: argparse.Namespace) -> int:
-    from speechkd.data.split import subset_datadir
-
     utts = None
     if args.utt_list is not None:
         try:
@@ -117,8 +111,6 @@ def _subset(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from speechkd.data.validate import validate_datadir
-
     report = validate_datadir(args.dir, check_audio=not args.no_audio)
     print(f"utterances: {report.num_utts}")
     print(f"speakers: {report.num_speakers}")

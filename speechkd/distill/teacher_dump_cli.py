@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.align.refine import RefineConfig
 from speechkd.distill.teacher_dump import DEFAULT_THRESHOLD, _fmt
+from speechkd.distill.teacher_dump import DumpOptions, teacher_dump
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,9 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.align.refine import RefineConfig
-    from speechkd.distill.teacher_dump import DumpOptions, teacher_dump
-
     opts = DumpOptions(method=args.method, focus_threshold=args.focus_threshold, batch_frames=args.batch_frames,
                        seed=args.seed, max_frames_per_token=args.max_frames_per_token, attention=args.attention,
                        shift_frames=args.shift_frames, average=args.average,

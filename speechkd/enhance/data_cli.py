@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.enhance.prepare import MixPlan, prepare_se_data
 from speechkd.errors import SpeechkdError
 
 
@@ -31,8 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.enhance.prepare import MixPlan, prepare_se_data
-
     for name in ("extra_fraction", "test_fraction"):
         if not 0.0 < getattr(args, name) < 0.5:
             raise SpeechkdError(f"must lie in (0, 0.5), got {getattr(args, name)}", field="--" + name.replace("_", "-"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.enhance.infer import Enhancer, enhance_datadir, enhance_file
 from speechkd.errors import SpeechkdError
 
 
@@ -42,8 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.enhance.infer import Enhancer, enhance_datadir, enhance_file
-
     single = args.input is not None or args.output is not None
     batch = args.data_dir is not None or args.out_dir is not None
     if single == batch:

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.config import dump_config
+from speechkd.enhance.config import load_se_config
+from speechkd.enhance.exp import read_checkpoint, resolve_checkpoint
+from speechkd.enhance.train import run_se_training
 from speechkd.errors import SpeechkdError
 
 
@@ -33,15 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.config import dump_config
-    from speechkd.enhance.config import load_se_config
-
     cfg = load_se_config(args.config, args.overrides)
     if args.extra_minutes is not None:
         if not args.continue_from:
             raise SpeechkdError("--extra-minutes counts from the --continue-from checkpoint: give both")
-        from speechkd.enhance.exp import read_checkpoint, resolve_checkpoint
-
         start = float(read_checkpoint(resolve_checkpoint(args.continue_from))["speechkd"]["train_minutes"])
         cfg.trainer.max_minutes = start + args.extra_minutes
         cfg.trainer.max_steps = -1
@@ -50,8 +49,6 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.exp:
         raise SpeechkdError("--exp is required to train", field="--exp")
-    from speechkd.enhance.train import run_se_training
-
     last = run_se_training(cfg, args.exp, continue_from=args.continue_from)
     print(f"-> {last}")
     return 0

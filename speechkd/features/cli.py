@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 
 from speechkd.config import dump_config, load_config
+from speechkd.data.kaldi import read_datadir
 from speechkd.errors import ConfigError
+from speechkd.features import dump
 from speechkd.features.config import FeatureConfig
 
 
@@ -45,9 +47,6 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--data-dir and --out are required", hint="or use --print-config")
     if args.nj < 1:
         raise ConfigError(f"--nj must be >= 1, got {args.nj}", field="--nj")
-    from speechkd.data.kaldi import read_datadir
-    from speechkd.features import dump
-
     if args.job is not None:
         dump.prepare_out(args.out, cfg)
         dump.run_job(read_datadir(args.data_dir), args.out, cfg, args.job, args.nj)

@@ -39,6 +39,7 @@ import tempfile
 import time
 
 from speechkd.errors import SpeechkdError
+from speechkd.infer.synthesize import Synthesizer, Utterance
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
 
 logger = logging.getLogger(__name__)
@@ -184,7 +185,6 @@ def _tsv(rows: list[list[str]]) -> str:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from speechkd.infer.synthesize import Synthesizer, Utterance
 
     items = collect_inputs(args)
     check_writable(args, len(items))

@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 
 from speechkd.config import parse_overrides
+from speechkd.errors import SpeechkdError
+from speechkd.features.config import FeatureConfig
+from speechkd.infer.vocode import resynthesize_datadir, vocode_dump
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,9 +39,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import os
 
-    from speechkd.errors import SpeechkdError
-    from speechkd.features.config import FeatureConfig
-    from speechkd.infer.vocode import resynthesize_datadir, vocode_dump
 
     opts = parse_overrides(args.options)
     if args.vocoder == "world":

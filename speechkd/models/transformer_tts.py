@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechkd.align.durations import select_head
 from speechkd.config import field
 from speechkd.models.layers import (ConvStack, DecoderKVCache, DecoderLayer, EncoderLayer, ScaledPositionalEncoding,
                                     causal_mask, dropout_always, length_mask)
@@ -253,8 +254,6 @@ class TransformerTTS(nn.Module):
 
     def validation_metrics(self, batch: dict, out: dict) -> dict[str, list[float]]:
         """Per-utterance focus rate of the best layer/head (FastSpeech, sec. 3.3)."""
-        from speechkd.align.durations import select_head
-
         rates = []
         for b in range(len(batch["utts"])):
             per_layer = self.attention_per_utterance(out["attns"], batch["token_lens"], out["reduced_lens"], b)
@@ -263,8 +262,6 @@ class TransformerTTS(nn.Module):
 
     def plot_arrays(self, batch: dict, out: dict, b: int) -> dict[str, np.ndarray]:
         """Arrays of utterance b to plot: the best head's attention, target and predicted mels."""
-        from speechkd.align.durations import select_head
-
         per_layer = self.attention_per_utterance(out["attns"], batch["token_lens"], out["reduced_lens"], b)
         layer, head, rate = select_head(per_layer)
         t = int(batch["mel_lens"][b])

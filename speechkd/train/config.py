@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from speechkd.config import _merge, field, from_dict, parse_overrides, read_yaml, to_dict
 from speechkd.errors import ConfigError
+from speechkd.models import get_model_class
 
 
 @dataclass
@@ -92,8 +93,6 @@ class TrainConfig:
 
 def train_config_from_dict(data: dict, source: str = "<dict>") -> TrainConfig:
     """A TrainConfig whose ``model_conf`` is typed by the registered model's ``Config``."""
-    from speechkd.models import get_model_class
-
     data = dict(data)
     model_conf = data.pop("model_conf", None) or {}
     cfg = from_dict(TrainConfig, data, source=source)

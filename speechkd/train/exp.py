@@ -43,7 +43,6 @@ from speechkd.utils.io import atomic_open, atomic_write_text
 logger = logging.getLogger(__name__)
 
 
-
 def code_version() -> dict[str, str]:
     """speechkd's version and, in a git checkout, the commit (with ``-dirty`` for local changes)."""
     out = {"speechkd": speechkd.__version__, "git_commit": ""}

@@ -31,6 +31,7 @@ from speechkd.models import get_model_class
 from speechkd.text.tokens import TokenList
 from speechkd.train.config import OptimConfig, TrainConfig
 from speechkd.train.exp import code_version
+from speechkd.train.plots import plot_matrices
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +125,6 @@ class TTSTask(L.LightningModule):
         self.log("minutes", self.train_minutes, sync_dist=True)
         self._val = {}
         if self._plot is not None and self.exp_dir and self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            from speechkd.train.plots import plot_matrices
-
             utt = self._plot.pop("utt")
             path = os.path.join(self.exp_dir, "plots", f"step{self.global_step:07d}.png")
             plot_matrices({k: v for k, v in self._plot.items()}, path, title=f"{utt}, step {self.global_step}")

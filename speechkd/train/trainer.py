@@ -32,6 +32,7 @@ from speechkd.train.data import TTSDataModule
 from speechkd.train.exp import (CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file,
                                 code_version)
 from speechkd.train.module import TTSTask
+from speechkd.train.plots import plot_curves
 from speechkd.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -151,8 +152,6 @@ def run_training(cfg: TrainConfig, exp_dir: str, *, progress_bar: bool | None = 
                                 f"{os.path.join(ckpt_dir, LAST)} holds that state", path=exp_dir,
                                 hint="rerun the same command to resume") from None
         if trainer.is_global_zero:
-            from speechkd.train.plots import plot_curves
-
             rows = trainer.logger.rows
             plot_curves(rows, os.path.join(exp_dir, "plots", "curves.png"), CURVES)
             plot_curves(rows, os.path.join(exp_dir, "plots", "curves_minutes.png"), CURVES, x="minutes")

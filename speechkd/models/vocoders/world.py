@@ -89,6 +89,7 @@ class World:
         if self.cfg.synthesis == "world":
             outs = [self.pw.synthesize(p.f0, p.sp, p.ap, p.sample_rate, p.frame_period_ms) for p in params]
         else:
+            # why: numba JIT compiles on import; pyworld synthesis does not use it
             from speechkd.models.vocoders.source_filter import synthesize_batch
 
             outs = synthesize_batch(params, device=self.device, seed=self.cfg.seed)
