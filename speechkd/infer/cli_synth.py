@@ -200,7 +200,7 @@ def main(args: argparse.Namespace) -> int:
                                  on_unknown=args.on_unknown, frontend=args.frontend, average=args.average)
     if args.steps:
         synth.set_steps(args.steps)
-    logger.info("loaded %s (%s, step %d) + vocoder %s on %s in %.1f s", args.model, synth.loaded.config.model,
+    logger.info("loaded %s (%s, step %d) + vocoder %s on %s in %.1f s", args.model, synth.loaded.name,
                 synth.loaded.step, args.vocoder, synth.device, time.perf_counter() - t_load)
     line_of = {u: n for u, _, n in items}
 
