@@ -60,12 +60,19 @@ def load_weights_only(path: str) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SpeechkdError(f"refused: the file pickles objects other than tensors and plain values ({first})",
-                            path=path, hint="only load checkpoints written by speechkd's trainers") from None
+        bad = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln]
+        if bad:  # a class or function the pickle would call: what an attack looks like
+            what = bad[0].split(" was not")[0].replace("WeightsUnpickler error: ", "")
+            raise SpeechkdError(f"refused: the file pickles objects other than tensors and plain values ({what})",
+                                path=path, hint="only load checkpoints written by speechkd's trainers") from None
+        raise SpeechkdError(f"cannot read checkpoint ({_first_line(e)})", path=path) from None
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {first})", path=path) from None
+        raise SpeechkdError(f"cannot read checkpoint ({type(e).__name__}: {_first_line(e)})", path=path) from None
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and "Weights only load failed" not in ln]
+    return lines[-1] if lines else type(e).__name__
 
 
 def read_checkpoint(path: str, kind: str | None = None, trainer: str | None = None) -> dict:

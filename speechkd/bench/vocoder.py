@@ -48,9 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cases", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
     p.add_argument("--vocos", default=None, help="a trained vocoder's exp dir (default: the demo preset's "
                                                  "size with random weights)")
-    p.add_argument("--vocos-config", default="conf/vocoder_vocos_demo.yaml",
-                   help="generator size of the untrained Vocos case: a vocoder preset YAML "
-                        "(default: conf/vocoder_vocos_demo.yaml of the recipe dir it runs in)")
+    p.add_argument("--vocos-config", default=None,
+                   help="generator size of the untrained Vocos case: a vocoder preset YAML (default: "
+                        "conf/vocoder_vocos_demo.yaml when run from a recipe dir, else the class defaults)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's). On a loaded 2-core machine, 2 OpenMP "
@@ -133,11 +133,13 @@ def run(args: argparse.Namespace) -> list[Bench]:
             voc = load_vocoder(args.vocos, feats, device)
             label = f"Vocos-like ({args.vocos})"
         else:
-            conf = args.vocos_config
-            if not os.path.exists(conf):
-                raise SpeechkdError("vocoder preset not found", path=conf, field="--vocos-config")
-            voc = Vocos(build_generator(load_vocoder_config(conf), feats), feats, device)
-            label = f"Vocos-like ({os.path.basename(conf)}, untrained)"
+            recipe_preset = os.path.join("conf", "vocoder_vocos_demo.yaml")  # run from a recipe dir
+            conf = args.vocos_config or (recipe_preset if os.path.exists(recipe_preset) else None)
+            if conf and not os.path.exists(conf):
+                raise SpeechkdError("vocoder preset not found", path=conf, field="--vocos-config",
+                                    hint="run from a recipe dir (conf/ holds the presets) or pass the YAML")
+            voc = Vocos(build_generator(load_vocoder_config(conf or None), feats), feats, device)
+            label = f"Vocos-like ({os.path.basename(conf) if conf else 'class defaults'}, untrained)"
         n_params = sum(p.numel() for p in voc.generator.parameters())
         bench.add(label, lambda: voc(mel), sync=sync, note=f"{device}, {n_params / 1e6:.2f} M params")
         bench.extra["Vocos parameters"] = f"{n_params:,}"
