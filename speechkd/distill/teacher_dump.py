@@ -67,7 +67,7 @@ from speechkd.checkpoints import LoadedModel, load_model
 from speechkd.data.kaldi import write_table
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import MEL_FIELDS, check_compatible
-from speechkd.models.transformer_tts import expand_to_frames
+from speechkd.models.transformer_tts import TransformerTTS, expand_to_frames
 from speechkd.train.data import FrameBatchSampler, UtteranceDataset, collate, read_feature_config, read_split
 from speechkd.train.exp import code_version
 from speechkd.train.plots import plot_alignment, plot_histogram
@@ -367,7 +367,7 @@ def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     lm = load_model(exp, device=dev, average=opts.average)
-    if not hasattr(lm.model, "attention_per_utterance"):
+    if not isinstance(lm.model, TransformerTTS):
         raise SpeechkdError(f"model {lm.name} has no encoder-decoder attention to take durations from",
                             path=lm.path)
     check_compatible(lm.feature_config, read_feature_config(data, split), f"teacher checkpoint {lm.path}",
