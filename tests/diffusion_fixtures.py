@@ -35,7 +35,7 @@ def make_dump_with_durations(root, n_train: int = 6, n_dev: int = 2, n_mels: int
 
     from fake_dump import make_fake_dump
     from speechkd.features.dump import read_feats_scp
-    from speechkd.text.cli import read_tokens
+    from speechkd.text.tokens import read_tokens
 
     paths = make_fake_dump(root, n_train=n_train, n_dev=n_dev, n_mels=n_mels)
     for split in ("train", "dev"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffusion_fixtures import StandInCondition
-from speechkd.distill.samplers import (NoiseSchedule, ddim_step, ddpm_step, distill_target, q_sample, sample,
+from speechkd.models.diffusion_sampling import (NoiseSchedule, ddim_step, ddpm_step, distill_target, q_sample, sample,
                                        sampling_grid)
 from speechkd.errors import ConfigError
 from speechkd.models.diffusion import DenoiserConfig, DiffusionConfig, DiffusionTTS
@@ -242,7 +242,7 @@ def test_fastspeech2_condition_joint_losses_and_inference():
 
 
 def test_global_variance_and_systems_of_the_step_comparison():
-    from speechkd.eval.diffusion_steps import global_variance, systems_of
+    from speechkd.distill.compare import global_variance, systems_of
 
     x = torch.randn(2, 7, 3, dtype=torch.float64)
     mask = torch.tensor([[True] * 7, [True] * 4 + [False] * 3])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechkd.distill.remix import derangement, ema_update, noise_estimate, remix_pairs, remixit_loss
+from speechkd.enhance.remix import derangement, ema_update, noise_estimate, remix_pairs, remixit_loss
 from speechkd.enhance.losses import LossConfig, neg_si_sdr, se_loss
 from speechkd.enhance.models import SE_MODELS, build_se_model, num_parameters
 from speechkd.enhance.nytt import noisy_target_pair

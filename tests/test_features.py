@@ -17,7 +17,7 @@ from speechkd.features.average import token_average, token_energy, token_pitch
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.features.dump import dump_features, load_utterance, read_feats_scp
 from speechkd.features.energy import frame_energy, frame_energy_numpy
-from speechkd.features.mel import log_mel, log_mel_numpy, mel_basis
+from speechkd.features.mel import _mel_basis_np, log_mel, log_mel_numpy, mel_basis
 from speechkd.features.pitch import extract_pitch
 from speechkd.features.stats import Stats, compute_stats
 
@@ -218,3 +218,14 @@ def test_print_config(capsys):
 def test_mel_basis_cached_and_readonly():
     b = mel_basis(CFG)
     assert b is mel_basis(FeatureConfig()) and b.shape == (80, 513) and not b.flags.writeable
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [(16000, 512, 80, 0.0, 8000.0), (22050, 1024, 80, 40.0, 7600.0),
+                                                       (24000, 256, 20, 80.0, 4000.0)])
+@pytest.mark.parametrize("scale", ["slaney", "htk"])
+def test_mel_basis_equals_librosa(sr, n_fft, n_mels, fmin, fmax, scale):
+    """The filter bank written out in numpy is librosa's, bit for bit (the feature definition)."""
+    ours = _mel_basis_np.__wrapped__(sr, n_fft, n_mels, fmin, fmax, scale)
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=scale == "htk",
+                              norm="slaney" if scale == "slaney" else None)
+    assert ours.dtype == ref.dtype and np.array_equal(ours, ref)

@@ -11,8 +11,6 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +97,7 @@ def test_vocode_refuses_a_hand_edited_feats_scp_key(tmp_path, capsys):
     (dump / "feats.scp").write_text("../../escaped data/u1.npz 10\n")
     assert cli(["vocode", "--feats", str(dump), "--out", str(tmp_path / "o"), "n_iter=1"]) == 2
     err = capsys.readouterr().err
-    assert "'../../escaped'" in err and "feats.scp line 1" in err
+    assert "'../../escaped'" in err and "feats.scp" in err
     assert not list(tmp_path.rglob("escaped*"))
 
 

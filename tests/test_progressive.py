@@ -13,11 +13,11 @@ import torch
 from damaged_checkpoints import assert_fell_back, truncate
 from diffusion_fixtures import StandInCondition, make_dump_with_durations
 from speechkd.distill.progressive import ProgressiveConfig, distillation_loss, round_steps, run_progressive
-from speechkd.distill.samplers import ddim_step
+from speechkd.models.diffusion_sampling import ddim_step
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.models.diffusion import DenoiserConfig, DiffusionConfig, DiffusionTTS, masked_l1
 from speechkd.train.config import load_train_config
-from speechkd.train.exp import load_model
+from speechkd.checkpoints import load_model
 from speechkd.train.trainer import run_training
 
 CONF = Path(__file__).resolve().parents[1] / "recipes/conf"
@@ -68,7 +68,7 @@ def test_distillation_loss_target_is_two_teacher_steps(j):
 def test_distillation_l1_is_the_rounds_loss_and_zero_gap_at_the_start():
     """The compare tool's per-step objective: a student that is still its teacher's copy scores exactly
     the round start; its values are the training loss's (masked L1 of x0^ to the target)."""
-    from speechkd.eval.diffusion_steps import distillation_l1
+    from speechkd.distill.compare import distillation_l1
 
     teacher, student = _pair(k=2)
     batch = {"tokens": torch.tensor([[1, 2, 3], [4, 5, 0]]), "token_lens": torch.tensor([3, 2]),

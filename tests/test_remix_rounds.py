@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from se_fixtures import make_corpora
-from speechkd.distill.remix import current_round, ema_update, teacher_estimates
+from speechkd.enhance.remix import current_round, ema_update, teacher_estimates
 from speechkd.enhance.config import load_se_config
 from speechkd.enhance.data import load_datadir_audio
 from speechkd.enhance.exp import load_se_model, read_checkpoint

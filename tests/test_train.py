@@ -12,7 +12,7 @@ from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.text.tokens import TokenList
 from speechkd.train.config import load_train_config
 from speechkd.train.data import FrameBatchSampler, read_split
-from speechkd.train.exp import load_model
+from speechkd.checkpoints import load_model
 from speechkd.train.trainer import run_training
 
 
@@ -58,7 +58,7 @@ def test_train_writes_exp_dir_and_resumes(tmp_path):
 
 
 def test_load_model_averages_the_last_checkpoints(tmp_path, caplog):
-    from speechkd.train.exp import last_checkpoints, model_state, read_checkpoint
+    from speechkd.checkpoints import last_checkpoints, model_state, read_checkpoint
 
     paths = make_fake_dump(tmp_path)
     exp = tmp_path / "exp"

@@ -13,7 +13,7 @@ import torch
 from speechkd.cli import main
 from speechkd.errors import FeatureMismatchError, SpeechkdError
 from speechkd.features.config import FeatureConfig
-from speechkd.models.vocoders import load_vocoder
+from speechkd.checkpoints import load_vocoder
 from speechkd.models.vocoders.discriminators import (DiscriminatorConfig, Discriminators, discriminator_loss,
                                                      feature_matching_loss, generator_adv_loss)
 from speechkd.models.vocoders.vocos import VocosConfig, VocosGenerator

@@ -12,7 +12,7 @@ from speechkd.cli import main
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import FeatureConfig
 from speechkd.features.mel import log_mel_numpy
-from speechkd.models.vocoders import load_vocoder
+from speechkd.checkpoints import load_vocoder
 from speechkd.models.vocoders import source_filter as sfm
 from speechkd.models.vocoders.world import World, WorldConfig, WorldParams
 

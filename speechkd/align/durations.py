@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from speechkd.align.mas import maximum_path
 from speechkd.errors import SpeechkdError
 
 logger = logging.getLogger(__name__)
@@ -94,8 +95,6 @@ def durations_from_attention(attn: Any, text_len: int | None = None, frame_len: 
             raise SpeechkdError(f"{n_tok} tokens but only {n_frames} frames: no alignment gives every token "
                                 "a frame", field="text_len/frame_len",
                                 hint="drop the utterance, or use method='argmax' (zeros allowed)")
-        from speechkd.align.mas import maximum_path
-
         log_a = np.log(np.maximum(a.astype(np.float32), 0) + np.float32(eps))
         return path_to_durations(maximum_path(log_a, backend="numba"))
     if method == "argmax":

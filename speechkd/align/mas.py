@@ -87,7 +87,7 @@ def _resolve_backend(backend: str, on_gpu: bool) -> str:
     if backend != "auto":
         return backend
     if on_gpu:
-        from speechkd.align.mas_cuda import cuda_available
+        from speechkd.align.mas_cuda import cuda_available  # why: numba.cuda, only when asked for
 
         return "cuda" if cuda_available() else "numba"
     return "numba"
@@ -116,7 +116,7 @@ def maximum_path(log_p: Any, text_lens: Any = None, frame_lens: Any = None, back
     logger.debug("maximum_path %s with backend %s", tuple(log_p.shape), name)
 
     if name == "cuda":
-        from speechkd.align.mas_cuda import maximum_path_cuda
+        from speechkd.align.mas_cuda import maximum_path_cuda  # why: numba.cuda, only on a GPU
 
         if torch_in and not on_gpu:  # a CPU tensor: through the host path
             path = _like(maximum_path_cuda(_host(log_p), s_len, t_len), log_p)
@@ -158,7 +158,7 @@ def _like(path: np.ndarray, ref: Any) -> Any:
 
 
 def _numba_impl(v: np.ndarray, s_len: np.ndarray, t_len: np.ndarray) -> np.ndarray:
-    from speechkd.align.mas_numba import maximum_path_numba
+    from speechkd.align.mas_numba import maximum_path_numba  # why: numba JIT, only for that backend
 
     return maximum_path_numba(v, s_len, t_len)
 

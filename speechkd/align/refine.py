@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from speechkd.align.mas import maximum_path
 from speechkd.config import field
 
 logger = logging.getLogger(__name__)
@@ -81,8 +82,6 @@ def refine_durations(items: list[RefineItem], cfg: RefineConfig, backend: str = 
                      ) -> tuple[list[np.ndarray], list[dict]]:
     """Refined durations of every item (same order) and per-iteration statistics
     (mean absolute change of the boundaries in frames, fraction of tokens changed)."""
-    from speechkd.align.mas import maximum_path
-
     durations = [np.asarray(it.durations, dtype=np.int64) for it in items]
     if cfg.iters <= 0 or not items:
         return durations, []

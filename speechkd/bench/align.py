@@ -17,6 +17,7 @@ import logging
 
 import numpy as np
 
+from speechkd.align.mas import maximum_path_numpy, maximum_path_python
 from speechkd.bench.harness import Bench
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
@@ -71,9 +72,8 @@ def _identical(paths: dict[str, np.ndarray]) -> str:
 def run(args: argparse.Namespace) -> list[Bench]:
     import numba
 
-    from speechkd.align.mas import maximum_path_numpy, maximum_path_python
-    from speechkd.align.mas_cuda import cuda_available
-    from speechkd.align.mas_numba import maximum_path_numba
+    from speechkd.align.mas_cuda import cuda_available  # why: numba.cuda, optional
+    from speechkd.align.mas_numba import maximum_path_numba  # why: numba JIT, optional
 
     names, cuda_asked = _backends(args.backends)
     if args.threads is not None:
@@ -122,8 +122,8 @@ def run(args: argparse.Namespace) -> list[Bench]:
 def _cuda_bench(args: argparse.Namespace) -> Bench:
     from numba import cuda
 
-    from speechkd.align.mas_cuda import block_tile, maximum_path_cuda
-    from speechkd.align.mas_numba import maximum_path_numba
+    from speechkd.align.mas_cuda import block_tile, maximum_path_cuda  # why: numba.cuda, optional
+    from speechkd.align.mas_numba import maximum_path_numba  # why: numba JIT, optional
 
     B, S, T = args.cuda_batch, args.cuda_text, args.cuda_frames
     v = _scores(B, S, T, args.seed + 1)

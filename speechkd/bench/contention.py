@@ -36,7 +36,10 @@ from typing import Any, Iterator
 
 from speechkd.bench.harness import environment
 from speechkd.errors import SpeechkdError
+from speechkd.models import get_model_class
+from speechkd.train.config import load_train_config
 from speechkd.utils import args as av
+from speechkd.utils.threads import training_threads
 
 logger = logging.getLogger(__name__)
 
@@ -180,8 +183,6 @@ def run(args: argparse.Namespace) -> list[ContentionTable]:
     if args.busy < 1 or not args.seconds > 0 or args.warmup_steps < 0 or args.frames < 2 or args.frames_per_token < 1:
         raise SpeechkdError("need --busy >= 1, --seconds > 0, --warmup-steps >= 0, --frames >= 2, "
                             "--frames-per-token >= 1", field="--busy/--seconds/--warmup-steps/--frames")
-    from speechkd.train.config import load_train_config
-
     cfg = load_train_config(args.config)  # refuse a bad config here, not in every cell
     env = environment()
     cells = []
@@ -220,10 +221,6 @@ def worker(spec_json: str, omp_wait_policy: str) -> None:
     """Time training steps for ``spec["seconds"]``; print one JSON line. ``omp_wait_policy``: the
     policy OpenMP saw when torch loaded it."""
     import torch
-
-    from speechkd.models import get_model_class
-    from speechkd.train.config import load_train_config
-    from speechkd.utils.threads import training_threads
 
     spec = json.loads(spec_json)
     if spec["mode"] in FREE_THREADS:

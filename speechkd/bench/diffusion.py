@@ -19,8 +19,13 @@ from __future__ import annotations
 import argparse
 
 from speechkd.bench.harness import Bench
+from speechkd.checkpoints import load_model
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
+from speechkd.features.config import FeatureConfig
+from speechkd.infer.vocode import resolve_device
+from speechkd.models.diffusion import DiffusionTTS
+from speechkd.train.config import load_train_config
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,11 +48,8 @@ def _models(args: argparse.Namespace) -> tuple[list[tuple[str, object, int]], fl
     """(case name, model, steps) from the teacher down (the first is the baseline), frame shift in s."""
     import dataclasses
 
-    from speechkd.models.diffusion import DiffusionTTS
 
     if args.exps:
-        from speechkd.train.exp import load_model
-
         lms = [(e, load_model(e)) for e in args.exps]
         loaded = [(e, lm.model) for e, lm in lms]
         for e, m in loaded:
@@ -56,9 +58,6 @@ def _models(args: argparse.Namespace) -> tuple[list[tuple[str, object, int]], fl
         loaded.sort(key=lambda em: -em[1].cfg.steps)
         return ([(f"{'teacher' if i == 0 else 'student'} {e} ({m.cfg.steps} steps)", m, m.cfg.steps)
                  for i, (e, m) in enumerate(loaded)], lms[0][1].feature_config.frame_shift_s)
-    from speechkd.features.config import FeatureConfig
-    from speechkd.train.config import load_train_config
-
     cfg = load_train_config(args.config, ["model=diffusion"] if not args.config else None)
     if cfg.model != "diffusion":
         raise SpeechkdError(f"model is {cfg.model!r}, not diffusion", path=args.config)
@@ -77,7 +76,6 @@ def _models(args: argparse.Namespace) -> tuple[list[tuple[str, object, int]], fl
 def run(args: argparse.Namespace) -> list[Bench]:
     import torch
 
-    from speechkd.infer.vocode import resolve_device
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

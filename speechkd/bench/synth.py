@@ -16,7 +16,7 @@ feed-forward, two 1-D convs of kernel 3, causal in the decoder: "the same config
 Transformer TTS ... except that we use 1D convolution network instead of position-wise FFN",
 Ren et al. 2019 sec. 4.1; ``--teacher-ff-kernel 1`` times Li et al.'s dense FFN instead;
 FastSpeech and FastSpeech 2 6+6 FFT blocks hidden 384 conv 1536; Vocos dim 512, 1536, 8 blocks
-as the Vocos paper) and ``demo`` (the model_conf of recipes/conf/*_demo.yaml,
+as the Vocos paper) and ``demo`` (the model_conf of ``--conf-dir``/*_demo.yaml, a recipe's conf/,
 class defaults where a conf is missing); ``--quick``: tiny sizes and few frames (tests).
 Random weights are fine for timing because every length is forced: the teacher decodes with
 its stop token disabled (``stop_threshold=2``) and ``max_frames_per_token`` giving exactly
@@ -40,8 +40,15 @@ from typing import Any, Callable
 import torch
 
 from speechkd.bench.harness import Bench
+from speechkd.checkpoints import load_model, load_vocoder, resolve_device
+from speechkd.config import from_dict, read_yaml, to_dict
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
+from speechkd.features.config import FeatureConfig
+from speechkd.models import get_model_class
+from speechkd.models.vocoders import GENERATORS
+from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
+from speechkd.models.vocoders.vocos import Vocos
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +66,6 @@ QUICK = {
                         n_bins=8),
     "vocos": dict(dim=16, intermediate_dim=32, num_layers=1),
 }
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                        "recipes", "conf")
 N_VOCAB = 80
 # Targets: the FastSpeech paper's speed-up ratios; RTF on 2 CPU cores at demo sizes.
 TARGETS = {"mel_vs_uncached_r1": 270.0, "mel_vs_cached_r1": 10.0, "e2e_vs_uncached_r1": 38.0, "demo_rtf": 0.03}
@@ -85,37 +90,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=av.device, default="cpu", help="cpu, cuda, auto")
     p.add_argument("--threads", type=av.threads, default=0, help="torch CPU threads; 0 = torch's default")
     p.add_argument("--seed", type=av.seed, default=0)
+    p.add_argument("--conf-dir", type=av.nonempty_str, default="conf",
+                   help="where the demo preset's <model>_demo.yaml files are (default: conf/ of the recipe dir it runs in)")
 
 
 # ---- models ------------------------------------------------------------------------------------------
-def _conf(name: str, preset: str) -> dict:
-    """model_conf (generator_conf for vocoders) of recipes/conf/<name>_<preset>.yaml, {} if absent."""
-    from speechkd.config import read_yaml
-
-    path = os.path.join(CONF_DIR, f"{name}_{preset}.yaml")
+def _conf(conf_dir: str, name: str, preset: str) -> dict:
+    """model_conf (generator_conf for vocoders) of <conf_dir>/<name>_<preset>.yaml, {} if absent."""
+    path = os.path.join(conf_dir, f"{name}_{preset}.yaml")
     if not os.path.exists(path):
         return {}
     data = read_yaml(path)
     return dict(data.get("model_conf") or data.get("generator_conf") or {})
 
 
-def _sizes(preset: str) -> tuple[dict[str, dict], str]:
+def _sizes(preset: str, conf_dir: str = "conf") -> tuple[dict[str, dict], str]:
     if preset == "paper":
         return PAPER, "paper sizes"
     if preset == "quick":
         return QUICK, "tiny sizes"
     if preset == "demo":
-        sizes = {"transformer_tts": _conf("teacher_ar", "demo"), "fastspeech": _conf("fastspeech", "demo"),
-                 "fastspeech2": _conf("fastspeech2", "demo"), "vocos": _conf("vocoder_vocos", "demo")}
+        sizes = {"transformer_tts": _conf(conf_dir, "teacher_ar", "demo"),
+                 "fastspeech": _conf(conf_dir, "fastspeech", "demo"),
+                 "fastspeech2": _conf(conf_dir, "fastspeech2", "demo"),
+                 "vocos": _conf(conf_dir, "vocoder_vocos", "demo")}
         missing = [k for k, v in sizes.items() if not v]
-        return sizes, "recipes/conf/*_demo.yaml" + (f" (class defaults: {', '.join(missing)})" if missing else "")
+        return sizes, f"{conf_dir}/*_demo.yaml" + (f" (class defaults: {', '.join(missing)})" if missing else "")
     raise SpeechkdError(f"unknown preset '{preset}'", field="--presets", hint="choose from paper, demo")
 
 
 def _model(name: str, conf: dict, n_mels: int, device: str, **over: Any) -> torch.nn.Module:
-    from speechkd.config import from_dict
-    from speechkd.models import get_model_class
-
     cls = get_model_class(name)
     cfg = from_dict(cls.Config, {**conf, **over}, source=f"bench {name} sizes")
     return cls(cfg, n_vocab=N_VOCAB, n_mels=n_mels).to(device).eval()
@@ -123,22 +127,12 @@ def _model(name: str, conf: dict, n_mels: int, device: str, **over: Any) -> torc
 
 def _neural_vocoder(conf: dict, feats, device: str):
     """A randomly initialised Vocos-like vocoder, or None where this speechkd has none."""
-    try:
-        from speechkd.models.vocoders import GENERATORS
-        from speechkd.models.vocoders.vocos import Vocos
-    except ImportError:
-        return None
     gen_cls, cfg_cls = GENERATORS["vocos"]
-    from speechkd.config import from_dict
-
     return Vocos(gen_cls(from_dict(cfg_cls, conf, source="bench vocos sizes"), feats), feats, device)
 
 
 def _trained(exp_dir: str, device: str) -> dict[str, Any]:
     """Trained models under ``exp_dir`` by role (teacher_ar, fastspeech, fastspeech2, vocos)."""
-    from speechkd.infer.synthesize import load_vocoder
-    from speechkd.train.exp import load_model
-
     found: dict[str, Any] = {}
     for role in ("teacher_ar", "fastspeech", "fastspeech2"):
         if os.path.exists(os.path.join(exp_dir, role, "checkpoints", "last.ckpt")):
@@ -190,8 +184,6 @@ def chain(mel_fn: Callable[[], dict], vocoder: Callable, denorm: Callable | None
 
 # ---- the suite -----------------------------------------------------------------------------------------
 def run(args: argparse.Namespace) -> list[Bench]:
-    from speechkd.infer.synthesize import resolve_device
-
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     if args.uncached_repeats < 1 or args.ar_repeats < 1:
@@ -214,15 +206,11 @@ def run(args: argparse.Namespace) -> list[Bench]:
 
 def _preset_benches(preset: str, args: argparse.Namespace, tokens_n: int, frames: int, device: str,
                     sync: Callable | None, trained: dict[str, Any]) -> list[Bench]:
-    from speechkd.config import to_dict
-    from speechkd.features.config import FeatureConfig
-    from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
-
-    sizes, source = _sizes(preset)
+    sizes, source = _sizes(preset, args.conf_dir)
     if preset == "paper" and args.teacher_ff_kernel is not None:
         sizes = {**sizes, "transformer_tts": {**sizes["transformer_tts"], "ff_kernel": args.teacher_ff_kernel}}
     if "teacher_ar" in trained:  # the r=1 teacher: the trained one's architecture, random weights
-        sizes = {**sizes, "transformer_tts": to_dict(trained["teacher_ar"].config.model_conf)}
+        sizes = {**sizes, "transformer_tts": to_dict(trained["teacher_ar"].model_conf)}
     feats = next((m.feature_config for k, m in trained.items() if k in ("teacher_ar", "fastspeech", "fastspeech2")),
                  None) or FeatureConfig()
     n_mels = feats.n_mels

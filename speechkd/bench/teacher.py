@@ -25,8 +25,10 @@ from typing import Callable
 import torch
 
 from speechkd.bench.harness import Bench
+from speechkd.checkpoints import load_model
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
+from speechkd.models.transformer_tts import TransformerTTS, TransformerTTSConfig
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_model(size: str, r: int, n_vocab: int = 80, n_mels: int = 80, seed: int = 0):
     """A randomly initialised TransformerTTS of a named size, in eval mode."""
-    from speechkd.models.transformer_tts import TransformerTTS, TransformerTTSConfig
-
     if size not in SIZES:
         raise SpeechkdError(f"unknown model size '{size}'", field="--sizes", hint=f"choose from {', '.join(SIZES)}")
     torch.manual_seed(seed)
@@ -99,8 +99,6 @@ def run(args: argparse.Namespace) -> list[Bench]:
     device = torch.device(args.device)
     cases = []
     if args.exp:
-        from speechkd.train.exp import load_model
-
         lm = load_model(args.exp, device=device)
         cases.append((f"{args.exp} (trained, r={lm.model.r})", lm.model.eval(), len(lm.token_list)))
     else:

@@ -22,11 +22,22 @@ gliding F0 (no corpus needed), or the wav given with ``--wav``.
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 
+from speechkd.audio import load_audio
 from speechkd.bench.harness import Bench
 from speechkd.utils import args as av
+from speechkd.checkpoints import load_vocoder, resolve_device
+from speechkd.errors import SpeechkdError
+from speechkd.features.config import FeatureConfig
+from speechkd.features.mel import log_mel
+from speechkd.models.vocoders import source_filter as sfm
+from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
+from speechkd.models.vocoders.vocos import Vocos
+from speechkd.models.vocoders.world import World, WorldConfig
+from speechkd.train.vocoder import build_generator, load_vocoder_config
 
 GROUPS = ("gl", "vocos", "world")
 
@@ -42,8 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=None, help="a trained vocoder's exp dir (default: the demo preset's "
                                                  "size with random weights)")
     p.add_argument("--vocos-config", type=av.text_file, default=None,
-                   help="generator size of the untrained Vocos case: a vocoder preset YAML "
-                        "(default: recipes/conf/vocoder_vocos_demo.yaml)")
+                   help="generator size of the untrained Vocos case: a vocoder preset YAML (default: "
+                        "conf/vocoder_vocos_demo.yaml when run from a recipe dir, else the class defaults)")
     p.add_argument("--device", type=av.device, default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--threads", type=av.int_range(1, av.MAX_JOBS), default=None,
                    help="torch intra-op threads (default: torch's). On a loaded 2-core machine, 2 OpenMP "
@@ -81,12 +92,6 @@ def run(args: argparse.Namespace) -> list[Bench]:
     import librosa
     import torch
 
-    from speechkd.audio import load_audio
-    from speechkd.errors import SpeechkdError
-    from speechkd.features.config import FeatureConfig
-    from speechkd.features.mel import log_mel
-    from speechkd.infer.vocode import resolve_device
-    from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
 
     groups = [g.strip() for g in args.cases.split(",") if g.strip()]
     bad = [g for g in groups if g not in GROUPS]
@@ -128,33 +133,24 @@ def run(args: argparse.Namespace) -> list[Bench]:
         checks += [("fast", fast), ("plain", plain)]
 
     if "vocos" in groups:
-        from speechkd.models.vocoders.vocos import Vocos
-
         if args.vocos:
-            from speechkd.models.vocoders import load_vocoder
-
             voc = load_vocoder(args.vocos, feats, device)
             label = f"Vocos-like ({args.vocos})"
         else:
-            import os
-
-            from speechkd.train.vocoder import build_generator, load_vocoder_config
-
-            conf = args.vocos_config or os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "conf",
-                                                     "vocoder_vocos_demo.yaml")
-            if not os.path.exists(conf):
-                raise SpeechkdError("vocoder preset not found", path=conf, field="--vocos-config")
-            voc = Vocos(build_generator(load_vocoder_config(conf), feats), feats, device)
-            label = f"Vocos-like ({os.path.basename(conf)}, untrained)"
+            recipe_preset = os.path.join("conf", "vocoder_vocos_demo.yaml")  # run from a recipe dir
+            conf = args.vocos_config or (recipe_preset if os.path.exists(recipe_preset) else None)
+            if conf and not os.path.exists(conf):
+                raise SpeechkdError("vocoder preset not found", path=conf, field="--vocos-config",
+                                    hint="run from a recipe dir (conf/ holds the presets) or pass the YAML")
+            voc = Vocos(build_generator(load_vocoder_config(conf or None), feats), feats, device)
+            label = f"Vocos-like ({os.path.basename(conf) if conf else 'class defaults'}, untrained)"
         n_params = sum(p.numel() for p in voc.generator.parameters())
         bench.add(label, lambda: voc(mel), sync=sync, note=f"{device}, {n_params / 1e6:.2f} M params")
         bench.extra["Vocos parameters"] = f"{n_params:,}"
         checks.append(("vocos", voc))
 
     if "world" in groups:
-        from speechkd.models.vocoders import source_filter as sfm
-        from speechkd.models.vocoders.source_filter_cuda import cuda_available
-        from speechkd.models.vocoders.world import World, WorldConfig
+        from speechkd.models.vocoders.source_filter_cuda import cuda_available  # why: numba.cuda, optional
 
         world = World(feats, WorldConfig(f0_method="dio"))
         params = world.analyse(wav, feats.sample_rate)
@@ -172,7 +168,7 @@ def run(args: argparse.Namespace) -> list[Bench]:
         if gpu:
             from numba import cuda
 
-            from speechkd.models.vocoders.source_filter_cuda import harmonics_cuda
+            from speechkd.models.vocoders.source_filter_cuda import harmonics_cuda  # why: numba.cuda, optional
 
             bench.add("harmonic sum: CUDA kernel", lambda: harmonics_cuda(arrays, to_host=False),
                       sync=cuda.synchronize, note="cuda, device output")

@@ -14,8 +14,10 @@ import logging
 import os
 
 from speechkd.corpora import CORPORA
+from speechkd.corpora.common import _PARAMS
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
+from speechkd.utils.io import atomic_write_json
 from speechkd.utils.outputs import SETTINGS_FILE, claim_output_dir
 
 logger = logging.getLogger(__name__)
@@ -53,9 +55,6 @@ def main(args: argparse.Namespace) -> int:
 def _adopt_legacy(out: str, name: str, seed: int, settings: dict) -> None:
     """A corpus dir written before settings were recorded (only its name and seed): rerunning the
     same corpus and seed into it resumes as it did then."""
-    from speechkd.corpora.common import _PARAMS
-    from speechkd.utils.io import atomic_write_json
-
     legacy = os.path.join(out, _PARAMS)
     if os.path.exists(os.path.join(out, SETTINGS_FILE)) or not os.path.isfile(legacy):
         return

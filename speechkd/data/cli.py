@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from speechkd.data.split import split_by_ratio, split_datadir, subset_datadir
+from speechkd.data.validate import fix_datadir, validate_datadir
 from speechkd.errors import DataDirError
 from speechkd.utils import args as av
 
@@ -83,8 +85,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from speechkd.data.validate import validate_datadir
-
     report = validate_datadir(args.dir, sample_rate=args.sample_rate, check_audio=not args.no_audio,
                               read_pipes=args.read_pipes)
     print(report.format(limit=args.max_shown))
@@ -92,8 +92,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _fix(args: argparse.Namespace) -> int:
-    from speechkd.data.validate import fix_datadir
-
     res = fix_datadir(args.dir, sample_rate=args.sample_rate, out=args.out, overwrite=args.overwrite)
     print(f"{res.path}: kept {res.kept} utterances, dropped {len(res.dropped)}"
           + (f", repaired {len(res.repaired)} file problem(s)" if res.repaired else "")
@@ -104,8 +102,6 @@ def _fix(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from speechkd.data.split import split_by_ratio, split_datadir
-
     if args.num is not None:
         dirs = split_datadir(args.dir, args.num, args.out, overwrite=args.overwrite)
     else:
@@ -124,8 +120,6 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _subset(args: argparse.Namespace) -> int:
-    from speechkd.data.split import subset_datadir
-
     utts = None
     if args.utt_list is not None:
         try:
@@ -139,8 +133,6 @@ def _subset(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from speechkd.data.validate import validate_datadir
-
     report = validate_datadir(args.dir, check_audio=not args.no_audio, read_pipes=args.read_pipes)
     print(f"utterances: {report.num_utts}")
     print(f"speakers: {report.num_speakers}")

@@ -11,8 +11,8 @@ import os
 import random
 from collections.abc import Iterable
 
-from speechkd.data.kaldi import DataDir, read_datadir, sort_key, write_datadir
-from speechkd.data.validate import validate_datadir
+from speechkd.data.kaldi import DataDir, read_datadir, sort_key
+from speechkd.data.validate import validate_datadir, write_new_datadir
 from speechkd.errors import DataDirError
 
 logger = logging.getLogger(__name__)
@@ -27,39 +27,6 @@ def read_valid(path: str | os.PathLike) -> DataDir:
                            utt=first.utt, field=first.field,
                            hint="run `speechkd data validate` to see them, `speechkd data fix` to repair")
     return read_datadir(path)
-
-
-def write_new_datadir(src: str | os.PathLike, out: str | os.PathLike, dd: DataDir, *,
-                      overwrite: bool = False) -> None:
-    """Write ``dd`` to ``out``, never silently over its own input or another data dir.
-
-    ``out`` == ``src`` is refused; an existing data dir at ``out`` holding other utterances or
-    contents is refused unless ``overwrite``, which first copies its files into ``out/.backup/``
-    (the convention of :func:`speechkd.data.validate.fix_datadir`). Rewriting identical content
-    (a rerun) is allowed."""
-    from speechkd.data.validate import _backup
-    from speechkd.utils.outputs import same_path
-
-    if os.path.exists(out) and same_path(src, out):
-        raise DataDirError("the output is the input data dir: writing it would replace the input", path=str(out),
-                           hint="give another output dir")
-    if os.path.isfile(out):
-        raise DataDirError("exists and is a file, not a directory", path=str(out), hint="give a directory path")
-    present = [n for n in ("wav.scp", "text", "utt2spk", "segments") if os.path.exists(os.path.join(out, n))]
-    if present:
-        try:
-            old = read_datadir(out, lenient=True)
-            same = (old.wav_scp, old.text, old.utt2spk, old.segments) == (dd.wav_scp, dd.text, dd.utt2spk,
-                                                                          dd.segments)
-        except DataDirError:
-            same = False
-        if not same:
-            if not overwrite:
-                raise DataDirError(f"is another data dir ({', '.join(present)} with other contents)",
-                                   path=str(out), hint="pass --overwrite to replace it (its files are copied "
-                                                       "into .backup/ first) or choose another output dir")
-            logger.warning("replacing data dir %s; its files are kept in %s", out, _backup(str(out)))
-    write_datadir(out, dd)
 
 
 def chunk_sizes(total: int, n: int) -> list[int]:

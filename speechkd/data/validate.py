@@ -20,6 +20,7 @@ from speechkd.audio import audio_info, audio_sample_problem
 from speechkd.data.kaldi import REQUIRED, DataDir, read_datadir, read_lines, read_table, sort_key, \
     write_datadir, write_table
 from speechkd.errors import AudioError, DataDirError
+from speechkd.utils.outputs import same_path
 from speechkd.utils.paths import id_problem
 
 logger = logging.getLogger(__name__)
@@ -396,8 +397,6 @@ def fix_datadir(path: str | os.PathLike, *, sample_rate: int | None = None,
     if in_place:
         write_datadir(dest, fixed)
     else:
-        from speechkd.data.split import write_new_datadir
-
         write_new_datadir(path, dest, fixed, overwrite=overwrite)
     _filter_extras(path, dest, fixed)
     repaired = [i for i in before.errors if i.kind in REWRITE_KINDS]
@@ -429,6 +428,36 @@ def _backup(path: str) -> str:
                 break  # this version is already backed up
             n += 1
     return bdir
+
+
+def write_new_datadir(src: str | os.PathLike, out: str | os.PathLike, dd: DataDir, *,
+                      overwrite: bool = False) -> None:
+    """Write ``dd`` to ``out``, never silently over its own input or another data dir.
+
+    ``out`` == ``src`` is refused; an existing data dir at ``out`` holding other utterances or
+    contents is refused unless ``overwrite``, which first copies its files into ``out/.backup/``
+    (the convention of :func:`fix_datadir`). Rewriting identical content
+    (a rerun) is allowed."""
+    if os.path.exists(out) and same_path(src, out):
+        raise DataDirError("the output is the input data dir: writing it would replace the input", path=str(out),
+                           hint="give another output dir")
+    if os.path.isfile(out):
+        raise DataDirError("exists and is a file, not a directory", path=str(out), hint="give a directory path")
+    present = [n for n in ("wav.scp", "text", "utt2spk", "segments") if os.path.exists(os.path.join(out, n))]
+    if present:
+        try:
+            old = read_datadir(out, lenient=True)
+            same = (old.wav_scp, old.text, old.utt2spk, old.segments) == (dd.wav_scp, dd.text, dd.utt2spk,
+                                                                          dd.segments)
+        except DataDirError:
+            same = False
+        if not same:
+            if not overwrite:
+                raise DataDirError(f"is another data dir ({', '.join(present)} with other contents)",
+                                   path=str(out), hint="pass --overwrite to replace it (its files are copied "
+                                                       "into .backup/ first) or choose another output dir")
+            logger.warning("replacing data dir %s; its files are kept in %s", out, _backup(str(out)))
+    write_datadir(out, dd)
 
 
 def _filter_extras(src: str, dest: str, dd: DataDir) -> None:

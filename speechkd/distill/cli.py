@@ -8,7 +8,7 @@ Methods (explicit registry):
   writes exp/diffusion_4, exp/diffusion_2 (each its own exp dir, resumable; done rounds are skipped).
 
   compare      the teacher sampled with k steps vs the k-step students, paired, on mels of a split with
-               a teacher dump (:mod:`speechkd.eval.diffusion_steps`)::
+               a teacher dump (:mod:`speechkd.distill.compare`)::
 
       speechkd distill compare --exps exp/diffusion_8 exp/diffusion_4 exp/diffusion_2 --split dev \
           --out exp/eval/diffusion_steps
@@ -20,8 +20,21 @@ Settings: ProgressiveConfig defaults <- ``--config`` YAML <- ``KEY=VALUE`` overr
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 
+import torch
+
+from speechkd.checkpoints import load_model
 from speechkd.config import dump_config, load_typed
+from speechkd.distill import compare as ds
+from speechkd.distill.progressive import ProgressiveConfig, run_progressive
+from speechkd.errors import ConfigError, SpeechkdError
+from speechkd.features.config import check_compatible
+from speechkd.models.diffusion import DiffusionTTS
+from speechkd.train.data import TTSDataModule
+from speechkd.train.exp import loaded_train_config
+from speechkd.utils.io import atomic_write_json, atomic_write_text
 from speechkd.utils import args as av
 
 # flag -> config key (per round)
@@ -75,33 +88,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace):
-    from speechkd.distill.progressive import ProgressiveConfig
-
     flags = [f"{key}={getattr(args, name)}" for name, key in FLAGS.items() if getattr(args, name) is not None]
     return load_typed(ProgressiveConfig, args.config, list(args.overrides) + flags)
 
 
 def compare(args: argparse.Namespace) -> int:
-    import dataclasses
-    import os
-
-    import torch
-
-    from speechkd.errors import SpeechkdError
-    from speechkd.eval import diffusion_steps as ds
-    from speechkd.features.config import check_compatible
-    from speechkd.models.diffusion import DiffusionTTS
-    from speechkd.train.data import TTSDataModule
-    from speechkd.train.exp import load_model
-    from speechkd.utils.io import atomic_write_json, atomic_write_text
-
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     loaded, dirs = {}, {}
     for e in args.exps:
         lm = load_model(e)
         if not isinstance(lm.model, DiffusionTTS):
-            raise SpeechkdError(f"a {lm.config.model!r} model, not a diffusion model", path=e, field="--exps")
+            raise SpeechkdError(f"a {lm.name!r} model, not a diffusion model", path=e, field="--exps")
         if lm.model.cfg.steps in loaded:
             raise SpeechkdError(f"two models with {lm.model.cfg.steps} steps", path=e, field="--exps")
         loaded[lm.model.cfg.steps] = lm
@@ -117,7 +115,7 @@ def compare(args: argparse.Namespace) -> int:
         over["dump_dir"] = args.data
     if args.teacher_dump:
         over["teacher_dump_dir"] = args.teacher_dump
-    dm = TTSDataModule(dataclasses.replace(teacher.config.data, **over), needs=teacher.model.batch_needs)
+    dm = TTSDataModule(dataclasses.replace(loaded_train_config(teacher).data, **over), needs=teacher.model.batch_needs)
     dm.setup()
     check_compatible(teacher.feature_config, dm.feature_config, teacher.path, "the dump")
     systems = ds.systems_of({k: lm.model for k, lm in loaded.items()})
@@ -143,8 +141,6 @@ def compare(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.errors import ConfigError
-
     if args.method == "compare":
         return compare(args)
     cfg = resolve(args)
@@ -153,8 +149,6 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.teacher:
         raise ConfigError("--teacher is required", field="--teacher", hint="e.g. --teacher exp/diffusion_8")
-    from speechkd.distill.progressive import run_progressive
-
     data = {key: getattr(args, name) for name, key in DATA_FLAGS.items() if getattr(args, name) is not None}
     for d in run_progressive(args.teacher, cfg, exp_root=args.exp_root, data_overrides=data):
         print(d)

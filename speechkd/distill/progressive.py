@@ -10,7 +10,7 @@ Round r (teacher with 2k steps, student with k):
 3. the teacher (frozen, eval mode: deterministic) takes two DDIM steps t -> t' -> t'' (the step to
    t'' = 0 returns its x0^);
 4. the target x~ = (x_t'' - (sigma_t''/sigma_t) x_t) / (a_t'' - (sigma_t''/sigma_t) a_t) is the x0 for
-   which one DDIM step t -> t'' lands on x_t'' (:func:`speechkd.distill.samplers.distill_target`);
+   which one DDIM step t -> t'' lands on x_t'' (:func:`speechkd.models.diffusion_sampling.distill_target`);
 5. the student's x0^(x_t, tau_t) is trained on x~ with a masked L1 (ProDiff eq. 9), optionally
    weighted by the truncated SNR max(a_t^2/sigma_t^2, 1) (Salimans & Ho sec. 4).
 
@@ -30,7 +30,7 @@ the teacher's grid while it sits at noise level t: training and sampling then di
 student step. We do not copy that.)
 
 Every round is its own exp dir ``<exp_root>/<prefix>_<k>`` (checkpoints loadable with
-:func:`speechkd.train.exp.load_model`, with config, tokens, FeatureConfig and statistics inside; the
+:func:`speechkd.checkpoints.load_model`, with config, tokens, FeatureConfig and statistics inside; the
 teacher's path and the round's settings in ``progressive.yaml`` and ``round.json``). Training a
 round resumes after a kill (the shared runner, :mod:`speechkd.train.runner`); a round whose
 ``round.json`` exists is done and is skipped, so rerunning with more rounds continues the chain.
@@ -48,13 +48,16 @@ from typing import Literal
 
 import torch
 
+from speechkd.checkpoints import load_model, read_checkpoint
 from speechkd.config import dump_config, field, to_dict
-from speechkd.distill.samplers import ddim_step, distill_target, q_sample
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.models.diffusion import DiffusionTTS, _fit_frames, masked_l1
+from speechkd.models.diffusion_sampling import ddim_step, distill_target, q_sample
 from speechkd.models.layers import length_mask
 from speechkd.train.config import OptimConfig, TrainConfig, TrainerConfig
+from speechkd.train.exp import loaded_train_config
 from speechkd.train.module import TTSTask
+from speechkd.train.trainer import run_training
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -195,12 +198,9 @@ def run_progressive(teacher_exp: str, pcfg: ProgressiveConfig, *, exp_root: str 
     """Run the chain of ``pcfg.rounds`` rounds from ``teacher_exp``; returns the student exp dirs.
     ``data_overrides``: ``DataConfig`` fields replacing the teacher's (e.g. dump_dir when the
     recipe moved)."""
-    from speechkd.train.exp import load_model
-    from speechkd.train.trainer import run_training
-
     teacher = load_model(teacher_exp)
     if not isinstance(teacher.model, DiffusionTTS):
-        raise SpeechkdError(f"the teacher is a {teacher.config.model!r} model, not a diffusion model",
+        raise SpeechkdError(f"the teacher is a {teacher.name!r} model, not a diffusion model",
                             path=teacher.path, hint="train one with model: diffusion (recipe stage 7)")
     exp_root = exp_root or os.path.dirname(os.path.abspath(teacher_exp.rstrip("/")))
     outs, prev_dir = [], teacher_exp
@@ -214,7 +214,7 @@ def run_progressive(teacher_exp: str, pcfg: ProgressiveConfig, *, exp_root: str 
             continue
         if prev_dir != teacher_exp:  # the previous round's student teaches this round
             teacher = load_model(prev_dir)
-        cfg = student_config(teacher.config, pcfg, k)
+        cfg = student_config(loaded_train_config(teacher), pcfg, k)
         if data_overrides:
             cfg.data = dataclasses.replace(cfg.data, **data_overrides)
         meta = {"round": r, "teacher": os.path.abspath(prev_dir), "teacher_steps": 2 * k, "student_steps": k,
@@ -230,7 +230,7 @@ def run_progressive(teacher_exp: str, pcfg: ProgressiveConfig, *, exp_root: str 
                                    freeze_condition=pcfg.freeze_condition, meta=_m)
 
         last = run_training(cfg, exp_dir, progress_bar=progress_bar, make_task=make_task)
-        ckpt = torch.load(last, map_location="cpu", weights_only=True)
+        ckpt = read_checkpoint(last)
         atomic_write_json(done, {**meta, "steps_trained": int(ckpt.get("global_step", 0)),
                                  "train_minutes": float(ckpt["speechkd"].get("train_minutes", 0.0)),
                                  "wall_minutes_this_run": (time.perf_counter() - t0) / 60.0, "checkpoint": last})

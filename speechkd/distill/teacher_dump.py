@@ -55,24 +55,28 @@ Writes are atomic; rerunning an interrupted dump computes only the missing utter
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import time
 import zipfile
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from speechkd.align.durations import durations_from_attention, fix_durations, select_head, shift_durations
 from speechkd.align.refine import RefineConfig, RefineItem, refine_durations
+from speechkd.checkpoints import LoadedModel, load_model
+from speechkd.data.kaldi import write_table
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import MEL_FIELDS, check_compatible
-from speechkd.models.transformer_tts import expand_to_frames
+from speechkd.models.transformer_tts import TransformerTTS, expand_to_frames
 from speechkd.train.data import FrameBatchSampler, UtteranceDataset, collate, read_feature_config, read_split
-from speechkd.train.exp import LoadedModel, code_version
+from speechkd.train.exp import code_version, loaded_train_config
+from speechkd.train.plots import plot_alignment, plot_histogram
 from speechkd.utils.io import atomic_open, atomic_write_json, atomic_write_text
 from speechkd.utils.paths import safe_child
 
@@ -110,8 +114,6 @@ def utterance_result(per_layer: list[np.ndarray], r: int, num_frames: int, metho
                      shift_frames: int = 0) -> dict[str, np.ndarray]:
     """Durations etc. of one utterance from its attention per layer ``[H, S, T_r]``. The focus
     rate, layer and head are those of the most diagonal head whatever ``attention`` is."""
-    from speechkd.align.durations import durations_from_attention, fix_durations, select_head, shift_durations
-
     layer, head, rate = select_head(per_layer)
     attn = per_layer[layer][head] if attention == "head" else np.mean([a.mean(0) for a in per_layer], axis=0)
     s = attn.shape[0]
@@ -135,7 +137,7 @@ def _load(path: str) -> dict[str, np.ndarray] | None:
 
 def _info(lm: LoadedModel, mode: str, opts: DumpOptions, split_dir: str) -> dict:
     return {"kd_mode": mode, "checkpoint": os.path.abspath(lm.path), "step": lm.step,
-            "model": lm.config.model, "reduction_factor": lm.model.r, "duration_method": opts.method,
+            "model": lm.name, "reduction_factor": lm.model.r, "duration_method": opts.method,
             "attention": opts.attention, "shift_frames": opts.shift_frames, "average": opts.average,
             "focus_threshold": opts.focus_threshold, "seed": opts.seed,
             "max_frames_per_token": opts.max_frames_per_token, "source": os.path.abspath(split_dir),
@@ -201,8 +203,6 @@ def run_batch(lm: LoadedModel, batch: dict, mode: str, opts: DumpOptions, genera
 def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts: DumpOptions,
               device: torch.device, overwrite: bool = False) -> dict:
     """Dump one KD mode of one split into ``out``; returns the report."""
-    from speechkd.data.kaldi import write_table
-
     feats_dir = os.path.join(data, "feats", split)
     prepare_dir(out, _info(lm, mode, opts, feats_dir), lm, overwrite)
     utts = read_split(data, split, lm.token_list, on_unknown="map")
@@ -257,8 +257,7 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
 
 
 def _max_minutes(lm: LoadedModel) -> float:
-    trainer = getattr(lm.config, "trainer", None)
-    return float(getattr(trainer, "max_minutes", 0.0) or 0.0)
+    return float(loaded_train_config(lm).trainer.max_minutes or 0.0)
 
 
 def check_aligned(out: str, report: dict, min_aligned: float, teacher_minutes: float = 0.0) -> None:
@@ -341,8 +340,6 @@ def _stable_hash(s: str) -> int:
 
 def write_report(out: str, mode: str, rows: list[dict], filtered: dict[str, str], thr: float, r: int) -> dict:
     """report.json, report.md, focus_rate_hist.png and attention plots of the first/worst utterances."""
-    from speechkd.train.plots import plot_alignment, plot_histogram
-
     f = np.array([x["focus_rate"] for x in rows], dtype=np.float64)
     counts, edges = np.histogram(f, bins=10, range=(0.0, 1.0))
 
@@ -406,8 +403,6 @@ def _fmt(x: float | None) -> str:
 def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: DumpOptions,
                  device: str = "auto", overwrite: bool = False) -> dict[str, dict]:
     """Load the teacher, check it against the dump, and dump each requested KD mode."""
-    from speechkd.train.exp import load_model
-
     modes = KD_MODES if kd_mode == "both" else (kd_mode,)
     if not 0.0 <= opts.min_aligned <= 1.0:  # checked before the work, not after it
         raise SpeechkdError(f"the alignment floor must be a share in [0, 1], not {opts.min_aligned:g}",
@@ -421,8 +416,8 @@ def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     lm = load_model(exp, device=dev, average=opts.average)
-    if not hasattr(lm.model, "attention_per_utterance"):
-        raise SpeechkdError(f"model {lm.config.model} has no encoder-decoder attention to take durations from",
+    if not isinstance(lm.model, TransformerTTS):
+        raise SpeechkdError(f"model {lm.name} has no encoder-decoder attention to take durations from",
                             path=lm.path)
     check_compatible(lm.feature_config, read_feature_config(data, split), f"teacher checkpoint {lm.path}",
                      f"dump {os.path.join(data, 'feats', split)}", only=MEL_FIELDS,

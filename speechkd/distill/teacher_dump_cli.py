@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import argparse
 
-from speechkd.distill.teacher_dump import DEFAULT_THRESHOLD, _fmt
+from speechkd.align.refine import RefineConfig
+from speechkd.distill.teacher_dump import DEFAULT_THRESHOLD, DumpOptions, _fmt, teacher_dump
 from speechkd.utils import args as av
 
 
@@ -65,9 +66,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.align.refine import RefineConfig
-    from speechkd.distill.teacher_dump import DumpOptions, teacher_dump
-
     opts = DumpOptions(method=args.method, focus_threshold=args.focus_threshold, batch_frames=args.batch_frames,
                        seed=args.seed, max_frames_per_token=args.max_frames_per_token, attention=args.attention,
                        shift_frames=args.shift_frames, average=args.average, min_aligned=args.min_aligned,

@@ -2,5 +2,5 @@
 
 docs/architecture.md, "Speech enhancement": a noisy-target
 teacher (NyTT, Fujimura et al. 2021) trained on noisy speech y plus extra noise,
-remix students (:mod:`speechkd.distill.remix`) and teacher/student inference S(T(y)).
+remix students (:mod:`speechkd.enhance.remix`) and teacher/student inference S(T(y)).
 """

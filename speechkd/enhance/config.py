@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from speechkd.config import field, load_typed
 from speechkd.enhance.losses import LossConfig
+from speechkd.enhance.models import build_se_model
 from speechkd.errors import ConfigError
 from speechkd.train.config import TrainerConfig
 
@@ -96,8 +97,6 @@ class SETrainConfig:
 
 def check_config(cfg: SETrainConfig, source: str = "<config>") -> SETrainConfig:
     """Cross-field checks; builds the model config once so its keys are checked too."""
-    from speechkd.enhance.models import build_se_model
-
     build_se_model(cfg.model, cfg.model_conf, source=source)
     d = cfg.data
     if len(d.snr_range) != 2 or d.snr_range[0] > d.snr_range[1]:

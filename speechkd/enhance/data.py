@@ -18,9 +18,9 @@ from torch.utils.data import IterableDataset
 
 from speechkd.audio import load_audio
 from speechkd.data.kaldi import read_datadir
-from speechkd.distill.remix import derangement
 from speechkd.enhance.config import REMIX, SETrainConfig
 from speechkd.enhance.mixing import fit_noise
+from speechkd.enhance.remix import derangement
 from speechkd.errors import DataDirError
 from speechkd.utils.paths import safe_child
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.enhance.prepare import MixPlan, prepare_se_data
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
+from speechkd.utils.outputs import claim_output_dir
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,14 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.enhance.prepare import MixPlan, prepare_se_data
-
     for name in ("extra_fraction", "test_fraction"):
         if not 0.0 < getattr(args, name) < 0.5:
             raise SpeechkdError(f"must lie in (0, 0.5), got {getattr(args, name)}", field="--" + name.replace("_", "-"))
     import os
 
-    from speechkd.utils.outputs import claim_output_dir
 
     if args.train_snr[0] > args.train_snr[1]:
         raise SpeechkdError(f"training SNR range {args.train_snr[0]}..{args.train_snr[1]} is empty",

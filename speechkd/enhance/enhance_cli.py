@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.enhance.infer import Enhancer, enhance_datadir, enhance_file
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
+from speechkd.utils.outputs import refuse_same_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.enhance.infer import Enhancer, enhance_datadir, enhance_file
-
     single = args.input is not None or args.output is not None
     batch = args.data_dir is not None or args.out_dir is not None
     if single == batch:
@@ -66,8 +66,6 @@ def main(args: argparse.Namespace) -> int:
     if single:
         if not (args.input and args.output):
             raise SpeechkdError("single-file mode needs both -i and -o")
-        from speechkd.utils.outputs import refuse_same_file
-
         refuse_same_file(args.input, args.output, field="-o")
         enh = Enhancer(args.model, args.teacher, average=args.average, checkpoint=args.checkpoint,
                        resample=args.resample)

@@ -20,14 +20,15 @@ import os
 from dataclasses import dataclass
 
 import torch
-from torch import nn
-
+# One exp-dir convention for every trainer, read without Lightning (weights_only).
+from speechkd.checkpoints import average_states, checkpoints_to_load, model_state
+from speechkd.checkpoints import last_checkpoints as _last
+from speechkd.checkpoints import read_checkpoint as _read
+from speechkd.checkpoints import resolve_checkpoint as _resolve
+from speechkd.config import from_dict
+from speechkd.enhance.config import SETrainConfig
+from speechkd.enhance.models import SEModel, build_se_model
 from speechkd.errors import SpeechkdError
-# One exp-dir convention for every trainer: checkpoint layout, atomic checkpoints, code version, train.log.
-from speechkd.train.exp import average_states, checkpoints_to_load, model_state
-from speechkd.train.exp import last_checkpoints as _last
-from speechkd.train.exp import read_checkpoint as _read
-from speechkd.train.exp import resolve_checkpoint as _resolve
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def read_checkpoint(path: str) -> dict:
 class LoadedSE:
     """A trained SE model (eval mode) with its config and provenance."""
 
-    model: nn.Module
+    model: SEModel
     name: str
     sample_rate: int
     step: int
@@ -54,7 +55,7 @@ class LoadedSE:
 
 
 def last_checkpoints(exp_dir: str, n: int) -> list[str]:
-    """The last ``n`` distinct steps of an SE exp dir, oldest first (see speechkd.train.exp)."""
+    """The last ``n`` distinct steps of an SE exp dir, oldest first (see speechkd.checkpoints)."""
     return _last(exp_dir, n, "se", "speechkd se-train")
 
 
@@ -63,10 +64,6 @@ def load_se_model(exp_or_ckpt: str, *, average: int = 1, checkpoint: int = 0,
     """Rebuild a trained SE model; ``average`` > 1 averages the weights of the last N checkpoints
     of an exp dir (single checkpoints vary: egs/asterisk_en/se1/RESULTS.md); ``checkpoint`` K > 0 takes the
     K-th newest of them alone (1: last.ckpt), to measure that spread."""
-    from speechkd.enhance.config import SETrainConfig
-    from speechkd.config import from_dict
-    from speechkd.enhance.models import build_se_model
-
     if (average > 1 or checkpoint > 0) and not os.path.isdir(exp_or_ckpt):
         raise SpeechkdError("choosing or averaging checkpoints needs an exp dir", path=exp_or_ckpt,
                             field="--checkpoint" if checkpoint else "--average")

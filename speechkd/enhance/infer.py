@@ -23,6 +23,9 @@ import numpy as np
 import torch
 
 from speechkd.audio import load_audio
+from speechkd.corpora.common import resample as resample_audio
+from speechkd.data.kaldi import read_datadir
+from speechkd.enhance.exp import load_se_model
 from speechkd.errors import AudioError, SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
 from speechkd.utils.outputs import claim_output_dir, same_path
@@ -46,8 +49,6 @@ class Enhancer:
 
     def __init__(self, model: str, teacher: str | None = None, *, average: int = 1, checkpoint: int = 0,
                  resample: bool = False, device: str = "cpu"):
-        from speechkd.enhance.exp import load_se_model
-
         self.spec = {"model": model, "teacher": teacher, "average": average, "checkpoint": checkpoint}
         self.resample, self.device = resample, torch.device(device)
         self.stages: list = []
@@ -88,11 +89,10 @@ class Enhancer:
             raise AudioError(f"sample rate is {rate} Hz but the model works at {self.sample_rate} Hz", path=name,
                              field="sample_rate", hint="pass --resample to resample it (and the output back), "
                                                        "or resample the audio yourself")
-        from speechkd.corpora.common import resample
-
         logger.info("%s: resampling %d -> %d Hz for the model, and the output back to %d Hz", name, rate,
                     self.sample_rate, rate)
-        out = resample(self._run(resample(wav, rate, self.sample_rate), self.sample_rate), self.sample_rate, rate)
+        out = resample_audio(self._run(resample_audio(wav, rate, self.sample_rate), self.sample_rate),
+                             self.sample_rate, rate)
         return np.pad(out, (0, max(0, len(wav) - len(out))))[: len(wav)]
 
 
@@ -130,8 +130,6 @@ def enhance_datadir(data_dir: str, out_dir: str, *, model: str, teacher: str | N
                     overwrite: bool = False, num_utts: int = 0) -> dict:
     """Write ``out_dir/<utt>.wav`` for every utterance of a data dir (skipping those already there unless
     ``overwrite``), over ``nj`` processes; writes and returns ``out_dir/enhance.json``."""
-    from speechkd.data.kaldi import read_datadir
-
     dd = read_datadir(data_dir)
     utts = dd.utts[:num_utts] if num_utts > 0 else dd.utts
     scp = os.path.join(data_dir, "wav.scp")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from speechkd.corpora.noise import fit
 from speechkd.errors import AudioError
 
 PEAK = 0.9            # mixtures louder than this are scaled down (speech and noise alike: SNR unchanged)
@@ -41,8 +42,6 @@ def snr_gain(speech: np.ndarray, noise: np.ndarray, snr: float, *, what: str = "
 def fit_noise(noise: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """A random n-sample crop of ``noise``, or ``noise`` looped with 0-0.5 s gaps when shorter
     (:func:`speechkd.corpora.noise.fit`: the same rule the noise corpus uses)."""
-    from speechkd.corpora.noise import fit
-
     return np.asarray(fit(np.asarray(noise, np.float64), n, rng), np.float64)
 
 

@@ -1,19 +1,32 @@
 """The explicit name -> class registry of SE models (waveform in, waveform out).
 
-Each class has a ``Config`` dataclass and is built as ``cls(cfg)``. Add a model by
+Each class is built as ``cls(cfg)`` and satisfies :class:`SEModel`. Add a model by
 importing it here: no plugin mechanism, no import strings.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import torch
 from torch import nn
 
 from speechkd.config import from_dict
 from speechkd.enhance.crn import CRN
 from speechkd.enhance.subband_gru import SubbandGRU
 from speechkd.errors import ConfigError
+
+@runtime_checkable
+class SEModel(Protocol):
+    """Noisy waveform ``[B, N]`` -> enhanced waveform ``[B, N]`` (same rate and length); an
+    ``nn.Module`` whose ``Config`` dataclass builds it."""
+
+    Config: ClassVar[type]
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor: ...
+
+    def __call__(self, wav: torch.Tensor) -> torch.Tensor: ...
+
 
 SE_MODELS: dict[str, type[nn.Module]] = {
     "crn": CRN,                  # ~0.94 M parameters: the teacher

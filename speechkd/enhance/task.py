@@ -2,7 +2,7 @@
 
 ``training_step`` turns a batch of :class:`speechkd.enhance.data.SEBatches` into
 (input, target) by the method's rule (:mod:`speechkd.enhance.nytt`,
-:mod:`speechkd.distill.remix`), runs the model and the loss. Validation is the
+:mod:`speechkd.enhance.remix`), runs the model and the loss. Validation is the
 same for every method and needs no clean speech: noisy-target pairs of dev
 speech plus extra noise, reporting the loss and the SI-SDR improvement
 towards the noisy dev speech y.
@@ -26,15 +26,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from speechkd.config import to_dict
-from speechkd.distill.remix import current_round, ema_update, remix_pairs, remixit_loss, teacher_estimates
 from speechkd.enhance.config import REMIX, SETrainConfig
 from speechkd.enhance.data import SEBatches, crops_of
 from speechkd.enhance.exp import load_se_model, model_state, read_checkpoint, resolve_checkpoint
-from speechkd.train.exp import code_version
 from speechkd.enhance.losses import neg_si_sdr, se_loss
 from speechkd.enhance.models import build_se_model
 from speechkd.enhance.nytt import noisy_target_pair
+from speechkd.enhance.remix import current_round, ema_update, remix_pairs, remixit_loss, teacher_estimates
 from speechkd.errors import ConfigError
+from speechkd.train.exp import code_version
 
 logger = logging.getLogger(__name__)
 

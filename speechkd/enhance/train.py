@@ -13,14 +13,13 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
+from speechkd.checkpoints import CKPT_DIR, LAST, read_checkpoint
 from speechkd.enhance.config import SETrainConfig, resolve_paths
 from speechkd.enhance.data import SEBatches, dev_batches
 from speechkd.enhance.exp import resolve_checkpoint
 from speechkd.enhance.models import num_parameters
 from speechkd.enhance.task import SETask
-from speechkd.errors import SpeechkdError
-from speechkd.train.exp import CKPT_DIR, LAST
-from speechkd.train.runner import Job, read_safely, run
+from speechkd.train.runner import Job, run
 from speechkd.utils.io import atomic_open
 
 logger = logging.getLogger(__name__)
@@ -43,11 +42,7 @@ class SEJob(Job):
         last = os.path.join(exp_dir, CKPT_DIR, LAST)
         if not os.path.exists(last) and self.continue_from:
             src = resolve_checkpoint(self.continue_from)
-            try:  # refuse a damaged or foreign file before copying it
-                read_safely(src, self.kind)
-            except Exception as e:  # noqa: BLE001 - any unusable file is the same user error
-                raise SpeechkdError(f"cannot continue from it ({type(e).__name__}: {e})", path=src,
-                                    field="--continue-from") from None
+            read_checkpoint(src, self.kind)  # refuse a damaged, unsafe or foreign file before copying it
             with open(src, "rb") as fin, atomic_open(last, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
             logger.info("continuing %s (copied to %s)", src, last)

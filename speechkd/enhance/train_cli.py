@@ -17,6 +17,11 @@ from __future__ import annotations
 import argparse
 import math
 
+from speechkd.config import dump_config
+from speechkd.enhance.config import load_se_config
+from speechkd.checkpoints import read_checkpoint
+from speechkd.enhance.exp import resolve_checkpoint
+from speechkd.enhance.train import run_se_training
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
 
@@ -37,9 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.config import dump_config
-    from speechkd.enhance.config import load_se_config
-
     cfg = load_se_config(args.config, args.overrides)
     if args.extra_minutes is not None:
         if not args.continue_from:
@@ -47,14 +49,12 @@ def main(args: argparse.Namespace) -> int:
         if not (math.isfinite(args.extra_minutes) and args.extra_minutes > 0):
             raise SpeechkdError(f"must be a positive number of minutes, got {args.extra_minutes}",
                                 field="--extra-minutes")
-        from speechkd.enhance.exp import resolve_checkpoint
-        from speechkd.train.runner import read_safely
-
         src = resolve_checkpoint(args.continue_from)
+        meta = read_checkpoint(src, "se")["speechkd"]
         try:
-            start = float(read_safely(src, "se")["speechkd"]["train_minutes"])
-        except Exception as e:  # noqa: BLE001 - any unusable file is the same user error
-            raise SpeechkdError(f"cannot read the checkpoint ({type(e).__name__}: {e})", path=src,
+            start = float(meta["train_minutes"])
+        except (KeyError, TypeError, ValueError):
+            raise SpeechkdError("the checkpoint records no training minutes", path=src,
                                 field="--continue-from") from None
         cfg.trainer.max_minutes = start + args.extra_minutes
         cfg.trainer.max_steps = -1
@@ -63,8 +63,6 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.exp:
         raise SpeechkdError("--exp is required to train", field="--exp")
-    from speechkd.enhance.train import run_se_training
-
     last = run_se_training(cfg, args.exp, continue_from=args.continue_from or "")
     print(f"-> {last}")
     return 0

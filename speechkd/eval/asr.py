@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from speechkd.audio import load_audio
 from speechkd.errors import SpeechkdError
 from speechkd.utils.parallel import process_map
 
@@ -57,8 +58,6 @@ class _Job:
 
 
 def _recognize_job(job: _Job) -> tuple[str, str]:
-    from speechkd.audio import load_audio
-
     wav, sr = load_audio(job.entry, utt=job.utt, segment=job.segment, mono="mean")
     return job.utt, recognize(wav, sr)
 

@@ -29,7 +29,15 @@ import argparse
 import os
 
 from speechkd.data.kaldi import read_datadir
+from speechkd.distill import cli as distill_cli
+from speechkd.eval.durations import durations_markdown, evaluate_dump
+from speechkd.eval.intelligibility import asr_markdown, evaluate_asr
+from speechkd.eval.se_eval import evaluate_se, se_markdown
+from speechkd.eval.se_summary import summarize_se
 from speechkd.eval.stats import json_safe
+from speechkd.eval.summary import summarize_systems
+from speechkd.eval.tts_eval import TtsEvalConfig, evaluate_tts, tts_markdown
+from speechkd.infer.systems import diffusion_chain, pairs, read_manifest
 from speechkd.utils import args as av
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
@@ -142,15 +150,11 @@ def main(args: argparse.Namespace) -> int:
     if args.what == "se":
         return _main_se(args)
     if args.what == "se-summary":
-        from speechkd.eval.se_summary import summarize_se
-
         path = summarize_se(args.results, args.out, args.title, args.paired_against)
         print(open(path, encoding="utf-8").read())
         print(f"-> {path}")
         return 0
     if args.what == "summary":
-        from speechkd.eval.summary import summarize_systems
-
         path = summarize_systems(args.results, args.out, args.title, args.pairs)
         print(open(path, encoding="utf-8").read().split("\n\n", 1)[1])
         print(f"-> {path}")
@@ -166,9 +170,6 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 
 def _main_systems(args: argparse.Namespace) -> int:
-    from speechkd.eval.summary import summarize_systems
-    from speechkd.infer.systems import diffusion_chain, pairs, read_manifest
-
     systems = read_manifest(args.systems)
     common = ("--data-dir", args.data_dir, "--num-utts", args.num_utts, "--nj", args.nj)
     # The ground truth under the same recogniser: the baseline every WER is read against.
@@ -192,8 +193,6 @@ def _main_systems(args: argparse.Namespace) -> int:
     # ground-truth durations): distance to the teacher's N-step sample, GV ratio.
     chain = diffusion_chain(systems)
     if args.compare_split and len(chain) > 1:
-        from speechkd.distill import cli as distill_cli
-
         p = argparse.ArgumentParser(prog="speechkd distill")
         distill_cli.add_arguments(p)
         distill_cli.main(p.parse_args(["compare", "--exps", *chain, "--split", args.compare_split,
@@ -202,8 +201,6 @@ def _main_systems(args: argparse.Namespace) -> int:
 
 
 def _main_asr(args: argparse.Namespace) -> int:
-    from speechkd.eval.intelligibility import asr_markdown, evaluate_asr
-
     dd = read_datadir(args.data_dir)
     utts = dd.utts[: args.num_utts] if args.num_utts > 0 else dd.utts
     res = evaluate_asr(dd, utts, wav_dir=args.wav_dir, nj=args.nj)
@@ -221,8 +218,6 @@ def _main_asr(args: argparse.Namespace) -> int:
 
 
 def _main_tts(args: argparse.Namespace) -> int:
-    from speechkd.eval.tts_eval import TtsEvalConfig, evaluate_tts, tts_markdown
-
     dd = read_datadir(args.data_dir)
     utts = dd.utts[: args.num_utts] if args.num_utts > 0 else dd.utts
     cfg = TtsEvalConfig(sample_rate=args.sample_rate, f0_method=args.f0_method,
@@ -247,8 +242,6 @@ def _main_tts(args: argparse.Namespace) -> int:
 
 
 def _main_se(args: argparse.Namespace) -> int:
-    from speechkd.eval.se_eval import evaluate_se, se_markdown
-
     res = evaluate_se(args.ref_dir, args.enh_dir, args.noisy_dir, num_utts=args.num_utts, nj=args.nj,
                       allow_missing=args.allow_missing)
     os.makedirs(args.out, exist_ok=True)
@@ -268,8 +261,6 @@ def _main_se(args: argparse.Namespace) -> int:
 
 
 def _main_durations(args: argparse.Namespace) -> int:
-    from speechkd.eval.durations import durations_markdown, evaluate_dump
-
     res = evaluate_dump(args.teacher_dump, args.data_dir, args.tokens, args.min_focus_rate, args.num_utts)
     os.makedirs(args.out, exist_ok=True)
     atomic_write_json(os.path.join(args.out, "results.json"), json_safe(res))

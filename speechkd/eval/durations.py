@@ -41,7 +41,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from speechkd.align.durations import fix_durations
+from speechkd.data.kaldi import read_table
 from speechkd.errors import SpeechkdError
+from speechkd.eval.stats import fmt_ci, mean_ci
+from speechkd.features.config import FeatureConfig
+from speechkd.text.tokens import read_tokens
 
 # espeak-ng (en-us) phoneme token -> flite (cmu_us) phone sequences it may be spoken as.
 IPA_TO_FLITE: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -193,8 +198,6 @@ def boundaries(tokens: list[str], starts_s: np.ndarray, ends_s: np.ndarray,
 
 def even_split(num_tokens: int, num_frames: int) -> np.ndarray:
     """The baseline: ``num_frames`` spread evenly over the tokens (largest remainder)."""
-    from speechkd.align.durations import fix_durations
-
     return fix_durations(np.ones(num_tokens, dtype=np.int64), num_frames)
 
 
@@ -231,7 +234,6 @@ def evaluate_utterance(tokens: list[str], durations: np.ndarray, phones: list[tu
 def _read_dump(dump: str) -> tuple[dict, dict[str, str]]:
     import json
 
-    from speechkd.data.kaldi import read_table
 
     info_path, index = os.path.join(dump, "dump_info.json"), os.path.join(dump, "index.scp")
     for p in (info_path, index, os.path.join(dump, "feature_config.yaml")):
@@ -265,11 +267,6 @@ def _missing(ids: list[str], where: str) -> str:
 def evaluate_dump(dump: str, data_dir: str, tokens_path: str | None = None, min_focus_rate: float = 0.0,
                   num_utts: int = 0) -> dict:
     """Duration accuracy of a teacher_forced dump against ``<data_dir>/phone_durations``."""
-    from speechkd.data.kaldi import read_table
-    from speechkd.eval.stats import mean_ci
-    from speechkd.features.config import FeatureConfig
-    from speechkd.text.cli import read_tokens
-
     info, index = _read_dump(dump)
     pd_path = os.path.join(data_dir, "phone_durations")
     if not os.path.exists(pd_path):
@@ -347,8 +344,6 @@ def evaluate_dump(dump: str, data_dir: str, tokens_path: str | None = None, min_
 
 def durations_markdown(res: dict, title: str) -> str:
     """results.md of :func:`evaluate_dump`."""
-    from speechkd.eval.stats import fmt_ci
-
     s, scan, md_ = res["summary"], res["lag_scan"], res["mean_duration_ms"]
     lines = [f"# {title}", "",
              f"{res['num_utts']} utterances of {res['teacher_dump']} (step {res['step']}, r={res['reduction_factor']}, "

@@ -21,11 +21,12 @@ import time
 import numpy as np
 
 from speechkd.audio import load_audio
-from speechkd.utils.parallel import process_map
+from speechkd.data.kaldi import read_datadir
 from speechkd.errors import AudioError, SpeechkdError
 from speechkd.eval.se_metrics import PESQ_SAMPLE_RATE, pesq_wb, si_sdr, stoi_scores
 from speechkd.eval.stats import fmt_ci, summarize
 from speechkd.utils.paths import safe_child
+from speechkd.utils.parallel import process_map
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ class AudioSet:
     """Audio per utterance from a Kaldi data dir or a directory of ``<utt>.wav``."""
 
     def __init__(self, path: str, role: str):
-        from speechkd.data.kaldi import read_datadir
-
         self.path, self.role = path, role
         if not os.path.isdir(path):
             raise SpeechkdError(f"{role} directory does not exist", path=path)

@@ -19,6 +19,7 @@ from collections import defaultdict
 import numpy as np
 
 from speechkd.errors import SpeechkdError
+from speechkd.eval.stats import json_safe, paired_mean_ci
 from speechkd.eval.summary import read_results
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
@@ -61,8 +62,6 @@ def system_row(path: str) -> dict:
 
 def paired(row: dict, base: dict) -> dict:
     """Per-utterance differences row − base (SI-SDR dB, PESQ) over shared utterances, mean with t CI."""
-    from speechkd.eval.stats import paired_mean_ci
-
     return {key: paired_mean_ci({u: v[i] for u, v in row["_per_utt"].items()},
                                 {u: v[i] for u, v in base["_per_utt"].items()}).as_dict()
             for i, key in enumerate(("si_sdr", "pesq"))}
@@ -163,8 +162,6 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
                  "averaged weights), mean [min, max] over them, (n) checkpoints." if any(
                   r.get("single_checkpoints") for r in rows) else ""), ""]
     os.makedirs(out_dir, exist_ok=True)
-    from speechkd.eval.stats import json_safe
-
     atomic_write_json(os.path.join(out_dir, "results.json"),
                       json_safe({"title": title, "paired_against": paired_against,
                                  "systems": [{k: v for k, v in r.items() if k != "_per_utt"} for r in rows]}))

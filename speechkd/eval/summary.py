@@ -13,6 +13,8 @@ import json
 import os
 
 from speechkd.errors import SpeechkdError
+from speechkd.eval.stats import paired_mean_ci
+from speechkd.eval.wer import bootstrap_ratio_ci
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
 # (key in the summary, column title, scale, format)
@@ -61,9 +63,6 @@ def paired_difference(res_a: dict | list[dict], res_b: dict | list[dict], n_boot
     utterance then contributes its differences summed over the members (WER; its MCD difference
     averaged), and the bootstrap resamples utterances, not runs, since one utterance's runs are
     not independent."""
-    from speechkd.eval.stats import paired_mean_ci
-    from speechkd.eval.wer import bootstrap_ratio_ci
-
     runs_a, runs_b = (r if isinstance(r, list) else [r] for r in (res_a, res_b))
     if len(runs_a) != len(runs_b) or not runs_a:
         raise SpeechkdError(f"pooled pair sides need the same number of runs, got {len(runs_a)} and {len(runs_b)}",

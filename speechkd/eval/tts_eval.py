@@ -19,10 +19,13 @@ import numpy as np
 
 from speechkd.audio import load_audio
 from speechkd.data.kaldi import DataDir
-from speechkd.utils.parallel import process_map
 from speechkd.errors import AudioError, ConfigError, SpeechkdError
+from speechkd.eval.f0 import f0_metrics
+from speechkd.eval.intelligibility import evaluate_asr
+from speechkd.eval.mcd import MEL_ALPHA, mcd_dtw, world_features
 from speechkd.eval.stats import fmt_ci, summarize
 from speechkd.utils.paths import safe_child
+from speechkd.utils.parallel import process_map
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +78,6 @@ def load_for_eval(entry: str, sample_rate: int, *, utt: str,
 def evaluate_pair(ref: np.ndarray, syn: np.ndarray, cfg: TtsEvalConfig) -> dict:
     """MCD and F0 metrics of ``syn`` against ``ref``, both at ``cfg.sample_rate``,
     plus the analysis and DTW time in seconds."""
-    from speechkd.eval.f0 import f0_metrics
-    from speechkd.eval.mcd import mcd_dtw, world_features
-
     kw = dict(f0_method=cfg.f0_method, frame_period=cfg.frame_period, f0_floor=cfg.f0_floor,
               f0_ceil=cfg.f0_ceil, order=cfg.order, alpha=cfg.alpha, floor_db=cfg.floor_db)
     t0 = time.perf_counter()
@@ -107,8 +107,6 @@ def evaluate_tts(dd: DataDir, utts: list[str], wav_dir: str, cfg: TtsEvalConfig 
 
     Returns {"settings", "summary", "timing", "missing", "asr", "utts"}; a missing
     synthesized file is an error unless ``allow_missing`` (then listed under "missing")."""
-    from speechkd.eval.mcd import MEL_ALPHA
-
     cfg = cfg or TtsEvalConfig()
     if cfg.alpha is None and cfg.sample_rate not in MEL_ALPHA:
         raise ConfigError(f"no all-pass constant for an analysis rate of {cfg.sample_rate} Hz",
@@ -140,8 +138,6 @@ def evaluate_tts(dd: DataDir, utts: list[str], wav_dir: str, cfg: TtsEvalConfig 
     res = {"settings": asdict(cfg), "summary": summarize(rows, METRICS), "timing": timing,
            "missing": missing, "asr": None, "utts": rows}
     if asr:
-        from speechkd.eval.intelligibility import evaluate_asr
-
         a = evaluate_asr(dd, [r["utt"] for r in rows], wav_dir=wav_dir, nj=nj)
         res["asr"] = a.summary()
         for r, ar in zip(rows, a.utts):

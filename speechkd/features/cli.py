@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 
 from speechkd.config import dump_config, load_config
+from speechkd.data.kaldi import read_datadir
 from speechkd.errors import ConfigError
+from speechkd.features import dump
 from speechkd.features.config import FeatureConfig
 from speechkd.utils import args as av
 
@@ -48,9 +50,6 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--data-dir and --out are required", hint="or use --print-config")
     if args.nj < 1:
         raise ConfigError(f"--nj must be >= 1, got {args.nj}", field="--nj")
-    from speechkd.data.kaldi import read_datadir
-    from speechkd.features import dump
-
     if args.job is not None:
         dump.prepare_out(args.out, cfg)
         dump.run_job(read_datadir(args.data_dir), args.out, cfg, args.job, args.nj)
@@ -58,6 +57,6 @@ def main(args: argparse.Namespace) -> int:
     dump.dump_features(args.data_dir, args.out, cfg, nj=args.nj, cmd=args.cmd,
                        stats_from=args.stats_from, overwrite=args.overwrite)
     # Count this dump's own index (with --stats-from, the statistics are the training set's).
-    frames = [int(line.split()[2]) for line in open(f"{args.out}/feats.scp", encoding="utf-8") if line.strip()]
+    frames = [T for _, T in dump.read_feats_scp(args.out).values()]
     print(f"{args.out}: {len(frames)} utterances, {sum(frames)} frames")
     return 0

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, fields
 from typing import Iterable, Literal
 
-from speechkd.config import field, load_config, save_config, to_dict
+from speechkd.config import field, from_dict, load_config, save_config, to_dict
 from speechkd.errors import FeatureMismatchError
 
 # The fields that define the mel itself (what a vocoder and an acoustic model must share).
@@ -83,8 +83,6 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "FeatureConfig":
-        from speechkd.config import from_dict
-
         return from_dict(cls, data, source=source)
 
 

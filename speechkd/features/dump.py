@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from speechkd.audio import load_audio
-from speechkd.data.kaldi import DataDir, read_datadir, write_table
+from speechkd.data.kaldi import DataDir, read_datadir, read_table, write_table
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import FeatureConfig, check_compatible
 from speechkd.features.energy import energy_from_magnitude
@@ -255,12 +255,17 @@ def dump_features(data_dir: str, out: str, cfg: FeatureConfig, *, nj: int = 1, c
 
 
 def read_feats_scp(out: str) -> dict[str, tuple[str, int]]:
-    """``utt -> (absolute npz path, frames)`` of a dump dir."""
-    from speechkd.data.kaldi import read_table
-
-    table = read_table(os.path.join(out, "feats.scp"))
+    """``utt -> (npz path, frames)`` of a dump dir's ``feats.scp`` (written by :func:`write_index`),
+    in file order; the npz path is joined to ``out``."""
+    scp = os.path.join(out, "feats.scp")
+    if not os.path.exists(scp):
+        raise SpeechkdError("no feats.scp: not a feature dump", path=out,
+                            hint="run `speechkd features` (recipe stage 2) first")
     res = {}
-    for utt, value in table.items():
-        rel, T = value.rsplit(maxsplit=1)
-        res[utt] = (os.path.join(out, rel), int(T))
+    for utt, value in read_table(scp).items():
+        parts = value.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise SpeechkdError("expected '<utt> <path> <frames>'", path=scp, utt=utt,
+                                hint="rerun `speechkd features` to rewrite the dump's index")
+        res[check_id(utt, source=scp)] = (os.path.join(out, parts[0]), int(parts[1]))
     return res

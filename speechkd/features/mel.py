@@ -34,12 +34,42 @@ def _basis_key(cfg: FeatureConfig) -> tuple:
     return (cfg.sample_rate, cfg.n_fft, cfg.n_mels, float(cfg.fmin), float(cfg.fmax), cfg.mel_scale)
 
 
+def hz_to_mel(f: np.ndarray, htk: bool) -> np.ndarray:
+    """HTK: 2595 log10(1 + f/700); Slaney (Auditory Toolbox): linear below 1 kHz (3 mels per 200 Hz),
+    logarithmic above (27 steps per factor 6.4), as librosa's ``hz_to_mel``."""
+    f = np.asarray(f, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+
+
+def mel_to_hz(m: np.ndarray, htk: bool) -> np.ndarray:
+    """The inverse of :func:`hz_to_mel`."""
+    m = np.asarray(m, dtype=np.float64)
+    if htk:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
 @functools.lru_cache(maxsize=16)
 def _mel_basis_np(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, scale: str) -> np.ndarray:
-    import librosa
-
-    basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                                htk=(scale == "htk"), norm="slaney" if scale == "slaney" else None)
+    # Triangular filters between n_mels + 2 points equally spaced in mel: librosa.filters.mel, bit for
+    # bit (tested), written out because importing librosa's filters pulls in scipy.signal, seconds of
+    # a synthesis cold start. Slaney norm: each filter's area is 1 in Hz.
+    htk = scale == "htk"
+    fftfreqs = np.fft.rfftfreq(n_fft, d=1.0 / sr)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin, htk), hz_to_mel(fmax, htk), n_mels + 2), htk)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    basis = np.zeros((n_mels, n_fft // 2 + 1), dtype=np.float32)
+    for i in range(n_mels):
+        basis[i] = np.maximum(0, np.minimum(-ramps[i] / fdiff[i], ramps[i + 2] / fdiff[i + 1]))
+    if scale == "slaney":
+        basis *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
     basis.setflags(write=False)
     return basis
 

@@ -46,7 +46,11 @@ import tempfile
 import time
 
 from speechkd.errors import SpeechkdError
+from speechkd.features.config import FeatureConfig
+from speechkd.infer.systems import list_systems, read_manifest, write_manifest
+from speechkd.infer.vocode import resynthesize_datadir, vocode_dump
 from speechkd.utils import args as av
+from speechkd.infer.synthesize import Synthesizer, Utterance
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
 from speechkd.utils.paths import id_problem, safe_child
 
@@ -220,10 +224,6 @@ def main(args: argparse.Namespace) -> int:
 
 def synth_systems(args: argparse.Namespace) -> int:
     """Every system of the manifest ``args.systems`` (written first from ``args.systems_from``)."""
-    from speechkd.features.config import FeatureConfig
-    from speechkd.infer.systems import list_systems, read_manifest, write_manifest
-    from speechkd.infer.vocode import resynthesize_datadir, vocode_dump
-
     if args.model or args.text or args.input or args.list or args.output or args.out_dir:
         raise SpeechkdError("--systems synthesises the manifest's systems from --data-dir and --feats",
                             field="--systems", hint="leave out --model, TEXT, -i, --list, -o and -d")
@@ -265,7 +265,6 @@ def synth_model(args: argparse.Namespace) -> int:
     """Text -> wavs with one acoustic model (``args.model``)."""
     import torch
 
-    from speechkd.infer.synthesize import Synthesizer, Utterance
 
     items = collect_inputs(args)
     check_writable(args, len(items))
@@ -281,7 +280,7 @@ def synth_model(args: argparse.Namespace) -> int:
                                  on_unknown=args.on_unknown, frontend=args.frontend, average=args.average)
     if args.steps:
         synth.set_steps(args.steps)
-    logger.info("loaded %s (%s, step %d) + vocoder %s on %s in %.1f s", args.model, synth.loaded.config.model,
+    logger.info("loaded %s (%s, step %d) + vocoder %s on %s in %.1f s", args.model, synth.loaded.name,
                 synth.loaded.step, args.vocoder, synth.device, time.perf_counter() - t_load)
     line_of = {u: n for u, _, n in items}
 

@@ -16,6 +16,9 @@ import argparse
 
 from speechkd.config import parse_overrides
 from speechkd.utils import args as av
+from speechkd.errors import SpeechkdError
+from speechkd.features.config import FeatureConfig
+from speechkd.infer.vocode import resynthesize_datadir, vocode_dump
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,9 +47,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import os
 
-    from speechkd.errors import SpeechkdError
-    from speechkd.features.config import FeatureConfig
-    from speechkd.infer.vocode import resynthesize_datadir, vocode_dump
 
     opts = parse_overrides(args.options)
     if args.vocoder == "world":

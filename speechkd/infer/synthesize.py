@@ -24,17 +24,19 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
 
+from speechkd.checkpoints import LoadedModel, load_model, load_vocoder, resolve_device
 from speechkd.config import from_dict, load_config
 from speechkd.errors import ConfigError, SpeechkdError
-from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
+from speechkd.features.config import MEL_FIELDS, check_compatible
+from speechkd.models.diffusion_sampling import sampling_grid
+from speechkd.models.vocoders import Vocoder
 from speechkd.text.frontend import Frontend
 from speechkd.text.tokens import TokenList
-from speechkd.train.exp import LoadedModel, load_model
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +60,6 @@ class Utterance:
     path: str = ""  # where a caller wrote it (the CLI's manifest)
 
 
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SpeechkdError(f"device {device!r} asked for, but torch sees no CUDA device", field="--device",
-                            hint="use --device cpu or auto")
-    return device
-
-
 def resolve_frontend(loaded: LoadedModel, exp_dir: str, frontend: str | Frontend | None = None) -> Frontend:
     """The model's text frontend: given explicitly (a Frontend or a YAML path), embedded in the
     checkpoint, or ``frontend.yaml`` beside the training token list (its path in the config is
@@ -77,7 +70,7 @@ def resolve_frontend(loaded: LoadedModel, exp_dir: str, frontend: str | Frontend
         return load_config(Frontend, frontend)
     if loaded.frontend:
         return from_dict(Frontend, loaded.frontend, source=f"{loaded.path} (embedded frontend)")
-    tl = loaded.config.data.token_list
+    tl = loaded.token_list_path
     exp_abs = os.path.abspath(exp_dir if os.path.isdir(exp_dir) else os.path.dirname(os.path.dirname(exp_dir)))
     for root in ("", os.path.dirname(os.path.dirname(exp_abs))):
         path = os.path.join(root, os.path.dirname(tl), FRONTEND_FILE) if tl else ""
@@ -92,55 +85,26 @@ def resolve_frontend(loaded: LoadedModel, exp_dir: str, frontend: str | Frontend
                         hint="pass the frontend.yaml the token list was built with (--frontend FILE)")
 
 
-def _vocoder_feature_config(voc: Any) -> FeatureConfig | None:
-    for name in ("feature_config", "feats"):
-        fc = getattr(voc, name, None)
-        if isinstance(fc, FeatureConfig):
-            return fc
-    return None
-
-
-def load_vocoder(name_or_exp: str, feats: FeatureConfig, device: str = "cpu",
-                 options: dict | None = None) -> Callable:
-    """A vocoder ``(log_mel [B, T, n_mels], lengths) -> wav [B, N]`` for mels of ``feats``, through
-    :func:`speechkd.models.vocoders.load_vocoder` (a registered name such as ``griffin_lim``, or a
-    trained vocoder's exp dir, refused when trained on other features)."""
-    from speechkd.models import vocoders
-
-    loader = getattr(vocoders, "load_vocoder", None)
-    if loader is not None:
-        return loader(name_or_exp, feats, device, options)
-    if name_or_exp not in vocoders.VOCODERS:  # a speechkd without trained vocoders
-        raise SpeechkdError(f"unknown vocoder {name_or_exp!r}", field="--vocoder",
-                            hint=f"use one of {', '.join(sorted(vocoders.VOCODERS))}")
-    cls, cfg_cls = vocoders.VOCODERS[name_or_exp]
-    return cls(feats, from_dict(cfg_cls, options or {}, source="vocoder options"), device=device)
-
-
 class Synthesizer:
     """Text -> (waveform, sample rate); see the module docstring."""
 
-    def __init__(self, loaded: LoadedModel, vocoder: Callable, frontend: Frontend, *, device: str = "cpu",
+    def __init__(self, loaded: LoadedModel, vocoder: Vocoder, frontend: Frontend, *, device: str = "cpu",
                  on_unknown: Literal["error", "map"] = "error", vocoder_name: str = ""):
         self.loaded, self.model, self.vocoder, self.frontend = loaded, loaded.model, vocoder, frontend
         self.device, self.on_unknown, self.vocoder_name = device, on_unknown, vocoder_name
         self.feature_config = loaded.feature_config
         self.sample_rate = loaded.feature_config.sample_rate
-        voc_fc = _vocoder_feature_config(vocoder)
-        if voc_fc is not None:
-            check_compatible(loaded.feature_config, voc_fc, f"acoustic model {loaded.path}",
-                             f"vocoder {vocoder_name or type(vocoder).__name__}", only=MEL_FIELDS,
-                             hint="use a vocoder trained on features of the same definition, or griffin_lim")
+        check_compatible(loaded.feature_config, vocoder.feature_config, f"acoustic model {loaded.path}",
+                         f"vocoder {vocoder_name or type(vocoder).__name__}", only=MEL_FIELDS,
+                         hint="use a vocoder trained on features of the same definition, or griffin_lim")
         self.inference_params = set(inspect.signature(self.model.inference).parameters)
         self.model_options: dict = {}  # further model.inference keywords, e.g. a diffusion model's steps
 
     def set_steps(self, steps: int) -> None:
         """Sample a diffusion model with ``steps`` denoiser passes (a sub-grid of its own N)."""
         if "steps" not in self.inference_params:
-            raise ConfigError(f"model {self.loaded.config.model!r} has no sampler steps", field="--steps",
+            raise ConfigError(f"model {self.loaded.name!r} has no sampler steps", field="--steps",
                               hint="--steps applies to diffusion models")
-        from speechkd.distill.samplers import sampling_grid
-
         sampling_grid(self.model.cfg.steps, steps)  # must divide the model's N
         self.model_options["steps"] = int(steps)
 
@@ -155,9 +119,6 @@ class Synthesizer:
             raise SpeechkdError("experiment dir does not exist", path=path, field="--model",
                                 hint="give a trained exp dir such as exp/fastspeech2 (ls exp/)")
         loaded = load_model(path, device, average=average)
-        if not hasattr(loaded.model, "inference"):
-            raise SpeechkdError(f"model {loaded.config.model!r} cannot synthesize (no inference method)",
-                                path=path)
         fe = resolve_frontend(loaded, path, frontend)
         voc = load_vocoder(vocoder, loaded.feature_config, device, vocoder_options)
         return cls(loaded, voc, fe, device=device, on_unknown=on_unknown, vocoder_name=vocoder)
@@ -191,7 +152,7 @@ class Synthesizer:
         kw = {}
         # pitch/energy only where the model says it has a variance adaptor (FastSpeech shares
         # FastSpeech 2's inference signature without one)
-        variances = getattr(self.model, "has_variances", False)
+        variances = self.model.has_variances
         for name, value in (("speed", speed), ("pitch_scale", pitch_scale), ("energy_scale", energy_scale)):
             if not value > 0:
                 raise ConfigError(f"{CONTROLS[name]} must be > 0, got {value}", field=CONTROLS[name])
@@ -200,7 +161,7 @@ class Synthesizer:
             elif value != 1.0:
                 why = ("an autoregressive model's length comes from its stop token"
                        if name == "speed" else "it has no variance adaptor")
-                raise ConfigError(f"model {self.loaded.config.model!r} does not support {CONTROLS[name]} ({why})",
+                raise ConfigError(f"model {self.loaded.name!r} does not support {CONTROLS[name]} ({why})",
                                   field=CONTROLS[name], hint="leave it at 1.0, or use a model that has "
                                                              "it: fastspeech2 takes all three")
         return kw

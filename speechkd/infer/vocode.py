@@ -11,50 +11,25 @@ WORLD is not a mel vocoder: its copy synthesis analyses the data dir's waveforms
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
 
+from speechkd.audio import load_audio
+from speechkd.checkpoints import load_vocoder, resolve_device
+from speechkd.data.kaldi import read_datadir
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import FeatureConfig
-from speechkd.models.vocoders import load_vocoder
+from speechkd.features.dump import read_feats_scp
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
 from speechkd.utils.outputs import claim_output_dir
-from speechkd.utils.paths import check_id, safe_child
+from speechkd.utils.paths import safe_child
 
 log = logging.getLogger(__name__)
-
-
-def read_feats_index(feats_dir: str) -> list[tuple[str, str, int]]:
-    """(utt, npz path, frames) of a feature dump's ``feats.scp``."""
-    scp = os.path.join(feats_dir, "feats.scp")
-    if not os.path.exists(scp):
-        raise SpeechkdError("no feats.scp: not a feature dump", path=feats_dir,
-                            hint="run `speechkd features` (recipe stage 2) first")
-    out = []
-    with open(scp, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if len(parts) != 3:
-                raise SpeechkdError(f"line {n}: expected '<utt> <path> <frames>'", path=scp)
-            if not parts[2].isdigit():
-                raise SpeechkdError(f"line {n}: frames {parts[2]!r} is not a non-negative integer", path=scp)
-            out.append((check_id(parts[0], source=f"{scp} line {n}"), os.path.join(feats_dir, parts[1]),
-                        int(parts[2])))
-    return out
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def build_vocoder(name: str, feats: FeatureConfig, options: dict | None = None, device: str = "cpu"):
-    """A registered vocoder (with ``options``) or a trained one (exp dir), checked against ``feats``."""
-    return load_vocoder(name, feats, device, options)
 
 
 def _write(wav_path: str, wav: np.ndarray, sr: int, utt: str) -> None:
@@ -70,18 +45,18 @@ def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options:
     """Vocode the first ``num_utts`` (0: all) utterances of a dump into ``out/<utt>.wav``.
     Wavs already there are kept (a killed run resumes); returns timing figures."""
     feats = FeatureConfig.load(os.path.join(feats_dir, "feature_config.yaml"))
-    index = read_feats_index(feats_dir)
+    index = list(read_feats_scp(feats_dir).items())
     if num_utts > 0:
         index = index[:num_utts]
     device = resolve_device(device)
-    voc = build_vocoder(vocoder, feats, options, device)
-    if getattr(voc, "needs_wav", False):
+    voc = load_vocoder(vocoder, feats, device, options)
+    if voc.needs_wav:
         raise SpeechkdError(f"{vocoder} resynthesises waveforms, not log-mels", field="--vocoder",
                             hint="give the data dir: speechkd vocode --vocoder world --data-dir data/<split>")
     claim_output_dir(out, {"vocoder": vocoder, "options": options or {}, "feats": os.path.abspath(feats_dir)},
                      verb="vocode", overwrite=overwrite)
     done = seconds = audio_s = 0.0
-    for utt, path, frames in index:
+    for utt, (path, frames) in index:
         wav_path = safe_child(out, utt, ".wav", source=os.path.join(feats_dir, "feats.scp"))
         if os.path.exists(wav_path):
             continue
@@ -109,12 +84,10 @@ def resynthesize_datadir(data_dir: str, out: str, vocoder: str = "world", option
     wavs already there are kept. The first ``num_utts`` in C order (the dump's order).
     ``nj`` > 1 (CPU only) shares whole batches among that many processes: the same batches as
     one process makes, so the same output (WORLD analysis holds the GIL: threads would not help)."""
-    from speechkd.data.kaldi import read_datadir
-
     feats = feats or FeatureConfig()
     device = resolve_device(device)
-    voc = build_vocoder(vocoder, feats, options, device)
-    if not getattr(voc, "needs_wav", False):
+    voc = load_vocoder(vocoder, feats, device, options)
+    if not voc.needs_wav:
         raise SpeechkdError(f"{vocoder} vocodes log-mels: give --feats (a feature dump), not --data-dir",
                             field="--vocoder")
     if nj < 1:
@@ -131,9 +104,6 @@ def resynthesize_datadir(data_dir: str, out: str, vocoder: str = "world", option
     if jobs <= 1:
         seconds, audio_s = _resynthesize_batches(voc, dd, batches, out, feats.sample_rate)
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
         args = (data_dir, out, vocoder, options, feats, device)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_resynthesize_shard, [(*args, batches[j::jobs]) for j in range(jobs)]))
@@ -148,8 +118,6 @@ def resynthesize_datadir(data_dir: str, out: str, vocoder: str = "world", option
 
 def _resynthesize_batches(voc, dd, batches: list[list[str]], out: str, sample_rate: int) -> tuple[float, float]:
     """Analyse and resynthesise each batch of utterances into ``out``: (seconds, seconds of audio)."""
-    from speechkd.audio import load_audio
-
     seconds = audio_s = 0.0
     for chunk in batches:
         wavs = []
@@ -167,9 +135,7 @@ def _resynthesize_batches(voc, dd, batches: list[list[str]], out: str, sample_ra
 
 def _resynthesize_shard(job: tuple) -> tuple[float, float]:
     """One worker process of :func:`resynthesize_datadir` (module level: spawn pickles it by name)."""
-    from speechkd.data.kaldi import read_datadir
-
     data_dir, out, vocoder, options, feats, device, batches = job
     torch.set_num_threads(1)
-    return _resynthesize_batches(build_vocoder(vocoder, feats, options, device), read_datadir(data_dir),
+    return _resynthesize_batches(load_vocoder(vocoder, feats, device, options), read_datadir(data_dir),
                                  batches, out, feats.sample_rate)

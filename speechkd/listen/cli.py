@@ -12,7 +12,14 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.infer.systems import read_manifest
 from speechkd.utils import args as av
+from speechkd.errors import SpeechkdError
+from speechkd.listen.manifest import build_manifest
+from speechkd.listen.report import aggregate, write_report
+from speechkd.listen.results import read_results
+from speechkd.listen.serve import make_server
+from speechkd.listen.site import PageOptions, build_site
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +74,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.what == "page":
-        from speechkd.listen.site import PageOptions, build_site
-
         tests = tuple(t.strip().lower() for t in args.tests.split(",") if t.strip()) if args.tests else None
         opts = PageOptions(tests=tests, seed=args.seed, title=args.title, gold=args.gold, repeats=args.repeats,
                            ab_no_preference=not args.ab_forced_choice, play_fraction=args.play_fraction,
@@ -76,9 +81,6 @@ def main(args: argparse.Namespace) -> int:
         print(build_site(args.manifest, args.out, opts))
         return 0
     if args.what == "manifest":
-        from speechkd.errors import SpeechkdError
-        from speechkd.listen.manifest import build_manifest
-
         systems = {}
         for item in args.system:
             name, sep, path = item.partition("=")
@@ -86,8 +88,6 @@ def main(args: argparse.Namespace) -> int:
                 raise SpeechkdError(f"--system {item!r} is not NAME=DIR", field="--system")
             systems[name] = path
         if args.systems:
-            from speechkd.infer.systems import read_manifest
-
             systems.update((s.name, s.wav_dir) for s in read_manifest(args.systems))
         if not systems:
             raise SpeechkdError("no system given", field="--system", hint="--system NAME=DIR or --systems FILE")
@@ -95,16 +95,11 @@ def main(args: argparse.Namespace) -> int:
                              reference_system=args.reference))
         return 0
     if args.what == "aggregate":
-        from speechkd.listen.report import aggregate, write_report
-        from speechkd.listen.results import read_results
-
         ratings = read_results(args.results)
         summary = aggregate(ratings, exclude_attention=args.exclude_failed_attention, seed=args.seed,
                             n_boot=args.bootstrap)
         print(write_report(summary, args.out, args.title, [str(p) for p in args.results]))
         return 0
-    from speechkd.listen.serve import make_server
-
     server = make_server(args.dir, args.port, args.db)
     host, port = server.server_address[:2]
     print(f"serving {args.dir} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)

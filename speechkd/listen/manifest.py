@@ -19,8 +19,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from speechkd.data.kaldi import read_datadir
 from speechkd.errors import SpeechkdError
 from speechkd.utils.paths import safe_child
+from speechkd.utils.io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -137,9 +139,6 @@ def build_manifest(data_dir: str, systems: dict[str, str], out: str | os.PathLik
     the clean references of a speech-enhancement test set). Utterances missing from
     any system are left out with a warning, so the page compares like with like.
     """
-    from speechkd.data.kaldi import read_datadir
-    from speechkd.utils.io import atomic_write_json
-
     dd = read_datadir(data_dir)
     sources = {name: read_datadir(src) if os.path.isfile(os.path.join(src, "wav.scp")) else src
                for name, src in systems.items()}

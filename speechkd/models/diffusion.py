@@ -17,7 +17,7 @@ with a masked L1 ``|x0 - x0^|`` at a uniformly drawn step t in 1..N, optionally 
 condition's duration/pitch/energy losses (ProDiff trains the FastSpeech 2 part with it). Mels are
 standardised per bin with the training statistics inside the model (``set_stats``), so that
 noise of unit variance has the same meaning for every bin. Sampling: DDIM (eta = 0) or the DDPM
-posterior on any k-step sub-grid of the model's N steps (:mod:`speechkd.distill.samplers`).
+posterior on any k-step sub-grid of the model's N steps (:mod:`speechkd.models.diffusion_sampling`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from speechkd.config import field
-from speechkd.distill.samplers import NoiseSchedule, q_sample, sample, sampling_grid
+from speechkd.models.diffusion_sampling import NoiseSchedule, q_sample, sample, sampling_grid
 from speechkd.models.fastspeech2 import FastSpeech2, FastSpeech2Config
 from speechkd.models.layers import length_mask
 

@@ -172,6 +172,9 @@ class FastSpeech(nn.Module):
                                   cfg.postnet_kernel, cfg.postnet_dropout, last_activation=False,
                                   activation="tanh") if cfg.postnet_layers > 0 else None)
 
+    def set_stats(self, stats) -> None:
+        """Nothing to take: durations are counts (FastSpeech 2 takes pitch/energy statistics)."""
+
     # ---- encoder + variance adaptor ---------------------------------------------------------
     def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder output ``[B, S, d]`` and the token mask ``[B, S]``."""

@@ -24,7 +24,7 @@ Inference controls (act on the denormalised values, so they mean the same for ev
 - ``speed`` as FastSpeech (2.0 = twice as fast).
 
 The statistics live in model buffers (set by :meth:`FastSpeech2.set_stats` before training), so a
-checkpoint carries them and :func:`speechkd.train.exp.load_model` restores them.
+checkpoint carries them and :func:`speechkd.checkpoints.load_model` restores them.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from speechkd.align.durations import select_head
 from speechkd.config import field
 from speechkd.models.layers import (ConvStack, DecoderKVCache, DecoderLayer, EncoderLayer, ScaledPositionalEncoding,
                                     causal_mask, dropout_always, length_mask)
@@ -110,6 +111,8 @@ class TransformerTTS(nn.Module):
     """tokens -> mel; :meth:`forward` teacher-forced, :meth:`inference` free-running."""
 
     Config = TransformerTTSConfig
+    batch_needs: tuple[str, ...] = ()  # learns its own alignment: tokens and mels only
+    has_variances = False
 
     def __init__(self, cfg: TransformerTTSConfig, n_vocab: int, n_mels: int):
         super().__init__()
@@ -134,6 +137,9 @@ class TransformerTTS(nn.Module):
         self.postnet = (ConvStack([n_mels] + [cfg.postnet_channels] * (cfg.postnet_layers - 1) + [n_mels],
                                   cfg.postnet_kernel, cfg.postnet_dropout, last_activation=False,
                                   activation="tanh") if cfg.postnet_layers > 0 else None)
+
+    def set_stats(self, stats) -> None:
+        """Nothing to take: the model sees normalised mels only."""
 
     # ---- building blocks -------------------------------------------------------------------
     def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,8 +254,6 @@ class TransformerTTS(nn.Module):
 
     def validation_metrics(self, batch: dict, out: dict) -> dict[str, list[float]]:
         """Per-utterance focus rate of the best layer/head (FastSpeech, sec. 3.3)."""
-        from speechkd.align.durations import select_head
-
         rates = []
         for b in range(len(batch["utts"])):
             per_layer = self.attention_per_utterance(out["attns"], batch["token_lens"], out["reduced_lens"], b)
@@ -258,8 +262,6 @@ class TransformerTTS(nn.Module):
 
     def plot_arrays(self, batch: dict, out: dict, b: int) -> dict[str, np.ndarray]:
         """Arrays of utterance b to plot: the best head's attention, target and predicted mels."""
-        from speechkd.align.durations import select_head
-
         per_layer = self.attention_per_utterance(out["attns"], batch["token_lens"], out["reduced_lens"], b)
         layer, head, rate = select_head(per_layer)
         t = int(batch["mel_lens"][b])

@@ -36,9 +36,10 @@ import logging
 import os
 
 from speechkd.config import dump_config, load_config, save_config, to_dict
+from speechkd.data.kaldi import read_datadir
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.text.frontend import Frontend
-from speechkd.text.tokens import UNK, TokenList, UnknownSymbolError, build_token_list
+from speechkd.text.tokens import UNK, TokenList, UnknownSymbolError, build_token_list, write_tokens
 from speechkd.utils import args as av
 from speechkd.utils.io import atomic_write_text
 
@@ -122,8 +123,6 @@ def main(args: argparse.Namespace) -> int:
 def tokenize_datadir(data_dir: str, out: str, fe: Frontend, *, build_token_list_to: str | None = None,
                      token_list: str | None = None, on_unknown: str = "error") -> dict[str, list[str]]:
     """Tokenise a data dir's ``text`` into ``<out>/tokens``; build or check a token list."""
-    from speechkd.data.kaldi import read_datadir, write_table
-
     dd = read_datadir(data_dir)
     utts = [u for u in dd.utts if u in dd.text]
     missing = [u for u in dd.utts if u not in dd.text]
@@ -153,15 +152,9 @@ def tokenize_datadir(data_dir: str, out: str, fe: Frontend, *, build_token_list_
                     hint=f"fix those transcripts, rebuild the token list, or pass --on-unknown map ({UNK})")
             logger.warning("mapping unknown symbols to %s in %d utterance(s): %s%s", UNK, len(bad), shown, more)
             seqs = {u: [t if t in tl else UNK for t in s] for u, s in seqs.items()}
-    write_table(os.path.join(out, "tokens"), {u: " ".join(s) for u, s in seqs.items()})
+    write_tokens(os.path.join(out, "tokens"), seqs)
     save_config(fe, os.path.join(out, FRONTEND_FILE))
     n = sum(len(s) for s in seqs.values())
     logger.info("wrote %s (%d utterances, %d tokens)", os.path.join(out, "tokens"), len(seqs), n)
     return seqs
 
-
-def read_tokens(path: str) -> dict[str, list[str]]:
-    """Read a ``tokens`` file written by :func:`tokenize_datadir`."""
-    from speechkd.data.kaldi import read_table
-
-    return {u: v.split() for u, v in read_table(path).items()}

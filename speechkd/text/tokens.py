@@ -23,6 +23,7 @@ import logging
 import os
 from typing import Iterable, Literal
 
+from speechkd.data.kaldi import read_table, write_table
 from speechkd.errors import SpeechkdError
 from speechkd.utils.io import atomic_write_text
 
@@ -117,3 +118,13 @@ def build_token_list(token_seqs: Iterable[list[str]], extra: Iterable[str] = ())
         counts.pop(s, None)
     ordered = sorted(counts, key=lambda t: (-counts[t], t))
     return TokenList(list(SPECIALS) + ordered)
+
+
+def write_tokens(path: str, seqs: dict[str, list[str]]) -> None:
+    """A dump's ``tokens`` file: one Kaldi table line ``<utt> <tok> <tok> ...`` per utterance."""
+    write_table(path, {u: " ".join(s) for u, s in seqs.items()})
+
+
+def read_tokens(path: str) -> dict[str, list[str]]:
+    """Read a ``tokens`` file written by :func:`write_tokens`."""
+    return {u: v.split() for u, v in read_table(path).items()}

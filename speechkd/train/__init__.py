@@ -7,12 +7,13 @@
   TrainerConfig every family uses
 - :mod:`speechkd.train.data`    (tokens, feats) pairs joined by utterance id, frame-bucketed batches
 - :mod:`speechkd.train.module`  TTSTask: losses, Noam schedule, validation metrics and plots
-- :mod:`speechkd.train.exp`     exp dirs: metrics.csv, train.log, atomic checkpoints, ``load_model``
+- :mod:`speechkd.train.exp`     exp dirs: metrics.csv, train.log, atomic checkpoints (the writer side;
+                                reading them back is :mod:`speechkd.checkpoints`, without Lightning)
 - :mod:`speechkd.train.trainer` ``run_training``: the acoustic job of the runner
 - :mod:`speechkd.train.cli`     ``speechkd train``
 
-A new model: one file in speechkd/models/ with a ``Config`` dataclass and the methods listed
-in :mod:`speechkd.train.module`, registered in :data:`speechkd.models.MODELS`.
+A new model: one file in speechkd/models/ satisfying :class:`speechkd.models.AcousticModel`,
+registered in :data:`speechkd.models.MODELS`.
 ``TTSDataModule(keys=...)`` adds further arrays of the feature dump (lf0, vuv, energy) to the
 batch, padded by :func:`speechkd.train.data.collate`. Students (a model class whose ``batch_needs``
 names ``durations``) also read the teacher dump ``<teacher_dump_dir>/<split>/<data.kd_mode>/``

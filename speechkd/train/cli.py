@@ -24,6 +24,9 @@ import argparse
 
 from speechkd.config import dump_config
 from speechkd.utils import args as av
+from speechkd.errors import ConfigError
+from speechkd.train.config import load_train_config
+from speechkd.train.trainer import run_training
 
 # flag -> config key
 FLAGS = {"data": "data.dump_dir", "token_list": "data.token_list", "devices": "trainer.devices",
@@ -56,23 +59,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve(args: argparse.Namespace):
-    from speechkd.train.config import load_train_config
-
     flags = [f"{key}={getattr(args, name)}" for name, key in FLAGS.items() if getattr(args, name) is not None]
     return load_train_config(args.config, list(args.overrides) + flags)
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.errors import ConfigError
-
     cfg = resolve(args)
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
     if not args.exp:
         raise ConfigError("--exp is required", field="--exp", hint="e.g. --exp exp/teacher_ar")
-    from speechkd.train.trainer import run_training
-
     last = run_training(cfg, args.exp)
     print(f"{args.exp}: last checkpoint {last}")
     return 0

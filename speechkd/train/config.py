@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from speechkd.config import field, from_dict, load_typed
 from speechkd.errors import ConfigError
+from speechkd.models import get_model_class
 
 
 @dataclass
@@ -103,8 +104,6 @@ class TrainConfig:
 
     def resolve_config(self, source: str) -> None:
         """Type ``model_conf`` by the registered model's ``Config``."""
-        from speechkd.models import get_model_class
-
         cls = get_model_class(self.model)
         if not isinstance(self.model_conf, cls.Config):
             conf = self.model_conf if self.model_conf is not None else {}

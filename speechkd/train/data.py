@@ -38,10 +38,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from speechkd.errors import SpeechkdError
+from speechkd.data.kaldi import read_table
+from speechkd.errors import ConfigError, SpeechkdError
+from speechkd.features.average import token_energy, token_pitch
 from speechkd.features.config import FeatureConfig, check_compatible
+from speechkd.features.dump import read_feats_scp
 from speechkd.features.stats import Stats
-from speechkd.text.tokens import TokenList
+from speechkd.text.tokens import TokenList, read_tokens
 from speechkd.train.config import DataConfig
 
 logger = logging.getLogger(__name__)
@@ -71,9 +74,6 @@ def split_paths(dump_dir: str, split: str) -> tuple[str, str]:
 
 def read_split(dump_dir: str, split: str, token_list: TokenList, on_unknown: str = "error") -> list[Utterance]:
     """The utterances of a split, tokens encoded, joined with their features by id (C-sorted)."""
-    from speechkd.features.dump import read_feats_scp
-    from speechkd.text.cli import read_tokens
-
     tok_path, feats_dir = split_paths(dump_dir, split)
     scp = os.path.join(feats_dir, "feats.scp")
     for p, stage in ((tok_path, "speechkd text (stage 1)"), (scp, "speechkd features (stage 2)")):
@@ -140,8 +140,6 @@ class StudentDataset(UtteranceDataset):
         self.kd_mode, self.token_variances = kd_mode, token_variances
 
     def load(self, i: int) -> dict:
-        from speechkd.features.average import token_energy, token_pitch
-
         item, u = super().load(i), self.utts[i]
         try:
             with np.load(u.teacher_npz) as z:
@@ -169,8 +167,6 @@ def attach_teacher_dump(utts: list[Utterance], dump_dir: str, split: str, kd_mod
     """The utterances of a split joined with the teacher dump ``<dump_dir>/<split>/<kd_mode>``; those
     it lists in ``filtered`` are left out (logged) unless ``keep_filtered``. An utterance of the
     features that the dump neither indexes nor filters, or the reverse, is an error naming both."""
-    from speechkd.data.kaldi import read_table
-
     d = os.path.join(dump_dir, split, kd_mode)
     index_path, filt_path = os.path.join(d, "index.scp"), os.path.join(d, "filtered")
     if not os.path.exists(index_path):
@@ -343,8 +339,6 @@ class TTSDataModule(L.LightningDataModule):
 
 def check_kd_mode(cfg: DataConfig, needs: tuple[str, ...]) -> None:
     """A student needs a KD mode; FastSpeech 2's token pitch/energy need ground-truth-aligned durations."""
-    from speechkd.errors import ConfigError
-
     if "durations" in needs and cfg.kd_mode == "none":
         raise ConfigError("this model trains on teacher durations: set the KD mode", field="data.kd_mode",
                           hint="--kd-mode free_running (the teacher's mels, sequence-level KD) or teacher_forced "

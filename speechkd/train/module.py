@@ -30,6 +30,7 @@ from speechkd.models import get_model_class
 from speechkd.text.tokens import TokenList
 from speechkd.train.config import OptimConfig, TrainConfig
 from speechkd.train.exp import code_version
+from speechkd.train.plots import plot_matrices
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,10 @@ class TTSTask(L.LightningModule):
         self.cfg, self.exp_dir = cfg, exp_dir
         self.model = get_model_class(cfg.model)(cfg.model_conf, n_vocab=len(token_list), n_mels=feature_config.n_mels)
         norm = feature_config.normalization == "global"
-        if hasattr(self.model, "set_stats"):  # FastSpeech 2: pitch/energy normalisation; diffusion: mel scaling
-            # the statistics of the mels the model sees: standardised already under global normalisation
-            self.model.set_stats(dataclasses.replace(stats, mel_mean=0.0 * stats.mel_mean,
-                                                     mel_std=1.0 + 0.0 * stats.mel_std) if norm else stats)
+        # FastSpeech 2: pitch/energy normalisation; diffusion: mel scaling. The statistics of the mels
+        # the model sees: standardised already under global normalisation.
+        self.model.set_stats(dataclasses.replace(stats, mel_mean=0.0 * stats.mel_mean,
+                                                 mel_std=1.0 + 0.0 * stats.mel_std) if norm else stats)
         self.meta = {"config": to_dict(cfg), "tokens": list(token_list.tokens),
                      "feature_config": to_dict(feature_config), "mel_mean": stats.mel_mean.tolist(),
                      "mel_std": stats.mel_std.tolist(), "version": code_version(),
@@ -78,7 +79,7 @@ class TTSTask(L.LightningModule):
     # ---- steps -------------------------------------------------------------------------------
     def _run(self, batch: dict) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
         batch = dict(batch, mels=(batch["mels"] - self.mel_mean) / self.mel_std)
-        extra = {k: batch[k] for k in getattr(self.model, "batch_needs", ())}  # students: durations, pitch, energy
+        extra = {k: batch[k] for k in self.model.batch_needs}  # students: durations, pitch, energy
         out = self.model(batch["tokens"], batch["token_lens"], batch["mels"], batch["mel_lens"], **extra)
         loss, logs = self.model.losses(batch, out, step=self.global_step)
         return batch, loss, {**logs, "out": out}
@@ -97,11 +98,10 @@ class TTSTask(L.LightningModule):
         out = logs.pop("out")
         self.log_dict({f"val/{k}": v.float() for k, v in logs.items()}, batch_size=len(batch["utts"]),
                       sync_dist=True)
-        if hasattr(self.model, "validation_metrics"):
-            for k, vals in self.model.validation_metrics(batch, out).items():
-                self._val.setdefault(k, []).extend(vals)
+        for k, vals in self.model.validation_metrics(batch, out).items():
+            self._val.setdefault(k, []).extend(vals)
         want = self.cfg.data.plot_utt
-        if hasattr(self.model, "plot_arrays") and want in batch["utts"]:
+        if want in batch["utts"]:
             self._plot = {"utt": want, **self.model.plot_arrays(batch, out, batch["utts"].index(want))}
 
     def on_validation_epoch_end(self) -> None:
@@ -113,8 +113,6 @@ class TTSTask(L.LightningModule):
         self.log("minutes", self.train_minutes, sync_dist=True)
         self._val = {}
         if self._plot is not None and self.exp_dir and self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            from speechkd.train.plots import plot_matrices
-
             utt = self._plot.pop("utt")
             path = os.path.join(self.exp_dir, "plots", f"step{self.global_step:07d}.png")
             plot_matrices({k: v for k, v in self._plot.items()}, path, title=f"{utt}, step {self.global_step}")

@@ -37,11 +37,11 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from speechkd.config import config_changes, dump_config
+from speechkd.checkpoints import CKPT_DIR, LAST, read_checkpoint, step_checkpoints
+from speechkd.config import config_changes, dump_config, from_dict
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.train.config import TrainerConfig
-from speechkd.train.exp import (CKPT_DIR, LAST, AtomicCheckpointIO, CSVMetricsLogger, attach_log_file,
-                                code_version, step_checkpoints)
+from speechkd.train.exp import AtomicCheckpointIO, CSVMetricsLogger, attach_log_file, code_version
 from speechkd.utils.io import atomic_write_text
 from speechkd.utils.threads import training_threads
 
@@ -68,8 +68,6 @@ class Job:
 
     def config_from_checkpoint(self, meta: dict, source: str) -> Any:
         """The config embedded in a checkpoint's ``speechkd`` entry, typed like ``self.config``."""
-        from speechkd.config import from_dict
-
         return from_dict(type(self.config), meta["config"], source=source)
 
     def check_resume(self, ckpt: dict, path: str) -> None:
@@ -119,16 +117,6 @@ def checkpoint_callbacks(ckpt_dir: str, every_steps: int, keep: int) -> list[Cal
             FinalCheckpoint(os.path.join(ckpt_dir, LAST))]
 
 
-def read_safely(path: str, kind: str | None) -> dict:
-    """A speechkd checkpoint of ``kind`` read with ``weights_only=True`` (a pickle that would run
-    code is refused, not run); any problem is an exception naming it."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ckpt.get("speechkd") if isinstance(ckpt, dict) else None
-    if not isinstance(meta, dict) or meta.get("kind") != kind or "state_dict" not in ckpt:
-        raise ValueError(f"not a speechkd {kind or 'acoustic-model'} checkpoint")
-    return ckpt
-
-
 def resume_point(exp_dir: str, kind: str | None) -> tuple[str | None, dict | None]:
     """(path, checkpoint) to resume from: last.ckpt, or, when it is damaged, the newest intact
     step<N>.ckpt (logged); (None, None) for a fresh run. Nothing intact is an error."""
@@ -138,7 +126,7 @@ def resume_point(exp_dir: str, kind: str | None) -> tuple[str | None, dict | Non
     damaged = []
     for path in [last, *reversed(step_checkpoints(exp_dir))]:
         try:
-            ckpt = read_safely(path, kind)
+            ckpt = read_checkpoint(path, kind)
         except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the next one is tried
             damaged.append(f"{os.path.basename(path)} ({type(e).__name__}: {str(e).splitlines()[0][:120]})"
                            if str(e) else f"{os.path.basename(path)} ({type(e).__name__})")

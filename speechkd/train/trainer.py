@@ -20,6 +20,7 @@ from speechkd.models import get_model_class
 from speechkd.train.config import TrainConfig, require_data, train_config_from_dict
 from speechkd.train.data import TTSDataModule
 from speechkd.train.module import TTSTask
+from speechkd.train.plots import plot_curves
 from speechkd.train.runner import Job, run
 
 logger = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ class AcousticJob(Job):
         return {"gradient_clip_val": self.config.optim.grad_clip or None}
 
     def finish(self, trainer, task, metrics, exp_dir: str) -> None:
-        from speechkd.train.plots import plot_curves
-
         plot_curves(metrics.rows, os.path.join(exp_dir, "plots", "curves.png"), CURVES)
         plot_curves(metrics.rows, os.path.join(exp_dir, "plots", "curves_minutes.png"), CURVES, x="minutes")
 

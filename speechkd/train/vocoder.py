@@ -1,4 +1,4 @@
-"""Neural vocoder training (``speechkd train-vocoder``) and loading (:func:`load_trained_vocoder`).
+"""Neural vocoder training (``speechkd train-vocoder``); loading is :func:`speechkd.checkpoints.load_vocoder`.
 
 Data: random segments of ``segment_frames`` mel frames from a feature dump
 (``<feats>/<split>/feats.scp``) with the matching audio from the data dir
@@ -37,14 +37,20 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, IterableDataset
 
+from speechkd.audio import load_audio
 from speechkd.config import field, from_dict, load_typed, to_dict
+from speechkd.data.kaldi import read_datadir
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
+from speechkd.features.dump import read_feats_scp
 from speechkd.features.mel import log_mel
+from speechkd.features.stats import Stats
+from speechkd.models.vocoders import GENERATORS
 from speechkd.models.vocoders.discriminators import (DiscriminatorConfig, Discriminators, discriminator_loss,
                                                      feature_matching_loss, generator_adv_loss)
 from speechkd.train.config import TrainerConfig
-from speechkd.train.exp import code_version, read_checkpoint, resolve_checkpoint
+from speechkd.train.exp import code_version
+from speechkd.train.plots import plot_curves
 from speechkd.train.runner import Job, run
 from speechkd.utils.io import atomic_write_wav
 
@@ -97,8 +103,6 @@ class VocoderTrainConfig:
 
     def resolve_config(self, source: str) -> None:
         """Type ``generator_conf`` by the registered generator's Config; no gradient accumulation."""
-        from speechkd.models.vocoders import GENERATORS
-
         if self.generator not in GENERATORS:
             raise ConfigError(f"unknown generator '{self.generator}'; known: {', '.join(GENERATORS)}", path=source,
                               field="generator")
@@ -122,11 +126,8 @@ def load_vocoder_config(path: str | None, overrides: list[str] | None = None) ->
 def load_pairs(feats_root: str, data_root: str, split: str, fc: FeatureConfig,
                max_utts: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(utt, log-mel [T, n_mels], wav [N]) of every utterance in both the dump and the data dir."""
-    from speechkd.audio import load_audio
-    from speechkd.data.kaldi import read_datadir
-    from speechkd.infer.vocode import read_feats_index
 
-    index = read_feats_index(os.path.join(feats_root, split))
+    index = [(u, p, T) for u, (p, T) in read_feats_scp(os.path.join(feats_root, split)).items()]
     dd = read_datadir(os.path.join(data_root, split))
     missing = [u for u, _, _ in index if u not in dd.utt2spk]
     if missing:
@@ -179,8 +180,6 @@ class SegmentBatches(IterableDataset):
 
 # ---- the Lightning module --------------------------------------------------------------------------
 def build_generator(cfg: VocoderTrainConfig, fc: FeatureConfig, mel_mean=None, mel_std=None) -> torch.nn.Module:
-    from speechkd.models.vocoders import GENERATORS
-
     return GENERATORS[cfg.generator][0](cfg.generator_conf, fc, mel_mean, mel_std)
 
 
@@ -265,33 +264,6 @@ class VocoderTask(L.LightningModule):
         self.train_minutes = float(checkpoint.get("speechkd", {}).get("train_minutes", 0.0))
 
 
-# ---- checkpoints -----------------------------------------------------------------------------------
-def read_vocoder_checkpoint(exp_or_ckpt: str) -> tuple[str, dict]:
-    trainer = "speechkd train-vocoder (recipe stage 9)"
-    path = resolve_checkpoint(exp_or_ckpt, trainer)
-    return path, read_checkpoint(path, "vocoder", trainer)
-
-
-def load_trained_vocoder(exp_or_ckpt: str, feature_config: FeatureConfig | None, device: str = "cpu"):
-    """The trained generator as a :class:`~speechkd.models.vocoders.vocos.Vocos` vocoder; refused when its
-    FeatureConfig differs from ``feature_config`` in any mel field (None: no check)."""
-    from speechkd.models.vocoders.vocos import Vocos
-
-    path, ckpt = read_vocoder_checkpoint(exp_or_ckpt)
-    meta = ckpt["speechkd"]
-    cfg = vocoder_config_from_dict(meta["config"], source=f"{path} (embedded config)")
-    fc = FeatureConfig.from_dict(meta["feature_config"], source=f"{path} (embedded feature config)")
-    if feature_config is not None:
-        check_compatible(fc, feature_config, f"vocoder {exp_or_ckpt}", "the acoustic features", only=MEL_FIELDS,
-                         hint="use a vocoder trained on features of the same definition, or griffin_lim")
-    gen = build_generator(cfg, fc)
-    gen.load_state_dict({k[len("generator."):]: v for k, v in ckpt["state_dict"].items()
-                         if k.startswith("generator.")})
-    logger.info("loaded vocoder %s (%s, step %d, %.1f training minutes)", path, cfg.generator,
-                int(ckpt.get("global_step", 0)), float(meta.get("train_minutes", 0.0)))
-    return Vocos(gen, fc, device=device, path=path)
-
-
 # ---- the run ---------------------------------------------------------------------------------------
 class VocoderJob(Job):
     """GAN training of a generator on random segments (module docstring)."""
@@ -320,8 +292,6 @@ class VocoderJob(Job):
                          "training dump", hint="train in a new --exp dir, or use the dump the checkpoint was trained on")
 
     def build(self, exp_dir: str, step: int) -> tuple[VocoderTask, dict[str, Any]]:
-        from speechkd.features.stats import Stats
-
         cfg, d, fc = self.config, self.config.data, self.fc
         stats = Stats.load(os.path.join(d.feats_dir, d.train_set, "stats.npz"))
         train = load_pairs(d.feats_dir, d.data_dir, d.train_set, fc)
@@ -335,8 +305,6 @@ class VocoderJob(Job):
         return task, {"train_dataloaders": DataLoader(batches, batch_size=None)}
 
     def finish(self, trainer, task, metrics, exp_dir: str) -> None:
-        from speechkd.train.plots import plot_curves
-
         plot_curves(metrics.rows, os.path.join(exp_dir, "plots", "curves.png"),
                     ["train/mel_l1", "val/mel_l1", "train/loss_d", "train/adv_g", "train/fm"])
 

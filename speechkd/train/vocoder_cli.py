@@ -17,6 +17,9 @@ from __future__ import annotations
 import argparse
 
 from speechkd.utils import args as av
+from speechkd.config import dump_config
+from speechkd.errors import ConfigError
+from speechkd.train.vocoder import load_vocoder_config, run_vocoder_training
 
 FLAGS = {"feats": "data.feats_dir", "data": "data.data_dir", "max_minutes": "trainer.max_minutes",
          "max_steps": "trainer.max_steps", "accelerator": "trainer.accelerator", "devices": "trainer.devices"}
@@ -37,10 +40,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.config import dump_config
-    from speechkd.errors import ConfigError
-    from speechkd.train.vocoder import load_vocoder_config, run_vocoder_training
-
     flags = [f"{key}={getattr(args, name)}" for name, key in FLAGS.items() if getattr(args, name) is not None]
     cfg = load_vocoder_config(args.config, list(args.overrides) + flags)
     if args.print_config:

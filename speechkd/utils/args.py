@@ -17,6 +17,8 @@ import os
 import re
 from typing import Callable
 
+from speechkd.utils.paths import id_problem
+
 # Notes appended to the --help of verbs that read a data dir's audio.
 RUNS_PIPES = ("Audio is read through wav.scp: its 'cmd |' entries (Kaldi extended filenames) are run as "
               "shell commands, so only use data dirs you trust (`speechkd data validate` runs none).")
@@ -183,8 +185,6 @@ sample_rate = int_range(1000, 384000, name="sample_rate")
 
 def name(text: str) -> str:
     """A plain name used as one path component (a split such as ``train``): no separators or ``..``."""
-    from speechkd.utils.paths import id_problem
-
     problem = id_problem(text)
     if problem:
         raise _err(f"{text!r} is not a plain name: {problem}")

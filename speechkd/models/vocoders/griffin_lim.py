@@ -38,10 +38,10 @@ class GriffinLim:
     """Vocoder: log-mel ``[B, T, n_mels]`` -> waveform ``[B, samples]``."""
 
     needs_training = False
+    needs_wav = False
 
     def __init__(self, feats: FeatureConfig, cfg: GriffinLimConfig | None = None, device: str = "cpu"):
-        self.feats, self.cfg, self.device = feats, cfg or GriffinLimConfig(), torch.device(device)
-        self.feature_config = feats
+        self.feature_config, self.cfg, self.device = feats, cfg or GriffinLimConfig(), torch.device(device)
         basis = torch.from_numpy(np.array(mel_basis(feats), dtype=np.float32))
         self.inv_basis = torch.linalg.pinv(basis).to(self.device)  # [freq, n_mels]
         self.window = torch.hann_window(feats.win_length, periodic=True, device=self.device) \
@@ -49,19 +49,19 @@ class GriffinLim:
 
     def mel_to_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
         """Linear |X| ``[B, freq, T]`` from log-mel ``[B, T, n_mels]`` (pseudo-inverse, >= 0)."""
-        mel = torch.exp(log_mel) if self.feats.log_base == "e" else torch.pow(10.0, log_mel)
+        mel = torch.exp(log_mel) if self.feature_config.log_base == "e" else torch.pow(10.0, log_mel)
         spec = torch.matmul(self.inv_basis, mel.transpose(1, 2)).clamp_min(0.0)
-        if self.feats.power != 1.0:  # the features were built on |X|^p
-            spec = spec.pow(1.0 / self.feats.power)
+        if self.feature_config.power != 1.0:  # the features were built on |X|^p
+            spec = spec.pow(1.0 / self.feature_config.power)
         return spec.pow(self.cfg.power) if self.cfg.power != 1.0 else spec
 
     def _stft(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.feats
+        f = self.feature_config
         return torch.stft(x, f.n_fft, f.hop_length, f.win_length, self.window, center=f.center,
                           pad_mode="reflect", return_complex=True)
 
     def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
-        f = self.feats
+        f = self.feature_config
         return torch.istft(spec, f.n_fft, f.hop_length, f.win_length, self.window, center=f.center,
                            length=length)
 
@@ -75,8 +75,8 @@ class GriffinLim:
         if lengths is not None:
             mask = torch.arange(mag.shape[-1], device=self.device)[None, :] < lengths.to(self.device)[:, None]
             mag = mag * mask[:, None, :]
-        n_samples = (mag.shape[-1] - 1) * self.feats.hop_length if self.feats.center \
-            else (mag.shape[-1] - 1) * self.feats.hop_length + self.feats.n_fft
+        n_samples = (mag.shape[-1] - 1) * self.feature_config.hop_length if self.feature_config.center \
+            else (mag.shape[-1] - 1) * self.feature_config.hop_length + self.feature_config.n_fft
         g = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
         phase = torch.rand(mag.shape, generator=g).to(self.device) * (2 * np.pi)
         angles = torch.polar(torch.ones_like(mag), phase)

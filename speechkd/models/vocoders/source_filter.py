@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from numba import njit
 
+from speechkd.errors import SpeechkdError
+
 HARMONIC_SCALE = 4.0  # a² = 4 sp f0 / fs  (CheapTrick's harmonic level, measured 4.13)
 
 
@@ -142,11 +144,10 @@ def harmonics_reference(phase: np.ndarray, amp: np.ndarray, kcount: np.ndarray, 
 def harmonics(arrays: dict[str, np.ndarray], device: str = "cpu") -> np.ndarray:
     """x_h [B, N] float32: the CUDA kernel on ``cuda``, the numba CPU twin otherwise."""
     if str(device).startswith("cuda"):
+        # why: numba.cuda, GPU only
         from speechkd.models.vocoders.source_filter_cuda import cuda_available, harmonics_cuda
 
         if not cuda_available():
-            from speechkd.errors import SpeechkdError
-
             raise SpeechkdError("the CUDA harmonic kernel needs a GPU that numba can use", field="--device",
                                 hint="use --device cpu (the numba CPU twin) or auto")
         return harmonics_cuda(arrays)

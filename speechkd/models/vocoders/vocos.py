@@ -68,7 +68,7 @@ class VocosGenerator(nn.Module):
     def __init__(self, cfg: VocosConfig, feats: FeatureConfig, mel_mean: np.ndarray | None = None,
                  mel_std: np.ndarray | None = None):
         super().__init__()
-        self.cfg, self.feats = cfg, feats
+        self.cfg, self.feature_config = cfg, feats
         self.n_fft = cfg.head_n_fft or feats.n_fft
         if self.n_fft < feats.win_length:
             raise ValueError(f"head_n_fft ({self.n_fft}) must be >= the window length ({feats.win_length})")
@@ -105,7 +105,7 @@ class VocosGenerator(nn.Module):
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         spec = self.spectrum(log_mel)
-        f = self.feats
+        f = self.feature_config
         n = (spec.shape[-1] - 1) * f.hop_length if f.center else (spec.shape[-1] - 1) * f.hop_length + self.n_fft
         return torch.istft(spec, self.n_fft, f.hop_length, f.win_length, self.window, center=f.center, length=n)
 
@@ -114,11 +114,12 @@ class Vocos:
     """A trained generator as a vocoder: ``voc(log_mel [B, T, n_mels], lengths=None) -> wav [B, N]``."""
 
     needs_training = True
+    needs_wav = False
 
     def __init__(self, generator: VocosGenerator, feature_config: FeatureConfig, device: str = "cpu",
                  path: str = ""):
         self.generator = generator.to(device).eval()
-        self.feature_config = self.feats = feature_config
+        self.feature_config = feature_config
         self.device, self.path = torch.device(device), path
 
     @torch.no_grad()
@@ -128,11 +129,12 @@ class Vocos:
             log_mel = log_mel.unsqueeze(0)
         if lengths is not None:  # padded frames -> silence (the log floor), as in the dump
             pad = torch.arange(log_mel.shape[1], device=self.device)[None, :] >= lengths.to(self.device)[:, None]
-            floor = float(np.log(self.feats.log_floor) if self.feats.log_base == "e" else np.log10(self.feats.log_floor))
+            fc = self.feature_config
+            floor = float(np.log(fc.log_floor) if fc.log_base == "e" else np.log10(fc.log_floor))
             log_mel = log_mel.masked_fill(pad[..., None], floor)
         wav = self.generator(log_mel)
         if lengths is not None:
             keep = torch.arange(wav.shape[1], device=self.device)[None, :] < \
-                ((lengths.to(self.device) - 1) * self.feats.hop_length)[:, None]
+                ((lengths.to(self.device) - 1) * self.feature_config.hop_length)[:, None]
             wav = wav * keep
         return wav

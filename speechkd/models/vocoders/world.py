@@ -64,8 +64,7 @@ class World:
     needs_wav = True
 
     def __init__(self, feats: FeatureConfig, cfg: WorldConfig | None = None, device: str = "cpu"):
-        self.feats, self.cfg, self.device = feats, cfg or WorldConfig(), str(device)
-        self.feature_config = feats
+        self.feature_config, self.cfg, self.device = feats, cfg or WorldConfig(), str(device)
         self.pw = import_pyworld()
 
     def analyse(self, wav: np.ndarray, sample_rate: int) -> WorldParams:
@@ -90,6 +89,7 @@ class World:
         if self.cfg.synthesis == "world":
             outs = [self.pw.synthesize(p.f0, p.sp, p.ap, p.sample_rate, p.frame_period_ms) for p in params]
         else:
+            # why: numba JIT compiles on import; pyworld synthesis does not use it
             from speechkd.models.vocoders.source_filter import synthesize_batch
 
             outs = synthesize_batch(params, device=self.device, seed=self.cfg.seed)
@@ -97,8 +97,9 @@ class World:
 
     def resynthesize(self, wavs: list[np.ndarray], sample_rate: int) -> list[np.ndarray]:
         """Analysis then synthesis of each waveform (same lengths out as in)."""
-        if sample_rate != self.feats.sample_rate:
-            raise SpeechkdError(f"audio is {sample_rate} Hz, the feature config says {self.feats.sample_rate} Hz",
+        if sample_rate != self.feature_config.sample_rate:
+            raise SpeechkdError(f"audio is {sample_rate} Hz, the feature config says "
+                                f"{self.feature_config.sample_rate} Hz",
                                 field="sample_rate")
         return self.synthesize([self.analyse(w, sample_rate) for w in wavs], [len(w) for w in wavs])
 

@@ -32,6 +32,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from speechkd.distill.progressive import distillation_loss
 from speechkd.errors import SpeechkdError
 from speechkd.models.layers import length_mask
 
@@ -108,8 +109,6 @@ def distillation_l1(rounds: list[tuple[str, torch.nn.Module, torch.nn.Module]], 
     """Per-utterance distillation L1 ``{student: {"start j=J" | "trained j=J": [..]}}`` for every
     ``(name, student, round_teacher)`` of ``rounds`` (normalised-mel units, the training loss's).
     ``batches`` as for :func:`evaluate`; the students run in eval mode with their own condition."""
-    from speechkd.distill.progressive import distillation_loss
-
     g = torch.Generator().manual_seed(seed)
     res: dict[str, dict[str, list[float]]] = {name: {} for name, _, _ in rounds}
     for batch in batches:
