@@ -177,7 +177,7 @@ def test_cli_flags(dump, capsys):
     p = argparse.ArgumentParser()
     cli.add_arguments(p)
     args = p.parse_args(["--config", str(CONF / "fastspeech_tiny.yaml"), "--kd-mode", "teacher_forced",
-                         "--teacher-dump", str(dump), "--print-config"])
+                         "--teacher-dump", str(dump["dump"]), "--print-config"])
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "kd_mode: teacher_forced" in out and f"teacher_dump_dir: {dump}" in out and "model: fastspeech" in out
+    assert "kd_mode: teacher_forced" in out and f"teacher_dump_dir: {dump['dump']}" in out and "model: fastspeech" in out
