@@ -6,6 +6,8 @@
         --model exp/teacher_nytt [--average 3 | --checkpoint 2] [--nj 2]
     speechkd enhance --data-dir data/se/test_in_domain --out-dir exp/hpf80/enhanced/test_in_domain \
         --model builtin:highpass80
+    speechkd enhance --systems exp/systems.tsv --systems-from exp --students student_remix \
+        --test-sets test_in_domain --data-root data/se --average 3 --spread 1   # recipe stage 5
 
 Audio at another rate than the model's is refused unless --resample is given
 (then it is resampled to the model's rate and the output back, logged).
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.enhance import systems_cli
 from speechkd.errors import SpeechkdError
 
 
@@ -24,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default=None, help="enhanced wav to write (single-file mode)")
     parser.add_argument("--data-dir", default=None, help="Kaldi data dir to enhance (batch mode)")
     parser.add_argument("--out-dir", default=None, help="batch mode: directory of <utt>.wav to write")
-    parser.add_argument("--model", required=True,
+    parser.add_argument("--model", default=None,
                         help="exp dir or .ckpt of speechkd se-train, or builtin:highpass80 / builtin:identity")
     parser.add_argument("--teacher", default=None, help="teacher exp dir: output S(T(y)) (teacher first)")
     parser.add_argument("--average", type=int, default=1,
@@ -39,11 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output sample format (FLOAT for teacher estimates used in training)")
     parser.add_argument("--overwrite", action="store_true", help="batch mode: redo utterances already written")
     parser.add_argument("--num-utts", type=int, default=0, help="batch mode: first N utterances only; 0 = all")
+    systems_cli.add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.systems:
+        return systems_cli.main(args)
+    systems_cli.refuse_without_systems(args)
     from speechkd.enhance.infer import Enhancer, enhance_datadir, enhance_file
 
+    if not args.model:
+        raise SpeechkdError("no model given", field="--model",
+                            hint="--model exp/<model> (a trained exp dir), or --systems FILE for a manifest")
     single = args.input is not None or args.output is not None
     batch = args.data_dir is not None or args.out_dir is not None
     if single == batch:

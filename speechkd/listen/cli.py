@@ -11,6 +11,7 @@ Manifest: {"systems": [...], "reference_system": "gt" (optional),
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--system", action="append", default=[], metavar="NAME=DIR",
                    help="a system and its dir of <utt>.wav (DIR = the data dir itself: ground truth); repeatable")
     m.add_argument("--systems", metavar="FILE", help="also every system of a systems manifest (speechkd synth "
-                                                     "--systems), after the --system ones, in its order")
+                                                     "--systems, or speechkd enhance --systems: the output of the "
+                                                     "data dir's test set), after the --system ones, in its order")
     m.add_argument("--reference", default=None, help="system used as the reference (MUSHRA, CMOS)")
     m.add_argument("--num-utts", type=int, default=0, help="first N utterances; 0 = all")
     m.add_argument("--out", required=True, help="manifest JSON to write")
@@ -79,9 +81,14 @@ def main(args: argparse.Namespace) -> int:
                 raise SpeechkdError(f"--system {item!r} is not NAME=DIR", field="--system")
             systems[name] = path
         if args.systems:
+            from speechkd.enhance import systems as se_systems
             from speechkd.infer.systems import read_manifest
 
-            systems.update((s.name, s.wav_dir) for s in read_manifest(args.systems))
+            if se_systems.is_manifest(args.systems):  # SE: each system's output of the data dir's test set
+                test_set = os.path.basename(os.path.normpath(args.data_dir))
+                systems.update((s.name, s.enhanced_dir(test_set)) for s in se_systems.read_manifest(args.systems))
+            else:
+                systems.update((s.name, s.wav_dir) for s in read_manifest(args.systems))
         if not systems:
             raise SpeechkdError("no system given", field="--system", hint="--system NAME=DIR or --systems FILE")
         print(build_manifest(args.data_dir, systems, args.out, num_utts=args.num_utts,
