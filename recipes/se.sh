@@ -103,9 +103,12 @@ stage_students() {
     minutes=$(awk -v a="$minutes" -v b="$(max_minutes "$(conf_file "$s")")" 'BEGIN {print (b > a) ? b : a}')
   done
   if [ "$control" = true ]; then
-    # The fair control: the teacher trained on for as long as the longest student trained.
+    # The fair control: the teacher trained on for as long as the longest student trained. Students
+    # without a time budget (the tiny preset counts steps) leave the control at the teacher's steps.
+    local extra=()
+    if awk -v m="$minutes" 'BEGIN {exit !(m > 0)}'; then extra=(--extra-minutes "$minutes"); fi
     speechkd se-train --config "$(conf_file teacher_nytt)" --exp "$expdir/teacher_nytt_more" \
-      --continue-from "$expdir/teacher_nytt" --extra-minutes "$minutes"
+      --continue-from "$expdir/teacher_nytt" "${extra[@]}"
   fi
 }
 
