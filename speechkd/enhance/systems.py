@@ -172,7 +172,7 @@ def enhance_systems(systems: list[SeSystem], test_sets: list[str], data_root: st
                     nj: int = 1, num_utts: int = 0) -> list[dict]:
     """Run :func:`enhance_jobs` in this process; a dir whose ``enhance.json`` exists (written when
     every utterance is enhanced) is skipped. Returns the ``enhance.json`` record of each job run."""
-    from speechkd.enhance.infer import enhance_datadir
+    from speechkd.enhance.infer import enhance_datadir  # torch: listing and reading systems stay light
 
     done = []
     for j in enhance_jobs(systems, test_sets, data_root):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.enhance.systems import enhance_systems, list_systems, read_manifest, write_manifest
 from speechkd.errors import SpeechkdError
 
 _ONLY_SINGLE = ("input", "output", "data_dir", "out_dir", "model", "teacher", "resample", "overwrite")
@@ -45,8 +46,6 @@ def refuse_without_systems(args: argparse.Namespace) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from speechkd.enhance.systems import enhance_systems, list_systems, read_manifest, write_manifest
-
     given = [f"--{a.replace('_', '-')}" for a in _ONLY_SINGLE if getattr(args, a)]
     if given:
         raise SpeechkdError(f"--systems enhances the manifest's systems; {' '.join(given)} do not go with it",

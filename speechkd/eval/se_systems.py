@@ -41,11 +41,11 @@ def eval_jobs(systems: list[SeSystem], test_sets: list[str], data_root: str, eva
     for t in test_sets:
         data = os.path.join(data_root, t)
         ref = os.path.join(data, "ref")
-        job = lambda name, enh, title: EvalJob(t, name, ref, enh, data, os.path.join(eval_dir, t, name), title)  # noqa: E731
-        jobs.append(job(NOISY, data, f"noisy input: {t}"))
-        jobs += [job(s.name, s.enhanced_dir(t), f"{s.name}: {t}") for s in systems]
-        jobs += [job(f"{s.name}@ckpt{k}", s.enhanced_dir(t, k), f"{s.name}, checkpoint {k} alone: {t}")
+        rows = [(NOISY, data, f"noisy input: {t}")]
+        rows += [(s.name, s.enhanced_dir(t), f"{s.name}: {t}") for s in systems]
+        rows += [(f"{s.name}@ckpt{k}", s.enhanced_dir(t, k), f"{s.name}, checkpoint {k} alone: {t}")
                  for s in systems for k in range(1, s.spread + 1)]
+        jobs += [EvalJob(t, name, ref, enh, data, os.path.join(eval_dir, t, name), title) for name, enh, title in rows]
     return jobs
 
 
