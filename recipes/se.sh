@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speech-enhancement recipe template shared by every corpus
 # (egs/<corpus>/se1/run.sh sets the variables and calls this script). Each stage
-# is one `speechkd` call per system or split; the logic lives in the library. Stages:
+# is one `speechkd` call (stages 0-4: one per split or model); the logic lives in the library. Stages:
 #   0  data: speech corpus and noise corpus (local/data.sh) -> data/speech, data/noise
 #   1  mixing (speechkd se-data) -> data/se: noisy training speech (its clean speech kept in
 #      *_clean_eval_only/ for evaluation only), extra noise, in-domain and mismatched test sets
@@ -12,8 +12,9 @@
 #   5  enhancement of the test sets by every system (80 Hz high-pass baseline, teacher, control,
 #      students, teacher/student S(T(y)), upper bound) -> exp/<system>/enhanced/<test set>/
 #      with --spread K also by each of the last K checkpoints of every trained model alone
-#      -> exp/<system>/enhanced_ckpt<k>/<test set>/
-#   6  evaluation (speechkd eval se) of every system and the noisy input -> exp/eval/results.md
+#      -> exp/<system>/enhanced_ckpt<k>/<test set>/; the systems are listed in exp/systems.tsv
+#      (rules: speechkd/enhance/systems.py)
+#   6  evaluation (speechkd eval se-systems) of every system and the noisy input -> exp/eval/results.md
 #      (with --spread K, each model's row also shows mean [min, max] over its single checkpoints)
 #   7  listening-test site of the first test set (clean reference, noisy input, every system)
 #      -> exp/listen/index.html
@@ -102,97 +103,39 @@ stage_students() {
     minutes=$(awk -v a="$minutes" -v b="$(max_minutes "$(conf_file "$s")")" 'BEGIN {print (b > a) ? b : a}')
   done
   if [ "$control" = true ]; then
-    # The fair control: the teacher trained on for as long as the longest student trained.
+    # The fair control: the teacher trained on for as long as the longest student trained. Students
+    # without a time budget (the tiny preset counts steps) leave the control at the teacher's steps.
+    local extra=()
+    if awk -v m="$minutes" 'BEGIN {exit !(m > 0)}'; then extra=(--extra-minutes "$minutes"); fi
     speechkd se-train --config "$(conf_file teacher_nytt)" --exp "$expdir/teacher_nytt_more" \
-      --continue-from "$expdir/teacher_nytt" --extra-minutes "$minutes"
+      --continue-from "$expdir/teacher_nytt" "${extra[@]}"
   fi
 }
 
-# system name -> "model [teacher]" for speechkd enhance
-systems() {
-  echo "hpf80 builtin:highpass80"
-  local s
-  for s in teacher_nytt teacher_nytt_more clean_upper $students; do
-    [ -d "$expdir/$s/checkpoints" ] && echo "$s $expdir/$s"
-  done
-  for s in $students; do
-    [ -d "$expdir/$s/checkpoints" ] && echo "${s}_st $expdir/$s $expdir/teacher_nytt"
-  done
-  return 0
-}
-
-# trained models whose single checkpoints are evaluated: the teacher, the control and the students
-# (not the high-pass baseline, not S(T(y)), not the upper bound: no claim rests on its spread)
-spread_systems() {
-  local name model teacher
-  [ "$spread" -gt 0 ] || return 0
-  while read -r name model teacher; do
-    if [ -n "$spread_only" ] && [[ " $spread_only " != *" $name "* ]]; then continue; fi
-    if [ -z "$teacher" ] && [ "$name" != clean_upper ] && [ -d "$model/checkpoints" ]; then echo "$name $model"; fi
-  done < <(systems)
-  return 0
-}
-
-# done_enh DIR: DIR/enhance.json exists (written when every utterance is enhanced): a rerun skips it
-done_enh() { if [ -f "$1/enhance.json" ]; then echo "$1: already enhanced"; return 0; fi; return 1; }
-
+# The systems of stages 5-7 (speechkd.enhance.systems): what exp/ holds decides them; stage 5
+# lists them into $expdir/systems.tsv and enhances each test set with every one of them (and each
+# of the last $spread checkpoints of the trained models alone), stages 6 and 7 read it.
 stage_enhance() {
-  local name model teacher t k out
-  while read -r name model teacher; do
-    for t in $test_sets; do
-      out=$expdir/$name/enhanced/$t
-      done_enh "$out" || speechkd enhance --model "$model" ${teacher:+--teacher "$teacher"} --average "$average" \
-        --data-dir "data/se/$t" --out-dir "$out" --nj "$nj" --num-utts "$num_eval_utts"
-    done
-  done < <(systems)
-  while read -r name model; do
-    for k in $(seq "$spread"); do
-      for t in $test_sets; do
-        out=$expdir/$name/enhanced_ckpt$k/$t
-        done_enh "$out" || speechkd enhance --model "$model" --checkpoint "$k" --data-dir "data/se/$t" \
-          --out-dir "$out" --nj "$nj" --num-utts "$num_eval_utts"
-      done
-    done
-  done < <(spread_systems)
+  # shellcheck disable=SC2086
+  speechkd enhance --systems "$expdir/systems.tsv" --systems-from "$expdir" --students $students \
+    --spread "$spread" --spread-only $spread_only --test-sets $test_sets --data-root data/se \
+    --average "$average" --nj "$nj" --num-utts "$num_eval_utts"
 }
 
-# eval_se TEST ENH_DIR OUT TITLE: speechkd eval se of one system's output, skipped when OUT/results.json is
-# newer than ENH_DIR/enhance.json (a rerun, e.g. --force true with a larger --spread, redoes only what is new)
-eval_se() {
-  if [ -f "$3/results.json" ] && [ -f "$2/enhance.json" ] && [ "$3/results.json" -nt "$2/enhance.json" ]; then
-    echo "$3: up to date with $2, not evaluated again"
-    return 0
-  fi
-  speechkd eval se --ref-dir "data/se/$1/ref" --enh-dir "$2" --noisy-dir "data/se/$1" --out "$3" --nj "$nj" \
-    --num-utts "$num_eval_utts" --title "$4"
-}
-
+# Each evaluation is skipped when its results.json is newer than the enhanced dir's enhance.json
+# (a rerun, e.g. --force true with a larger --spread, redoes only what is new).
 stage_eval() {
-  local name t k results=()
-  for t in $test_sets; do
-    eval_se "$t" "data/se/$t" "$expdir/eval/$t/noisy" "noisy input: $t"
-    results+=("$expdir/eval/$t/noisy/results.json")
-    while read -r name _; do
-      eval_se "$t" "$expdir/$name/enhanced/$t" "$expdir/eval/$t/$name" "$name: $t"
-      results+=("$expdir/eval/$t/$name/results.json")
-    done < <(systems)
-    while read -r name _; do
-      for k in $(seq "$spread"); do
-        eval_se "$t" "$expdir/$name/enhanced_ckpt$k/$t" "$expdir/eval/$t/$name@ckpt$k" "$name, checkpoint $k alone: $t"
-        results+=("$expdir/eval/$t/$name@ckpt$k/results.json")
-      done
-    done < <(spread_systems)
-  done
-  speechkd eval se-summary --results "${results[@]}" --out "$expdir/eval" --paired-against teacher_nytt \
+  # shellcheck disable=SC2086
+  speechkd eval se-systems --systems "$expdir/systems.tsv" --test-sets $test_sets --data-root data/se \
+    --out "$expdir/eval" --nj "$nj" --num-utts "$num_eval_utts" --paired-against teacher_nytt \
     --title "$(basename "$(dirname "$PWD")") speech enhancement: objective evaluation"
 }
 
 stage_listen() {
-  local t=${test_sets%% *} name opts=()
-  opts=(--system "clean=data/se/$t/ref" --system "noisy=data/se/$t")
-  while read -r name _; do opts+=(--system "$name=$expdir/$name/enhanced/$t"); done < <(systems)
-  speechkd listen manifest --data-dir "data/se/$t" "${opts[@]}" --reference clean \
-    --num-utts "$num_listen_utts" --out "$expdir/listen/manifest.json"
+  local t=${test_sets%% *}
+  speechkd listen manifest --data-dir "data/se/$t" --system "clean=data/se/$t/ref" --system "noisy=data/se/$t" \
+    --systems "$expdir/systems.tsv" --reference clean --num-utts "$num_listen_utts" \
+    --out "$expdir/listen/manifest.json"
   speechkd listen page --manifest "$expdir/listen/manifest.json" --out "$expdir/listen" \
     --title "$(basename "$(dirname "$PWD")") speech enhancement ($t): listening test"
 }

@@ -6,6 +6,8 @@
         --model exp/teacher_nytt [--average 3 | --checkpoint 2] [--nj 2]
     speechkd enhance --data-dir data/se/test_in_domain --out-dir exp/hpf80/enhanced/test_in_domain \
         --model builtin:highpass80
+    speechkd enhance --systems exp/systems.tsv --systems-from exp --students student_remix \
+        --test-sets test_in_domain --data-root data/se --average 3 --spread 1   # recipe stage 5
 
 Audio at another rate than the model's is refused unless --resample is given
 (then it is resampled to the model's rate and the output back, logged).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 
+from speechkd.enhance import systems_cli
 from speechkd.enhance.infer import Enhancer, enhance_datadir, enhance_file
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
@@ -32,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=av.existing_dir, default=None, help="Kaldi data dir to enhance (batch mode)")
     parser.add_argument("--out-dir", type=av.output_dir,
                         default=None, help="batch mode: directory of <utt>.wav to write")
-    parser.add_argument("--model", type=av.model_ref, required=True,
+    parser.add_argument("--model", type=av.model_ref, default=None,
                         help="exp dir or .ckpt of speechkd se-train, or builtin:highpass80 / builtin:identity")
     parser.add_argument("--teacher", type=av.existing_path,
                         default=None, help="teacher exp dir: output S(T(y)) (teacher first)")
@@ -50,9 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "settings is moved into <out-dir>/.backup/<n>/ first")
     parser.add_argument("--num-utts", type=av.nonneg_int,
                         default=0, help="batch mode: first N utterances only; 0 = all")
+    systems_cli.add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.systems:
+        return systems_cli.main(args)
+    systems_cli.refuse_without_systems(args)
+    if not args.model:
+        raise SpeechkdError("no model given", field="--model",
+                            hint="--model exp/<model> (a trained exp dir), or --systems FILE for a manifest")
     single = args.input is not None or args.output is not None
     batch = args.data_dir is not None or args.out_dir is not None
     if single == batch:

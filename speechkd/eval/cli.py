@@ -8,6 +8,8 @@
     speechkd eval se --ref-dir data/speech/test --enh-dir exp/student/enhanced/test \
         [--noisy-dir data/test_noisy] --out exp/eval/student [--num-utts 50] [--nj 2]
     speechkd eval se-summary --results exp/eval/*/*/results.json --out exp/eval
+    speechkd eval se-systems --systems exp/systems.tsv --test-sets test_in_domain test_mismatched \
+        --data-root data/se --out exp/eval [--num-utts 50] [--nj 2] [--paired-against teacher_nytt]
     speechkd eval durations --teacher-dump dump/teacher/train/teacher_forced --data-dir data/train \
         --out exp/eval/durations_train [--tokens dump/tokens/train/tokens] [--min-focus-rate 0.5]
     speechkd eval systems --systems exp/systems.tsv --data-dir data/test --out exp/eval [--num-utts 50] [--nj 2] \
@@ -30,10 +32,12 @@ import os
 
 from speechkd.data.kaldi import read_datadir
 from speechkd.distill import cli as distill_cli
+from speechkd.enhance import systems as se_systems
 from speechkd.eval.durations import durations_markdown, evaluate_dump
 from speechkd.eval.intelligibility import asr_markdown, evaluate_asr
 from speechkd.eval.se_eval import evaluate_se, se_markdown
 from speechkd.eval.se_summary import summarize_se
+from speechkd.eval.se_systems import eval_jobs, up_to_date
 from speechkd.eval.stats import json_safe
 from speechkd.eval.summary import summarize_systems
 from speechkd.eval.tts_eval import TtsEvalConfig, evaluate_tts, tts_markdown
@@ -110,6 +114,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also compare the diffusion teacher at k steps with its k-step students on this split's "
                         "mels (`speechkd distill compare`), when the manifest has more than one diffusion model")
 
+    p = sub.add_parser("se-systems", help="the noisy input and every system of an SE systems manifest on each test "
+                                          "set (eval se each), then se-summary (recipe stage 6)")
+    p.add_argument("--systems", type=av.text_file, required=True, metavar="FILE", help="SE systems manifest (speechkd enhance --systems)")
+    p.add_argument("--test-sets", type=av.name, nargs="+", required=True, metavar="NAME", help="test sets: <data-root>/<name> each")
+    p.add_argument("--data-root", type=av.nonempty_str, default="data/se", help="directory of the test sets, each with its clean ref/ "
+                                                          "(default %(default)s)")
+    p.add_argument("--out", type=av.output_dir, required=True, help="eval dir: <out>/<test set>/<system>/, <out>/results.{json,md}")
+    p.add_argument("--num-utts", type=av.nonneg_int, default=0, help="evaluate the first N reference utterances; 0 = all")
+    p.add_argument("--nj", type=av.jobs, default=1, help="parallel processes")
+    p.add_argument("--title", type=av.nonempty_str, default="Speech enhancement: objective evaluation", help="title of the summary")
+    p.add_argument("--paired-against", type=av.nonempty_str, default=None,
+                   help="system (e.g. teacher_nytt) to compare every system with, utterance by utterance")
+
     p = sub.add_parser("se", help="PESQ-wb, STOI, ESTOI, SI-SDR (and improvements) of enhanced audio")
     p.epilog = av.RUNS_PIPES
     p.add_argument("--ref-dir", type=av.existing_dir,
@@ -149,6 +166,8 @@ def main(args: argparse.Namespace) -> int:
         return _main_tts(args)
     if args.what == "se":
         return _main_se(args)
+    if args.what == "se-systems":
+        return _main_se_systems(args)
     if args.what == "se-summary":
         path = summarize_se(args.results, args.out, args.title, args.paired_against)
         print(open(path, encoding="utf-8").read())
@@ -197,6 +216,22 @@ def _main_systems(args: argparse.Namespace) -> int:
         distill_cli.add_arguments(p)
         distill_cli.main(p.parse_args(["compare", "--exps", *chain, "--split", args.compare_split,
                                           "--out", os.path.join(args.out, "diffusion_steps")]))
+    return 0
+
+
+def _main_se_systems(args: argparse.Namespace) -> int:
+    systems = se_systems.read_manifest(args.systems)
+    test_sets = [w for v in args.test_sets for w in v.split()]
+    jobs = eval_jobs(systems, test_sets, args.data_root, args.out)
+    for j in jobs:
+        if up_to_date(j):
+            print(f"{j.out}: up to date with {j.enh_dir}, not evaluated again")
+            continue
+        _main_se(_parse("se", "--ref-dir", j.ref_dir, "--enh-dir", j.enh_dir, "--noisy-dir", j.noisy_dir,
+                        "--out", j.out, "--nj", args.nj, "--num-utts", args.num_utts, "--title", j.title))
+    path = summarize_se([j.results for j in jobs], args.out, args.title, args.paired_against)
+    print(open(path, encoding="utf-8").read())
+    print(f"-> {path}")
     return 0
 
 

@@ -11,15 +11,17 @@ Manifest: {"systems": [...], "reference_system": "gt" (optional),
 from __future__ import annotations
 
 import argparse
+import os
 
-from speechkd.infer.systems import read_manifest
-from speechkd.utils import args as av
+from speechkd.enhance import systems as se_systems
 from speechkd.errors import SpeechkdError
+from speechkd.infer.systems import read_manifest
 from speechkd.listen.manifest import build_manifest
 from speechkd.listen.report import aggregate, write_report
 from speechkd.listen.results import read_results
 from speechkd.listen.serve import make_server
 from speechkd.listen.site import PageOptions, build_site
+from speechkd.utils import args as av
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    required=True, help="Kaldi data dir (ids, transcripts, ground-truth audio)")
     m.add_argument("--system", action="append", default=[], metavar="NAME=DIR",
                    help="a system and its dir of <utt>.wav (DIR = the data dir itself: ground truth); repeatable")
-    m.add_argument("--systems", type=av.text_file, metavar="FILE", help="also every system of a systems manifest (speechkd synth "
-                                                     "--systems), after the --system ones, in its order")
+    m.add_argument("--systems", type=av.text_file, metavar="FILE",
+                   help="also every system of a systems manifest (speechkd synth --systems, or speechkd enhance "
+                        "--systems: the output of the data dir's test set), after the --system ones, in its order")
     m.add_argument("--reference", default=None, help="system used as the reference (MUSHRA, CMOS)")
     m.add_argument("--num-utts", type=av.nonneg_int, default=0, help="first N utterances; 0 = all")
     m.add_argument("--out", type=av.output_file, required=True, help="manifest JSON to write")
@@ -88,7 +91,11 @@ def main(args: argparse.Namespace) -> int:
                 raise SpeechkdError(f"--system {item!r} is not NAME=DIR", field="--system")
             systems[name] = path
         if args.systems:
-            systems.update((s.name, s.wav_dir) for s in read_manifest(args.systems))
+            if se_systems.is_manifest(args.systems):  # SE: each system's output of the data dir's test set
+                test_set = os.path.basename(os.path.normpath(args.data_dir))
+                systems.update((s.name, s.enhanced_dir(test_set)) for s in se_systems.read_manifest(args.systems))
+            else:
+                systems.update((s.name, s.wav_dir) for s in read_manifest(args.systems))
         if not systems:
             raise SpeechkdError("no system given", field="--system", hint="--system NAME=DIR or --systems FILE")
         print(build_manifest(args.data_dir, systems, args.out, num_utts=args.num_utts,
