@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(vctk: sentences) (ljspeech 250, vctk 100)")
     parser.add_argument("--seed", type=int, default=1, help="vctk: seed of the utterance split")
     parser.add_argument("--mic", choices=["mic1", "mic2"], default="mic1", help="vctk: microphone")
+    parser.add_argument("--speakers", nargs="+", default=[], help="vctk: only these speakers (default: all)")
     parser.add_argument("--subsets", nargs="+", default=["train-clean-100"],
                         help="libritts_r: training subsets (dev-clean and test-clean are dev and test)")
     parser.add_argument("--variant", choices=["28spk", "56spk"], default="28spk",
@@ -49,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
             raise SpeechkdError(f"must be >= 0, got {getattr(args, name)}", field="--" + name.replace("_", "-"))
     kw = {k: v for k, v in dict(rate=args.rate, num_dev=args.num_dev, num_test=args.num_test).items()
           if v is not None}
-    m = PUBLIC[args.name](args.db_root, args.out, seed=args.seed, mic=args.mic, subsets=tuple(args.subsets),
+    m = PUBLIC[args.name](args.db_root, args.out, seed=args.seed, mic=args.mic, subsets=tuple(args.subsets), speakers=tuple(args.speakers),
                           variant=args.variant, dev_speakers=tuple(args.dev_speakers), noise_dir=args.noise_dir,
                           **kw)
     for split, c in m["splits"].items():

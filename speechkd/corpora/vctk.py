@@ -53,8 +53,12 @@ def read_speaker_info(root: Path) -> dict[str, dict[str, str]]:
 
 
 def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = RATE, mic: str = "mic1",
-            num_dev: int = 100, num_test: int = 100, seed: int = 1, **_: object) -> dict:
-    """Kaldi data dirs ``out/{train,dev,test}`` of VCTK 0.92 (one microphone); returns the counts."""
+            num_dev: int = 100, num_test: int = 100, seed: int = 1, speakers: tuple[str, ...] = (),
+            **_: object) -> dict:
+    """Kaldi data dirs ``out/{train,dev,test}`` of VCTK 0.92 (one microphone); returns the counts.
+
+    ``speakers``: only these (e.g. one voice for a single-speaker model); empty: all.
+    """
     if mic not in MICS:
         raise SpeechkdError(f"unknown microphone '{mic}' (use mic1 or mic2)", field="--mic")
     root = find_root(db_root, NAME, "speaker-info.txt")
@@ -66,6 +70,12 @@ def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = R
     text_spks = {p.name for p in (root / "txt").iterdir() if p.is_dir()}
     if not audio_spks:
         raise layout_error(NAME, root, [f"{AUDIO_DIR}/<spk>/"], LAYOUT, URL)
+    if speakers:
+        absent = sorted(set(speakers) - set(audio_spks))
+        if absent:
+            raise SpeechkdError(f"speakers {absent} have no recordings in {AUDIO_DIR}/", path=str(root),
+                                field="--speakers")
+        audio_spks = [s for s in audio_spks if s in speakers]
     skipped = {"speakers_without_transcripts": sorted(set(audio_spks) - text_spks),
                "recordings_without_transcript": 0, "transcripts_without_audio": 0}
     entries = []
