@@ -1,0 +1,242 @@
+"""Published corpora (LJSpeech, VCTK, LibriTTS-R, VoiceBank-DEMAND) on format-faithful replicas:
+each replica has the published layout, each reader turns it into valid Kaldi data dirs whose audio
+lasts as long as the corpus files, an incomplete corpus is one line and exit 2, and each recipe runs
+its data stages through the same local/data.sh a real corpus takes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechkd.audio import load_audio
+from speechkd.cli import main as cli_main
+from speechkd.data.kaldi import read_datadir, read_table
+from speechkd.data.validate import validate_datadir
+from speechkd.testing import replicas
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(shutil.which("flite") is None or shutil.which("sox") is None,
+                                reason="flite or sox missing (tools/install_system.sh)")
+
+
+@pytest.fixture(scope="module")
+def reps(tmp_path_factory) -> dict[str, Path]:
+    """One replica of each corpus (a few utterances each), shared by the module's tests."""
+    base = tmp_path_factory.mktemp("replicas")
+    noise = base / "demand" / "DKITCHEN"
+    noise.mkdir(parents=True)
+    for i in (1, 2):
+        sf.write(noise / f"ch0{i}.wav", 0.05 * np.random.default_rng(i).standard_normal(48000), 48000,
+                 subtype="PCM_16")
+    return {"ljspeech": replicas.make_ljspeech(base / "lj", n_utts=6),
+            "vctk": replicas.make_vctk(base / "vctk", speakers=("p225", "p226", "p315"), n_utts=3),
+            "libritts_r": replicas.make_libritts_r(base / "ltr"),
+            "voicebank_demand": replicas.make_voicebank_demand(base / "vbd"),
+            "noise": base / "demand"}
+
+
+def _prepare(name: str, db_root: Path, out: Path, *args: str) -> int:
+    return cli_main(["prepare", name, "--db-root", str(db_root), "--out", str(out), *args])
+
+
+def _check_dir(d: Path, rate: int) -> dict[str, str]:
+    """Validate a data dir; every utterance's audio (through wav.scp, pipes run) lasts as long as
+    its corpus file says (utt2dur from the header) at the recipe's rate. Returns wav.scp."""
+    rep = validate_datadir(d, sample_rate=rate)
+    assert rep.ok, rep.format()
+    dd = read_datadir(d)
+    dur = read_table(d / "utt2dur")
+    assert set(dur) == set(dd.utt2spk)
+    for utt in dd.utts:
+        wav, sr = load_audio(dd.wav_scp[utt], sample_rate=rate, utt=utt)
+        assert abs(len(wav) / sr - float(dur[utt])) <= 2.0 / sr + 1e-4, utt
+    return dd.wav_scp
+
+
+# --------------------------------------------------------------------------- replicas: published layout
+
+def test_replica_layouts(reps):
+    lj = reps["ljspeech"]
+    assert lj.name == "LJSpeech-1.1"
+    rows = [line.split("|") for line in (lj / "metadata.csv").read_text().splitlines()]
+    assert all(len(r) == 3 for r in rows) and rows[0][0] == "LJ001-0001"
+    assert any('"' in r[1] for r in rows) and any(r[1] != r[2] for r in rows)  # quotes; raw != normalized
+    info = sf.info(lj / "wavs/LJ001-0001.wav")
+    assert (info.samplerate, info.channels, info.subtype, info.format) == (22050, 1, "PCM_16", "WAV")
+
+    vctk = reps["vctk"]
+    for mic in ("mic1", "mic2"):
+        info = sf.info(vctk / f"wav48_silence_trimmed/p225/p225_001_{mic}.flac")
+        assert (info.samplerate, info.channels, info.format) == (48000, 1, "FLAC")
+    assert (vctk / "txt/p225/p225_001.txt").is_file() and not (vctk / "txt/p315").exists()
+    assert (vctk / "wav48_silence_trimmed/p315/p315_001_mic1.flac").is_file()
+    assert (vctk / "txt/p225/p225_004.txt").is_file()  # a transcript without audio
+    assert not list((vctk / "wav48_silence_trimmed/p225").glob("p225_004_*"))
+    assert (vctk / "speaker-info.txt").read_text().split()[:6] == ["ID", "AGE", "GENDER", "ACCENTS", "REGION",
+                                                                  "COMMENTS"]
+
+    ltr = reps["libritts_r"]
+    wav = ltr / "train-clean-100/103/1241/103_1241_000000_000001.wav"
+    assert sf.info(wav).samplerate == 24000
+    assert wav.with_name("103_1241_000000_000001.normalized.txt").is_file()
+    assert wav.with_name("103_1241_000000_000001.original.txt").is_file()
+    assert (ltr / "SPEAKERS.txt").read_text().count(";ID  |SEX| SUBSET") == 1
+    assert {p.name for p in ltr.iterdir() if p.is_dir()} == {"train-clean-100", "dev-clean", "test-clean"}
+
+    vbd = reps["voicebank_demand"]
+    for d in ("clean_trainset_28spk_wav", "noisy_trainset_28spk_wav", "clean_testset_wav", "noisy_testset_wav"):
+        assert all(sf.info(p).samplerate == 48000 for p in (vbd / d).glob("*.wav"))
+    assert (vbd / "trainset_28spk_txt/p226_001.txt").is_file() and (vbd / "testset_txt/p232_001.txt").is_file()
+    assert {p.name.split("_")[0] for p in (vbd / "clean_testset_wav").glob("*.wav")} == {"p232", "p257"}
+    clean, _ = sf.read(vbd / "clean_testset_wav/p232_001.wav")
+    noisy, _ = sf.read(vbd / "noisy_testset_wav/p232_001.wav")
+    assert clean.shape == noisy.shape and not np.allclose(clean, noisy)
+
+
+# --------------------------------------------------------------------------- readers
+
+def test_ljspeech_reader(reps, tmp_path):
+    assert _prepare("ljspeech", reps["ljspeech"].parent, tmp_path, "--num-dev", "1", "--num-test", "2") == 0
+    for split, n in (("train", 3), ("dev", 1), ("test", 2)):
+        scp = _check_dir(tmp_path / split, 22050)
+        assert len(scp) == n and not any(v.endswith("|") for v in scp.values())  # 22.05 kHz: the files
+    # the held-out clips are the last ones of metadata.csv; the normalized column, quotes kept
+    assert list(read_table(tmp_path / "test/text")) == ["LJ002-0001", "LJ002-0002"]
+    text = read_table(tmp_path / "train/text")
+    assert text["LJ001-0002"] == "In fourteen seventy the press came to Paris."
+    assert read_table(tmp_path / "test/text")["LJ002-0002"] == 'He wrote, "the work is done," and left at five p.m.'
+
+
+def test_vctk_reader_skips_and_resamples(reps, tmp_path):
+    assert _prepare("vctk", reps["vctk"], tmp_path, "--mic", "mic2", "--num-dev", "1", "--num-test", "1") == 0
+    m = json.loads((tmp_path / "prepare.json").read_text())
+    assert m["skipped"]["speakers_without_transcripts"] == ["p315"]
+    assert m["skipped"]["speakers_without_transcripts_recordings"] == 3
+    assert m["skipped"]["transcripts_without_audio"] == 2
+    utts = set()
+    for split in ("train", "dev", "test"):
+        scp = _check_dir(tmp_path / split, 22050)
+        assert all(v.startswith("sox ") and "_mic2.flac" in v and v.endswith("|") for v in scp.values())
+        utts |= set(scp)
+    assert utts == {f"{s}_{i:03d}" for s in ("p225", "p226") for i in (1, 2, 3)}
+    # no sentence in two splits
+    texts = {s: set(read_table(tmp_path / s / "text").values()) for s in ("train", "dev", "test")}
+    assert not (texts["test"] & (texts["train"] | texts["dev"]))
+
+
+def test_libritts_r_reader(reps, tmp_path):
+    assert _prepare("libritts_r", reps["libritts_r"], tmp_path) == 0
+    scp = _check_dir(tmp_path / "train", 24000)
+    assert set(read_table(tmp_path / "train/utt2spk").values()) == {"103", "1034"}
+    assert "103-1241-000000-000001" in scp
+    _check_dir(tmp_path / "dev", 24000)
+    assert set(read_table(tmp_path / "test/utt2spk").values()) == {"121"}
+    # another rate than the corpus's: resampled by a sox pipe
+    assert _prepare("libritts_r", reps["libritts_r"], tmp_path / "r22", "--rate", "22050") == 0
+    assert all(v.endswith("|") for v in _check_dir(tmp_path / "r22/dev", 22050).values())
+
+
+def test_voicebank_demand_reader(reps, tmp_path):
+    assert _prepare("voicebank_demand", reps["voicebank_demand"], tmp_path, "--dev-speakers", "p287",
+                    "--noise-dir", str(reps["noise"])) == 0
+    noisy = _check_dir(tmp_path / "train_noisy", 16000)
+    clean = _check_dir(tmp_path / "train_clean_eval_only", 16000)
+    assert set(noisy) == set(clean) == {f"{s}_00{i}" for s in ("p226", "p230") for i in (1, 2)}
+    assert all("noisy_trainset_28spk_wav" in v for v in noisy.values())  # the noisy set only
+    assert all("clean_trainset_28spk_wav" in v for v in clean.values())
+    assert set(_check_dir(tmp_path / "dev_noisy", 16000)) == {"p287_001", "p287_002"}
+    test = _check_dir(tmp_path / "test_voicebank", 16000)
+    assert set(test) == set(_check_dir(tmp_path / "test_voicebank/ref", 16000))
+    assert {u.split("_")[0] for u in test} == {"p232", "p257"}
+    assert len(read_table(tmp_path / "extra_noise/wav.scp")) == 2
+    assert validate_datadir(tmp_path / "extra_noise", sample_rate=16000).ok
+
+
+@pytest.mark.parametrize("name,breaks,expect", [
+    ("ljspeech", "wavs/LJ001-0003.wav", "missing wavs/LJ001-0003.wav"),
+    ("vctk", "speaker-info.txt", "missing speaker-info.txt"),
+    ("libritts_r", "dev-clean", "missing dev-clean/"),
+    ("voicebank_demand", "noisy_testset_wav/p257_002.wav", "missing noisy_testset_wav/p257_002.wav"),
+])
+def test_incomplete_corpus_is_one_line_and_exit_2(reps, tmp_path, capsys, name, breaks, expect):
+    broken = tmp_path / "corpus"
+    shutil.copytree(reps[name], broken)
+    target = broken / breaks
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    assert _prepare(name, broken, tmp_path / "data") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert expect in err and "expected layout" in err and "published at http" in err
+    assert not (tmp_path / "data").exists()
+
+
+# --------------------------------------------------------------------------- recipes on the replicas
+
+def _recipe_copy(tmp_path: Path, rel: str) -> Path:
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    (tmp_path / "tools").symlink_to(ROOT / "tools")
+    dst = tmp_path / rel
+    shutil.copytree(ROOT / rel, dst, ignore=shutil.ignore_patterns("data", "dump", "exp", "downloads"))
+    return dst
+
+
+def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(["./run.sh", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+
+
+TTS_RECIPES = [
+    ("ljspeech", 22050, 80, ()),
+    pytest.param("vctk", 22050, 80, ("--local_data_opts", "--mic mic1"), marks=pytest.mark.slow),
+    pytest.param("libritts_r", 24000, 100, ("--local_data_opts", "--subsets train-clean-100"),
+                 marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("name,rate,n_mels,opts", TTS_RECIPES)
+def test_tts_recipe_data_stages_on_replica(reps, tmp_path, name, rate, n_mels, opts):
+    d = _recipe_copy(tmp_path, f"egs/{name}/tts1")
+    r = _run(d, "--preset", "tiny", "--nj", "1", "--stop_stage", "2", "--db_root", str(reps[name]), *opts)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    for split in ("train", "dev", "test"):
+        _check_dir(d / "data" / split, rate)
+        scp = [line.split() for line in (d / "dump/feats" / split / "feats.scp").read_text().splitlines()]
+        assert len(scp) == len(read_table(d / "data" / split / "utt2spk"))
+        z = np.load(d / "dump/feats" / split / scp[0][1])
+        assert z["mel"].shape == (int(scp[0][2]), n_mels)
+        assert (d / "dump/tokens" / split / "tokens").is_file()
+    cfg = (d / "dump/feats/train/feature_config.yaml").read_text()
+    assert f"sample_rate: {rate}" in cfg
+
+
+def test_tts_recipe_without_corpus_says_where_to_get_it(tmp_path):
+    d = _recipe_copy(tmp_path, "egs/ljspeech/tts1")  # db.sh's default: downloads/LJSpeech-1.1, absent
+    r = _run(d, "--preset", "tiny", "--stop_stage", "0")
+    assert r.returncode != 0
+    # the stage's own output (the console; the template repeats the log's tail on stderr)
+    lines = [line for line in r.stdout.splitlines() if "speechkd prepare: error:" in line]
+    assert len(lines) == 1 and "missing metadata.csv" in lines[0] and "keithito.com" in lines[0]
+
+
+@pytest.mark.slow
+def test_se_recipe_data_and_teacher_on_replica(reps, tmp_path):
+    d = _recipe_copy(tmp_path, "egs/voicebank_demand/se1")
+    r = _run(d, "--preset", "tiny", "--nj", "1", "--stop_stage", "2", "--db_root", str(reps["voicebank_demand"]),
+             "--local_data_opts", f"--noise_root {reps['noise']} --dev_speakers p287")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    se = d / "data/se"
+    assert all("noisy_trainset" in v for v in _check_dir(se / "train_noisy", 16000).values())
+    _check_dir(se / "test_voicebank/ref", 16000)
+    # the noisy-target teacher trained on the noisy set (its config never names the clean speech)
+    assert (d / "exp/teacher_nytt/checkpoints/last.ckpt").is_file()
+    assert (d / "exp/clean_upper/checkpoints/last.ckpt").is_file()
+    assert not (d / "data/speech").exists()  # nothing was mixed from clean speech
