@@ -50,7 +50,7 @@ def layout_error(corpus: str, root: Path, missing: Iterable[str], layout: str, u
     shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
     return CorpusLayoutError(
         f"not a complete {corpus}: missing {shown}; expected layout: {layout}",
-        path=str(root), hint=f"{corpus} is published at {url}; point --db-root at the unpacked corpus")
+        path=str(root), hint=f"{corpus} is published at {url}; point --db-root (a recipe: --db_root or its db.sh) at the unpacked corpus")
 
 
 def find_root(db_root: str | os.PathLike, subdir: str, marker: str) -> Path:
