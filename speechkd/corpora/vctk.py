@@ -70,6 +70,7 @@ def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = R
     text_spks = {p.name for p in (root / "txt").iterdir() if p.is_dir()}
     if not audio_spks:
         raise layout_error(NAME, root, [f"{AUDIO_DIR}/<spk>/"], LAYOUT, URL)
+    text_only = text_spks - set(audio_spks)  # speakers with transcripts and no recordings at all
     if speakers:
         absent = sorted(set(speakers) - set(audio_spks))
         if absent:
@@ -77,7 +78,9 @@ def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = R
                                 field="--speakers")
         audio_spks = [s for s in audio_spks if s in speakers]
     skipped = {"speakers_without_transcripts": sorted(set(audio_spks) - text_spks),
-               "recordings_without_transcript": 0, "transcripts_without_audio": 0}
+               "recordings_without_transcript": 0,
+               "transcripts_without_audio": sum(len(list((root / "txt" / s).glob("*.txt")))
+                                                for s in text_only if not speakers or s in speakers)}
     entries = []
     for spk in audio_spks:
         if spk not in text_spks:
