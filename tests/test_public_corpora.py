@@ -115,6 +115,21 @@ def test_ljspeech_reader(reps, tmp_path):
     assert read_table(tmp_path / "test/text")["LJ002-0002"] == 'He wrote, "the work is done," and left at five p.m.'
 
 
+def test_eval_tts_analyses_at_the_corpus_rate(reps, tmp_path):
+    """MCD of a 22.05 kHz corpus is measured at 22.05 kHz unless --sample-rate says otherwise."""
+    assert _prepare("ljspeech", reps["ljspeech"], tmp_path / "data", "--num-dev", "1", "--num-test", "2") == 0
+    syn = tmp_path / "syn"
+    syn.mkdir()
+    for utt, entry in read_table(tmp_path / "data/test/wav.scp").items():
+        shutil.copy(entry, syn / f"{utt}.wav")
+    args = ["eval", "tts", "--data-dir", str(tmp_path / "data/test"), "--wav-dir", str(syn), "--no-asr"]
+    assert cli_main(args + ["--out", str(tmp_path / "e")]) == 0
+    res = json.loads((tmp_path / "e/results.json").read_text())
+    assert res["settings"]["sample_rate"] == 22050 and res["summary"]["mcd"]["mean"] == 0.0
+    assert cli_main(args + ["--out", str(tmp_path / "e16"), "--sample-rate", "16000"]) == 0
+    assert json.loads((tmp_path / "e16/results.json").read_text())["settings"]["sample_rate"] == 16000
+
+
 def test_vctk_reader_skips_and_resamples(reps, tmp_path):
     assert _prepare("vctk", reps["vctk"], tmp_path, "--mic", "mic2", "--num-dev", "1", "--num-test", "1") == 0
     m = json.loads((tmp_path / "prepare.json").read_text())
