@@ -23,8 +23,7 @@ from speechkd.testing import replicas
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(shutil.which("flite") is None or shutil.which("sox") is None,
-                                reason="flite or sox missing (tools/install_system.sh)")
+pytestmark = pytest.mark.skipif(shutil.which("flite") is None, reason="flite missing (tools/install_system.sh)")
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +47,15 @@ def _prepare(name: str, db_root: Path, out: Path, *args: str) -> int:
 
 
 def _check_dir(d: Path, rate: int) -> dict[str, str]:
-    """Validate a data dir; every utterance's audio (through wav.scp, pipes run) lasts as long as
-    its corpus file says (utt2dur from the header) at the recipe's rate. Returns wav.scp."""
+    """Validate a data dir; every utterance's audio (through wav.scp: a plain wav file) lasts as
+    long as its corpus file says (utt2dur from the header) at the recipe's rate. Returns wav.scp."""
     rep = validate_datadir(d, sample_rate=rate)
     assert rep.ok, rep.format()
     dd = read_datadir(d)
     dur = read_table(d / "utt2dur")
     assert set(dur) == set(dd.utt2spk)
     for utt in dd.utts:
+        assert sf.info(dd.wav_scp[utt]).format == "WAV", utt
         wav, sr = load_audio(dd.wav_scp[utt], sample_rate=rate, utt=utt)
         assert abs(len(wav) / sr - float(dur[utt])) <= 2.0 / sr + 1e-4, utt
     return dd.wav_scp
@@ -107,7 +107,7 @@ def test_ljspeech_reader(reps, tmp_path):
     assert _prepare("ljspeech", reps["ljspeech"].parent, tmp_path, "--num-dev", "1", "--num-test", "2") == 0
     for split, n in (("train", 3), ("dev", 1), ("test", 2)):
         scp = _check_dir(tmp_path / split, 22050)
-        assert len(scp) == n and not any(v.endswith("|") for v in scp.values())  # 22.05 kHz: the files
+        assert len(scp) == n and all("/LJSpeech-1.1/wavs/" in v for v in scp.values())  # 22.05 kHz: in place
     # the held-out clips are the last ones of metadata.csv; the normalized column, quotes kept
     assert list(read_table(tmp_path / "test/text")) == ["LJ002-0001", "LJ002-0002"]
     text = read_table(tmp_path / "train/text")
@@ -131,7 +131,8 @@ def test_eval_tts_analyses_at_the_corpus_rate(reps, tmp_path):
 
 
 def test_vctk_reader_skips_and_resamples(reps, tmp_path):
-    assert _prepare("vctk", reps["vctk"], tmp_path, "--mic", "mic2", "--num-dev", "1", "--num-test", "1") == 0
+    args = ("--mic", "mic2", "--num-dev", "1", "--num-test", "1", "--nj", "2")
+    assert _prepare("vctk", reps["vctk"], tmp_path, *args) == 0
     m = json.loads((tmp_path / "prepare.json").read_text())
     assert m["skipped"]["speakers_without_transcripts"] == ["p315"]
     assert m["skipped"]["speakers_without_transcripts_recordings"] == 3
@@ -139,9 +140,16 @@ def test_vctk_reader_skips_and_resamples(reps, tmp_path):
     utts = set()
     for split in ("train", "dev", "test"):
         scp = _check_dir(tmp_path / split, 22050)
-        assert all(v.startswith("sox ") and "_mic2.flac" in v and v.endswith("|") for v in scp.values())
+        assert all(v == str((tmp_path / "wav" / split / f"{u}.wav").resolve()) for u, v in scp.items())
         utts |= set(scp)
+        for u in scp:  # the chosen microphone's recording, resampled
+            mic2, _ = sf.read(reps["vctk"] / f"wav48_silence_trimmed/{u[:4]}/{u}_mic2.flac")
+            assert abs(np.abs(mic2).max() - np.abs(sf.read(scp[u])[0]).max()) < 0.05
     assert utts == {f"{s}_{i:03d}" for s in ("p225", "p226") for i in (1, 2, 3)}
+    # a rerun resamples nothing again
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "wav").rglob("*.wav")}
+    assert _prepare("vctk", reps["vctk"], tmp_path, *args) == 0
+    assert stamp == {p: p.stat().st_mtime_ns for p in (tmp_path / "wav").rglob("*.wav")}
     # no sentence in two splits
     texts = {s: set(read_table(tmp_path / s / "text").values()) for s in ("train", "dev", "test")}
     assert not (texts["test"] & (texts["train"] | texts["dev"]))
@@ -154,9 +162,10 @@ def test_libritts_r_reader(reps, tmp_path):
     assert "103-1241-000000-000001" in scp
     _check_dir(tmp_path / "dev", 24000)
     assert set(read_table(tmp_path / "test/utt2spk").values()) == {"121"}
-    # another rate than the corpus's: resampled by a sox pipe
+    assert all("/LibriTTS_R/" in v for v in scp.values())  # 24 kHz: in place
+    # another rate than the corpus's: resampled copies
     assert _prepare("libritts_r", reps["libritts_r"], tmp_path / "r22", "--rate", "22050") == 0
-    assert all(v.endswith("|") for v in _check_dir(tmp_path / "r22/dev", 22050).values())
+    assert all("/r22/wav/dev/" in v for v in _check_dir(tmp_path / "r22/dev", 22050).values())
 
 
 def test_voicebank_demand_reader(reps, tmp_path):
@@ -165,14 +174,17 @@ def test_voicebank_demand_reader(reps, tmp_path):
     noisy = _check_dir(tmp_path / "train_noisy", 16000)
     clean = _check_dir(tmp_path / "train_clean_eval_only", 16000)
     assert set(noisy) == set(clean) == {f"{s}_00{i}" for s in ("p226", "p230") for i in (1, 2)}
-    assert all("noisy_trainset_28spk_wav" in v for v in noisy.values())  # the noisy set only
-    assert all("clean_trainset_28spk_wav" in v for v in clean.values())
+    for u in noisy:  # the noisy set only, resampled; its clean speech beside it for evaluation only
+        y, _ = sf.read(noisy[u])
+        s, _ = sf.read(clean[u])
+        y48, _ = sf.read(reps["voicebank_demand"] / "noisy_trainset_28spk_wav" / f"{u}.wav")
+        assert "/train_noisy/" in noisy[u] and "/train_clean_eval_only/" in clean[u]
+        assert abs(len(y) - len(y48) / 3) <= 1 and np.std(y - s) > 1e-3
     assert set(_check_dir(tmp_path / "dev_noisy", 16000)) == {"p287_001", "p287_002"}
     test = _check_dir(tmp_path / "test_voicebank", 16000)
     assert set(test) == set(_check_dir(tmp_path / "test_voicebank/ref", 16000))
     assert {u.split("_")[0] for u in test} == {"p232", "p257"}
-    assert len(read_table(tmp_path / "extra_noise/wav.scp")) == 2
-    assert validate_datadir(tmp_path / "extra_noise", sample_rate=16000).ok
+    assert set(_check_dir(tmp_path / "extra_noise", 16000)) == {"DKITCHEN_ch01", "DKITCHEN_ch02"}
 
 
 @pytest.mark.parametrize("name,breaks,expect", [
@@ -249,7 +261,7 @@ def test_se_recipe_data_and_teacher_on_replica(reps, tmp_path):
              "--local_data_opts", f"--noise_root {reps['noise']} --dev_speakers p287")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     se = d / "data/se"
-    assert all("noisy_trainset" in v for v in _check_dir(se / "train_noisy", 16000).values())
+    assert all("/wav/train_noisy/" in v for v in _check_dir(se / "train_noisy", 16000).values())
     _check_dir(se / "test_voicebank/ref", 16000)
     # the noisy-target teacher trained on the noisy set (its config never names the clean speech)
     assert (d / "exp/teacher_nytt/checkpoints/last.ckpt").is_file()

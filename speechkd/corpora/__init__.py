@@ -6,7 +6,7 @@ Each builder has the signature ``build(out, *, num_utts, seed, nj, num_dev, num_
 and returns the corpus.json manifest.
 
 ``speechkd prepare NAME --db-root DIR --out DIR``: Kaldi data dirs of a published corpus
-already on disk (read in place; ``wav.scp`` resamples with sox where rates differ). Each
+already on disk (files at the recipe's rate read in place, the others resampled once). Each
 reader has the signature ``prepare(db_root, out, *, rate, ...) -> dict`` and returns the
 prepare.json manifest; format-faithful replicas for tests are in :mod:`speechkd.testing.replicas`.
 """

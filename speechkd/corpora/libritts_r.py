@@ -64,7 +64,7 @@ def read_subset(root: Path, subset: str, skipped: dict[str, int]) -> list[Entry]
 
 
 def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = RATE,
-            subsets: tuple[str, ...] = ("train-clean-100",), **_: object) -> dict:
+            subsets: tuple[str, ...] = ("train-clean-100",), nj: int = 1, **_: object) -> dict:
     """Kaldi data dirs ``out/{train,dev,test}`` of LibriTTS-R; returns the counts."""
     unknown = [s for s in subsets if s not in TRAIN_SUBSETS]
     if unknown or not subsets:
@@ -84,7 +84,7 @@ def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = R
         raise layout_error(NAME, root, empty, LAYOUT, URL)
     check_unique([e for es in splits.values() for e in es], root)
     outp = Path(out)
-    counts = {s: write_split(outp / s, e, rate) for s, e in splits.items()}
+    counts = {s: write_split(outp, s, e, rate, nj) for s, e in splits.items()}
     manifest = {"corpus": NAME, "db_root": str(root.resolve()), "sample_rate": rate, "subsets": want,
                 "splits": counts, "skipped": {"recordings_without_normalized_text": skipped},
                 "speakers_not_in_SPEAKERS.txt": sorted({e.spk for es in splits.values() for e in es} - set(speakers))}

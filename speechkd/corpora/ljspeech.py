@@ -48,7 +48,7 @@ def read_metadata(root: Path) -> list[tuple[str, str, str]]:
 
 
 def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = RATE,
-            num_dev: int = 250, num_test: int = 250, **_: object) -> dict:
+            num_dev: int = 250, num_test: int = 250, nj: int = 1, **_: object) -> dict:
     """Kaldi data dirs ``out/{train,dev,test}`` of LJSpeech; returns the counts (also in prepare.json)."""
     root = find_root(db_root, NAME, "metadata.csv")
     if not (root / "metadata.csv").is_file():
@@ -66,7 +66,7 @@ def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = R
     splits = {"train": entries[:n_train], "dev": entries[n_train:n_train + num_dev],
               "test": entries[n_train + num_dev:]}
     outp = Path(out)
-    counts = {s: write_split(outp / s, e, rate) for s, e in splits.items() if e}
+    counts = {s: write_split(outp, s, e, rate, nj) for s, e in splits.items() if e}
     manifest = {"corpus": NAME, "db_root": str(root.resolve()), "sample_rate": rate, "splits": counts,
                 "skipped": {}}
     atomic_write_json(outp / "prepare.json", manifest)

@@ -5,8 +5,9 @@
     speechkd prepare libritts_r --db-root downloads/LibriTTS_R --out data --subsets train-clean-100 train-clean-360
     speechkd prepare voicebank_demand --db-root downloads/vbd --out data/se --noise-dir data/noise/in_domain
 
-The corpus is read in place (nothing is copied); a missing or incomplete corpus is one error
-naming the missing files, the expected layout and where the corpus is published.
+Files at the output rate are read in place; the others are resampled once into OUT/wav/<split>/.
+A missing or incomplete corpus is one error naming the missing files, the expected layout and
+where the corpus is published.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output: data dirs and prepare.json")
     parser.add_argument("--rate", type=int, default=None,
                         help="sample rate of wav.scp (default: ljspeech, vctk 22050; libritts_r 24000; "
-                             "voicebank_demand 16000); other rates are resampled by a sox pipe")
+                             "voicebank_demand 16000); files at another rate are resampled once into OUT/wav/")
+    parser.add_argument("--nj", type=int, default=1, help="parallel processes resampling files")
     parser.add_argument("--num-dev", type=int, default=None, help="ljspeech, vctk: held-out dev utterances "
                         "(vctk: sentences) (ljspeech 250, vctk 100)")
     parser.add_argument("--num-test", type=int, default=None, help="ljspeech, vctk: held-out test utterances "
@@ -43,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.nj < 1:
+        raise SpeechkdError(f"must be at least 1, got {args.nj}", field="--nj")
     if args.rate is not None and args.rate < 1000:
         raise SpeechkdError(f"--rate must be a sample rate in Hz, got {args.rate}", field="--rate")
     for name in ("num_dev", "num_test"):
@@ -51,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     kw = {k: v for k, v in dict(rate=args.rate, num_dev=args.num_dev, num_test=args.num_test).items()
           if v is not None}
     m = PUBLIC[args.name](args.db_root, args.out, seed=args.seed, mic=args.mic, subsets=tuple(args.subsets), speakers=tuple(args.speakers),
-                          variant=args.variant, dev_speakers=tuple(args.dev_speakers), noise_dir=args.noise_dir,
+                          variant=args.variant, dev_speakers=tuple(args.dev_speakers), noise_dir=args.noise_dir, nj=args.nj,
                           **kw)
     for split, c in m["splits"].items():
         print(f"{split}: {c['utterances']} utterances" + (f", {c['minutes']} min" if "minutes" in c else ""))

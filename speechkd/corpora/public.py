@@ -1,12 +1,11 @@
 """Shared machinery of the readers of published corpora (LJSpeech, VCTK, LibriTTS-R, VoiceBank-DEMAND).
 
-A reader never copies or converts the corpus: it checks the published layout, reads its
-metadata and writes Kaldi data dirs whose ``wav.scp`` names the corpus files themselves.
-Where a file's rate differs from the recipe's rate, or it is not mono, the entry is a
-``sox`` pipe that resamples on the fly (``sox -R FILE -t wav -r RATE -b 16 -c 1 - |``,
-Kaldi's extended filename, run by :mod:`speechkd.audio`; ``-R``: repeatable dither, so every
-read gives the same samples), so resampling is explicit in
-``wav.scp`` and costs no disk. ``utt2dur`` holds each file's duration from its header.
+A reader checks the published layout, reads its metadata and writes Kaldi data dirs. Files
+already at the recipe's rate (mono wav: LJSpeech at 22.05 kHz, LibriTTS-R at 24 kHz) are named in
+place; the others (VCTK's 48 kHz FLAC, VoiceBank-DEMAND's 48 kHz wav) are resampled once, explicitly
+(soxr, very high quality), into ``<out>/wav/<split>/<utt>.wav``: every later stage, the listening
+page included, then reads plain wav files, and no file is resampled twice. ``utt2dur`` holds each
+corpus file's duration from its header.
 
 A missing or incomplete corpus raises one :class:`CorpusLayoutError`: which files are
 missing, the layout expected, and where the corpus is published.
@@ -16,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 import soundfile as sf
 
-from speechkd.corpora.common import require_binary
+from speechkd.corpora.common import load_mono, run_jobs, safe_id, write_wav
 from speechkd.data.kaldi import DataDir, write_datadir, write_table
 from speechkd.errors import SpeechkdError
 
@@ -74,39 +72,65 @@ def read_text_file(path: Path) -> str:
                                 path=str(path)) from None
 
 
-def wav_entry(path: Path, rate: int) -> tuple[str, float]:
-    """(wav.scp entry, duration in seconds) of one corpus file read at ``rate`` Hz.
-
-    The file itself when it is mono at ``rate``; otherwise a sox pipe resampling and
-    down-mixing it (sox's default high-quality rate conversion).
-    """
+def audio_header(path: Path) -> sf._SoundFileInfo:
     try:
-        info = sf.info(str(path))
+        return sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as e:
         raise CorpusLayoutError(f"cannot read the audio header ({str(e).splitlines()[0][:160]})",
                                 path=str(path), hint="the file is corrupt; re-extract it from the archive") from None
-    seconds = info.frames / info.samplerate
-    if info.samplerate == rate and info.channels == 1:
-        return str(path.resolve()), seconds
-    return f"sox -R {shlex.quote(str(path.resolve()))} -t wav -r {rate} -b 16 -c 1 - |", seconds
 
 
-def write_split(out: Path, entries: list[Entry], rate: int) -> dict:
-    """A Kaldi data dir (wav.scp, text, utt2spk, spk2utt, utt2dur) of ``entries``; its counts."""
+def needs_resampling(info: sf._SoundFileInfo, rate: int) -> bool:
+    """Whether a file must be converted to be read as-is: another rate, channels or container."""
+    return info.samplerate != rate or info.channels != 1 or info.format != "WAV"
+
+
+def _convert(job: tuple[str, str, int]) -> None:
+    """Worker: one corpus file -> 16-bit mono wav at the recipe's rate (soxr, very high quality)."""
+    src, dst, rate = job
+    write_wav(dst, load_mono(src, rate), rate)
+
+
+def _converted(job: tuple[str, str, int]) -> bool:
+    dst = Path(job[1])
+    return dst.exists() and sf.info(str(dst)).samplerate == job[2]
+
+
+def write_split(outp: Path, name: str, entries: list[Entry], rate: int, nj: int = 1) -> dict:
+    """The Kaldi data dir ``outp/name`` (wav.scp, text, utt2spk, spk2utt, utt2dur) of ``entries``.
+
+    Files at the recipe's ``rate`` (mono wav) are named in place; the others are converted
+    once into ``outp/wav/name/<utt>.wav`` (``nj`` processes; a rerun converts only what is
+    missing). Returns the split's counts.
+    """
     if not entries:
-        raise SpeechkdError("no utterances for this split", path=str(out),
+        raise SpeechkdError("no utterances for this split", path=str(outp / name),
                             hint="check the corpus and the split options")
-    wav, dur = {}, {}
+    wav, dur, jobs = {}, {}, []
+    wav_dir = outp / "wav" / name
     for e in entries:
-        wav[e.utt_id], dur[e.utt_id] = wav_entry(e.audio, rate)
-    if any(v.endswith("|") for v in wav.values()):
-        require_binary("sox", "sox")
+        info = audio_header(e.audio)
+        dur[e.utt_id] = info.frames / info.samplerate
+        if not needs_resampling(info, rate):
+            wav[e.utt_id] = str(e.audio.resolve())
+            continue
+        if safe_id(e.utt_id) != e.utt_id:
+            raise CorpusLayoutError("utterance id cannot name a file", path=str(e.audio), utt=e.utt_id)
+        dst = wav_dir / f"{e.utt_id}.wav"
+        jobs.append((str(e.audio), str(dst), rate))
+        wav[e.utt_id] = str(dst.resolve())
+    if jobs:
+        wav_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in wav_dir.glob(".*.tmp"):  # left by a killed run
+            tmp.unlink()
+        ran, kept = run_jobs(_convert, jobs, _converted, nj, desc=f"resampling {name} to {rate} Hz")
+        logger.info("%s: %d files resampled to %d Hz, %d already done", name, ran, rate, kept)
     dd = DataDir(wav_scp=wav, text={e.utt_id: e.text for e in entries},
                  utt2spk={e.utt_id: e.spk for e in entries})
-    write_datadir(out, dd)
-    write_table(out / "utt2dur", {u: f"{d:.4f}" for u, d in dur.items()})
+    write_datadir(outp / name, dd)
+    write_table(outp / name / "utt2dur", {u: f"{d:.4f}" for u, d in dur.items()})
     return {"utterances": len(entries), "speakers": len({e.spk for e in entries}),
-            "minutes": round(sum(dur.values()) / 60.0, 3)}
+            "minutes": round(sum(dur.values()) / 60.0, 3), "resampled": len(jobs)}
 
 
 def check_unique(entries: Iterable[Entry], root: Path) -> None:

@@ -10,7 +10,7 @@ Published layout (``VCTK-Corpus-0.92.zip``)::
 Known quirks, handled and counted in the log and in prepare.json: p315 has audio but its
 transcripts were lost (no ``txt/p315``), some transcripts have no recording with the chosen
 microphone, and some recordings have no transcript. The recording of one microphone
-(``--mic mic1|mic2``) is used; it is resampled to the recipe's rate in ``wav.scp``.
+(``--mic mic1|mic2``) is used, resampled once to the recipe's rate (:mod:`speechkd.corpora.public`).
 Split: the utterances are shuffled with a seed and cut into test, dev and train, every
 recording of one sentence in the same split (sentences 001-024, the rainbow passage and
 the elicitation paragraph, are read by every speaker), so no test text is seen in training.
@@ -54,7 +54,7 @@ def read_speaker_info(root: Path) -> dict[str, dict[str, str]]:
 
 def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = RATE, mic: str = "mic1",
             num_dev: int = 100, num_test: int = 100, seed: int = 1, speakers: tuple[str, ...] = (),
-            **_: object) -> dict:
+            nj: int = 1, **_: object) -> dict:
     """Kaldi data dirs ``out/{train,dev,test}`` of VCTK 0.92 (one microphone); returns the counts.
 
     ``speakers``: only these (e.g. one voice for a single-speaker model); empty: all.
@@ -99,7 +99,7 @@ def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = R
     check_unique(entries, root)
     splits = split_items(seeded_shuffle(entries, seed), num_dev, num_test, minimum=0, key=lambda e: e.text)
     outp = Path(out)
-    counts = {s: write_split(outp / s, sorted(e, key=lambda x: x.utt_id), rate) for s, e in splits.items() if e}
+    counts = {s: write_split(outp, s, sorted(e, key=lambda x: x.utt_id), rate, nj) for s, e in splits.items() if e}
     skipped["speakers_without_transcripts_recordings"] = sum(
         len(list((root / AUDIO_DIR / s).glob(f"*_{mic}.flac"))) for s in skipped["speakers_without_transcripts"])
     manifest = {"corpus": NAME, "db_root": str(root.resolve()), "sample_rate": rate, "mic": mic, "seed": seed,

@@ -7,7 +7,8 @@ Published layout (one zip per directory, unpacked side by side)::
 
 (the 56-speaker training set: ``*_trainset_56spk_wav``, ``trainset_56spk_txt``; ``--variant 56spk``).
 The standard test set is 824 utterances of p232 and p257 (noisy: DEMAND and other noises at
-2.5, 7.5, 12.5 and 17.5 dB SNR). Everything is resampled to the recipe's rate in ``wav.scp``.
+2.5, 7.5, 12.5 and 17.5 dB SNR). Everything is resampled once to the recipe's rate
+(``<out>/wav/<set>/``; :mod:`speechkd.corpora.public`).
 
 Written in the layout of ``speechkd se-data`` (:mod:`speechkd.enhance.prepare`), so that the
 SE recipe's training and evaluation stages read it unchanged::
@@ -31,8 +32,8 @@ import os
 from pathlib import Path
 
 from speechkd.corpora.common import safe_id
-from speechkd.corpora.public import Entry, layout_error, read_text_file, wav_entry, write_split
-from speechkd.data.kaldi import DataDir, read_datadir, write_datadir
+from speechkd.corpora.public import Entry, layout_error, read_text_file, write_split
+from speechkd.data.kaldi import read_datadir
 from speechkd.errors import SpeechkdError
 from speechkd.utils.io import atomic_write_json
 
@@ -69,30 +70,30 @@ def _speaker(utt: str) -> str:
     return utt.split("_", 1)[0]
 
 
-def noise_datadir(noise_dir: str | os.PathLike, rate: int) -> DataDir:
-    """Extra noise as a data dir at ``rate``: a Kaldi data dir as is (pipes added where its files
-    are at another rate), or every sound file under a plain directory (DEMAND: ``DKITCHEN/ch01.wav``)."""
+def noise_entries(noise_dir: str | os.PathLike) -> list[Entry]:
+    """Extra noise: the files of a Kaldi data dir (plain wav.scp paths; text = the noise type), or
+    every sound file under a plain directory (DEMAND: ``DKITCHEN/ch01.wav`` -> ``DKITCHEN_ch01``)."""
     src = Path(noise_dir)
     if (src / "wav.scp").is_file():
         dd = read_datadir(src)
-        wav = {}
-        for k, e in dd.wav_scp.items():
-            p = Path(e)
-            wav[k] = wav_entry(p, rate)[0] if not e.endswith("|") and p.is_file() else e
-        return DataDir(wav_scp=wav, text=dict(dd.text), utt2spk=dict(dd.utt2spk), segments=dd.segments)
+        if dd.segments is not None or any(e.rstrip().endswith("|") for e in dd.wav_scp.values()):
+            raise SpeechkdError("noise data dir with segments or pipes: extract its audio to wav files first",
+                                path=str(src), field="--noise-dir")
+        return [Entry(u, u, dd.text.get(u) or "noise", Path(dd.wav_scp[u])) for u in dd.utts]
     files = sorted(p for p in src.rglob("*") if p.suffix.lower() in AUDIO_EXTS and p.is_file())
     if not files:
         raise SpeechkdError("no noise: neither a Kaldi data dir (wav.scp) nor a directory of .wav/.flac files",
                             path=str(src), field="--noise-dir")
-    dd = DataDir()
+    out = []
     for p in files:
         key = safe_id(str(p.relative_to(src).with_suffix("")).replace(os.sep, "_"))
-        dd.wav_scp[key], dd.text[key], dd.utt2spk[key] = wav_entry(p, rate)[0], p.parent.name or "noise", key
-    return dd
+        out.append(Entry(key, key, p.parent.name or "noise", p))
+    return out
 
 
 def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = RATE, variant: str = "28spk",
-            dev_speakers: tuple[str, ...] = DEV_SPEAKERS, noise_dir: str | None = None, **_: object) -> dict:
+            dev_speakers: tuple[str, ...] = DEV_SPEAKERS, noise_dir: str | None = None, nj: int = 1,
+            **_: object) -> dict:
     """The SE data sets of VoiceBank-DEMAND under ``out`` (data/se); returns the counts."""
     if variant not in ("28spk", "56spk"):
         raise SpeechkdError(f"unknown training set variant '{variant}' (28spk or 56spk)", field="--variant")
@@ -124,18 +125,12 @@ def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = R
     def entries(rows, clean: bool) -> list[Entry]:
         return [Entry(u, _speaker(u), text, c if clean else n) for u, c, n, text in rows]
 
-    counts = {
-        "train_noisy": write_split(outp / "train_noisy", entries(train, False), rate),
-        "train_clean_eval_only": write_split(outp / "train_clean_eval_only", entries(train, True), rate),
-        "dev_noisy": write_split(outp / "dev_noisy", entries(dev, False), rate),
-        "dev_clean_eval_only": write_split(outp / "dev_clean_eval_only", entries(dev, True), rate),
-        "test_voicebank": write_split(outp / "test_voicebank", entries(test, False), rate),
-        "test_voicebank/ref": write_split(outp / "test_voicebank" / "ref", entries(test, True), rate),
-    }
+    sets = {"train_noisy": entries(train, False), "train_clean_eval_only": entries(train, True),
+            "dev_noisy": entries(dev, False), "dev_clean_eval_only": entries(dev, True),
+            "test_voicebank": entries(test, False), "test_voicebank/ref": entries(test, True)}
     if noise_dir is not None:
-        nd = noise_datadir(noise_dir, rate)
-        write_datadir(outp / "extra_noise", nd)
-        counts["extra_noise"] = {"utterances": len(nd.utt2spk), "source": str(Path(noise_dir).resolve())}
+        sets["extra_noise"] = noise_entries(noise_dir)
+    counts = {name: write_split(outp, name, es, rate, nj) for name, es in sets.items()}
     manifest = {"corpus": NAME, "db_root": str(root.resolve()), "variant": variant, "sample_rate": rate,
                 "dev_speakers": list(dev_speakers), "test_speakers": list(TEST_SPEAKERS),
                 "standard_test_set": len(test) == STANDARD_TEST_UTTS, "splits": counts, "skipped": {}}

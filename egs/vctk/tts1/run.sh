@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # VCTK 0.92: 110 speakers (p315's transcripts are lost: skipped, counted in the stage-0 log), 48 kHz FLAC
-# read in place and resampled to 22.05 kHz in wav.scp (conf/feats.yaml: the HiFi-GAN convention).
+# resampled once to 22.05 kHz (data/wav/; conf/feats.yaml: the HiFi-GAN convention).
 #   ./run.sh --db_root /data/VCTK-Corpus-0.92
 #   ./run.sh --db_root /data/VCTK-Corpus-0.92 --local_data_opts "--mic mic2"         # the other microphone
 #   ./run.sh --db_root /data/VCTK-Corpus-0.92 --local_data_opts "--speakers p225"    # one voice

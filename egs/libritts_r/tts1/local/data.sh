@@ -16,4 +16,4 @@ case "$preset" in
 esac
 rate=$(awk '/^sample_rate:/ {print $2}' conf/feats.yaml)
 # shellcheck disable=SC2086
-speechkd prepare libritts_r --db-root "$db_root" --out data --rate "$rate" --subsets ${subsets//,/ }
+speechkd prepare libritts_r --db-root "$db_root" --out data --rate "$rate" --nj "$nj" --subsets ${subsets//,/ }

@@ -15,4 +15,4 @@ case "$preset" in
 esac
 rate=$(awk '/^sample_rate:/ {print $2}' conf/feats.yaml)
 # shellcheck disable=SC2086
-speechkd prepare ljspeech --db-root "$db_root" --out data --rate "$rate" $held_out
+speechkd prepare ljspeech --db-root "$db_root" --out data --rate "$rate" --nj "$nj" $held_out

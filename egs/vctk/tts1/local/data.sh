@@ -2,7 +2,7 @@
 # Stage 0 of vctk/tts1: Kaldi data dirs of VCTK 0.92 read in place -> data/{train,dev,test}.
 #   --mic mic1|mic2       the microphone (mic1: DPA 4035 omni; mic2: Sennheiser MKH 800)
 #   --speakers p225,p226  only these speakers (default: all)
-# The rate of wav.scp is conf/feats.yaml's sample_rate (sox resamples the 48 kHz FLAC on reading).
+# The rate of wav.scp is conf/feats.yaml's sample_rate: the 48 kHz FLAC are resampled once into data/wav/.
 set -euo pipefail
 preset=demo
 nj=2
@@ -22,5 +22,5 @@ rate=$(awk '/^sample_rate:/ {print $2}' conf/feats.yaml)
 spk_opts=()
 [ -z "$speakers" ] || spk_opts=(--speakers ${speakers//,/ })
 # shellcheck disable=SC2086
-speechkd prepare vctk --db-root "$db_root" --out data --rate "$rate" --mic "$mic" --seed "$seed" \
+speechkd prepare vctk --db-root "$db_root" --out data --rate "$rate" --mic "$mic" --seed "$seed" --nj "$nj" \
   "${spk_opts[@]}" $held_out

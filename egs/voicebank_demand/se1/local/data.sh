@@ -24,5 +24,5 @@ if [ -z "$noise_root" ]; then
   speechkd corpus noise --out data/noise --seed "$seed" --nj "$nj"
   noise_root=data/noise/in_domain
 fi
-speechkd prepare voicebank_demand --db-root "$db_root" --out data/se --rate 16000 --variant "$variant" \
+speechkd prepare voicebank_demand --db-root "$db_root" --out data/se --rate 16000 --nj "$nj" --variant "$variant" \
   --dev-speakers ${dev_speakers//,/ } --noise-dir "$noise_root"
