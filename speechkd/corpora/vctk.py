@@ -78,7 +78,7 @@ def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = R
                                 field="--speakers")
         audio_spks = [s for s in audio_spks if s in speakers]
     skipped = {"speakers_without_transcripts": sorted(set(audio_spks) - text_spks),
-               "recordings_without_transcript": 0,
+               "recordings_without_transcript": 0, "empty_transcripts": 0,
                "transcripts_without_audio": sum(len(list((root / "txt" / s).glob("*.txt")))
                                                 for s in text_only if not speakers or s in speakers)}
     entries = []
@@ -93,6 +93,8 @@ def prepare(db_root: str | os.PathLike, out: str | os.PathLike, *, rate: int = R
             text = read_text_file(texts[utt])
             if text:
                 entries.append(Entry(utt, spk, text, audio[utt]))
+            else:
+                skipped["empty_transcripts"] += 1
     if not entries:
         raise layout_error(NAME, root, [f"{AUDIO_DIR}/<spk>/<spk>_<nnn>_{mic}.flac with a transcript"],
                            LAYOUT, URL)
