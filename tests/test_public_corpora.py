@@ -5,10 +5,15 @@ its data stages through the same local/data.sh a real corpus takes."""
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -267,3 +272,107 @@ def test_se_recipe_data_and_teacher_on_replica(reps, tmp_path):
     assert (d / "exp/teacher_nytt/checkpoints/last.ckpt").is_file()
     assert (d / "exp/clean_upper/checkpoints/last.ckpt").is_file()
     assert not (d / "data/speech").exists()  # nothing was mixed from clean speech
+
+
+# --------------------------------------------------------------------------- download stage
+
+class _RangeServer(http.server.BaseHTTPRequestHandler):
+    """Serves ``files`` (name -> bytes) with HTTP Range support; records each request's Range."""
+
+    files: dict[str, bytes] = {}
+    ranges: list[str | None] = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        body = self.files.get(self.path.lstrip("/"))
+        if body is None:
+            self.send_error(404)
+            return
+        rng = self.headers.get("Range")
+        type(self).ranges.append(rng)
+        code = 200
+        if rng:
+            start = int(rng.split("=")[1].split("-")[0])
+            if start >= len(body):
+                self.send_error(416)
+                return
+            body, code = body[start:], 206
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_files():
+    """(files dict to fill, base URL) of a local HTTP server with Range support."""
+    _RangeServer.files, _RangeServer.ranges = {}, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield _RangeServer.files, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _tar_bz2(src: Path, arcname: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:bz2") as t:
+        t.add(src, arcname=arcname)
+    return buf.getvalue()
+
+
+def test_download_resumes_checks_and_unpacks(reps, tmp_path, http_files, capsys):
+    files, base = http_files
+    data = _tar_bz2(reps["ljspeech"], "LJSpeech-1.1")
+    files["LJSpeech-1.1.tar.bz2"] = data
+    sha = hashlib.sha256(data).hexdigest()
+    dest = tmp_path / "downloads"
+    dest.mkdir()
+    (dest / "LJSpeech-1.1.tar.bz2.part").write_bytes(data[: len(data) // 2])  # an interrupted download
+    args = ["download", "ljspeech", "--dest", str(dest), "--url", f"{base}/LJSpeech-1.1.tar.bz2", "--sha256", sha]
+    assert cli_main(args) == 0
+    assert _RangeServer.ranges == [f"bytes={len(data) // 2}-"]  # resumed, not restarted
+    assert (dest / "LJSpeech-1.1.tar.bz2").read_bytes() == data
+    assert _prepare("ljspeech", dest / "LJSpeech-1.1", tmp_path / "data", "--num-dev", "1", "--num-test", "1") == 0
+    assert cli_main(args) == 0 and len(_RangeServer.ranges) == 1  # unpacked already: nothing fetched
+    capsys.readouterr()
+
+    # a corrupt download: one line, exit 2, nothing kept
+    bad = tmp_path / "bad"
+    assert cli_main(["download", "ljspeech", "--dest", str(bad), "--url", f"{base}/LJSpeech-1.1.tar.bz2",
+                     "--sha256", "0" * 64]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "SHA-256 is " + sha in err
+    assert not list(bad.iterdir())
+
+
+def test_download_refuses_members_outside_dest(tmp_path, http_files, capsys):
+    files, base = http_files
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"bad"))
+    files["evil.tar.gz"] = buf.getvalue()
+    sha = hashlib.sha256(buf.getvalue()).hexdigest()
+    dest = tmp_path / "d"
+    assert cli_main(["download", "libritts_r", "--dest", str(dest), "--url", f"{base}/evil.tar.gz",
+                     "--sha256", sha]) == 2
+    assert "unsafe member refused" in capsys.readouterr().err and not (tmp_path / "escaped.txt").exists()
+    assert cli_main(["download", "libritts_r", "--dest", str(dest)]) == 2  # no pinned archive: says so
+    assert "--url" in capsys.readouterr().err
+
+
+def test_recipe_download_stage(reps, tmp_path, http_files):
+    files, base = http_files
+    data = _tar_bz2(reps["ljspeech"], "LJSpeech-1.1")
+    files["LJSpeech-1.1.tar.bz2"] = data
+    d = _recipe_copy(tmp_path, "egs/ljspeech/tts1")
+    opts = (f"--download true --download_url {base}/LJSpeech-1.1.tar.bz2 "
+            f"--download_sha256 {hashlib.sha256(data).hexdigest()}")
+    r = _run(d, "--preset", "tiny", "--stop_stage", "0", "--local_data_opts", opts)  # db.sh: downloads/LJSpeech-1.1
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert (d / "downloads/LJSpeech-1.1/metadata.csv").is_file()
+    assert len(read_table(d / "data/train/wav.scp")) == 2

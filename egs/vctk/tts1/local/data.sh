@@ -7,6 +7,9 @@ set -euo pipefail
 preset=demo
 nj=2
 db_root=
+download=false       # true: fetch the official archive into db_root's parent first (resumable, SHA-256 checked)
+download_url=        # another URL of the archive (a mirror)
+download_sha256=     # its SHA-256, when not the pinned archive's
 mic=mic1
 speakers=
 seed=1
@@ -18,6 +21,11 @@ case "$preset" in
   demo|quality) held_out="--num-dev 100 --num-test 100" ;;
   *) echo "$0: unknown preset '$preset' (tiny|demo|quality)" >&2; exit 1 ;;
 esac
+if [ "$download" = true ]; then
+  # the archive unpacks to <parent>/VCTK-Corpus-0.92: db_root must end in VCTK-Corpus-0.92
+  speechkd download vctk --dest "$(dirname "$db_root")" ${download_url:+--url "$download_url"} \
+    ${download_sha256:+--sha256 "$download_sha256"}
+fi
 rate=$(awk '/^sample_rate:/ {print $2}' conf/feats.yaml)
 spk_opts=()
 [ -z "$speakers" ] || spk_opts=(--speakers ${speakers//,/ })
