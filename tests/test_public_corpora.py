@@ -151,6 +151,10 @@ def test_vctk_reader_skips_and_resamples(reps, tmp_path):
             mic2, _ = sf.read(reps["vctk"] / f"wav48_silence_trimmed/{u[:4]}/{u}_mic2.flac")
             assert abs(np.abs(mic2).max() - np.abs(sf.read(scp[u])[0]).max()) < 0.05
     assert utts == {f"{s}_{i:03d}" for s in ("p225", "p226") for i in (1, 2, 3)}
+    # one voice, for a single-speaker model
+    assert _prepare("vctk", reps["vctk"], tmp_path / "one", "--speakers", "p226", "--num-dev", "1",
+                    "--num-test", "1") == 0
+    assert {u[:4] for s in ("train", "dev", "test") for u in read_table(tmp_path / "one" / s / "utt2spk")} == {"p226"}
     # a rerun resamples nothing again
     stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "wav").rglob("*.wav")}
     assert _prepare("vctk", reps["vctk"], tmp_path, *args) == 0
