@@ -5,6 +5,7 @@
 #   0  data: speech corpus and noise corpus (local/data.sh) -> data/speech, data/noise
 #   1  mixing (speechkd se-data) -> data/se: noisy training speech (its clean speech kept in
 #      *_clean_eval_only/ for evaluation only), extra noise, in-domain and mismatched test sets
+#      (--premixed true, a corpus published as noisy/clean pairs: stage 0 wrote data/se, checked here)
 #   2  noisy-target teacher (NyTT) -> exp/teacher_nytt; clean-target upper bound -> exp/clean_upper
 #   3  teacher estimates s^ = T(y) of the training and dev speech -> exp/teacher_nytt/estimates/
 #   4  remix students -> exp/<student>; the teacher trained on for the students' extra minutes
@@ -32,6 +33,9 @@ nj=2
 preset=demo                 # tiny (tests) | demo | quality
 force=false
 local_data_opts=""
+db_root=""                  # published corpora: where the corpus is (passed to local/data.sh; default in its db.sh)
+premixed=false              # true: the corpus is published as noisy/clean pairs (VoiceBank-DEMAND): stage 0
+                            # (local/data.sh) writes data/se itself and stage 1 mixes nothing, only validates
 se_data_opts=""             # e.g. "--train-snr -5 10 --test-snrs 0 5 10"
 students="student_remix student_small"   # conf/<name>_<preset>.yaml each, trained into exp/<name>;
                             # add student_remix_ema for EMA-teacher rounds (RemixIT)
@@ -65,15 +69,18 @@ conf_file() {
 }
 
 stage_data() {
-  local/data.sh --preset "$preset" --nj "$nj" $local_data_opts
+  local/data.sh --preset "$preset" --nj "$nj" ${db_root:+--db_root "$db_root"} $local_data_opts
+  [ "$premixed" = true ] && return 0   # validated by stage 1
   for d in data/speech/train data/speech/dev data/speech/test data/noise/in_domain data/noise/extraneous; do
     speechkd data validate "$d"
   done
 }
 
 stage_mix() {
-  # shellcheck disable=SC2086
-  speechkd se-data --speech data/speech --noise data/noise --out data/se $se_data_opts
+  if [ "$premixed" != true ]; then
+    # shellcheck disable=SC2086
+    speechkd se-data --speech data/speech --noise data/noise --out data/se $se_data_opts
+  fi
   for d in data/se/train_noisy data/se/extra_noise $(for t in $test_sets; do echo data/se/$t data/se/$t/ref; done); do
     speechkd data validate "$d"
   done

@@ -50,6 +50,7 @@ token_kind=phoneme      # phoneme | char
 frontend_config=""      # text frontend YAML of stage 1 (speechkd text --print-config); "" = built-in
 feats_config=conf/feats.yaml
 local_data_opts=""      # passed to local/data.sh
+db_root=""              # published corpora: where the corpus is (passed to local/data.sh; default in its db.sh)
 teacher_config=""       # AR teacher YAML; default conf/teacher_ar_<preset>.yaml, else recipes/conf/
 teacher_opts=""         # extra `speechkd train` arguments, e.g. "--devices 2 --strategy ddp"
 kd_mode=both            # teacher dump: teacher_forced | free_running | both
@@ -85,7 +86,7 @@ logdir=$expdir/log
 log "$0 $* (preset=$preset, stages $stage..$stop_stage)"
 
 stage_data() {
-  local/data.sh --preset "$preset" --nj "$nj" $local_data_opts
+  local/data.sh --preset "$preset" --nj "$nj" ${db_root:+--db_root "$db_root"} $local_data_opts
   for s in "$train_set" "$dev_set" "$test_set"; do
     speechkd data validate "data/$s"
   done

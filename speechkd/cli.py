@@ -20,6 +20,10 @@ from speechkd.errors import SpeechkdError
 VERBS: dict[str, tuple[str, str]] = {
     "data": ("speechkd.data.cli", "Kaldi data dirs: validate, fix, split, info"),
     "corpus": ("speechkd.corpora.cli", "generate a built-in corpus (mini_en, mini_multi, asterisk_en, noise)"),
+    "prepare": ("speechkd.corpora.prepare_cli",
+                "Kaldi data dirs of a published corpus on disk (ljspeech, vctk, libritts_r, voicebank_demand)"),
+    "download": ("speechkd.corpora.download_cli",
+                 "fetch a published corpus's archive: resumable, SHA-256 checked, unpacked safely"),
     "text": ("speechkd.text.cli", "show what a model sees for a sentence; build token lists"),
     "features": ("speechkd.features.cli", "dump log-mel, F0 and energy of a data dir (parallel, resumable)"),
     "train": ("speechkd.train.cli", "train an acoustic model in an exp dir (Lightning; resumes after a kill)"),

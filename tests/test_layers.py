@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"train", "infer"},
     {"distill"},
     {"enhance"},
-    {"eval", "listen", "bench"},
+    {"eval", "listen", "bench", "testing"},  # testing: replicas of published corpora for tests and users
     {"cli"},
 ]
 LAYER = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from speechkd.audio import audio_info
 from speechkd.data.kaldi import read_datadir
 from speechkd.distill import cli as distill_cli
 from speechkd.enhance import systems as se_systems
@@ -90,8 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-asr", action="store_true", help="skip the WER/CER of the offline recogniser")
     p.add_argument("--allow-missing", action="store_true",
                    help="record a missing synthesized file instead of failing")
-    p.add_argument("--sample-rate", type=av.sample_rate, default=16000,
-                   help="common analysis rate: both signals are resampled to it")
+    p.add_argument("--sample-rate", type=av.sample_rate_or_0, default=0,
+                   help="common analysis rate: both signals are resampled to it; 0: the reference audio's "
+                        "rate (that of the data dir's first utterance)")
     p.add_argument("--f0-method", choices=["dio", "harvest"], default="dio",
                    help="WORLD F0 estimator: dio + stonemask, or harvest (~7x slower, over-detects voicing)")
     p.add_argument("--f0-range", type=av.finite_float(1, 20000),
@@ -255,7 +257,11 @@ def _main_asr(args: argparse.Namespace) -> int:
 def _main_tts(args: argparse.Namespace) -> int:
     dd = read_datadir(args.data_dir)
     utts = dd.utts[: args.num_utts] if args.num_utts > 0 else dd.utts
-    cfg = TtsEvalConfig(sample_rate=args.sample_rate, f0_method=args.f0_method,
+    rate = args.sample_rate
+    if rate == 0 and utts:  # the corpus's own rate: MCD of a 22.05 kHz corpus is measured at 22.05 kHz
+        entry, _ = dd.audio(utts[0])
+        rate = audio_info(entry, utts[0])[0]
+    cfg = TtsEvalConfig(sample_rate=rate or 16000, f0_method=args.f0_method,
                         f0_floor=args.f0_range[0], f0_ceil=args.f0_range[1])
     res = evaluate_tts(dd, utts, args.wav_dir, cfg, nj=args.nj, allow_missing=args.allow_missing,
                        asr=not args.no_asr)

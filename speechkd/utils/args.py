@@ -183,6 +183,11 @@ def nonempty_str(text: str) -> str:
 sample_rate = int_range(1000, 384000, name="sample_rate")
 
 
+def sample_rate_or_0(text: str) -> int:
+    """A sample rate, or 0 for "the data's own rate"."""
+    return 0 if text.strip() == "0" else sample_rate(text)
+
+
 def name(text: str) -> str:
     """A plain name used as one path component (a split such as ``train``): no separators or ``..``."""
     problem = id_problem(text)

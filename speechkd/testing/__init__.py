@@ -1,0 +1,1 @@
+"""Helpers for tests of code that reads published corpora (importable by users' tests too)."""
