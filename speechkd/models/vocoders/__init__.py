@@ -53,7 +53,8 @@ def load_vocoder(name_or_exp_dir: str, feature_config, device: str = "cpu", opti
     ``lengths`` in frames zero the padded frames).
 
     ``name_or_exp_dir``: a registered vocoder that needs no training (``griffin_lim``, built for
-    ``feature_config`` with ``options`` as its config overrides), or the exp dir (or ``.ckpt``) of a
+    ``feature_config`` with ``options`` as its config overrides), a pretrained one (``PRETRAINED``,
+    refused like a trained one when its own FeatureConfig differs), or the exp dir (or ``.ckpt``) of a
     trained vocoder (``speechkd train-vocoder``), which is refused with a
     :class:`~speechkd.errors.FeatureMismatchError` naming every differing mel field when it was
     trained on other features than ``feature_config``. Every vocoder returned carries its
