@@ -7,6 +7,7 @@ import dataclasses
 import importlib.util
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import torch
 
 from speechkd.cli import main
 from speechkd.errors import FeatureMismatchError, SpeechkdError
-from speechkd.features.config import FeatureConfig
+from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.features.mel import log_mel
 from speechkd.models.vocoders import load_vocoder
 from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
@@ -68,6 +69,8 @@ def test_feature_config_pad_framing():
         assert cfg.num_frames(n) == n // 256 == log_mel(torch.randn(n), cfg).shape[0]
     with pytest.raises(ValueError, match="pad"):
         FeatureConfig(center=True, pad=384)
+    conf = FeatureConfig.load(Path(__file__).parents[1] / "recipes" / "conf" / "feats_22k.yaml")
+    check_compatible(conf, HIFIGAN_FEATURES, "feats_22k.yaml", "HiFi-GAN", only=MEL_FIELDS)
 
 
 def test_griffin_lim_with_pad_framing():
