@@ -27,7 +27,7 @@ from speechkd.config import from_dict
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.models import AcousticModel, get_model_class
-from speechkd.models.vocoders import GENERATORS, VOCODERS, Vocoder, build_vocoder
+from speechkd.models.vocoders import GENERATORS, PRETRAINED, VOCODERS, Vocoder, build_vocoder, load_pretrained
 from speechkd.models.vocoders.vocos import Vocos
 from speechkd.text.tokens import TokenList
 
@@ -270,7 +270,9 @@ def load_vocoder(name_or_exp_dir: str, feature_config: FeatureConfig, device: st
     never normalised; ``lengths`` in frames zero the padded frames).
 
     ``name_or_exp_dir``: a registered vocoder that needs no training (``griffin_lim``, ``world``;
-    built for ``feature_config`` with ``options`` as its config overrides), or the exp dir (or
+    built for ``feature_config`` with ``options`` as its config overrides), a pretrained one
+    (``hifigan_universal``, ``hifigan_ljspeech``: refused like a trained one when its own
+    FeatureConfig differs from ``feature_config``), or the exp dir (or
     ``.ckpt``) of a trained vocoder (``speechkd train-vocoder``), which is refused with a
     :class:`~speechkd.errors.FeatureMismatchError` naming every differing mel field when it was
     trained on other features than ``feature_config``. Every vocoder returned carries its
@@ -279,12 +281,14 @@ def load_vocoder(name_or_exp_dir: str, feature_config: FeatureConfig, device: st
     device = resolve_device(device)
     if name_or_exp_dir in VOCODERS:
         return build_vocoder(name_or_exp_dir, feature_config, options, device)
+    if name_or_exp_dir in PRETRAINED:
+        return load_pretrained(name_or_exp_dir, feature_config, device, options)
     if name_or_exp_dir in GENERATORS:
         raise SpeechkdError(f"'{name_or_exp_dir}' is a trainable vocoder: give the exp dir of a trained one",
                             field="--vocoder", hint="e.g. --vocoder exp/vocoder_vocos (recipe stage 9)")
     if not is_exp_or_checkpoint(name_or_exp_dir):
         raise SpeechkdError(f"unknown vocoder '{name_or_exp_dir}'", field="--vocoder",
-                            hint=f"give a trained vocoder's exp dir or one of {', '.join(VOCODERS)}")
+                            hint=f"give a trained vocoder's exp dir or one of {', '.join([*VOCODERS, *PRETRAINED])}")
     if options:
         raise ConfigError("vocoder options apply to untrained vocoders only (e.g. griffin_lim n_iter=64)",
                           field="--vocoder")

@@ -304,7 +304,8 @@ def evaluate_dump(dump: str, data_dir: str, tokens_path: str | None = None, min_
         if rate < min_focus_rate:
             skipped.append({"utt": u, "focus_rate": rate})
             continue
-        r = evaluate_utterance(tokens[u], d, phones, hop, sr, fc.n_fft, fc.center, attn_durations=d_attn)
+        # HiFi-GAN's pad p frames like a window of n_fft - 2p without it (frame edges move back by p)
+        r = evaluate_utterance(tokens[u], d, phones, hop, sr, fc.n_fft - 2 * fc.pad, fc.center, attn_durations=d_attn)
         if d_attn is not None:
             errs.setdefault("teacher_attention", [])
         for k in errs:

@@ -18,7 +18,7 @@ from speechkd.errors import FeatureMismatchError
 
 # The fields that define the mel itself (what a vocoder and an acoustic model must share).
 MEL_FIELDS = ("sample_rate", "n_fft", "hop_length", "win_length", "window", "n_mels", "fmin", "fmax",
-              "mel_scale", "power", "center", "log_base", "log_floor", "normalization")
+              "mel_scale", "power", "center", "pad", "log_base", "log_floor", "normalization")
 PITCH_FIELDS = ("f0_method", "f0_floor", "f0_ceil")
 
 
@@ -41,6 +41,9 @@ class FeatureConfig:
     power: float = field(1.0, help="spectrogram exponent before the mel filters: 1 magnitude, 2 power")
     center: bool = field(True, help="pad the signal by n_fft/2 (reflect) so frame t is centred on sample "
                                     "t*hop; frames = 1 + samples // hop")
+    pad: int = field(0, help="with center false: reflect-pad the signal by this many samples on each side "
+                              "before framing (HiFi-GAN: (n_fft - hop_length) / 2 = 384, so frame t is centred "
+                              "on sample t*hop + hop/2 and frames = samples // hop); 0 with center true")
     log_base: Literal["e", "10"] = field("e", help="logarithm of the mel: natural (e) or base 10")
     log_floor: float = field(1e-5, help="mel values are clamped to >= this before the log")
     normalization: Literal["none", "global"] = field(
@@ -59,6 +62,8 @@ class FeatureConfig:
         if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
             raise ValueError(f"need 0 <= fmin ({self.fmin}) < fmax ({self.fmax}) <= sample_rate/2 "
                              f"({self.sample_rate / 2})")
+        if self.pad < 0 or (self.center and self.pad):
+            raise ValueError(f"pad ({self.pad}) must be >= 0, and 0 when center is true (centring pads n_fft/2)")
         if self.log_floor <= 0 or self.power <= 0:
             raise ValueError("log_floor and power must be positive")
         if not 0 < self.f0_floor < self.f0_ceil:
@@ -72,7 +77,7 @@ class FeatureConfig:
         """Frames of a signal of ``num_samples`` samples (as torch.stft gives)."""
         if self.center:
             return 1 + num_samples // self.hop_length
-        return max(0, 1 + (num_samples - self.n_fft) // self.hop_length)
+        return max(0, 1 + (num_samples + 2 * self.pad - self.n_fft) // self.hop_length)
 
     def save(self, path: str | os.PathLike) -> None:
         save_config(self, path)

@@ -4,6 +4,8 @@ For a waveform x and a :class:`~speechkd.features.config.FeatureConfig` c::
 
     X[f, t]   = torch.stft(x, n_fft, hop_length, win_length, periodic window,
                            center (reflect padding of n_fft/2), onesided)
+                (center false: x is first reflect-padded by ``pad`` samples on each side,
+                 HiFi-GAN's (n_fft - hop) / 2)
     M[m, t]   = sum_f B[m, f] * |X[f, t]| ** power          B = librosa.filters.mel(
                                                                sr, n_fft, n_mels, fmin, fmax,
                                                                htk=(mel_scale == "htk"),
@@ -98,7 +100,7 @@ def _as_batch(wav: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     if not torch.is_floating_point(wav):
         raise ValueError(f"expected a float waveform, got {wav.dtype}")
     wav2 = wav.unsqueeze(0) if wav.dim() == 1 else wav
-    need = cfg.n_fft // 2 + 1 if cfg.center else cfg.n_fft
+    need = cfg.n_fft // 2 + 1 if cfg.center else max(cfg.n_fft - 2 * cfg.pad, cfg.pad + 1)
     if wav2.shape[-1] < need:
         raise AudioError(f"waveform of {wav2.shape[-1]} samples is too short for n_fft={cfg.n_fft} "
                          f"(need >= {need})", field="n_fft")
@@ -109,6 +111,8 @@ def stft_magnitude(wav: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """|X|: ``[batch, n_fft // 2 + 1, frames]`` (a 1-D input gets a batch of 1)."""
     wav = _as_batch(wav, cfg)
     window = _cached("window", cfg, wav.device, wav.dtype)
+    if cfg.pad:
+        wav = torch.nn.functional.pad(wav.unsqueeze(1), (cfg.pad, cfg.pad), mode="reflect").squeeze(1)
     spec = torch.stft(wav, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
                       window=window, center=cfg.center, pad_mode="reflect", normalized=False,
                       onesided=True, return_complex=True)

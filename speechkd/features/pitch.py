@@ -51,7 +51,7 @@ def extract_pitch(wav: np.ndarray, sample_rate: int, cfg: FeatureConfig,
     check_rate(sample_rate, cfg, utt=utt)
     T = cfg.num_frames(len(wav)) if num_frames is None else num_frames
     f0, period = world_f0(wav, sample_rate, cfg)
-    offset = 0 if cfg.center else cfg.n_fft // 2
+    offset = 0 if cfg.center else cfg.n_fft // 2 - cfg.pad
     centres = (np.arange(T) * cfg.hop_length + offset) / sample_rate
     idx = np.clip(np.rint(centres / period).astype(np.int64), 0, len(f0) - 1)
     f0 = f0[idx]

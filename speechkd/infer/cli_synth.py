@@ -76,7 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      metavar="DIR", help="write DIR/<id>.wav and DIR/manifest.tsv")
     p.add_argument("--num-utts", type=av.nonneg_int, default=0, help="only the first N utterances; 0 = all")
     p.add_argument("--vocoder", type=av.nonempty_str, default="griffin_lim",
-                   help="a registered vocoder name (griffin_lim) or a trained vocoder's exp dir")
+                   help="a registered vocoder name (griffin_lim, hifigan_universal, hifigan_ljspeech) or a trained "
+                        "vocoder's exp dir")
     p.add_argument("--speed", type=av.finite_float(0.1, 10),
                    default=1.0, help="speaking rate: 2.0 = twice as fast (durations "
                                                             "halved), 0.5 = twice as slow")

@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                       "waveforms (WORLD cannot vocode a mel)")
     p.add_argument("--out", type=av.output_dir, required=True, help="output dir for <utt>.wav")
     p.add_argument("--vocoder", type=av.nonempty_str, default="griffin_lim",
-                   help="griffin_lim | world | the exp dir of a trained vocoder (speechkd train-vocoder)")
+                   help="griffin_lim | world | hifigan_universal | hifigan_ljspeech (22.05 kHz, speechkd[hifigan]) | "
+                        "the exp dir of a trained vocoder (speechkd train-vocoder)")
     p.add_argument("--num-utts", type=av.nonneg_int, default=0, help="first N utterances; 0 = all")
     p.add_argument("--device", type=av.device, default="auto",
                    help="auto (CUDA when present), cpu, cuda (world synthesis=harmonic: the CUDA kernel)")

