@@ -7,10 +7,12 @@ other work gets fewer steps; how many fewer depends on the thread settings
 
 - ``old``: torch's default, one intra-op thread per core, and OpenMP's default wait policy
   (threads spin at every barrier before they sleep);
-- ``new``: what the training runner does: threads from the cores free when training starts and
-  ``OMP_WAIT_POLICY=PASSIVE``;
-- ``passive`` and ``free`` (``--modes old,passive,free,new``): one of the two changes each, to
-  tell which of them matters.
+- ``new``: what the training runner does: threads from the cores free when training starts
+  (OpenMP's wait policy left alone);
+- ``passive`` (``--modes old,passive,new``): the other remedy, ``OMP_WAIT_POLICY=PASSIVE`` with
+  the default threads (threads sleep at once at a barrier). It was measured against ``new`` and not
+  kept: it costs quiet runs a share of their steps (egs/mini_en/tts1/RESULTS.md, "Training beside
+  other work").
 
 Each cell is a fresh subprocess (thread settings apply when torch loads), timing full training
 steps (forward, losses, backward, gradient clipping, Adam) on a synthetic batch of the config's
@@ -44,15 +46,13 @@ from speechkd.utils.threads import training_threads
 logger = logging.getLogger(__name__)
 
 MODES = {"old": "torch default threads (one per core), OpenMP wait policy unset",
-         "new": "threads = free cores at start, OMP_WAIT_POLICY=PASSIVE (the training runner)",
-         # the two changes one at a time, to tell which one matters
-         "passive": "torch default threads, OMP_WAIT_POLICY=PASSIVE",
-         "free": "threads = free cores at start, OpenMP wait policy unset"}
-FREE_THREADS = ("new", "free")  # modes that choose threads from the free cores
-PASSIVE = ("new", "passive")  # modes that run with OMP_WAIT_POLICY=PASSIVE
+         "new": "threads = free cores at start, OpenMP wait policy unset (the training runner)",
+         # the other remedy, measured beside it
+         "passive": "torch default threads, OMP_WAIT_POLICY=PASSIVE"}
+FREE_THREADS = ("new",)  # modes that choose threads from the free cores
+PASSIVE = ("passive",)  # modes that run with OMP_WAIT_POLICY=PASSIVE
 BUSY_CODE = "while 1: pass"
-# the child imports torch before speechkd, so that speechkd's OMP_WAIT_POLICY default does not
-# reach an "old" cell: OpenMP reads the policy once, when torch loads it
+# OpenMP reads its wait policy once, when torch loads it: the cell's environment sets it
 WORKER_CODE = ("import os, sys; policy = os.environ.get('OMP_WAIT_POLICY', 'unset'); import torch; "
                "from speechkd.bench.contention import worker; worker(sys.argv[1], policy)")
 

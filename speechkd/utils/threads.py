@@ -8,21 +8,16 @@ the run actually gets:
 - while they wait, GNU OpenMP threads spin (``GOMP_SPINCOUNT``, ~300k iterations) before they
   sleep, burning the CPU time the descheduled thread (or the neighbour) needs.
 
-So training takes as many threads as cores are free when it starts (:func:`training_threads`) and
-asks OpenMP to sleep at once (``OMP_WAIT_POLICY=PASSIVE``, :func:`passive_openmp`, which must run
-before torch loads its OpenMP runtime: ``speechkd/__init__.py`` calls it). ``speechkd bench
-contention`` measures both choices quiet and beside busy processes.
+So training takes as many threads as cores are free when it starts (:func:`training_threads`):
+beside a busy neighbour it runs one thread and meets no barrier. ``OMP_WAIT_POLICY=PASSIVE`` (sleep
+at once) would also cure the spinning, but slows every quiet run; ``speechkd bench contention``
+measures each choice quiet and beside busy processes (egs/mini_en/tts1/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import os
 import time
-
-
-def passive_openmp() -> None:
-    """``OMP_WAIT_POLICY=PASSIVE`` unless the user set a policy; OpenMP reads it when it loads."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def usable_cores() -> list[int]:
