@@ -21,15 +21,12 @@ each checkpoint k of its spread, ``<dir>/enhanced_ckpt<k>/<test set>/``. The man
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
-import re
 from dataclasses import dataclass
 
 from speechkd.errors import SpeechkdError
-from speechkd.utils.io import atomic_write_text
+from speechkd.utils.manifest import NAME, read_rows, write_rows
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +35,6 @@ CONTROL = "teacher_nytt_more"
 UPPER_BOUND = "clean_upper"
 HPF = ("hpf80", "builtin:highpass80")
 COLUMNS = ("name", "model", "teacher", "spread", "dir")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ def list_systems(expdir: str, students: list[str], spread: int = 0,
     if spread < 0:
         raise SpeechkdError(f"must be >= 0, got {spread}", field="--spread")
     for s in students:
-        if not _NAME.match(s):
+        if not NAME.match(s):
             raise SpeechkdError(f"student name {s!r} is not one file name", field="--students")
     only = set(spread_only or ())
     path = lambda name: os.path.join(expdir, name)  # noqa: E731
@@ -91,14 +87,7 @@ def list_systems(expdir: str, students: list[str], spread: int = 0,
 
 # ---- the manifest file -------------------------------------------------------------------------
 def write_manifest(path: str, systems: list[SeSystem]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(COLUMNS)
-    for s in systems:
-        w.writerow([getattr(s, c) for c in COLUMNS])
-    if os.path.dirname(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write_text(path, buf.getvalue())
+    write_rows(path, COLUMNS, systems)
 
 
 def is_manifest(path: str) -> bool:
@@ -113,23 +102,8 @@ def is_manifest(path: str) -> bool:
 def read_manifest(path: str) -> list[SeSystem]:
     """The rows of a manifest, checked: the header, a name that is one file name, a model,
     a whole-number spread only for a model without a teacher, unique names."""
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f, delimiter="\t"))
-    except FileNotFoundError:
-        raise SpeechkdError("SE systems manifest does not exist", path=path,
-                            hint="stage 5 writes it: speechkd enhance --systems FILE --systems-from EXP") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise SpeechkdError(f"cannot read the SE systems manifest ({e})", path=path) from None
-    if not rows or tuple(rows[0]) != COLUMNS:
-        raise SpeechkdError(f"not an SE systems manifest: the header must be {' '.join(COLUMNS)}", path=path)
     out = []
-    for n, row in enumerate(rows[1:], 2):
-        if len(row) != len(COLUMNS):
-            raise SpeechkdError(f"line {n}: {len(row)} fields, {len(COLUMNS)} expected", path=path)
-        d = dict(zip(COLUMNS, row))
-        if not _NAME.match(d["name"]):
-            raise SpeechkdError(f"line {n}: system name {d['name']!r} is not one file name", path=path, field="name")
+    for n, d in read_rows(path, COLUMNS, "SE systems manifest", "stage 5, speechkd enhance --systems FILE --systems-from EXP,"):
         for field in ("model", "dir"):
             if not d[field]:
                 raise SpeechkdError(f"line {n}: system {d['name']} has no {field}", path=path, field=field)

@@ -25,14 +25,12 @@ of the page's columns.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 from dataclasses import dataclass
 
 from speechkd.errors import SpeechkdError
-from speechkd.utils.io import atomic_write_text
+from speechkd.utils.manifest import read_rows, write_rows
 
 # The acoustic models a recipe trains (stages 3, 5, 6), before the diffusion ones (stages 7-8).
 ACOUSTIC_MODELS = ("teacher_ar", "fastspeech", "fastspeech2")
@@ -40,7 +38,6 @@ KINDS = ("copy", "world", "model")
 COLUMNS = ("name", "kind", "model", "vocoder", "steps", "reference", "teacher", "wav_dir")
 GRIFFIN_LIM = "griffin_lim"
 _STUDENT = re.compile(r"diffusion_([1-9][0-9]*)$")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 @dataclass(frozen=True)
@@ -137,36 +134,14 @@ def diffusion_chain(systems: list[System]) -> list[str]:
 
 # ---- the manifest file -------------------------------------------------------------------------
 def write_manifest(path: str, systems: list[System]) -> None:
-    buf = io.StringIO()
-    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
-    w.writerow(COLUMNS)
-    for s in systems:
-        w.writerow([getattr(s, c) for c in COLUMNS])
-    if os.path.dirname(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic_write_text(path, buf.getvalue())
+    write_rows(path, COLUMNS, systems)
 
 
 def read_manifest(path: str) -> list[System]:
     """The rows of a manifest, checked: the header, a known kind, a name that is one path
     component, integer steps, unique names, and references to systems of the manifest."""
-    try:
-        with open(path, encoding="utf-8", newline="") as f:
-            rows = list(csv.reader(f, delimiter="\t"))
-    except FileNotFoundError:
-        raise SpeechkdError("systems manifest does not exist", path=path,
-                            hint="stage 10 writes it: speechkd synth --systems FILE --systems-from EXP") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise SpeechkdError(f"cannot read the systems manifest ({e})", path=path) from None
-    if not rows or tuple(rows[0]) != COLUMNS:
-        raise SpeechkdError(f"not a systems manifest: the header must be {' '.join(COLUMNS)}", path=path)
     out = []
-    for n, row in enumerate(rows[1:], 2):
-        if len(row) != len(COLUMNS):
-            raise SpeechkdError(f"line {n}: {len(row)} fields, {len(COLUMNS)} expected", path=path)
-        d = dict(zip(COLUMNS, row))
-        if not _NAME.match(d["name"]):
-            raise SpeechkdError(f"line {n}: system name {d['name']!r} is not one file name", path=path, field="name")
+    for n, d in read_rows(path, COLUMNS, "systems manifest", "stage 10, speechkd synth --systems FILE --systems-from EXP,"):
         if d["kind"] not in KINDS:
             raise SpeechkdError(f"line {n}: unknown kind {d['kind']!r}", path=path, field="kind",
                                 hint=f"one of {', '.join(KINDS)}")
