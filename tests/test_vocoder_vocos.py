@@ -39,6 +39,17 @@ def test_generator_length_matches_griffin_lim_and_backward():
     assert g.embed.weight.grad is not None and torch.isfinite(g.embed.weight.grad).all()
 
 
+def test_generator_in_hifigan_framing():
+    """With HiFi-GAN's framing (no centring, reflect padding) the iSTFT still inverts (centred,
+    then delayed by n_fft/2 - pad) into the (T-1)·hop samples the training segments hold."""
+    fc = FeatureConfig(sample_rate=22050, n_fft=1024, hop_length=256, win_length=1024, fmax=8000.0, center=False,
+                       pad=384)
+    g = VocosGenerator(VocosConfig(dim=16, intermediate_dim=32, num_layers=2), fc)
+    wav = g(torch.randn(2, 20, fc.n_mels))
+    assert wav.shape == (2, 19 * fc.hop_length) and torch.isfinite(wav).all()
+    assert (wav[:, : fc.n_fft // 2 - fc.pad] == 0).all()  # the delay
+
+
 @pytest.fixture
 def roots(tmp_path, tiny_datadir):
     data, feats = tmp_path / "data_root", tmp_path / "feats"

@@ -106,6 +106,14 @@ class VocosGenerator(nn.Module):
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         spec = self.spectrum(log_mel)
         f = self.feature_config
+        if not f.center and f.pad:
+            # HiFi-GAN's framing: frame t is centred on sample t*hop + n_fft/2 - pad. An un-centred iSTFT
+            # of as many frames has no full window overlap at its ends (torch refuses it), so invert
+            # centred (frame t at t*hop) and delay by n_fft/2 - pad, keeping (T-1)*hop samples as the
+            # training segments do.
+            n = (spec.shape[-1] - 1) * f.hop_length
+            wav = torch.istft(spec, self.n_fft, f.hop_length, f.win_length, self.window, center=True, length=n)
+            return torch.nn.functional.pad(wav, (self.n_fft // 2 - f.pad, 0))[..., :n]
         n = (spec.shape[-1] - 1) * f.hop_length if f.center else (spec.shape[-1] - 1) * f.hop_length + self.n_fft
         return torch.istft(spec, self.n_fft, f.hop_length, f.win_length, self.window, center=f.center, length=n)
 
