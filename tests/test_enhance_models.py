@@ -51,7 +51,7 @@ def test_forward_backward_save_load(name):
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     other = build_se_model(name, TINY[name])
-    other.load_state_dict(torch.load(io.BytesIO(buf.getvalue())))
+    other.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
     other.eval()
     with torch.no_grad():
         a, b = model(y), other(y)

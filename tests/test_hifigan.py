@@ -97,8 +97,8 @@ def test_loads_the_shipped_weights_exactly(universal):
 
 @needs_wheel
 def test_foreign_checkpoint_refused(tmp_path):
-    state = fold_weight_norm(torch.load(pretrained_path("hifigan_universal"), map_location="cpu",
-                                        weights_only=True)["generator"])
+    path = pretrained_path("hifigan_universal")
+    state = fold_weight_norm(torch.load(path, map_location="cpu", weights_only=True)["generator"])
     del state["conv_post.bias"]
     torch.save({"generator": state}, tmp_path / "g.pt")
     with pytest.raises(SpeechkdError, match="missing.*conv_post.bias"):

@@ -127,7 +127,7 @@ def test_feature_config_mismatch_is_refused_naming_fields(exps):
 def test_older_checkpoint_finds_the_frontend_beside_its_token_list(tmp_path, monkeypatch):
     exp = make_exp(tmp_path / "recipe")
     ckpt = exp / "checkpoints/last.ckpt"
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     state["speechkd"].pop("frontend")  # as written before checkpoints carried it
     state["speechkd"]["config"]["data"]["token_list"] = "data/token_list/char/tokens.txt"  # recipe-relative
     torch.save(state, ckpt)

@@ -175,7 +175,7 @@ def test_save_load_roundtrip(tmp_path):
     torch.manual_seed(99)
     for p in m2.parameters():
         p.data.normal_()
-    m2.load_state_dict(torch.load(tmp_path / "m.pt"))
+    m2.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
     b = batch()
     m.eval(), m2.eval()
     o1 = m(b["tokens"], b["token_lens"], b["mels"], b["mel_lens"], generator=torch.Generator().manual_seed(0))
