@@ -223,6 +223,13 @@ def _devices(spec: str) -> int | str | list[int]:
     return spec
 
 
+def launched_as_global_zero() -> bool:
+    """Whether this process is global rank 0, from the environment a DDP launcher gives the
+    processes it starts (Lightning's re-executed script: LOCAL_RANK, NODE_RANK; torchrun: RANK;
+    srun: SLURM_PROCID). Known before the trainer exists; a plain run is rank 0."""
+    return all(os.environ.get(k, "0") in ("", "0") for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
 def set_threads(t: TrainerConfig) -> int:
     """Set torch's intra-op threads for this run (:func:`speechkd.utils.threads.training_threads`)."""
     n, why = training_threads(t.num_threads)
@@ -240,7 +247,10 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
     ckpt_dir = os.path.join(exp_dir, CKPT_DIR)
     os.makedirs(ckpt_dir, exist_ok=True)
     os.makedirs(os.path.join(exp_dir, "plots"), exist_ok=True)
-    handler = attach_log_file(exp_dir)
+    # under DDP every rank runs this function; only rank 0 writes the exp dir's files (train.log,
+    # config.yaml; metrics.csv and checkpoints are Lightning's rank-0 writes), the others log to stderr
+    zero = launched_as_global_zero()
+    handler = attach_log_file(exp_dir) if zero else None
     threads_before = torch.get_num_threads()
     try:
         logger.info("%s -> %s (%s)", job.command, exp_dir, code_version())
@@ -254,7 +264,8 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
             job.check_resume(ckpt, resume)
             step = int(ckpt.get("global_step", 0))
         del ckpt
-        atomic_write_text(os.path.join(exp_dir, "config.yaml"), dump_config(job.config))
+        if zero:
+            atomic_write_text(os.path.join(exp_dir, "config.yaml"), dump_config(job.config))
         task, data = job.build(exp_dir, step)
         logger.info("%s", f"resuming from {resume} (step {step})" if resume else "fresh start")
         metrics = CSVMetricsLogger(exp_dir)
@@ -285,6 +296,7 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
         return os.path.join(ckpt_dir, LAST)
     finally:
         torch.set_num_threads(threads_before)
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
