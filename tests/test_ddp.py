@@ -91,7 +91,7 @@ def test_two_process_ddp_training(tmp_path):
     assert len(FrameBatchSampler(train_frames, TWO_PROC_FRAMES, False).batches) == 2
     # one dev batch: both ranks validate on the whole dev set, so the synced val/loss is its loss
     assert len(FrameBatchSampler(dev_frames, TWO_PROC_FRAMES, False).batches) == 1
-    common = tiny_overrides(paths, **{"trainer.num_threads": 1, "trainer.max_steps": 6, "trainer.val_every_steps": 3,
+    common = tiny_overrides(paths, **{"trainer.max_steps": 6, "trainer.val_every_steps": 3,
                                       "trainer.ckpt_every_steps": 3, "trainer.keep_checkpoints": 2,
                                       # no dropout: the two runs differ only in how the batch is split
                                       "model_conf.dropout": 0, "model_conf.enc_prenet_dropout": 0,
@@ -116,6 +116,7 @@ def test_two_process_ddp_training(tmp_path):
         assert read_checkpoint(str(two / "checkpoints" / n))["global_step"] == step
     log = (two / "train.log").read_text()
     assert log.count("fresh start") == 1  # rank 1 logs to stderr, not to rank 0's train.log
+    assert "per process (2 CPU processes share the free cores)" in log
 
     # (d) the loss of 2 processes is within TOLERANCE_SHARE of what training moves it, at each validation
     v1, v2 = _val_loss(one), _val_loss(two)
@@ -134,3 +135,32 @@ def test_two_process_ddp_training(tmp_path):
     assert [int(s[1]) for s in seen0] == list(range(8))  # steps 6 and 7 after the resume, none repeated
     assert _val_loss(two)[6] == v2[6]  # metrics.csv kept the first run's rows
     assert torch.load(two / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+
+
+def test_time_budget_stops_every_rank_at_the_same_step():
+    """Each rank times itself; when one rank's budget is spent all must stop (reduced with any)."""
+    from speechkd.train.runner import TimeBudget
+
+    class Rank:
+        def __init__(self, other_spent_at: int):
+            self.global_step, self.should_stop, self.train_minutes = 0, False, 0.0
+            self.strategy, self.other_spent_at = self, other_spent_at
+
+        def log(self, *a, **kw):
+            pass
+
+        def reduce_boolean_decision(self, decision, all=True):
+            assert all is False  # any rank's decision, not every rank's
+            return decision or self.global_step >= self.other_spent_at
+
+    clock = [0.0]
+    budget = TimeBudget(max_minutes=1.0, threads=1, clock=lambda: clock[0])
+    rank = Rank(other_spent_at=2)  # the other rank is slower: its minute is spent at step 2
+    for step in range(1, 10):
+        budget.on_train_batch_start(rank, rank, None, 0)
+        clock[0] += 10.0  # this rank alone would stop at step 6
+        rank.global_step = step
+        budget.on_train_batch_end(rank, rank, None, None, 0)
+        if rank.should_stop:
+            break
+    assert rank.global_step == 2 and rank.train_minutes < 1.0

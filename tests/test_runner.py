@@ -108,6 +108,10 @@ class _Stub:
 
     def __init__(self):
         self.global_step, self.should_stop, self.train_minutes, self.logged = 0, False, 0.0, {}
+        self.strategy = self  # one process: a decision reduced over the ranks is this one's
+
+    def reduce_boolean_decision(self, decision, all=True):
+        return decision
 
     def log(self, name, value, **kw):
         self.logged[name] = value

@@ -185,7 +185,10 @@ class TimeBudget(Callback):
         pl_module.log("minutes", pl_module.train_minutes, batch_size=1)
         if self._on_cpu and not self._warned and now - self._wall0 >= self.check_after_s:
             self.check_starved(trainer.global_step)
-        if self.max_minutes > 0 and pl_module.train_minutes >= self.max_minutes:
+        # under DDP each rank has its own clock: stop when any rank's budget is spent, so that all stop
+        # at the same step (a rank left training would wait for the others' gradients forever)
+        if self.max_minutes > 0 and trainer.strategy.reduce_boolean_decision(
+                pl_module.train_minutes >= self.max_minutes, all=False):
             if trainer.global_step >= self.min_steps:
                 logger.info("max_minutes %g reached at step %d", self.max_minutes, trainer.global_step)
                 trainer.should_stop = True
@@ -270,8 +273,8 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
         logger.info("%s", f"resuming from {resume} (step {step})" if resume else "fresh start")
         metrics = CSVMetricsLogger(exp_dir)
         metrics.truncate_after(step)
-        cbs = [*checkpoint_callbacks(ckpt_dir, t.ckpt_every_steps, t.keep_checkpoints),
-               TimeBudget(t.max_minutes, t.min_steps, threads), *(callbacks or [])]
+        budget = TimeBudget(t.max_minutes, t.min_steps, threads)
+        cbs = [*checkpoint_callbacks(ckpt_dir, t.ckpt_every_steps, t.keep_checkpoints), budget, *(callbacks or [])]
         if not task.automatic_optimization:  # step checkpoints hold the state after the step: what a resume wants
             warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         trainer = L.Trainer(
@@ -282,6 +285,12 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
             plugins=[AtomicCheckpointIO()], default_root_dir=exp_dir, use_distributed_sampler=False,
             enable_progress_bar=sys.stderr.isatty() if progress_bar is None else progress_bar,
             enable_model_summary=False, **job.trainer_args(task))
+        if isinstance(trainer.accelerator, CPUAccelerator) and trainer.num_devices > 1 and not t.num_threads:
+            # DDP on CPU: every process on this machine counted the same free cores; share them
+            budget.threads = threads = max(1, threads // trainer.num_devices)
+            torch.set_num_threads(threads)
+            logger.info("torch threads: %d per process (%d CPU processes share the free cores)", threads,
+                        trainer.num_devices)
         try:
             trainer.fit(task, ckpt_path=resume, weights_only=True, **data)
         except SIGTERMException:
