@@ -164,3 +164,30 @@ def test_time_budget_stops_every_rank_at_the_same_step():
         if rank.should_stop:
             break
     assert rank.global_step == 2 and rank.train_minutes < 1.0
+
+
+def test_se_batches_differ_by_rank(tmp_path, monkeypatch):
+    """SE and vocoder data are endless random draws seeded by the config: under DDP each rank must
+    draw its own (rank 0 keeps the one-process stream), or every rank would train on the same batches."""
+    from se_fixtures import make_corpora
+    from speechkd.enhance.config import load_se_config
+    from speechkd.enhance.data import SEBatches
+    from speechkd.enhance.prepare import MixPlan, prepare_se_data
+
+    speech, noise = make_corpora(tmp_path, n_train=4, n_dev=1, n_test=1)
+    se = tmp_path / "se"
+    prepare_se_data(str(speech), str(noise), str(se), MixPlan(seed=1))
+    cfg = load_se_config(None, ["method=nytt", "model=subband_gru", f"data.train_dir={se}/train_noisy",
+                                f"data.dev_dir={se}/dev_noisy", f"data.extra_noise_dir={se}/extra_noise",
+                                "data.segment_seconds=0.25", "data.batch_size=2"])
+    batches = SEBatches(cfg)
+
+    def first(rank):
+        if rank is not None:
+            monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+            monkeypatch.setattr(torch.distributed, "get_rank", lambda: rank)
+        return next(iter(batches))
+
+    plain, r0, r1 = first(None), first(0), first(1)
+    assert all(torch.equal(plain[k], r0[k]) for k in plain)
+    assert not all(torch.equal(r0[k], r1[k]) for k in r0)

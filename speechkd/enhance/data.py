@@ -113,7 +113,11 @@ class SEBatches(IterableDataset):
         return out
 
     def __iter__(self):
-        rng = np.random.default_rng([self.cfg.trainer.seed, self.start_step])
+        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if dist else 0
+        # DDP: each rank draws its own batches (the same seed would give every rank the same ones);
+        # rank 0 keeps the one-process stream
+        rng = np.random.default_rng([self.cfg.trainer.seed, self.start_step] + ([rank] if rank else []))
         while True:
             yield self.batch(rng)
 
