@@ -32,8 +32,8 @@ ONE_PROC_FRAMES, TWO_PROC_FRAMES = 500, 200
 # the mean over all 271 frames: the updates differ slightly, so the dev losses may differ by a small
 # share of what training moves them. The bound is 10% of the one-process dev loss drop from step 3
 # to 6 (measured 43.43 -> 41.74, bound 0.17); the 2-process run was measured 0.04 (step 3) and 0.11
-# (step 6) away. A control run proves the bound can fail: one process at half that batch (what a
-# rank alone takes, i.e. DDP without its gradient averaging) was 0.07 and 0.21 away.
+# (step 6) away. A control run proves the bound can fail where the global batch is wrong: one
+# process at half that batch (each step on one of the two halves) was 0.07 and 0.21 away.
 TOLERANCE_SHARE = 0.10
 
 
