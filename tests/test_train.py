@@ -173,3 +173,22 @@ def test_resume_skips_a_damaged_last_ckpt_and_never_runs_its_pickle(tmp_path, ca
     assert main(["train", "--config", str(TINY), "--exp", str(exp), *over]) == 2
     err = capsys.readouterr().err
     assert "no intact checkpoint" in err and "Traceback" not in err
+
+
+def test_min_loss_drop_stops_a_run_whose_loss_did_not_fall(tmp_path, capsys):
+    """trainer.min_loss_drop: the run checks its own training loss after it stops. A floor the
+    loss meets passes and logs the drop; a floor above it is one error line and exit 2."""
+    from speechkd.cli import main
+
+    paths = make_fake_dump(tmp_path, n_train=6, n_dev=2)
+    over = tiny_overrides(paths, **{"trainer.val_every_steps": 100, "trainer.log_every_steps": 1,
+                                    "trainer.max_steps": 6})
+    assert main(["train", "--config", str(TINY), "--exp", str(tmp_path / "a"), *over,
+                 "trainer.min_loss_drop=0"]) == 0
+    assert "train/loss fell by" in (tmp_path / "a" / "train.log").read_text()
+    capsys.readouterr()
+    assert main(["train", "--config", str(TINY), "--exp", str(tmp_path / "b"), *over,
+                 "trainer.min_loss_drop=0.99"]) == 2
+    err = capsys.readouterr().err
+    (line,) = [ln for ln in err.splitlines() if "speechkd train: error:" in ln]
+    assert "train/loss did not fall" in line and "at least 99.0% wanted" in line and "Traceback" not in err

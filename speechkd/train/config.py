@@ -70,6 +70,9 @@ class TrainerConfig:
                                          "limit")
     min_steps: int = field(0, help="with max_minutes: train at least this many steps even when the minutes are "
                                    "spent (a floor for a busy machine); 0: no floor")
+    min_loss_drop: float = field(-1.0, ge=-1.0, lt=1.0, help="after training, stop with an error (exit 2) unless the training loss "
+                                            "fell from the first to the last logged steps by more than this share "
+                                            "(0: it fell at all; 0.1: by a tenth); -1: no check")
     val_every_steps: int = field(200, help="validate (dev loss and the family's metrics, plots) every N steps")
     ckpt_every_steps: int = field(100, help="write checkpoints/last.ckpt and a step<N>.ckpt every N steps "
                                             "(and last.ckpt at the end)")

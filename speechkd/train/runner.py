@@ -40,6 +40,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from speechkd.checkpoints import CKPT_DIR, LAST, read_checkpoint, step_checkpoints
 from speechkd.config import config_changes, dump_config, from_dict
 from speechkd.errors import ConfigError, SpeechkdError
+from speechkd.train.checks import check_loss_fell
 from speechkd.train.config import TrainerConfig
 from speechkd.train.exp import AtomicCheckpointIO, CSVMetricsLogger, attach_log_file, code_version
 from speechkd.utils.io import atomic_write_text
@@ -62,6 +63,7 @@ class Job:
     command = "speechkd train"
     kind: str | None = None
     resumable: tuple[str, ...] = ()
+    loss_key = "train/loss"  # the metrics.csv column that must fall (trainer.min_loss_drop)
 
     def prepare(self, exp_dir: str) -> None:
         """Load what the resume check needs (called before it)."""
@@ -302,6 +304,10 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
         if trainer.is_global_zero:
             job.finish(trainer, task, metrics, exp_dir)
         logger.info("stopped at step %d after %.1f training minutes", trainer.global_step, task.train_minutes)
+        if t.min_loss_drop >= 0 and trainer.is_global_zero:  # the run's own pass/fail figure
+            fig = check_loss_fell(os.path.join(exp_dir, "metrics.csv"), job.loss_key, t.min_loss_drop)
+            logger.info("%s fell by %.1f%% (mean of the first %d logged values %.4g, of the last %d %.4g)",
+                        job.loss_key, 100 * fig["drop"], fig["window"], fig["first"], fig["window"], fig["last"])
         return os.path.join(ckpt_dir, LAST)
     finally:
         torch.set_num_threads(threads_before)

@@ -271,6 +271,7 @@ class VocoderJob(Job):
     command = "speechkd train-vocoder"
     kind = "vocoder"
     resumable = RESUMABLE
+    loss_key = "train/mel_l1"  # the adversarial terms need not fall; the reconstruction must
 
     def __init__(self, cfg: VocoderTrainConfig):
         self.config = cfg
