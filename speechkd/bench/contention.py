@@ -230,7 +230,7 @@ def worker(spec_json: str, omp_wait_policy: str) -> None:
     n_vocab, n_mels = 80, 80
     torch.manual_seed(0)
     model = cls(cfg.model_conf, n_vocab=n_vocab, n_mels=n_mels).train()
-    needs = tuple(getattr(cls, "batch_needs", ()))
+    needs = tuple(cls.batch_needs)
     batch = synthetic_batch(cfg, spec["frames"], spec["frames_per_token"], n_vocab, n_mels, needs)
     o = cfg.optim
     opt = torch.optim.Adam(model.parameters(), lr=o.lr, betas=tuple(o.betas), eps=o.eps)

@@ -45,7 +45,7 @@ class AcousticJob(Job):
         cfg = self.config
         require_data(cfg)
         self.dm = TTSDataModule(cfg.data, seed=cfg.trainer.seed,
-                                needs=getattr(get_model_class(cfg.model), "batch_needs", ()))
+                                needs=get_model_class(cfg.model).batch_needs)
         self.dm.setup()
         if not cfg.data.plot_utt and self.dm.dev_utts:
             cfg.data.plot_utt = self.dm.dev_utts[0].utt
