@@ -17,13 +17,14 @@ import logging
 import os
 import pickle
 import re
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from speechkd.config import from_dict
+from speechkd.data.speakers import Speakers, unknown_speaker
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.models import AcousticModel, get_model_class
@@ -158,6 +159,31 @@ class LoadedModel:
     path: str
     meta: dict
     frontend: dict | None = None  # text frontend settings (frontend.yaml); None in older checkpoints
+    speakers: Speakers = field(default_factory=Speakers)  # no table in single-speaker and older checkpoints
+
+    @property
+    def multi_speaker(self) -> bool:
+        return self.speakers.conditioned
+
+    def speaker_inputs(self, names: Sequence[str | None], utts: Sequence[str] | None = None,
+                       device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The model's speaker inputs (``spk`` rows, ``spk_emb`` speaker-mean embeddings) for one
+        speaker name per utterance; {} for a single-speaker model (names are then ignored). An unknown
+        or missing speaker is an error listing the known ones."""
+        sp = self.speakers
+        if not sp.conditioned:
+            return {}
+        out: dict[str, torch.Tensor] = {}
+        for i, name in enumerate(names):
+            if name is None or name == "":
+                raise unknown_speaker("(none given)", sp.ids, utt=utts[i] if utts else None, path=self.path)
+            if name not in sp.ids:
+                raise unknown_speaker(name, sp.ids, utt=utts[i] if utts else None, path=self.path)
+        if sp.n_table:
+            out["spk"] = torch.tensor([sp.ids.index(n) for n in names], dtype=torch.long, device=device)
+        if sp.embed_dim:
+            out["spk_emb"] = torch.tensor([sp.embeddings[n] for n in names], dtype=torch.float32, device=device)
+        return out
 
     @property
     def token_list_path(self) -> str:
@@ -204,7 +230,9 @@ def load_model(exp_or_ckpt: str, device: str | torch.device = "cpu", average: in
     tl = TokenList(_meta_field(meta, "tokens", path), path=f"{path} (embedded token list)")
     fc = FeatureConfig.from_dict(_meta_field(meta, "feature_config", path),
                                  source=f"{path} (embedded feature config)")
-    model = cls(model_conf, n_vocab=len(tl), n_mels=fc.n_mels)
+    speakers = Speakers.from_meta(meta.get("speakers"))
+    model = cls(model_conf, n_vocab=len(tl), n_mels=fc.n_mels, n_speakers=speakers.n_table,
+                spk_embed_dim=speakers.embed_dim)
     states = [model_state(read_checkpoint(p)) for p in paths[:-1]] + [model_state(ckpt)]
     model.load_state_dict(average_states(states))
     if len(paths) > 1:
@@ -213,7 +241,7 @@ def load_model(exp_or_ckpt: str, device: str | torch.device = "cpu", average: in
     model.to(device).eval()
     return LoadedModel(model, name, model_conf, tl, fc, np.asarray(meta.get("mel_mean"), np.float32),
                        np.asarray(meta.get("mel_std"), np.float32), int(ckpt.get("global_step", 0)),
-                       meta.get("version", {}), path, meta, meta.get("frontend"))
+                       meta.get("version", {}), path, meta, meta.get("frontend"), speakers)
 
 
 # ---- vocoders ----------------------------------------------------------------------------------------

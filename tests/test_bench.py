@@ -125,7 +125,7 @@ def test_bench_align_cuda_under_simulator(tmp_path):
     assert bench["extra"]["identical paths"].startswith("yes")
 
 
-def test_blocked_order():
+def test_blocked_order_warmup_first():
     calls = []
     bench = Bench("blocked", repeats=2, warmup=1, interleave=False)
     bench.add("a", lambda: calls.append("a")).add("b", lambda: calls.append("b")).run()

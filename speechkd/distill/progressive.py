@@ -151,8 +151,8 @@ class ProgressiveTask(TTSTask):
 
     def __init__(self, cfg: TrainConfig, token_list, feature_config, stats, exp_dir: str | None = None, *,
                  teacher: DiffusionTTS, weighting: str = "none", freeze_condition: bool = True,
-                 meta: dict | None = None):
-        super().__init__(cfg, token_list, feature_config, stats, exp_dir=exp_dir)
+                 meta: dict | None = None, speakers=None):
+        super().__init__(cfg, token_list, feature_config, stats, exp_dir=exp_dir, speakers=speakers)
         self.__dict__["teacher"] = teacher.eval().requires_grad_(False)  # not a submodule
         self.weighting, self.freeze_condition = weighting, freeze_condition
         # the student starts as its teacher (on resume Lightning then loads the checkpoint over it)
@@ -166,7 +166,7 @@ class ProgressiveTask(TTSTask):
 
     def _run(self, batch: dict):
         batch = dict(batch, mels=(batch["mels"] - self.mel_mean) / self.mel_std)
-        extra = {k: batch[k] for k in self.model.batch_needs}
+        extra = self.model_inputs(batch)
         out = distillation_loss(self.model, self.teacher, batch["tokens"], batch["token_lens"], batch["mels"],
                                 batch["mel_lens"], extra, self.weighting, shared_condition=self.freeze_condition)
         l1 = masked_l1(out["x0_hat"], out["target"], out["mask"], out["weight"])
@@ -225,9 +225,9 @@ def run_progressive(teacher_exp: str, pcfg: ProgressiveConfig, *, exp_root: str 
         logger.info("round %d: %d -> %d steps, teacher %s -> %s", r, 2 * k, k, prev_dir, exp_dir)
         t0 = time.perf_counter()
 
-        def make_task(cfg_, tl, fc, stats, exp_dir=None, _t=teacher.model, _m=meta):
+        def make_task(cfg_, tl, fc, stats, exp_dir=None, speakers=None, _t=teacher.model, _m=meta):
             return ProgressiveTask(cfg_, tl, fc, stats, exp_dir, teacher=_t, weighting=pcfg.weighting,
-                                   freeze_condition=pcfg.freeze_condition, meta=_m)
+                                   freeze_condition=pcfg.freeze_condition, meta=_m, speakers=speakers)
 
         last = run_training(cfg, exp_dir, progress_bar=progress_bar, make_task=make_task)
         ckpt = read_checkpoint(last)

@@ -173,17 +173,20 @@ def prepare_dir(out: str, info: dict, lm: LoadedModel, overwrite: bool) -> None:
 
 
 def run_batch(lm: LoadedModel, batch: dict, mode: str, opts: DumpOptions, generator: torch.Generator,
-              device: torch.device) -> dict[str, dict[str, np.ndarray] | str]:
-    """Per utterance of the batch: its npz arrays, or a string saying why it has none."""
+              device: torch.device, utt2spk: dict[str, str] | None = None) -> dict[str, dict[str, np.ndarray] | str]:
+    """Per utterance of the batch: its npz arrays, or a string saying why it has none. A
+    multi-speaker teacher runs each utterance with its own speaker (``utt2spk``)."""
     m = lm.model
     tokens, tl = batch["tokens"].to(device), batch["token_lens"].to(device)
+    spk = lm.speaker_inputs([(utt2spk or {}).get(u) for u in batch["utts"]], batch["utts"], device)
     with torch.no_grad():
         if mode == "teacher_forced":
             mels = lm.normalize(batch["mels"].to(device))
-            out = m(tokens, tl, mels, batch["mel_lens"].to(device), generator=generator)
+            out = m(tokens, tl, mels, batch["mel_lens"].to(device), generator=generator, **spk)
             lens, red = batch["mel_lens"], out["reduced_lens"]
         else:
-            out = m.inference(tokens, tl, generator=generator, max_frames_per_token=opts.max_frames_per_token)
+            out = m.inference(tokens, tl, generator=generator, max_frames_per_token=opts.max_frames_per_token,
+                              **spk)
             lens, red = out["mel_lens"].cpu(), out["reduced_lens"]
             mel_out = lm.denormalize(out["mel"]).float().cpu().numpy()
     res: dict[str, dict[str, np.ndarray] | str] = {}
@@ -206,6 +209,7 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
     feats_dir = os.path.join(data, "feats", split)
     prepare_dir(out, _info(lm, mode, opts, feats_dir), lm, overwrite)
     utts = read_split(data, split, lm.token_list, on_unknown="map")
+    utt2spk = {u.utt: u.spk for u in utts}
     todo = [i for i, u in enumerate(utts) if not _complete(safe_child(os.path.join(out, "data"), u.utt, ".npz"), mode)]
     logger.info("%s %s: %d utterances, %d already dumped", mode, split, len(utts), len(utts) - len(todo))
     ds = UtteranceDataset([utts[i] for i in todo])
@@ -216,7 +220,7 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
         batch = collate(ds[idx])
         # seeded by the batch's first utterance, so a resumed run reproduces the same batches
         gen = torch.Generator(device=device).manual_seed(opts.seed * 1_000_003 + _stable_hash(batch["utts"][0]))
-        for utt, r in run_batch(lm, batch, mode, opts, gen, device).items():
+        for utt, r in run_batch(lm, batch, mode, opts, gen, device, utt2spk).items():
             if isinstance(r, str):
                 failed[utt] = r
                 continue
@@ -243,7 +247,8 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
         focus[u.utt] = f"{float(z['focus_rate']):.4f}"
         rows.append({"utt": u.utt, "focus_rate": float(z["focus_rate"]), "layer": int(z["layer"]),
                      "head": int(z["head"]), "num_frames": int(z["num_frames"]), "gt_frames": u.frames,
-                     "tokens": len(u.token_ids), **({"stopped": bool(z["stopped"])} if "stopped" in z else {})})
+                     "tokens": len(u.token_ids), "spk": u.spk,
+                     **({"stopped": bool(z["stopped"])} if "stopped" in z else {})})
     for utt, why in failed.items():
         filtered[utt] = why
     write_table(os.path.join(out, "index.scp"), index)
@@ -360,6 +365,14 @@ def write_report(out: str, mode: str, rows: list[dict], filtered: dict[str, str]
            "chosen_heads": dict(sorted(heads.items())),
            "filtered": [{"utt": u, "reason": why, "focus_rate": next((x["focus_rate"] for x in rows if x["utt"] == u),
                                                                      None)} for u, why in sorted(filtered.items())]}
+    spks = sorted({x.get("spk", "") for x in rows} - {""})
+    if len(spks) > 1:  # one badly aligned voice must be visible, not averaged away
+        rep["per_speaker"] = {}
+        for sp in spks:
+            fs = np.array([x["focus_rate"] for x in rows if x.get("spk") == sp])
+            n_f = sum(1 for x in rows if x.get("spk") == sp and x["utt"] in filtered)
+            rep["per_speaker"][sp] = {"num_utts": int(fs.size), "mean": float(fs.mean()), "min": float(fs.min()),
+                                      "above_threshold": float((fs >= thr).mean()), "filtered": n_f}
     if mode == "free_running" and rows:
         ratio = np.array([x["num_frames"] / x["gt_frames"] for x in rows])
         rep["free_running"] = {"never_stopped": int(sum(not x["stopped"] for x in rows)),
@@ -384,6 +397,12 @@ def write_report(out: str, mode: str, rows: list[dict], filtered: dict[str, str]
           "", "| focus rate | utterances |", "|---|---|"]
     md += [f"| {edges[i]:.1f}-{edges[i + 1]:.1f} | {c} |" for i, c in enumerate(counts)]
     md += ["", f"Chosen layer/head: {', '.join(f'{k} x{v}' for k, v in rep['chosen_heads'].items())}", ""]
+    if "per_speaker" in rep:
+        md += ["## Per speaker", "", f"| speaker | utterances | focus rate mean | min | >= {thr:g} | filtered |",
+               "|---|---:|---:|---:|---:|---:|"]
+        md += [f"| {sp} | {v['num_utts']} | {v['mean']:.3f} | {v['min']:.3f} | {100 * v['above_threshold']:.1f}% | "
+               f"{v['filtered']} |" for sp, v in rep["per_speaker"].items()]
+        md.append("")
     if "free_running" in rep:
         fr2 = rep["free_running"]
         md += [f"Free-running: {fr2['never_stopped']} utterance(s) never stopped; generated/ground-truth length "

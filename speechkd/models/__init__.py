@@ -1,6 +1,7 @@
 """Acoustic models, one per file, and the explicit name -> class registry.
 
-Every registered class is built as ``cls(cfg, n_vocab=..., n_mels=...)`` and satisfies
+Every registered class is built as ``cls(cfg, n_vocab=..., n_mels=..., n_speakers=0, spk_embed_dim=0)``
+(speakers: :mod:`speechkd.models.speaker`) and satisfies
 :class:`AcousticModel`, the contract the training task (:mod:`speechkd.train.module`) and
 inference (:mod:`speechkd.infer.synthesize`) rely on. Add a model by importing it here: no
 plugin mechanism, no import strings.
@@ -34,7 +35,9 @@ class AcousticModel(Protocol):
         """Take the training dump's feature statistics (before training; kept in the weights)."""
 
     def forward(self, tokens: torch.Tensor, token_lens: torch.Tensor, mels: torch.Tensor, mel_lens: torch.Tensor,
-                **batch: Any) -> dict: ...
+                **batch: Any) -> dict:
+        """Teacher-forced outputs; ``batch``: the ``batch_needs`` entries and, for a multi-speaker
+        model, ``spk [B]`` (speaker rows) and/or ``spk_emb [B, D]`` (external embeddings)."""
 
     def losses(self, batch: dict, out: dict, step: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
@@ -42,7 +45,8 @@ class AcousticModel(Protocol):
 
     def plot_arrays(self, batch: dict, out: dict, b: int) -> dict[str, np.ndarray]: ...
 
-    def inference(self, tokens: torch.Tensor, token_lens: torch.Tensor, **options: Any) -> dict: ...
+    def inference(self, tokens: torch.Tensor, token_lens: torch.Tensor, **options: Any) -> dict:
+        """Free-running outputs (``mel``, ``mel_lens``); ``options`` include ``spk``/``spk_emb``."""
 
 
 MODELS: dict[str, type[nn.Module]] = {

@@ -156,11 +156,14 @@ class DiffusionTTS(nn.Module):
     batch_needs = FastSpeech2.batch_needs
     has_variances = True
 
-    def __init__(self, cfg: DiffusionConfig, n_vocab: int, n_mels: int, condition: nn.Module | None = None):
+    def __init__(self, cfg: DiffusionConfig, n_vocab: int, n_mels: int, condition: nn.Module | None = None,
+                 n_speakers: int = 0, spk_embed_dim: int = 0):
         super().__init__()
         self.cfg, self.n_mels = cfg, n_mels
         self.schedule = NoiseSchedule(cfg.schedule, cfg.beta_min, cfg.beta_max, cfg.cosine_s)
-        self.condition = condition if condition is not None else build_condition(cfg, n_vocab, n_mels)
+        # the speaker enters through the condition (FastSpeech 2's encoder output), as every other input
+        self.condition = (condition if condition is not None
+                          else build_condition(cfg, n_vocab, n_mels, n_speakers, spk_embed_dim))
         d_cond = getattr(self.condition, "d_condition", None) or cfg.condition.d_model
         self.denoiser = Denoiser(cfg.denoiser, n_mels, d_cond)
         # per-bin standardisation of the mels (training statistics, set once by set_stats and saved)
@@ -176,6 +179,11 @@ class DiffusionTTS(nn.Module):
         self.mel_scale.copy_(torch.as_tensor(stats.mel_std, dtype=torch.float32).clamp_min(1e-5))
         if hasattr(self.condition, "set_stats"):
             self.condition.set_stats(stats)
+
+    def set_speaker_stats(self, rows: list[list[float]]) -> None:
+        """Per-speaker pitch/energy statistics, for the condition (FastSpeech 2)."""
+        if hasattr(self.condition, "set_speaker_stats"):
+            self.condition.set_speaker_stats(rows)
 
     def normalize(self, mel: torch.Tensor) -> torch.Tensor:
         return (mel - self.mel_loc) / self.mel_scale
@@ -285,9 +293,10 @@ def _fit_frames(x: torch.Tensor, t: int) -> torch.Tensor:
     return F.pad(x, (0, 0, 0, t - x.size(1)))
 
 
-def build_condition(cfg: DiffusionConfig, n_vocab: int, n_mels: int) -> FastSpeech2:
+def build_condition(cfg: DiffusionConfig, n_vocab: int, n_mels: int, n_speakers: int = 0,
+                    spk_embed_dim: int = 0) -> FastSpeech2:
     """FastSpeech 2 without its mel decoder: only ``encode_condition`` (encoder, variance adaptor,
     length regulator) and its variance losses are used (ProDiff sec. 3.2, DiffSpeech)."""
-    fs2 = FastSpeech2(cfg.condition, n_vocab, n_mels)
+    fs2 = FastSpeech2(cfg.condition, n_vocab, n_mels, n_speakers, spk_embed_dim)
     fs2.decoder = fs2.mel_out = fs2.postnet = None  # unused parameters (DDP would need find_unused_parameters)
     return fs2

@@ -40,6 +40,7 @@ from torch import nn
 
 from speechkd.config import field
 from speechkd.models.layers import ConvFFN, ConvStack, MultiHeadAttention, ScaledPositionalEncoding, length_mask
+from speechkd.models.speaker import build_speaker
 
 
 @dataclass
@@ -158,12 +159,15 @@ class FastSpeech(nn.Module):
     batch_needs: tuple[str, ...] = ("durations",)
     has_variances = False  # pitch/energy predictors (FastSpeech 2): pitch_scale / energy_scale apply
 
-    def __init__(self, cfg: FastSpeechConfig, n_vocab: int, n_mels: int):
+    def __init__(self, cfg: FastSpeechConfig, n_vocab: int, n_mels: int, n_speakers: int = 0,
+                 spk_embed_dim: int = 0):
         super().__init__()
         self.cfg, self.n_mels = cfg, n_mels
         d = cfg.d_model
         self.embed = nn.Embedding(n_vocab, d, padding_idx=0)
         self.encoder = FFTStack(cfg.enc_layers, d, cfg.n_heads, cfg.conv_filter, cfg.conv_kernel, cfg.dropout)
+        # speaker vector added to the encoder output, before the variance adaptor (speechkd.models.speaker)
+        self.speaker = build_speaker(d, n_speakers, spk_embed_dim)
         self.duration_predictor = VariancePredictor(d, cfg.predictor_channels, cfg.predictor_kernel,
                                                     cfg.predictor_dropout)
         self.decoder = FFTStack(cfg.dec_layers, d, cfg.n_heads, cfg.conv_filter, cfg.conv_kernel, cfg.dropout)
@@ -176,13 +180,18 @@ class FastSpeech(nn.Module):
         """Nothing to take: durations are counts (FastSpeech 2 takes pitch/energy statistics)."""
 
     # ---- encoder + variance adaptor ---------------------------------------------------------
-    def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder output ``[B, S, d]`` and the token mask ``[B, S]``."""
+    def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor, spk: torch.Tensor | None = None,
+               spk_emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder output ``[B, S, d]`` (with the speaker vector of a multi-speaker model) and the
+        token mask ``[B, S]``."""
         tmask = length_mask(token_lens, tokens.size(1))
-        return self.encoder(self.embed(tokens), tmask), tmask
+        h = self.encoder(self.embed(tokens), tmask)
+        if self.speaker is not None:
+            h = self.speaker(h, tmask, spk, spk_emb)
+        return h, tmask
 
     def adapt(self, h: torch.Tensor, tmask: torch.Tensor, durations: torch.Tensor | None, speed: float,
-              **variances) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+              spk: torch.Tensor | None = None, **variances) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Variance adaptor at token level: FastSpeech has only the duration predictor.
         Returns the (unchanged) token hidden, the durations used and the predictions."""
         log_d = self.duration_predictor(h, tmask)
@@ -192,7 +201,8 @@ class FastSpeech(nn.Module):
 
     def encode_condition(self, tokens: torch.Tensor, token_lens: torch.Tensor, durations: torch.Tensor | None = None,
                          pitch: torch.Tensor | None = None, energy: torch.Tensor | None = None, *,
-                         speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0
+                         speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
+                         spk: torch.Tensor | None = None, spk_emb: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Encoder + variance adaptor + length regulator: frame-level hidden ``[B, T, d]`` (zero past
         each length), ``mel_lens [B]`` and the predictions: ``log_durations [B, S]`` (log(d+1)),
@@ -202,9 +212,11 @@ class FastSpeech(nn.Module):
         ``durations`` given (training, or the diffusion teacher on ground-truth lengths) are used
         as is; otherwise predicted and divided by ``speed``. ``pitch``/``energy`` are raw token-level
         targets (log-F0 in log-Hz, linear energy) used instead of the predictions (FastSpeech 2).
+        ``spk``/``spk_emb``: each utterance's voice (table rows, external embeddings) in a
+        multi-speaker model.
         """
-        h, tmask = self.encode(tokens, token_lens)
-        h, dur, pred = self.adapt(h, tmask, durations, speed, pitch=pitch, energy=energy,
+        h, tmask = self.encode(tokens, token_lens, spk, spk_emb)
+        h, dur, pred = self.adapt(h, tmask, durations, speed, spk=spk, pitch=pitch, energy=energy,
                                   pitch_scale=pitch_scale, energy_scale=energy_scale)
         frames, mel_lens = length_regulate(h, dur)
         return frames, mel_lens, {**pred, "durations": dur, "token_mask": tmask}
@@ -218,13 +230,14 @@ class FastSpeech(nn.Module):
 
     # ---- training ------------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, token_lens: torch.Tensor, mels: torch.Tensor, mel_lens: torch.Tensor,
-                durations: torch.Tensor, pitch: torch.Tensor | None = None, energy: torch.Tensor | None = None
-                ) -> dict[str, torch.Tensor]:
+                durations: torch.Tensor, pitch: torch.Tensor | None = None, energy: torch.Tensor | None = None,
+                spk: torch.Tensor | None = None, spk_emb: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Pass with the target durations (which must sum to ``mel_lens``): mel outputs have
         exactly the targets' frames."""
         if not torch.equal(durations.long().sum(1).cpu(), mel_lens.long().cpu()):
             raise ValueError(f"durations sum to {durations.sum(1).tolist()}, targets have {mel_lens.tolist()} frames")
-        frames, lens, pred = self.encode_condition(tokens, token_lens, durations, pitch, energy)
+        frames, lens, pred = self.encode_condition(tokens, token_lens, durations, pitch, energy, spk=spk,
+                                                   spk_emb=spk_emb)
         before, after, fmask = self.decode(frames, lens)
         return {"mel_before": before, "mel_after": after, "frame_mask": fmask, **pred}
 
@@ -275,16 +288,19 @@ class FastSpeech(nn.Module):
     @torch.no_grad()
     def inference(self, tokens: torch.Tensor, token_lens: torch.Tensor, *, speed: float = 1.0,
                   pitch_scale: float = 1.0, energy_scale: float = 1.0, durations: torch.Tensor | None = None,
-                  pitch: torch.Tensor | None = None, energy: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                  pitch: torch.Tensor | None = None, energy: torch.Tensor | None = None,
+                  spk: torch.Tensor | None = None, spk_emb: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Text -> mel in one pass. Returns ``mel [B, T, n_mels]`` (normalised like the training
         targets, zero past each length), ``mel_lens [B]``, ``durations [B, S]`` (frames per token,
         0 on padding) and the variance predictions. ``speed`` 2.0 = twice as fast (durations / 2,
         >= 1 frame per token); ``pitch_scale``/``energy_scale`` act on FastSpeech 2's pitch/energy
         (FastSpeech has none: they must stay 1.0). Given ``durations``/``pitch``/``energy``
-        replace the predictions (``speed`` then does not apply to the durations)."""
+        replace the predictions (``speed`` then does not apply to the durations). ``spk``/``spk_emb``:
+        the voice of each utterance (multi-speaker models)."""
         if (pitch_scale != 1.0 or energy_scale != 1.0) and not self.has_variances:
             raise ValueError(f"{type(self).__name__} predicts no pitch/energy: pitch_scale and energy_scale must be 1")
         frames, lens, pred = self.encode_condition(tokens, token_lens, durations, pitch, energy, speed=speed,
-                                                   pitch_scale=pitch_scale, energy_scale=energy_scale)
+                                                   pitch_scale=pitch_scale, energy_scale=energy_scale, spk=spk,
+                                                   spk_emb=spk_emb)
         _, mel, _ = self.decode(frames, lens)
         return {"mel": mel, "mel_lens": lens, **pred}

@@ -45,6 +45,7 @@ from speechkd.align.durations import select_head
 from speechkd.config import field
 from speechkd.models.layers import (ConvStack, DecoderKVCache, DecoderLayer, EncoderLayer, ScaledPositionalEncoding,
                                     causal_mask, dropout_always, length_mask)
+from speechkd.models.speaker import build_speaker
 
 
 @dataclass
@@ -114,7 +115,8 @@ class TransformerTTS(nn.Module):
     batch_needs: tuple[str, ...] = ()  # learns its own alignment: tokens and mels only
     has_variances = False
 
-    def __init__(self, cfg: TransformerTTSConfig, n_vocab: int, n_mels: int):
+    def __init__(self, cfg: TransformerTTSConfig, n_vocab: int, n_mels: int, n_speakers: int = 0,
+                 spk_embed_dim: int = 0):
         super().__init__()
         self.cfg, self.n_mels, self.r = cfg, n_mels, cfg.reduction_factor
         d, p = cfg.d_model, cfg.dec_prenet_dim
@@ -126,6 +128,8 @@ class TransformerTTS(nn.Module):
         self.encoder = nn.ModuleList(EncoderLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout, cfg.ff_kernel)
                                      for _ in range(cfg.enc_layers))
         self.enc_norm = nn.LayerNorm(d)
+        # speaker vector added to the encoder memory the decoder attends to (speechkd.models.speaker)
+        self.speaker = build_speaker(d, n_speakers, spk_embed_dim)
         self.dec_prenet = nn.ModuleList([nn.Linear(n_mels, p), nn.Linear(p, p)])
         self.dec_proj = nn.Linear(p, d)
         self.dec_pe = ScaledPositionalEncoding(d, cfg.dropout)
@@ -142,15 +146,20 @@ class TransformerTTS(nn.Module):
         """Nothing to take: the model sees normalised mels only."""
 
     # ---- building blocks -------------------------------------------------------------------
-    def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder memory ``[B, S, d]`` and its attention mask ``[B, 1, 1, S]``."""
+    def encode(self, tokens: torch.Tensor, token_lens: torch.Tensor, spk: torch.Tensor | None = None,
+               spk_emb: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder memory ``[B, S, d]`` (with the speaker vector of a multi-speaker model) and its
+        attention mask ``[B, 1, 1, S]``."""
         tmask = length_mask(token_lens, tokens.size(1))
         x = self.enc_proj(self.enc_prenet(self.embed(tokens), tmask))
         x = self.enc_pe(x)
         amask = tmask[:, None, None, :]
         for layer in self.encoder:
             x = layer(x, amask)
-        return self.enc_norm(x), amask
+        x = self.enc_norm(x)
+        if self.speaker is not None:
+            x = self.speaker(x, tmask, spk, spk_emb)
+        return x, amask
 
     def prenet_mlp(self, prev: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Previous frames ``[B, T, n_mels]`` -> ``[B, T, d]`` before the positional encoding."""
@@ -183,8 +192,9 @@ class TransformerTTS(nn.Module):
 
     # ---- teacher forcing -------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, token_lens: torch.Tensor, mels: torch.Tensor, mel_lens: torch.Tensor,
-                generator: torch.Generator | None = None) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """Teacher-forced pass. Frame outputs are ``[B, ceil(T/r)*r, ...]``; ``attns[l]`` is
+                generator: torch.Generator | None = None, spk: torch.Tensor | None = None,
+                spk_emb: torch.Tensor | None = None) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Teacher-forced pass (``spk``/``spk_emb``: each utterance's voice, multi-speaker models). Frame outputs are ``[B, ceil(T/r)*r, ...]``; ``attns[l]`` is
         ``[B, H, ceil(T/r), S]``; ``reduced_lens`` the decoder steps of each utterance.
         ``generator`` seeds the always-on prenet dropout (repeatable alignments)."""
         r = self.r
@@ -193,7 +203,7 @@ class TransformerTTS(nn.Module):
         padded = F.pad(mels, (0, 0, 0, steps * r - t))
         # step j sees the last frame of step j-1 (Tacotron's reduction), step 0 a zero "go" frame
         dec_in = torch.cat([padded.new_zeros(b, 1, m), padded[:, r - 1::r][:, :-1]], dim=1)
-        memory, src_mask = self.encode(tokens, token_lens)
+        memory, src_mask = self.encode(tokens, token_lens, spk, spk_emb)
         before, stop, attns = self.run_decoder(self.prenet(dec_in, generator=generator), memory, src_mask,
                                                causal_mask(steps, mels.device)[None, None])
         fmask = length_mask(mel_lens, steps * r)
@@ -273,7 +283,8 @@ class TransformerTTS(nn.Module):
     @torch.inference_mode()
     def inference(self, tokens: torch.Tensor, token_lens: torch.Tensor, *, use_cache: bool = True,
                   generator: torch.Generator | None = None, max_frames_per_token: float | None = None,
-                  stop_threshold: float | None = None) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+                  stop_threshold: float | None = None, spk: torch.Tensor | None = None,
+                  spk_emb: torch.Tensor | None = None) -> dict[str, torch.Tensor | list[torch.Tensor]]:
         """Greedy batched decoding (call in eval mode). Returns ``mel [B, T, n_mels]`` (after
         post-net, zero past each length), ``mel_lens``, ``stopped`` (False: hit the maximum length
         without a stop token), ``attns`` per layer ``[B, H, steps, S]`` and ``reduced_lens``.
@@ -290,7 +301,7 @@ class TransformerTTS(nn.Module):
         ratio = c.max_frames_per_token if max_frames_per_token is None else max_frames_per_token
         thr = c.stop_threshold if stop_threshold is None else stop_threshold
         b = tokens.size(0)
-        memory, src_mask = self.encode(tokens, token_lens)
+        memory, src_mask = self.encode(tokens, token_lens, spk, spk_emb)
         max_frames = torch.clamp(torch.ceil(token_lens.float() * ratio).long(), min=r)
         min_frames = torch.minimum(torch.ceil(token_lens.float() * c.min_frames_per_token).long(), max_frames)
         n_steps = math.ceil(int(max_frames.max()) / r)

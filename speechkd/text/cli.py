@@ -18,6 +18,7 @@ against it::
 Writes (atomically):
 
 - ``<out>/tokens``: ``<utt> tok tok ...`` per utterance, C-sorted (Kaldi style);
+- ``<out>/utt2spk``: the data dir's speakers of those utterances (multi-speaker training);
 - ``<out>/frontend.yaml``: the frontend settings used;
 - with ``--build-token-list PATH``: ``PATH`` (see :mod:`speechkd.text.tokens`) and
   ``frontend.yaml`` beside it.
@@ -36,7 +37,7 @@ import logging
 import os
 
 from speechkd.config import dump_config, load_config, save_config, to_dict
-from speechkd.data.kaldi import read_datadir
+from speechkd.data.kaldi import read_datadir, write_table
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.text.frontend import Frontend
 from speechkd.text.tokens import UNK, TokenList, UnknownSymbolError, build_token_list, write_tokens
@@ -153,6 +154,8 @@ def tokenize_datadir(data_dir: str, out: str, fe: Frontend, *, build_token_list_
             logger.warning("mapping unknown symbols to %s in %d utterance(s): %s%s", UNK, len(bad), shown, more)
             seqs = {u: [t if t in tl else UNK for t in s] for u, s in seqs.items()}
     write_tokens(os.path.join(out, "tokens"), seqs)
+    # who speaks each utterance travels with its tokens: training builds its speaker table from it
+    write_table(os.path.join(out, "utt2spk"), {u: dd.utt2spk[u] for u in seqs})
     save_config(fe, os.path.join(out, FRONTEND_FILE))
     n = sum(len(s) for s in seqs.values())
     logger.info("wrote %s (%d utterances, %d tokens)", os.path.join(out, "tokens"), len(seqs), n)

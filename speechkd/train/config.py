@@ -40,6 +40,11 @@ class DataConfig:
     teacher_dump_dir: str = field("", help="teacher dump root holding <split>/<kd_mode>/index.scp "
                                            "(speechkd teacher-dump, stage 4); '' = <dump_dir>/teacher. "
                                            "`--teacher-dump` sets it")
+    speakers: Literal["auto", "none"] = field(
+        "auto", help="auto: a speaker table when the training split's utt2spk (dump/tokens/<split>/utt2spk) names "
+                     "more than one speaker; none: train speaker-agnostic")
+    spk_embed: str = field("", help="external speaker embeddings (x-vectors, ...): '<utt-or-speaker> v1 ... vD' "
+                                    "lines, or a Kaldi text ark; added to the table (docs/data-formats.md)")
     keep_filtered: bool = field(False, help="also train on utterances the teacher dump lists in 'filtered' "
                                             "(low focus rate, never stopped); by default they are left out "
                                             "(logged)")

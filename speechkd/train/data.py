@@ -3,6 +3,7 @@
 A split ``<split>`` of a dump root ``<dump>`` is::
 
     <dump>/tokens/<split>/tokens      <utt> tok tok ...            (speechkd text, stage 1)
+    <dump>/tokens/<split>/utt2spk     <utt> <speaker>              (copied from the data dir, stage 1)
     <dump>/feats/<split>/feats.scp    <utt> data/<utt>.npz <T>     (speechkd features, stage 2)
     <dump>/feats/<split>/feature_config.yaml, stats.npz
 
@@ -23,10 +24,16 @@ FastSpeech 2, ``pitch``/``energy [B, S]``: the token means of the ground-truth l
 and energy over those durations (:mod:`speechkd.features.average`). With ``free_running`` the
 mel targets are the teacher's generated mels (sequence-level KD), with ``teacher_forced`` the
 ground-truth mels.
+
+Speakers (:mod:`speechkd.data.speakers`): with more than one speaker in the training split's
+``utt2spk`` (and ``data.speakers: auto``) batches add ``spk [B]``, each utterance's row of the
+speaker table; with ``data.spk_embed`` they add ``spk_emb [B, D]``. Dev utterances of speakers
+the training split lacks are left out (logged): the table has no row for them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -39,6 +46,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from speechkd.data.kaldi import read_table
+from speechkd.data.speakers import (Speakers, VarianceAccumulator, embedding_for, read_embeddings, speaker_list,
+                                    speaker_means)
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.average import token_energy, token_pitch
 from speechkd.features.config import FeatureConfig, check_compatible
@@ -60,6 +69,9 @@ class Utterance:
     frames: int
     teacher_npz: str = ""  # students: absolute path of the teacher dump's npz (durations, generated mel)
     teacher_frames: int = -1  # frames of the teacher's target (free_running: its generated mel)
+    spk: str = ""  # speaker (dump/tokens/<split>/utt2spk; "" without one)
+    spk_index: int = -1  # row of the model's speaker table (-1: none)
+    spk_emb: np.ndarray | None = None  # external speaker embedding (data.spk_embed)
 
     @property
     def target_frames(self) -> int:
@@ -80,6 +92,8 @@ def read_split(dump_dir: str, split: str, token_list: TokenList, on_unknown: str
         if not os.path.exists(p):
             raise SpeechkdError(f"split '{split}' has no {os.path.basename(p)}", path=p, hint=f"run {stage}")
     tokens, feats = read_tokens(tok_path), read_feats_scp(feats_dir)
+    spk_path = os.path.join(os.path.dirname(tok_path), "utt2spk")
+    utt2spk = read_table(spk_path) if os.path.exists(spk_path) else {}
     only_tok, only_feat = sorted(set(tokens) - set(feats)), sorted(set(feats) - set(tokens))
     if only_tok or only_feat:
         parts = []
@@ -95,7 +109,7 @@ def read_split(dump_dir: str, split: str, token_list: TokenList, on_unknown: str
         ids = np.asarray(token_list.encode(tokens[utt], utt=utt, on_unknown=on_unknown), dtype=np.int64)
         if len(ids) == 0:
             raise SpeechkdError("utterance has no tokens", path=tok_path, utt=utt)
-        out.append(Utterance(utt, ids, *feats[utt]))
+        out.append(Utterance(utt, ids, *feats[utt], spk=utt2spk.get(utt, "")))
     return out
 
 
@@ -124,6 +138,10 @@ class UtteranceDataset(Dataset):
             raise SpeechkdError(f"features have {item['mel'].shape[0]} frames, feats.scp says {u.frames}",
                                 path=u.npz, utt=u.utt, hint="the dump is stale: rerun speechkd features")
         item.update(utt=u.utt, tokens=u.token_ids)
+        if u.spk_index >= 0:
+            item["spk"] = u.spk_index
+        if u.spk_emb is not None:
+            item["spk_emb"] = u.spk_emb
         return item
 
     def __getitem__(self, idx: int | list[int]) -> dict | list[dict]:
@@ -200,7 +218,7 @@ def attach_teacher_dump(utts: list[Utterance], dump_dir: str, split: str, kd_mod
         if kd_mode == "teacher_forced" and frames != u.frames:
             raise SpeechkdError(f"teacher-forced dump has {frames} frames, the features {u.frames}", path=npz,
                                 utt=u.utt, hint="the teacher dump is stale: rerun speechkd teacher-dump")
-        out.append(Utterance(u.utt, u.token_ids, u.npz, u.frames, npz, frames))
+        out.append(dataclasses.replace(u, teacher_npz=npz, teacher_frames=frames))
     if left:
         logger.warning("%s/%s: left out %d utterance(s) the teacher dump filtered (%s): %s%s", split, kd_mode,
                        len(left), filt_path, ", ".join(f"{x} ({filtered.get(x, 'no durations')})" for x in left[:_SHOWN]),
@@ -219,14 +237,16 @@ def pad_stack(arrays: list[np.ndarray], value: float = 0.0) -> torch.Tensor:
 
 def collate(items: list[dict]) -> dict:
     """A batch: ``utts``, ``tokens [B, S]`` (0 = <pad>), ``token_lens``, ``mels [B, T, n_mels]``,
-    ``mel_lens``, and every other per-frame array padded with zeros."""
+    ``mel_lens``, ``spk [B]`` (multi-speaker), and every other array padded with zeros along its first axis."""
     batch: dict = {"utts": [it["utt"] for it in items],
                    "tokens": pad_stack([it["tokens"] for it in items]),
                    "token_lens": torch.tensor([len(it["tokens"]) for it in items]),
                    "mels": pad_stack([it["mel"] for it in items]),
                    "mel_lens": torch.tensor([len(it["mel"]) for it in items])}
+    if "spk" in items[0]:
+        batch["spk"] = torch.tensor([it["spk"] for it in items], dtype=torch.long)
     for k in items[0]:
-        if k not in ("utt", "tokens", "mel"):
+        if k not in ("utt", "tokens", "mel", "spk"):
             batch[k] = pad_stack([np.asarray(it[k]) for it in items])
     return batch
 
@@ -288,6 +308,7 @@ class TTSDataModule(L.LightningDataModule):
         self.stats = Stats.load(os.path.join(split_paths(cfg.dump_dir, cfg.train_set)[1], "stats.npz"))
         self.train_utts: list[Utterance] | None = None
         self.dev_utts: list[Utterance] | None = None
+        self.speakers = Speakers()  # set by setup()
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_utts is not None:
@@ -302,19 +323,72 @@ class TTSDataModule(L.LightningDataModule):
                            len(utts) - len(self.train_utts), c.max_frames)
         if not self.train_utts:
             raise SpeechkdError("no training utterances", path=c.dump_dir)
+        self.speakers = self._speakers(self.train_utts)
         # dev/test text may hold phones the training text lacks: map them to <unk> there
         self.dev_utts = read_split(c.dump_dir, c.dev_set, self.token_list, on_unknown="map")
         if self.needs:
             self.dev_utts = attach_teacher_dump(self.dev_utts, self.teacher_dump_dir, c.dev_set, c.kd_mode,
                                                 c.keep_filtered)
+        self.dev_utts = self._with_speakers(self.dev_utts, c.dev_set)
         if c.max_dev_utts > 0:
             self.dev_utts = self.dev_utts[: c.max_dev_utts]
         if self.needs and not self.dev_utts:
-            raise SpeechkdError(f"no dev utterances left after the teacher dump's filter", path=self.teacher_dump_dir,
+            raise SpeechkdError("no dev utterances left after the teacher dump's filter", path=self.teacher_dump_dir,
                                 hint="set data.keep_filtered=true, or retrain the teacher until it aligns")
         logger.info("data: %d training utterances (%d frames), %d dev utterances%s", len(self.train_utts),
                     sum(u.target_frames for u in self.train_utts), len(self.dev_utts),
                     f"; {c.kd_mode} teacher dump {self.teacher_dump_dir}" if self.needs else "")
+
+    def _speakers(self, utts: list[Utterance]) -> Speakers:
+        """The speaker table of the training utterances (and their embeddings, per-speaker pitch and
+        energy statistics); the utterances get their rows."""
+        c = self.cfg
+        ids = speaker_list({u.utt: u.spk for u in utts}) if c.speakers == "auto" else []
+        if ids == [""]:  # a dump without utt2spk (written before speakers existed): one voice
+            ids = []
+        if "" in ids:  # some utterances have a speaker, others not: a broken dump
+            raise SpeechkdError("some training utterances have no speaker in utt2spk",
+                                path=os.path.join(split_paths(c.dump_dir, c.train_set)[0]),
+                                utt=next(u.utt for u in utts if not u.spk), hint="rerun speechkd text (stage 1)")
+        sp = Speakers(ids=ids if len(ids) > 1 else [])
+        if c.spk_embed:
+            self._embeddings = read_embeddings(c.spk_embed)
+            vecs = {u.utt: embedding_for(self._embeddings, u.utt, u.spk, c.spk_embed) for u in utts}
+            sp.embed_dim = len(next(iter(vecs.values())))
+            sp.embeddings = speaker_means(vecs, {u.utt: u.spk for u in utts})
+        if sp.n_table:
+            acc = VarianceAccumulator()
+            for u in utts:
+                with np.load(u.npz) as z:
+                    if {"lf0", "vuv", "energy"} <= set(z.files):
+                        acc.add(u.spk, z["lf0"], z["vuv"], z["energy"])
+            sp.variance_stats = acc.result()
+            logger.info("speakers: %d in the table (%s)", sp.n_table, ", ".join(sp.ids[:10]) +
+                        (" ..." if sp.n_table > 10 else ""))
+        self.speakers = sp
+        return sp if not sp.conditioned else self._assign(sp, utts)
+
+    def _assign(self, sp: Speakers, utts: list[Utterance]) -> Speakers:
+        c = self.cfg
+        for u in utts:
+            if sp.n_table:
+                u.spk_index = sp.ids.index(u.spk)
+            if sp.embed_dim:
+                u.spk_emb = embedding_for(self._embeddings, u.utt, u.spk, c.spk_embed)
+        return sp
+
+    def _with_speakers(self, utts: list[Utterance], split: str) -> list[Utterance]:
+        """Dev utterances with their speaker rows; those of speakers without a row are left out."""
+        sp = self.speakers
+        if not sp.conditioned:
+            return utts
+        known = set(sp.ids) if sp.n_table else None
+        kept = [u for u in utts if known is None or u.spk in known]
+        if len(kept) < len(utts):
+            logger.warning("%s: left out %d utterance(s) of speakers the training split lacks (no table row)",
+                           split, len(utts) - len(kept))
+        self._assign(sp, kept)
+        return kept
 
     @property
     def teacher_dump_dir(self) -> str:

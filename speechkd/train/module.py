@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from speechkd.config import read_yaml, to_dict
+from speechkd.data.speakers import Speakers
 from speechkd.features.config import FeatureConfig
 from speechkd.features.stats import Stats
 from speechkd.models import get_model_class
@@ -34,6 +35,7 @@ from speechkd.train.plots import plot_matrices
 
 logger = logging.getLogger(__name__)
 
+SPEAKER_KEYS = ("spk", "spk_emb")  # batch entries of a multi-speaker model (speechkd.train.data)
 FOCUS_THRESHOLD = 0.5  # utterances below are "not aligned" (see speechkd.distill.teacher_dump)
 
 
@@ -57,19 +59,24 @@ class TTSTask(L.LightningModule):
     """Trains any registered acoustic model on (tokens, mel) batches."""
 
     def __init__(self, cfg: TrainConfig, token_list: TokenList, feature_config: FeatureConfig, stats: Stats,
-                 exp_dir: str | None = None):
+                 exp_dir: str | None = None, speakers: Speakers | None = None):
+        """``speakers``: the training split's speaker table and embeddings (None: single-speaker)."""
         super().__init__()
         self.cfg, self.exp_dir = cfg, exp_dir
-        self.model = get_model_class(cfg.model)(cfg.model_conf, n_vocab=len(token_list), n_mels=feature_config.n_mels)
+        sp = speakers or Speakers()
+        self.model = get_model_class(cfg.model)(cfg.model_conf, n_vocab=len(token_list), n_mels=feature_config.n_mels,
+                                                n_speakers=sp.n_table, spk_embed_dim=sp.embed_dim)
         norm = feature_config.normalization == "global"
         # FastSpeech 2: pitch/energy normalisation; diffusion: mel scaling. The statistics of the mels
         # the model sees: standardised already under global normalisation.
         self.model.set_stats(dataclasses.replace(stats, mel_mean=0.0 * stats.mel_mean,
                                                  mel_std=1.0 + 0.0 * stats.mel_std) if norm else stats)
+        if sp.n_table and sp.variance_stats and hasattr(self.model, "set_speaker_stats"):
+            self.model.set_speaker_stats([sp.variance_stats[s] for s in sp.ids])
         self.meta = {"config": to_dict(cfg), "tokens": list(token_list.tokens),
                      "feature_config": to_dict(feature_config), "mel_mean": stats.mel_mean.tolist(),
                      "mel_std": stats.mel_std.tolist(), "version": code_version(),
-                     "frontend": _frontend_beside(token_list)}
+                     "frontend": _frontend_beside(token_list), "speakers": sp.to_meta()}
         self.register_buffer("mel_mean", torch.tensor(stats.mel_mean if norm else 0.0 * stats.mel_mean))
         self.register_buffer("mel_std", torch.tensor(stats.mel_std if norm else 1.0 + 0.0 * stats.mel_std))
         self.train_minutes = 0.0  # training minutes, summed over resumes (the runner's TimeBudget; in checkpoints)
@@ -77,9 +84,15 @@ class TTSTask(L.LightningModule):
         self._plot: dict[str, np.ndarray] | None = None
 
     # ---- steps -------------------------------------------------------------------------------
+    def model_inputs(self, batch: dict) -> dict:
+        """What ``forward`` takes besides tokens and mels: the model's ``batch_needs`` (students:
+        durations, pitch, energy) and the speaker inputs the batch carries."""
+        extra = {k: batch[k] for k in self.model.batch_needs}
+        return {**extra, **{k: batch[k] for k in SPEAKER_KEYS if k in batch}}
+
     def _run(self, batch: dict) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
         batch = dict(batch, mels=(batch["mels"] - self.mel_mean) / self.mel_std)
-        extra = {k: batch[k] for k in self.model.batch_needs}  # students: durations, pitch, energy
+        extra = self.model_inputs(batch)
         out = self.model(batch["tokens"], batch["token_lens"], batch["mels"], batch["mel_lens"], **extra)
         loss, logs = self.model.losses(batch, out, step=self.global_step)
         return batch, loss, {**logs, "out": out}

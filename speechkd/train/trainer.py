@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from lightning.pytorch.callbacks import Callback
 
+from speechkd.data.speakers import SPK2ID
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import FeatureConfig, check_compatible
 from speechkd.models import get_model_class
@@ -58,13 +59,20 @@ class AcousticJob(Job):
         check_compatible(FeatureConfig.from_dict(meta["feature_config"]), self.dm.feature_config,
                          f"checkpoint {path}", "training dump",
                          hint="train in a new --exp dir, or use the dump the checkpoint was trained on")
+        ids = (meta.get("speakers") or {}).get("ids", [])
+        if list(ids) != list(self.dm.speakers.ids if self.dm.speakers.n_table else []):
+            raise SpeechkdError("the training speakers differ from those the checkpoint was trained with", path=path,
+                                hint="train in a new --exp dir, or use the data the checkpoint was trained on")
         if list(meta["tokens"]) != self.dm.token_list.tokens:
             raise SpeechkdError("the token list differs from the one the checkpoint was trained with", path=path,
                                 hint=f"use the original token list, or a new --exp dir ({self.dm.token_list.path})")
 
     def build(self, exp_dir: str, step: int) -> tuple[TTSTask, dict[str, Any]]:
         dm = self.dm
-        task = self.make_task(self.config, dm.token_list, dm.feature_config, dm.stats, exp_dir=exp_dir)
+        task = self.make_task(self.config, dm.token_list, dm.feature_config, dm.stats, exp_dir=exp_dir,
+                              speakers=dm.speakers)
+        if dm.speakers.n_table:  # table rows, as in the checkpoints (speechkd.data.speakers)
+            dm.speakers.write_spk2id(os.path.join(exp_dir, SPK2ID))
         logger.info("model %s: %.2f M parameters", self.config.model,
                     sum(p.numel() for p in task.model.parameters()) / 1e6)
         return task, {"datamodule": dm}
@@ -80,6 +88,6 @@ class AcousticJob(Job):
 def run_training(cfg: TrainConfig, exp_dir: str, *, progress_bar: bool | None = None,
                  make_task: Callable[..., TTSTask] = TTSTask, callbacks: list[Callback] | None = None) -> str:
     """Train (or resume) in ``exp_dir``; returns the path of the last checkpoint. ``make_task(cfg,
-    token_list, feature_config, stats, exp_dir=...)`` builds the Lightning module (a TTSTask
+    token_list, feature_config, stats, exp_dir=..., speakers=...)`` builds the Lightning module (a TTSTask
     subclass, e.g. :class:`speechkd.distill.progressive.ProgressiveTask`)."""
     return run(AcousticJob(cfg, make_task), exp_dir, progress_bar=progress_bar, callbacks=callbacks)

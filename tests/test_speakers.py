@@ -1,0 +1,173 @@
+"""Multi-speaker models: the speaker table from the dump's utt2spk, external embeddings, per-speaker
+pitch/energy statistics, checkpoints (spk2id, old checkpoints), the teacher dump per speaker."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fake_dump import make_fake_dump, tiny_overrides
+from test_train_students import make_teacher_dump
+from speechkd.checkpoints import load_model
+from speechkd.data.speakers import Speakers, read_embeddings
+from speechkd.errors import SpeechkdError
+from speechkd.models import MODELS
+from speechkd.train.config import load_train_config
+from speechkd.train.data import TTSDataModule
+from speechkd.train.trainer import run_training
+
+CONF = Path(__file__).resolve().parents[1] / "recipes/conf"
+
+
+@pytest.fixture
+def multi(tmp_path):
+    paths = make_fake_dump(tmp_path, n_train=9, n_dev=3, n_speakers=3)
+    make_teacher_dump(paths)
+    return paths
+
+
+def _cfg(name, paths, **extra):
+    return load_train_config(CONF / f"{name}_tiny.yaml", tiny_overrides(paths, **extra))
+
+
+def _dm(cfg) -> TTSDataModule:
+    dm = TTSDataModule(cfg.data, needs=MODELS[cfg.model].batch_needs)
+    dm.setup()
+    return dm
+
+
+def test_table_rows_batches_and_per_speaker_statistics(multi):
+    dm = _dm(_cfg("fastspeech2", multi, **{"data.kd_mode": "teacher_forced"}))
+    assert dm.speakers.ids == ["spk0", "spk1", "spk2"] and dm.speakers.n_table == 3
+    lf0_means = [dm.speakers.variance_stats[s][0] for s in dm.speakers.ids]
+    assert lf0_means == pytest.approx([4.5, 4.8, 5.1], abs=0.05)  # the fake dump's per-speaker register
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["spk"].tolist() == [int(u[3]) for u in batch["utts"]]
+    assert "spk" in next(iter(dm.val_dataloader()))
+
+
+def test_single_speaker_dump_builds_the_model_it_always_did(tmp_path):
+    paths = make_fake_dump(tmp_path, n_train=4, n_dev=2, n_speakers=1)
+    dm = _dm(_cfg("teacher_ar", paths))
+    assert not dm.speakers.conditioned and "spk" not in next(iter(dm.train_dataloader()))
+    for name, cls in MODELS.items():  # no speaker parameters or buffers without speakers
+        assert not [k for k in cls(cls.Config(), n_vocab=10, n_mels=80).state_dict() if "spk" in k or "speaker" in k]
+
+
+def test_speaker_none_trains_speaker_agnostic(multi):
+    dm = _dm(_cfg("teacher_ar", multi, **{"data.speakers": "none"}))
+    assert not dm.speakers.conditioned
+
+
+def test_teacher_learns_voices_and_checkpoint_round_trips(multi, tmp_path):
+    exp = tmp_path / "exp_ar"
+    run_training(_cfg("teacher_ar", multi), str(exp), progress_bar=False)
+    assert (exp / "spk2id").read_text() == "spk0 0\nspk1 1\nspk2 2\n"
+    lm = load_model(str(exp))
+    assert lm.speakers.ids == ["spk0", "spk1", "spk2"] and lm.multi_speaker
+    toks, lens = torch.tensor([[3, 4, 5, 6]]), torch.tensor([4])
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    a = lm.model.inference(toks, lens, generator=g(), **lm.speaker_inputs(["spk0"]))["mel"]
+    b = lm.model.inference(toks, lens, generator=g(), **lm.speaker_inputs(["spk2"]))["mel"]
+    n = min(a.shape[1], b.shape[1])
+    assert not torch.allclose(a[:, :n], b[:, :n])  # the voice changes the output
+    with pytest.raises(SpeechkdError, match="unknown speaker 'spk9'.*spk0, spk1, spk2"):
+        lm.speaker_inputs(["spk9"])
+    with pytest.raises(SpeechkdError, match="unknown speaker"):
+        lm.speaker_inputs([None])
+    with pytest.raises(ValueError, match="pass spk"):
+        lm.model.inference(toks, lens)
+
+
+def test_fastspeech2_normalises_pitch_per_speaker(multi, tmp_path):
+    exp = tmp_path / "exp_fs2"
+    run_training(_cfg("fastspeech2", multi, **{"data.kd_mode": "teacher_forced"}), str(exp), progress_bar=False)
+    lm = load_model(str(exp))
+    st = lm.model.spk_pitch_stats
+    assert st[:, 0].tolist() == pytest.approx([4.5, 4.8, 5.1], abs=0.05)
+    toks, lens = torch.tensor([[3, 4, 5], [3, 4, 5]]), torch.tensor([3, 3])
+    # the same normalised prediction is de-normalised into each speaker's register
+    out = lm.model.inference(toks, lens, spk=torch.tensor([0, 2]), durations=torch.tensor([[2, 2, 2]] * 2))
+    p = out["pitch"]
+    expect = [(p[i] * st[s, 1] + st[s, 0]) for i, s in enumerate((0, 2))]
+    assert torch.allclose(out["pitch_used"][0], expect[0]) and torch.allclose(out["pitch_used"][1], expect[1])
+    # a given target log-F0 is standardised with the speaker's own statistics
+    tgt = torch.full((1, 3), 5.1)
+    o2 = lm.model.encode_condition(toks[:1], lens[:1], torch.tensor([[2, 2, 2]]), tgt, torch.ones(1, 3),
+                                   spk=torch.tensor([2]))[2]
+    assert torch.allclose(o2["pitch_used"], tgt, atol=1e-5)
+
+
+def test_diffusion_and_fastspeech_take_speakers(multi, tmp_path):
+    for name in ("fastspeech", "diffusion"):
+        exp = tmp_path / f"exp_{name}"
+        mode = "teacher_forced" if name == "diffusion" else "free_running"
+        run_training(_cfg(name, multi, **{"data.kd_mode": mode}), str(exp), progress_bar=False)
+        lm = load_model(str(exp))
+        assert lm.speakers.n_table == 3 and lm.model.state_dict().keys() >= {k for k in lm.model.state_dict()
+                                                                              if "speaker.table" in k}
+        out = lm.model.inference(torch.tensor([[3, 4, 5]]), torch.tensor([3]), **lm.speaker_inputs(["spk1"]))
+        assert out["mel"].shape[0] == 1
+
+
+def test_external_embeddings(multi, tmp_path):
+    emb = tmp_path / "xvector.txt"  # per speaker (plain) and one utterance of its own (Kaldi text ark)
+    emb.write_text("spk0 1 0 0 0\nspk1 0 1 0 0\nspk2 0 0 1 0\nspk0_utt_train_00  [ 0.5 0.5 0 0 ]\n")
+    table = read_embeddings(str(emb))
+    assert table["spk0_utt_train_00"].tolist() == [0.5, 0.5, 0.0, 0.0]
+    exp = tmp_path / "exp_emb"
+    run_training(_cfg("teacher_ar", multi, **{"data.spk_embed": str(emb)}), str(exp), progress_bar=False)
+    lm = load_model(str(exp))
+    assert lm.speakers.embed_dim == 4 and lm.speakers.n_table == 3
+    assert lm.speakers.embeddings["spk1"] == [0, 1, 0, 0]
+    inp = lm.speaker_inputs(["spk1"])
+    assert inp["spk_emb"].tolist() == [[0, 1, 0, 0]] and inp["spk"].tolist() == [1]
+    for bad, msg in (("spk0 1 2\nspk1 1\n", "1 values, the first line has 2"), ("spk0 a b\n", "not numbers"),
+                     ("", "empty")):
+        emb.write_text(bad)
+        with pytest.raises(SpeechkdError, match=msg):
+            read_embeddings(str(emb))
+
+
+def test_old_checkpoints_without_speakers_still_load(tmp_path):
+    paths = make_fake_dump(tmp_path, n_train=4, n_dev=2)
+    exp = tmp_path / "exp_old"
+    last = run_training(_cfg("teacher_ar", paths), str(exp), progress_bar=False)
+    ckpt = torch.load(last, weights_only=True)
+    old = copy.deepcopy(ckpt)
+    old["speechkd"].pop("speakers")
+    torch.save(old, last)
+    lm = load_model(str(exp))
+    assert lm.speakers == Speakers() and lm.speaker_inputs(["anyone"]) == {}
+
+
+def test_resume_refuses_other_speakers(multi, tmp_path):
+    exp = tmp_path / "exp_r"
+    run_training(_cfg("teacher_ar", multi), str(exp), progress_bar=False)
+    (multi["dump"] / "tokens/train/utt2spk").write_text(
+        (multi["dump"] / "tokens/train/utt2spk").read_text().replace(" spk2\n", " spk7\n"))
+    with pytest.raises(SpeechkdError, match="speakers differ"):
+        run_training(_cfg("teacher_ar", multi, **{"trainer.max_steps": 8}), str(exp), progress_bar=False)
+
+
+def test_teacher_dump_runs_each_utterance_with_its_speaker(multi, tmp_path):
+    from speechkd.distill.teacher_dump import DumpOptions, teacher_dump
+
+    exp = tmp_path / "exp_ar"
+    run_training(_cfg("teacher_ar", multi), str(exp), progress_bar=False)
+    out = tmp_path / "tdump"
+    teacher_dump(str(exp), str(multi["dump"]), "train", str(out), "both", DumpOptions(min_aligned=0.0))
+    import json
+
+    rep = json.loads((out / "teacher_forced/report.json").read_text())
+    assert sorted(rep["per_speaker"]) == ["spk0", "spk1", "spk2"]
+    assert sum(v["num_utts"] for v in rep["per_speaker"].values()) == 9
+    assert "## Per speaker" in (out / "free_running/report.md").read_text()
+    for line in (out / "teacher_forced/index.scp").read_text().splitlines():
+        utt, rel, frames = line.split()
+        z = np.load(out / "teacher_forced" / rel)
+        assert int(z["durations"].sum()) == int(frames) and z["durations"].min() >= 1
