@@ -176,7 +176,10 @@ class LoadedModel:
         out: dict[str, torch.Tensor] = {}
         for i, name in enumerate(names):
             if name is None or name == "":
-                raise unknown_speaker("(none given)", sp.ids, utt=utts[i] if utts else None, path=self.path)
+                raise SpeechkdError(f"a multi-speaker model needs a speaker; it knows: {', '.join(sp.ids[:20])}"
+                                    + (" ..." if len(sp.ids) > 20 else ""), utt=utts[i] if utts else None,
+                                    path=self.path, field="speaker",
+                                    hint="speechkd synth --speaker ID (or --utt2spk FILE); Python: speaker=ID")
             if name not in sp.ids:
                 raise unknown_speaker(name, sp.ids, utt=utts[i] if utts else None, path=self.path)
         if sp.n_table:

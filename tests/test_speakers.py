@@ -77,7 +77,7 @@ def test_teacher_learns_voices_and_checkpoint_round_trips(multi, tmp_path):
     assert not torch.allclose(a[:, :n], b[:, :n])  # the voice changes the output
     with pytest.raises(SpeechkdError, match="unknown speaker 'spk9'.*spk0, spk1, spk2"):
         lm.speaker_inputs(["spk9"])
-    with pytest.raises(SpeechkdError, match="unknown speaker"):
+    with pytest.raises(SpeechkdError, match="needs a speaker"):
         lm.speaker_inputs([None])
     with pytest.raises(ValueError, match="pass spk"):
         lm.model.inference(toks, lens)
@@ -171,3 +171,51 @@ def test_teacher_dump_runs_each_utterance_with_its_speaker(multi, tmp_path):
         utt, rel, frames = line.split()
         z = np.load(out / "teacher_forced" / rel)
         assert int(z["durations"].sum()) == int(frames) and z["durations"].min() >= 1
+
+
+# ---- synthesis ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def voiced(tmp_path_factory):
+    from test_synth import make_exp
+
+    root = tmp_path_factory.mktemp("spk_synth")
+    sp = Speakers(ids=["awb", "rms", "slt"], variance_stats={s: [5.0 + i * 0.2, 0.3, 4.0, 6.0, 1.0, 0.5, 0.0, 3.0]
+                                                             for i, s in enumerate(["awb", "rms", "slt"])})
+    return make_exp(root, "fastspeech2", speakers=sp, name="fs2_multi")
+
+
+def test_synthesizer_speaks_the_voice_asked_for(voiced):
+    from speechkd.infer.synthesize import Synthesizer
+
+    syn = Synthesizer.from_exp(str(voiced), device="cpu")
+    assert syn.speakers == ["awb", "rms", "slt"]
+    a, sr = syn("the quick fox", speaker="awb", seed=0)
+    b, _ = syn("the quick fox", speaker="slt", seed=0)
+    assert sr == syn.sample_rate and len(a) and not (len(a) == len(b) and np.allclose(a, b))
+    with pytest.raises(SpeechkdError, match="unknown speaker 'bob'; the model knows: awb, rms, slt"):
+        syn("the quick fox", speaker="bob")
+    with pytest.raises(SpeechkdError, match="needs a speaker; it knows: awb, rms, slt"):
+        syn("the quick fox")
+    res = syn.batch(["the fox", "a dog"], ["u1", "u2"], speakers=["rms", "awb"], seed=0)
+    assert [r.speaker for r in res] == ["rms", "awb"] and all(r.wav is not None for r in res)
+    alone, _ = syn("a dog", speaker="awb", seed=0)  # the voice of a row does not leak into another
+    assert np.allclose(res[1].wav, alone, atol=1e-5)
+
+
+def test_cli_list_speakers_speaker_and_utt2spk(voiced, tmp_path, capsys):
+    from speechkd.cli import main as cli
+
+    assert cli(["synth", "--model", str(voiced), "--list-speakers"]) == 0
+    assert capsys.readouterr().out.split() == ["awb", "rms", "slt"]
+    lst, u2s, out = tmp_path / "text", tmp_path / "utt2spk", tmp_path / "out"
+    lst.write_text("awb_1 the fox\nslt_2 a dog\n")
+    u2s.write_text("awb_1 awb\nslt_2 slt\n")
+    assert cli(["synth", "--model", str(voiced), "--list", str(lst), "--utt2spk", str(u2s), "-d", str(out)]) == 0
+    rows = (out / "manifest.tsv").read_text().splitlines()
+    assert rows[0].endswith("\tspeaker") and rows[1].endswith("\tawb") and rows[2].endswith("\tslt")
+    assert cli(["synth", "--model", str(voiced), "--speaker", "rms", "the fox", "-o", str(tmp_path / "a.wav")]) == 0
+    capsys.readouterr()
+    assert cli(["synth", "--model", str(voiced), "the fox", "-o", str(tmp_path / "b.wav")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "needs a speaker; it knows: awb, rms, slt" in err and "--speaker" in err
+    assert cli(["synth", "--model", str(voiced), "--speaker", "zed", "the fox", "-o", str(tmp_path / "c.wav")]) == 2

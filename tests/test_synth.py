@@ -37,7 +37,8 @@ TINY_CONFS = {
 FEATS = FeatureConfig(n_mels=20, n_fft=256, win_length=256, hop_length=64, fmax=4000.0)
 
 
-def make_exp(root: Path, model: str = "transformer_tts", feats: FeatureConfig = FEATS) -> Path:
+def make_exp(root: Path, model: str = "transformer_tts", feats: FeatureConfig = FEATS, speakers=None,
+             name: str | None = None) -> Path:
     """``root/exp/<model>`` with a checkpoint written the way ``speechkd train`` writes one (TTSTask
     metadata and state dict; random weights), its token list built with a char frontend whose
     ``frontend.yaml`` lies beside it (and so travels in the checkpoint)."""
@@ -53,8 +54,8 @@ def make_exp(root: Path, model: str = "transformer_tts", feats: FeatureConfig = 
     stats = Stats(np.full(n, -4.0, np.float32), np.ones(n, np.float32), 5.0, 0.3, 4.3, 6.0, 1.0, 0.5, 0.0, 3.0,
                   10, 1000, 500)
     torch.manual_seed(0)
-    task = TTSTask(cfg, tl, feats, stats)
-    exp = root / "exp" / model
+    task = TTSTask(cfg, tl, feats, stats, speakers=speakers)
+    exp = root / "exp" / (name or model)
     (exp / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": task.state_dict(), "speechkd": task.meta, "global_step": 0},
                exp / "checkpoints" / "last.ckpt")

@@ -5,6 +5,9 @@
     speechkd synth --model exp/fastspeech2 -i sentences.txt -d out/          # one utterance per line
     speechkd synth --model exp/fastspeech2 --list data/test/text -d exp/fastspeech2/synth/test
     speechkd synth --model exp/fastspeech2 --vocoder exp/vocoder_vocos --speed 1.2 --pitch-scale 1.1 ...
+    speechkd synth --model exp/fastspeech2 --list-speakers                      # a multi-speaker model's voices
+    speechkd synth --model exp/fastspeech2 --speaker awb "Hello there." -o hello.wav
+    speechkd synth --model exp/fastspeech2 --list data/test/text --utt2spk data/test/utt2spk -d out/
     speechkd synth --systems exp/systems.tsv --systems-from exp --data-dir data/test --feats dump/feats/test \
         --num-utts 50 --on-unknown map       # recipe stage 10: every system of the exp dir
 
@@ -21,7 +24,12 @@ like ``-i -``. Ids of unnamed utterances are utt0001, utt0002, ...
 
 Output: ``-o out.wav`` (exactly one utterance) or ``-d DIR``: ``DIR/<id>.wav`` and
 ``DIR/manifest.tsv`` (id, text, path, seconds of audio, synth_seconds: wall time of the batch
-that made it, batch_size, stopped). Wavs are written atomically (16-bit PCM).
+that made it, batch_size, stopped, speaker). Wavs are written atomically (16-bit PCM).
+
+A multi-speaker model needs a voice: ``--speaker ID`` for every utterance, or ``--utt2spk FILE``
+(Kaldi ``<utt> <speaker>``) for one per utterance id; without either it refuses, listing its
+speakers. In ``--systems`` mode every utterance is spoken by its own speaker (the data dir's
+``utt2spk``). Single-speaker models ignore both options.
 
 ``--speed 2.0`` speaks twice as fast (every duration halved), 0.5 half as fast; ``--pitch-scale``
 and ``--energy-scale`` multiply the predicted pitch and energy. Models that lack a control refuse
@@ -100,6 +108,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=av.threads, default=0, help="torch CPU threads; 0 = torch's default")
     p.add_argument("--average", type=av.positive_int, default=1, help="average the weights of the model's last N "
                                                           "checkpoints (keep them: trainer.keep_checkpoints)")
+    p.add_argument("--speaker", type=av.nonempty_str, default=None,
+                   help="multi-speaker models: the voice of every utterance (--list-speakers shows them)")
+    p.add_argument("--utt2spk", type=av.text_file, default=None,
+                   help="multi-speaker models: '<utt> <speaker>' lines, a voice per utterance id (with --list)")
+    p.add_argument("--list-speakers", action="store_true", help="print the model's speakers and exit")
     g = p.add_argument_group("every system of a systems manifest (instead of --model)")
     g.add_argument("--systems", type=av.nonempty_str, metavar="FILE", help="systems manifest (TSV, speechkd.infer.systems) to synthesise")
     g.add_argument("--systems-from", type=av.existing_dir, metavar="EXP", help="first write --systems from the models and vocoders "
@@ -220,7 +233,40 @@ def main(args: argparse.Namespace) -> int:
     if not args.model:
         raise SpeechkdError("no model given", field="--model",
                             hint="--model exp/<model> (a trained exp dir), or --systems FILE for a manifest")
+    if args.list_speakers:
+        return list_speakers(args.model)
     return synth_model(args)
+
+
+def list_speakers(model: str) -> int:
+    """Print a model's speakers, one per line (nothing but a note for a single-speaker model)."""
+    from speechkd.checkpoints import load_model  # why: torch only on this path, not for --help
+
+    lm = load_model(model)
+    if not lm.multi_speaker:
+        print(f"{model}: a single-speaker model (no --speaker needed)", file=sys.stderr)
+        return 0
+    print("\n".join(lm.speakers.ids))
+    return 0
+
+
+def speakers_of(args: argparse.Namespace, items: list[tuple[str, str, int]]) -> list[str | None] | None:
+    """The voice of each utterance: ``--speaker`` for all, or its line of ``--utt2spk``."""
+    if args.speaker and args.utt2spk:
+        raise SpeechkdError("give --speaker (one voice) or --utt2spk (one per utterance), not both",
+                            field="--speaker")
+    if args.speaker:
+        return [args.speaker] * len(items)
+    if not args.utt2spk:
+        return None
+    from speechkd.data.kaldi import read_table  # why: only with --utt2spk
+
+    table = read_table(args.utt2spk)
+    missing = [u for u, _, _ in items if u not in table]
+    if missing:
+        raise SpeechkdError(f"{len(missing)} utterance(s) have no speaker, e.g. '{missing[0]}'", path=args.utt2spk,
+                            field="--utt2spk", hint="add '<utt> <speaker>' lines for them")
+    return [table[u] for u, _, _ in items]
 
 
 def synth_systems(args: argparse.Namespace) -> int:
@@ -245,9 +291,11 @@ def synth_systems(args: argparse.Namespace) -> int:
     logger.info("%d systems in %s: %s", len(systems), args.systems, " ".join(s.name for s in systems))
     for s in systems:
         if s.kind == "model":
+            spk = os.path.join(args.data_dir, "utt2spk")
             one = argparse.Namespace(**{**vars(args), "model": s.model, "vocoder": s.vocoder, "steps": s.steps,
                                         "text": [], "input": None, "list": text, "output": None,
-                                        "out_dir": s.wav_dir})
+                                        "out_dir": s.wav_dir, "speaker": None,
+                                        "utt2spk": spk if os.path.isfile(spk) else None})
             rc = synth_model(one)
             if rc:
                 return rc
@@ -296,9 +344,10 @@ def synth_model(args: argparse.Namespace) -> int:
                                 hint="choose a writable location") from None
         r.path = path
 
+    speakers = speakers_of(args, items) if synth.speakers else None
     results = synth.batch([t for _, t, _ in items], [u for u, _, _ in items], batch_size=args.batch_size,
                           speed=args.speed, pitch_scale=args.pitch_scale, energy_scale=args.energy_scale,
-                          seed=args.seed, on_done=write)
+                          seed=args.seed, on_done=write, speakers=speakers)
     failed = [r for r in results if r.error]
     ok = [r for r in results if not r.error]
     if not ok and len(failed) == 1:
@@ -310,9 +359,9 @@ def synth_model(args: argparse.Namespace) -> int:
         raise SpeechkdError(f"all {len(failed)} utterances failed (see the errors above)")
     sr = synth.sample_rate
     if args.out_dir:
-        rows = [["id", "text", "path", "seconds", "synth_seconds", "batch_size", "stopped"]]
+        rows = [["id", "text", "path", "seconds", "synth_seconds", "batch_size", "stopped", "speaker"]]
         rows += [[r.utt, r.text, r.path, f"{len(r.wav) / sr:.3f}", f"{r.synth_seconds:.3f}",
-                  str(r.batch_size), str(r.stopped).lower()] for r in ok]
+                  str(r.batch_size), str(r.stopped).lower(), r.speaker] for r in ok]
         atomic_write_text(os.path.join(out_dir, MANIFEST), _tsv(rows))
         fail_path = os.path.join(out_dir, FAILURES)
         if failed:

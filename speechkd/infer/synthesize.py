@@ -3,6 +3,8 @@
     from speechkd.infer.synthesize import Synthesizer
     synth = Synthesizer.from_exp("exp/fastspeech2", vocoder="griffin_lim", device="auto")
     wav, sr = synth("The goat butted the hiker with his horns.", speed=1.0)
+    synth.speakers                                   # a multi-speaker model's voices (table order)
+    wav, sr = synth("The goat butted the hiker.", speaker="awb")
 
 Pipeline: text -> tokens with the frontend the model was trained with (kept in the checkpoint,
 or ``frontend.yaml`` beside the training token list for older checkpoints) -> ids (an unknown
@@ -15,6 +17,10 @@ differing fields: the most common silent failure of TTS toolkits is a vocoder fe
 definition. Prosody controls are passed only to models that take them: ``speed`` (2.0 = twice as
 fast, durations halved), ``pitch_scale`` and ``energy_scale`` (models with a variance adaptor);
 anything else is refused with a message naming the model.
+
+A multi-speaker model speaks with the voice asked for (``speaker=``, one per utterance in
+:meth:`Synthesizer.batch`); without one it refuses, naming its speakers, rather than pick a voice
+the user did not ask for. Single-speaker models ignore the speaker.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ class Utterance:
     stopped: bool = True  # False: an autoregressive model hit its maximum length without a stop token
     error: str | None = None
     path: str = ""  # where a caller wrote it (the CLI's manifest)
+    speaker: str = ""  # the voice it was spoken with (multi-speaker models)
 
 
 def resolve_frontend(loaded: LoadedModel, exp_dir: str, frontend: str | Frontend | None = None) -> Frontend:
@@ -146,6 +153,16 @@ class Synthesizer:
                 out[i] = e
         return out
 
+    # ---- speakers -----------------------------------------------------------------------------
+    @property
+    def speakers(self) -> list[str]:
+        """The voices of a multi-speaker model (table order); [] for a single-speaker model."""
+        return list(self.loaded.speakers.ids) if self.loaded.multi_speaker else []
+
+    def check_speakers(self, speakers: Sequence[str | None], utts: Sequence[str] | None = None) -> None:
+        """Refuse an unknown speaker, or none for a multi-speaker model, before any work."""
+        self.loaded.speaker_inputs(list(speakers), utts)
+
     # ---- synthesis ----------------------------------------------------------------------------
     def _controls(self, speed: float, pitch_scale: float, energy_scale: float) -> dict[str, float]:
         """The prosody keywords for model.inference; a non-default control the model lacks is an error."""
@@ -168,9 +185,12 @@ class Synthesizer:
 
     @torch.no_grad()
     def synthesize_ids(self, ids: list[list[int]], *, speed: float = 1.0, pitch_scale: float = 1.0,
-                       energy_scale: float = 1.0, seed: int | None = None) -> list[tuple[np.ndarray, int, bool]]:
-        """Waveforms of a batch of id sequences: ``(wav float32, frames, stopped)`` each."""
-        kw = {**self._controls(speed, pitch_scale, energy_scale), **self.model_options}
+                       energy_scale: float = 1.0, seed: int | None = None,
+                       speakers: Sequence[str | None] | None = None) -> list[tuple[np.ndarray, int, bool]]:
+        """Waveforms of a batch of id sequences: ``(wav float32, frames, stopped)`` each;
+        ``speakers``: the voice of each (multi-speaker models)."""
+        kw = {**self._controls(speed, pitch_scale, energy_scale), **self.model_options,
+              **self.loaded.speaker_inputs(list(speakers or [None] * len(ids)), device=self.device)}
         if seed is not None:
             torch.manual_seed(seed)
             if "generator" in self.inference_params:  # e.g. the AR teacher's always-on prenet dropout
@@ -197,28 +217,36 @@ class Synthesizer:
         return res
 
     def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
-                 seed: int | None = None) -> tuple[np.ndarray, int]:
-        """``(wav float32 in [-1, 1], sample rate)`` of one text; a bad text raises SpeechkdError."""
+                 seed: int | None = None, speaker: str | None = None) -> tuple[np.ndarray, int]:
+        """``(wav float32 in [-1, 1], sample rate)`` of one text, spoken by ``speaker`` (one of
+        :attr:`speakers`; multi-speaker models); a bad text or speaker raises SpeechkdError."""
+        self.check_speakers([speaker])
         ids = self.token_ids([text], ["<text>"])[0]
         if isinstance(ids, SpeechkdError):
             raise ids
         wav = self.synthesize_ids([ids], speed=speed, pitch_scale=pitch_scale, energy_scale=energy_scale,
-                                  seed=seed)[0][0]
+                                  seed=seed, speakers=[speaker])[0][0]
         return wav, self.sample_rate
 
     def batch(self, texts: Sequence[str], utts: Sequence[str] | None = None, *, batch_size: int = 1,
               speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
-              seed: int | None = None, on_done: Callable[[Utterance], None] | None = None) -> list[Utterance]:
+              seed: int | None = None, on_done: Callable[[Utterance], None] | None = None,
+              speakers: str | Sequence[str | None] | None = None) -> list[Utterance]:
         """Synthesize many texts, ``batch_size`` at a time (sorted by length to limit padding). A bad
         text does not stop the others: its :class:`Utterance` carries the error instead of a wav.
         ``seed`` reseeds before every batch, so an utterance's audio does not depend on the ones
         before it (with batch_size 1, not on the others at all). ``on_done`` sees each result as it
-        is ready (the CLI writes wavs there)."""
+        is ready (the CLI writes wavs there). ``speakers``: one voice for all, or one per text
+        (multi-speaker models)."""
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {batch_size}", field="--batch-size")
         self._controls(speed, pitch_scale, energy_scale)  # refuse bad controls before any work
         utts = list(utts) if utts is not None else [f"utt{i + 1:04d}" for i in range(len(texts))]
-        results = [Utterance(u, t) for u, t in zip(utts, texts)]
+        spk = [speakers] * len(texts) if speakers is None or isinstance(speakers, str) else list(speakers)
+        if len(spk) != len(texts):
+            raise ConfigError(f"{len(spk)} speakers for {len(texts)} texts", field="speakers")
+        self.check_speakers(spk, utts)
+        results = [Utterance(u, t, speaker=(s or "") if self.speakers else "") for u, t, s in zip(utts, texts, spk)]
         ids = self.token_ids(list(texts), utts)
         good = []
         for r, x in zip(results, ids):
@@ -233,7 +261,8 @@ class Synthesizer:
             chunk = good[start:start + batch_size]
             t0 = time.perf_counter()
             outs = self.synthesize_ids([x for _, x in chunk], speed=speed, pitch_scale=pitch_scale,
-                                       energy_scale=energy_scale, seed=seed)
+                                       energy_scale=energy_scale, seed=seed,
+                                       speakers=[r.speaker or None for r, _ in chunk])
             if self.device.startswith("cuda"):
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
