@@ -219,3 +219,50 @@ def test_cli_list_speakers_speaker_and_utt2spk(voiced, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "needs a speaker; it knows: awb, rms, slt" in err and "--speaker" in err
     assert cli(["synth", "--model", str(voiced), "--speaker", "zed", "the fox", "-o", str(tmp_path / "c.wav")]) == 2
+
+
+# ---- evaluation ---------------------------------------------------------------------------------------
+def _test_set(root: Path, speakers=("awb", "slt")) -> Path:
+    from conftest import write_wav
+
+    data = root / "data"
+    data.mkdir(parents=True)
+    rows = [(f"{s}_{i}", s, t) for s in speakers for i, t in enumerate(["the quick brown fox jumps over a lazy dog", "why yes the lazy dog jumps over the fox"])]
+    for k, (u, s, _) in enumerate(rows):
+        write_wav(root / "wav" / f"{u}.wav", seconds=0.6, seed=k)
+    (data / "wav.scp").write_text("".join(f"{u} {root / 'wav' / u}.wav\n" for u, _, _ in rows))
+    (data / "text").write_text("".join(f"{u} {t}\n" for u, _, t in rows))
+    (data / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s, _ in rows))
+    return data
+
+
+def test_eval_speakers_tables_and_the_diagonal_check(voiced, tmp_path, capsys):
+    import json
+
+    from speechkd.cli import main as cli
+    from speechkd.eval.speaker_identity import _diagonal_rows
+
+    data = _test_set(tmp_path)
+    out = tmp_path / "ident"
+    assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["speakers"] == ["awb", "slt"] and np.asarray(res["mcd"]).shape == (2, 2)
+    assert sorted(p.name for p in (out / "wav/slt").iterdir()) == ["awb_0.wav", "awb_1.wav", "slt_0.wav", "slt_1.wav"]
+    assert "identity preserved" in capsys.readouterr().out and "## MCD dB" in (out / "results.md").read_text()
+    ok = _diagonal_rows(np.array([[1.0, 2.0], [3.0, 2.5]]))
+    bad = _diagonal_rows(np.array([[1.0, 2.0], [1.5, 2.5]]))
+    assert ok == {"rows": [True, True], "all": True, "count": 2} and bad["rows"] == [True, False] and not bad["all"]
+    one = _test_set(tmp_path / "one", speakers=("awb",))
+    assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(one), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_eval_tts_reports_each_speaker(tmp_path):
+    from speechkd.eval.tts_eval import per_speaker, speaker_markdown
+
+    rows = [{"utt": "a1", "mcd": 5.0, "words": 4, "word_errors": 1}, {"utt": "a2", "mcd": 7.0, "words": 4,
+                                                                       "word_errors": 3},
+            {"utt": "b1", "mcd": 6.0, "words": 5, "word_errors": 0}]
+    by = per_speaker(rows, {"a1": "A", "a2": "A", "b1": "B"})
+    assert by["A"]["n"] == 2 and by["A"]["mcd"] == pytest.approx(6.0) and by["A"]["wer"] == pytest.approx(0.5)
+    assert by["B"]["wer"] == 0.0 and per_speaker(rows, {"a1": "A", "a2": "A", "b1": "A"}) == {}
+    assert "| A | 2 | 6.00 | 50.0 |" in "\n".join(speaker_markdown(by))

@@ -14,6 +14,13 @@
         --out exp/eval/durations_train [--tokens dump/tokens/train/tokens] [--min-focus-rate 0.5]
     speechkd eval systems --systems exp/systems.tsv --data-dir data/test --out exp/eval [--num-utts 50] [--nj 2] \
         [--durations dump/teacher/train/teacher_forced data/train] [--compare-split dev]
+    speechkd eval speakers --model exp/fastspeech2 --data-dir data/test --out exp/eval/speakers_fastspeech2 \
+        [--vocoder griffin_lim] [--per-speaker 8] [--nj 2]
+
+``eval speakers`` (multi-speaker models, :mod:`speechkd.eval.speaker_identity`): every test sentence
+spoken with every voice, and speaker x speaker tables of MCD and mean log-F0 difference against the
+recordings; identity survives when each row's minimum is on the diagonal. ``eval tts`` and
+``eval asr`` add a per-speaker table when the data dir has several speakers.
 
 ``eval systems`` is recipe stage 11: the ground truth under the recogniser (``<out>/ground_truth``),
 ``eval tts`` of every system of a systems manifest (:mod:`speechkd.infer.systems`, written by
@@ -41,7 +48,8 @@ from speechkd.eval.se_summary import summarize_se
 from speechkd.eval.se_systems import eval_jobs, up_to_date
 from speechkd.eval.stats import json_safe
 from speechkd.eval.summary import summarize_systems
-from speechkd.eval.tts_eval import TtsEvalConfig, evaluate_tts, tts_markdown
+from speechkd.eval.speaker_identity import speaker_identity
+from speechkd.eval.tts_eval import TtsEvalConfig, evaluate_tts, per_speaker, speaker_markdown, tts_markdown
 from speechkd.infer.systems import diffusion_chain, pairs, read_manifest
 from speechkd.utils import args as av
 from speechkd.utils.io import atomic_write_json, atomic_write_text
@@ -116,6 +124,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also compare the diffusion teacher at k steps with its k-step students on this split's "
                         "mels (`speechkd distill compare`), when the manifest has more than one diffusion model")
 
+    p = sub.add_parser("speakers", help="speaker identity of a multi-speaker model: every test sentence in every "
+                                        "voice, speaker x speaker MCD and log-F0 tables")
+    p.add_argument("--model", type=av.existing_path, required=True, help="multi-speaker acoustic model exp dir")
+    p.add_argument("--data-dir", type=av.existing_dir, required=True, help="test data dir (text, audio, utt2spk)")
+    p.add_argument("--out", type=av.output_dir, required=True,
+                   help="output dir: wav/<voice>/<utt>.wav (reused by a rerun), results.{json,md}")
+    p.add_argument("--vocoder", type=av.nonempty_str, default="griffin_lim",
+                   help="registered vocoder or a trained vocoder's exp dir")
+    p.add_argument("--per-speaker", type=av.nonneg_int, default=0,
+                   help="the first N test utterances of each speaker; 0 = all")
+    p.add_argument("--nj", type=av.jobs, default=1, help="parallel analysis processes")
+    p.add_argument("--device", type=av.device, default="cpu", help="synthesis device")
+    p.add_argument("--seed", type=av.seed, default=0, help="synthesis seed")
+    p.add_argument("--average", type=av.positive_int, default=1, help="average the model's last N checkpoints")
+
     p = sub.add_parser("se-systems", help="the noisy input and every system of an SE systems manifest on each test "
                                           "set (eval se each), then se-summary (recipe stage 6)")
     p.add_argument("--systems", type=av.text_file, required=True, metavar="FILE", help="SE systems manifest (speechkd enhance --systems)")
@@ -164,6 +187,13 @@ def main(args: argparse.Namespace) -> int:
         return _main_systems(args)
     if args.what == "durations":
         return _main_durations(args)
+    if args.what == "speakers":
+        res = speaker_identity(args.model, args.data_dir, args.out, vocoder=args.vocoder, per_speaker=args.per_speaker,
+                               nj=args.nj, device=args.device, seed=args.seed, average=args.average)
+        print(open(os.path.join(args.out, "results.md"), encoding="utf-8").read())
+        ok = res["diagonal_min_mcd"]["all"] and res["diagonal_min_lf0"]["all"]
+        print(f"identity preserved (both tables diagonal-minimal in every row): {'yes' if ok else 'no'}")
+        return 0
     if args.what == "tts":
         return _main_tts(args)
     if args.what == "se":
@@ -243,9 +273,11 @@ def _main_asr(args: argparse.Namespace) -> int:
     res = evaluate_asr(dd, utts, wav_dir=args.wav_dir, nj=args.nj)
     os.makedirs(args.out, exist_ok=True)
     source = args.wav_dir or f"{args.data_dir} (ground truth)"
+    by = per_speaker(res.utts, dd.utt2spk)
     atomic_write_json(os.path.join(args.out, "results.json"),
-                      {"source": source, "reference": args.data_dir, **res.summary(), "utts": res.utts})
-    md = asr_markdown(res, args.title or f"ASR intelligibility: {source}")
+                      {"source": source, "reference": args.data_dir, **res.summary(), "utts": res.utts,
+                       "by_speaker": by})
+    md = asr_markdown(res, args.title or f"ASR intelligibility: {source}") + "\n".join(["", *speaker_markdown(by)])
     atomic_write_text(os.path.join(args.out, "results.md"), md)
     s = res.summary()
     print(f"{source}: {s['num_utts']} utts, WER {100 * s['wer']:.1f}% "

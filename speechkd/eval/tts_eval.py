@@ -136,7 +136,7 @@ def evaluate_tts(dd: DataDir, utts: list[str], wav_dir: str, cfg: TtsEvalConfig 
               "world_rtf": sum(r.pop("_world_s") for r in rows) / audio_s,
               "dtw_rtf": sum(r.pop("_dtw_s") for r in rows) / audio_s}
     res = {"settings": asdict(cfg), "summary": summarize(rows, METRICS), "timing": timing,
-           "missing": missing, "asr": None, "utts": rows}
+           "missing": missing, "asr": None, "utts": rows, "by_speaker": {}}
     if asr:
         a = evaluate_asr(dd, [r["utt"] for r in rows], wav_dir=wav_dir, nj=nj)
         res["asr"] = a.summary()
@@ -144,9 +144,42 @@ def evaluate_tts(dd: DataDir, utts: list[str], wav_dir: str, cfg: TtsEvalConfig 
             r.update({"hyp": ar["hyp"], "word_errors": ar["word_errors"], "words": ar["words"],
                       "char_errors": ar["char_errors"], "chars": ar["chars"]})
         timing["asr_rtf"] = a.seconds / sum(r["syn_seconds"] for r in rows)
+    res["by_speaker"] = per_speaker(rows, dd.utt2spk)
     log.info("evaluated %d utterances in %.1f s (WORLD RTF %.3f, DTW RTF %.4f)",
              len(rows), wall, timing["world_rtf"], timing["dtw_rtf"])
     return res
+
+
+def per_speaker(rows: list[dict], utt2spk: dict[str, str]) -> dict[str, dict]:
+    """Per speaker, when the rows hold more than one: utterances, mean of each metric present and
+    the WER (word errors over words, as the pooled figure)."""
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(utt2spk.get(r["utt"], ""), []).append(r)
+    if len(groups) < 2:
+        return {}
+    out = {}
+    for spk, rs in sorted(groups.items()):
+        d: dict = {"n": len(rs), **{k: v["mean"] for k, v in summarize(rs, METRICS).items() if v["n"]}}
+        if all("words" in r for r in rs):
+            d["wer"] = sum(r["word_errors"] for r in rs) / max(1, sum(r["words"] for r in rs))
+        out[spk] = d
+    return out
+
+
+def speaker_markdown(by: dict[str, dict]) -> list[str]:
+    """The per-speaker table (empty for one speaker)."""
+    if not by:
+        return []
+    cols = [c for c in ("mcd", "f0_rmse_cents", "vuv_error", "wer") if any(c in d for d in by.values())]
+    names = {"mcd": "MCD dB", "f0_rmse_cents": "log-F0 RMSE cents", "vuv_error": "V/UV error %", "wer": "WER %"}
+    fmt = {"mcd": lambda x: f"{x:.2f}", "f0_rmse_cents": lambda x: f"{x:.0f}",
+           "vuv_error": lambda x: f"{100 * x:.1f}", "wer": lambda x: f"{100 * x:.1f}"}
+    lines = ["## Per speaker", "", "| speaker | utterances | " + " | ".join(names[c] for c in cols) + " |",
+             "|---|---:|" + "---:|" * len(cols)]
+    lines += [f"| {s} | {d['n']} | " + " | ".join(fmt[c](d[c]) if c in d else "–" for c in cols) + " |"
+              for s, d in by.items()]
+    return lines + [""]
 
 
 def tts_markdown(res: dict, title: str) -> str:
@@ -164,6 +197,7 @@ def tts_markdown(res: dict, title: str) -> str:
              f"mel-cepstrum c1..c{cfg['order']}, alpha {cfg['alpha'] or 'default'}, {cfg['sample_rate']} Hz, "
              f"envelope floor -{cfg['floor_db']:g} dB, "
              f"exact DTW, mean over path frames. F0 on the same path: RMSE over frames voiced in both.", ""]
+    lines += speaker_markdown(res.get("by_speaker") or {})
     if res["missing"]:
         lines += [f"Missing synthesized audio ({len(res['missing'])}): "
                   + ", ".join(m["utt"] for m in res["missing"]), ""]

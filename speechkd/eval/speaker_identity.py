@@ -1,0 +1,141 @@
+"""Does a multi-speaker model sound like the voice it was asked for?
+
+Every test sentence is synthesized with every voice the model and the test set share, and each
+synthesized utterance is compared with the recording of that sentence (spoken by the test
+utterance's own speaker j). For the voice i asked for and the recorded speaker j:
+
+    MCD[i, j]    = mean over the test utterances of j of MCD(synth(text_u, i), rec_u)
+                   (WORLD mel-cepstra, exact DTW; :mod:`speechkd.eval.mcd`)
+    dLF0[i, j]   = mean over the same utterances of |mean log-F0(synth) - mean log-F0(rec)|, in cents
+                   (voiced frames only)
+
+Identity survives when every row i has its minimum on the diagonal (j = i): the synthesized voice
+i is closer to recordings of i than to those of any other speaker, even though the sentences of
+column j were spoken by j only (the same sentences where the split allows: column i and row i
+share their texts). Both tables and the per-row check go to ``results.json`` / ``results.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict
+
+import numpy as np
+
+from speechkd.data.kaldi import read_datadir
+from speechkd.errors import SpeechkdError
+from speechkd.eval.mcd import mcd_dtw, world_features
+from speechkd.eval.tts_eval import TtsEvalConfig, load_for_eval
+from speechkd.infer.synthesize import Synthesizer
+from speechkd.utils.io import atomic_write_json, atomic_write_text, atomic_write_wav
+from speechkd.utils.parallel import process_map
+from speechkd.utils.paths import check_id, safe_child
+
+logger = logging.getLogger(__name__)
+
+
+def _features(job: tuple) -> tuple[str, np.ndarray, float]:
+    """(key, mel-cepstrum, mean voiced log-F0) of one recording or synthesized wav."""
+    key, entry, seg, cfg = job
+    wav, _ = load_for_eval(entry, cfg.sample_rate, utt=key, segment=seg)
+    f = world_features(wav, cfg.sample_rate, f0_method=cfg.f0_method, frame_period=cfg.frame_period,
+                       f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil, order=cfg.order, alpha=cfg.alpha,
+                       floor_db=cfg.floor_db)
+    voiced = f.f0[f.f0 > 0]
+    return key, f.mcep, float(np.log(voiced).mean()) if voiced.size else float("nan")
+
+
+def _mcd(job: tuple) -> float:
+    return mcd_dtw(job[0], job[1])[0]
+
+
+def test_utterances(data_dir: str, speakers: list[str], per_speaker: int) -> dict[str, list[str]]:
+    """Test utterances of each shared speaker (C order, the first ``per_speaker``; 0 = all)."""
+    dd = read_datadir(data_dir)
+    by = {s: u for s, u in dd.spk2utt.items() if s in speakers}
+    if len(by) < 2:
+        raise SpeechkdError(f"the test set shares {len(by)} speaker(s) with the model ({', '.join(by) or 'none'}); "
+                            "an identity table needs two or more", path=data_dir,
+                            hint="use a test set whose utt2spk names the model's speakers")
+    return {s: (u[:per_speaker] if per_speaker > 0 else u) for s, u in sorted(by.items())}
+
+
+def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "griffin_lim", per_speaker: int = 0,
+                     nj: int = 1, device: str = "cpu", seed: int = 0, average: int = 1,
+                     cfg: TtsEvalConfig | None = None) -> dict:
+    """Synthesize every test sentence with every shared voice (kept under ``out/wav/<voice>/``;
+    a rerun reuses them), then the two speaker x speaker tables (module docstring)."""
+    synth = Synthesizer.from_exp(model, vocoder=vocoder, device=device, on_unknown="map", average=average)
+    if not synth.speakers:
+        raise SpeechkdError("a single-speaker model has no speaker table to check", path=model,
+                            hint="train on a corpus with several speakers (utt2spk)")
+    dd = read_datadir(data_dir)
+    by_spk = test_utterances(data_dir, synth.speakers, per_speaker)
+    voices = list(by_spk)
+    utts = [u for s in voices for u in by_spk[s]]
+    cfg = cfg or TtsEvalConfig()
+    for v in voices:
+        check_id(v, source=data_dir)
+        vdir = os.path.join(out, "wav", v)
+        todo = [u for u in utts if not os.path.exists(safe_child(vdir, u, ".wav"))]
+        if todo:
+            os.makedirs(vdir, exist_ok=True)
+
+            def write(r, _d=vdir) -> None:
+                if r.wav is None:
+                    raise SpeechkdError(r.error or "synthesis failed", utt=r.utt)
+                atomic_write_wav(safe_child(_d, r.utt, ".wav"), r.wav, synth.sample_rate)
+
+            synth.batch([dd.text[u] for u in todo], todo, speakers=v, seed=seed, on_done=write)
+        logger.info("voice %s: %d utterances synthesized (%d now)", v, len(utts), len(todo))
+    jobs = [(f"rec/{u}", *dd.audio(u), cfg) for u in utts]
+    jobs += [(f"{v}/{u}", safe_child(os.path.join(out, "wav", v), u, ".wav"), None, cfg) for v in voices for u in utts]
+    feats = {k: (mc, lf0) for k, mc, lf0 in process_map(_features, jobs, nj)}
+    pairs = [(v, u) for v in voices for u in utts]
+    mcds = process_map(_mcd, [(feats[f"rec/{u}"][0], feats[f"{v}/{u}"][0]) for v, u in pairs], nj)
+    spk_of = {u: s for s, us in by_spk.items() for u in us}
+    n = len(voices)
+    mcd, dlf0 = np.zeros((n, n)), np.zeros((n, n))
+    cells: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for (v, u), m in zip(pairs, mcds):
+        d = 1200.0 / np.log(2.0) * abs(feats[f"{v}/{u}"][1] - feats[f"rec/{u}"][1])
+        cells.setdefault((voices.index(v), voices.index(spk_of[u])), []).append((m, d))
+    for (i, j), vals in cells.items():
+        mcd[i, j] = float(np.mean([m for m, _ in vals]))
+        dlf0[i, j] = float(np.nanmean([d for _, d in vals]))
+    res = {"model": model, "vocoder": vocoder, "data_dir": data_dir, "speakers": voices,
+           "utterances_per_speaker": {s: len(u) for s, u in by_spk.items()}, "settings": asdict(cfg),
+           "mcd": mcd.tolist(), "lf0_diff_cents": dlf0.tolist(),
+           "diagonal_min_mcd": _diagonal_rows(mcd), "diagonal_min_lf0": _diagonal_rows(dlf0)}
+    os.makedirs(out, exist_ok=True)
+    atomic_write_json(os.path.join(out, "results.json"), res)
+    atomic_write_text(os.path.join(out, "results.md"), identity_markdown(res))
+    return res
+
+
+def _diagonal_rows(t: np.ndarray) -> dict:
+    """Which rows have their minimum on the diagonal."""
+    ok = [bool(np.argmin(t[i]) == i) for i in range(len(t))]
+    return {"rows": ok, "all": all(ok), "count": int(sum(ok))}
+
+
+def identity_markdown(res: dict) -> str:
+    v = res["speakers"]
+    lines = [f"# Speaker identity: {res['model']} ({res['vocoder']})", "",
+             "Rows: the voice asked for; columns: the speaker of the recording compared with (its own sentences). "
+             "Bold: the row's minimum.", ""]
+    for key, title, fmt in (("mcd", "MCD dB", "{:.2f}"), ("lf0_diff_cents", "|mean log-F0 difference| cents",
+                                                          "{:.0f}")):
+        t = np.asarray(res[key])
+        diag = res["diagonal_min_mcd" if key == "mcd" else "diagonal_min_lf0"]
+        lines += [f"## {title}: minimum on the diagonal in {diag['count']}/{len(v)} rows", "",
+                  "| voice \\ recording | " + " | ".join(v) + " |", "|---|" + "---:|" * len(v)]
+        for i, s in enumerate(v):
+            cells = [(f"**{fmt.format(x)}**" if j == int(np.argmin(t[i])) else fmt.format(x))
+                     for j, x in enumerate(t[i])]
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        lines.append("")
+    n = res["utterances_per_speaker"]
+    lines.append("Test utterances per speaker: " + ", ".join(f"{s} {n[s]}" for s in v) + ".")
+    return "\n".join(lines) + "\n"
