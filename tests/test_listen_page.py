@@ -12,11 +12,15 @@ import json
 import os
 from pathlib import Path
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import write_wav
 
 from speechkd.errors import SpeechkdError
+from speechkd.listen.manifest import build_manifest, load_manifest
 from speechkd.listen.results import read_csv
 from speechkd.listen.site import PageOptions, build_site
 
@@ -74,6 +78,74 @@ def test_manifest_errors(tmp_path: Path) -> None:
     m.write_text('{"utts": [')
     with pytest.raises(SpeechkdError, match="line 1"):
         build_site(m, tmp_path / "site")
+
+
+# Speaker ids are untrusted text too (no whitespace: utt2spk splits on it). "<" sorts before "a".
+SPK_XSS = '<img/src=x/onerror=alert(2)>"'
+SPK_XSS_ESCAPED = "&lt;img/src=x/onerror=alert(2)&gt;&#34;"
+
+
+def _two_speaker_datadir(tmp_path: Path) -> tuple[Path, Path]:
+    """A data dir of 5 utterances, alice's and SPK_XSS's interleaved in C order, and a system dir
+    of <utt>.wav; utterance ids do not start with the speaker, so manifest order is checkable."""
+    data, synth = tmp_path / "data", tmp_path / "synth"
+    data.mkdir()
+    spk = {"u0": "alice", "u1": SPK_XSS, "u2": "alice", "u3": SPK_XSS, "u4": "alice"}
+    for i, u in enumerate(spk):
+        write_wav(tmp_path / "wav" / f"{u}.wav", seconds=0.2, seed=i)
+        write_wav(synth / f"{u}.wav", seconds=0.2, kind="noise", seed=i)
+    (data / "wav.scp").write_text("".join(f"{u} {tmp_path / 'wav' / u}.wav\n" for u in spk))
+    (data / "text").write_text("".join(f"{u} sentence {u}\n" for u in spk))
+    (data / "utt2spk").write_text("".join(f"{u} {s}\n" for u, s in spk.items()))
+    return data, synth
+
+
+def test_two_speakers_manifest_and_gallery(tmp_path: Path) -> None:
+    data, synth = _two_speaker_datadir(tmp_path)
+    out = build_manifest(str(data), {"gt": str(data), "tts": str(synth)}, tmp_path / "m.json", reference_system="gt")
+    rows = json.loads(out.read_text())["utts"]
+    assert [(r["id"], r["speaker"]) for r in rows] == [("u0", "alice"), ("u1", SPK_XSS), ("u2", "alice"),
+                                                       ("u3", SPK_XSS), ("u4", "alice")]
+    m = load_manifest(out)
+    assert m.speakers == [SPK_XSS, "alice"]  # C order
+    # --num-utts takes the speakers in turn (C order): u1, u0, u3, not the first three utterances.
+    few = load_manifest(build_manifest(str(data), {"gt": str(data)}, tmp_path / "m3.json", num_utts=3))
+    assert [(u.id, u.speaker) for u in few.utts] == [("u0", "alice"), ("u1", SPK_XSS), ("u3", SPK_XSS)]
+
+    index = build_site(out, tmp_path / "site", PageOptions(tests=("mos",), gold=1, repeats=0))
+    html = index.read_text()
+    sections = html.split('<section class="speaker"')[1:]
+    assert len(sections) == 2 and html.count("<table class=\"gallery\">") == 2
+    heads = [re.search(r'<span class="speaker-name">(.*?)</span>', sec).group(1) for sec in sections]
+    assert heads == [SPK_XSS_ESCAPED, "alice"]
+    assert [re.findall(r'<div class="uttid">(.*?)</div>', sec) for sec in sections] == [["u1", "u3"],
+                                                                                      ["u0", "u2", "u4"]]
+    assert SPK_XSS_ESCAPED in html.split("<h2>Samples</h2>")[1].split('<section class="speaker"')[0]  # the nav
+    for page in index.parent.glob("*.html"):
+        assert SPK_XSS not in page.read_text() and "<img/src" not in page.read_text(), page.name
+
+
+def test_one_speaker_page_as_before_and_old_manifests(tmp_path: Path) -> None:
+    old = _manifest(tmp_path)  # written before speakers existed: no 'speaker' fields
+    m = load_manifest(old)
+    assert m.speakers == [] and [u.speaker for u in m.utts] == ["", ""]
+    before = build_site(old, tmp_path / "old", PageOptions(tests=("mos",))).read_text()
+    data = json.loads(old.read_text())
+    for u in data["utts"]:
+        u["speaker"] = SPK_XSS
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(data))
+    assert load_manifest(one).speakers == [SPK_XSS]
+    after = build_site(one, tmp_path / "one", PageOptions(tests=("mos",))).read_text()
+    assert after == before and 'class="speaker' not in after  # one speaker: the page of old
+    data["utts"][1].pop("speaker")
+    one.write_text(json.dumps(data))
+    with pytest.raises(SpeechkdError, match=r"speaker.*some utterances but not all.*utts\[1\]"):
+        load_manifest(one)
+    data["utts"][1]["speaker"] = ""
+    one.write_text(json.dumps(data))
+    with pytest.raises(SpeechkdError, match=r"u1.*speaker.*non-empty string"):
+        load_manifest(one)
 
 
 def _rate_all(page, choose) -> list[str]:

@@ -5,7 +5,10 @@
     speechkd listen serve --dir exp/listen --port 8000      # 127.0.0.1 only; stores answers in SQLite
 
 Manifest: {"systems": [...], "reference_system": "gt" (optional),
-           "utts": [{"id": ..., "text": ..., "ref": "ref.wav" (optional), "systems": {"sys": "x.wav", ...}}]}
+           "utts": [{"id": ..., "text": ..., "ref": "ref.wav" (optional), "speaker": ... (optional),
+                     "systems": {"sys": "x.wav", ...}}]}
+With several speakers the samples are shown per speaker, and `aggregate --manifest` adds
+per-speaker scores.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="also every system of a systems manifest (speechkd synth --systems, or speechkd enhance "
                         "--systems: the output of the data dir's test set), after the --system ones, in its order")
     m.add_argument("--reference", default=None, help="system used as the reference (MUSHRA, CMOS)")
-    m.add_argument("--num-utts", type=av.nonneg_int, default=0, help="first N utterances; 0 = all")
+    m.add_argument("--num-utts", type=av.nonneg_int, default=0, help="N utterances (several speakers: the first of each in turn); 0 = all")
     m.add_argument("--out", type=av.output_file, required=True, help="manifest JSON to write")
 
     a = sub.add_parser("aggregate", help="statistics, Markdown report and plots from exported answers")

@@ -3,12 +3,19 @@
     {"systems": ["gt", "fastspeech", "fastspeech2"],          # column order
      "reference_system": "gt",                                 # optional
      "utts": [{"id": "utt1", "text": "Hello.", "ref": "ref/utt1.wav",   # ref optional
+               "speaker": "spk1",                                          # optional
                "systems": {"gt": "gt/utt1.wav", "fastspeech": "fs/utt1.wav", ...}}]}
 
 Relative paths are relative to the manifest file. The reference (hidden
 reference of MUSHRA, baseline of CMOS) is ``reference_system`` when given,
 otherwise the per-utterance ``ref`` wavs, which then form a system named
 ``reference``. Without either there is no reference.
+
+``speaker`` is who speaks the utterance (its ``utt2spk`` entry; a multi-speaker
+model speaks each test utterance with that voice). It is given for every
+utterance or for none (manifests written before speakers existed): a manifest
+with several speakers gets a sample gallery per speaker and, given to
+``speechkd listen aggregate --manifest``, scores per speaker.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechkd.data.kaldi import read_datadir
+from speechkd.data.kaldi import DataDir, read_datadir, sort_key
 from speechkd.errors import SpeechkdError
 from speechkd.utils.paths import safe_child
 from speechkd.utils.io import atomic_write_json
@@ -37,6 +44,8 @@ class Utt:
     text: str
     audio: dict[str, Path] = field(default_factory=dict)
     """system name -> audio file (the reference included, under its system name)."""
+    speaker: str = ""
+    """Who speaks it; empty when the manifest names no speakers (older manifests)."""
 
 
 @dataclass
@@ -52,6 +61,16 @@ class Manifest:
         """The systems under test: every system except the reference."""
         return [s for s in self.systems if s != self.reference]
 
+    @property
+    def speakers(self) -> list[str]:
+        """The distinct speakers in C order; [] when the manifest names none."""
+        return sorted({u.speaker for u in self.utts if u.speaker}, key=sort_key)
+
+    @property
+    def utt2spk(self) -> dict[str, str]:
+        """Utterance id -> speaker ("" when the manifest names no speakers)."""
+        return {u.id: u.speaker for u in self.utts}
+
 
 def _need(cond: bool, msg: str, path: Path, utt: str | None = None, fld: str | None = None) -> None:
     if not cond:
@@ -59,8 +78,9 @@ def _need(cond: bool, msg: str, path: Path, utt: str | None = None, fld: str | N
                             hint="see `speechkd listen page --help` for the manifest format")
 
 
-def load_manifest(path: str | os.PathLike) -> Manifest:
-    """Read and check a manifest; every audio file must exist."""
+def load_manifest(path: str | os.PathLike, *, check_audio: bool = True) -> Manifest:
+    """Read and check a manifest; every audio file must exist unless ``check_audio`` is False
+    (aggregating answers needs the utterances and speakers, not the audio)."""
     path = Path(path)
     if not path.is_file():
         raise SpeechkdError("manifest does not exist", path=str(path))
@@ -94,6 +114,10 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         systems = [REF_NAME] + list(systems)
     elif reference is not None and any(has_ref):
         logger.warning("%s: 'ref' wavs ignored, reference_system %r is the reference", path, reference)
+    has_spk = [isinstance(u, dict) and "speaker" in u for u in utts_raw]
+    if any(has_spk) and not all(has_spk):
+        _need(False, f"'speaker' is given for some utterances but not all (not for utts[{has_spk.index(False)}])",
+              path, fld="speaker")
 
     base = path.parent
     utts: list[Utt] = []
@@ -107,6 +131,9 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
         seen.add(uid)
         text = u.get("text", "")
         _need(isinstance(text, str), "'text' must be a string", path, utt=uid, fld="text")
+        speaker = u.get("speaker", "")
+        _need(isinstance(speaker, str) and (speaker != "" or "speaker" not in u),
+              "'speaker' must be a non-empty string", path, utt=uid, fld="speaker")
         sysmap = u.get("systems")
         _need(isinstance(sysmap, dict), "needs an object 'systems' (system -> audio path)", path, uid, "systems")
         if reference == REF_NAME and REF_NAME not in sysmap:
@@ -120,19 +147,37 @@ def load_manifest(path: str | os.PathLike) -> Manifest:
             p = sysmap[s]
             _need(isinstance(p, str) and p != "", f"audio path of system {s!r} must be a string", path, uid, s)
             ap = Path(p) if os.path.isabs(p) else base / p
-            if not ap.is_file():
+            if check_audio and not ap.is_file():
                 raise SpeechkdError(f"audio file of system {s!r} does not exist: {ap}", path=str(path),
                                     utt=uid, hint="synthesize it first or fix the path")
             audio[s] = ap
-        utts.append(Utt(uid, text, audio))
-    logger.info("manifest %s: %d utterances x %d systems (reference: %s)", path, len(utts),
-                len(systems), reference)
-    return Manifest(path, list(systems), reference, utts)
+        utts.append(Utt(uid, text, audio, speaker))
+    m = Manifest(path, list(systems), reference, utts)
+    logger.info("manifest %s: %d utterances x %d systems, %d speakers (reference: %s)", path, len(utts),
+                len(systems), len(m.speakers), reference)
+    return m
+
+
+def _pick(dd: DataDir, num_utts: int) -> list[str]:
+    """The utterances of a page: all, or ``num_utts`` of them taken in turn from each speaker
+    (C order), so that a multi-speaker test set is heard in every voice; in data-dir order."""
+    if num_utts <= 0 or num_utts >= len(dd.utts):
+        return dd.utts
+    per_spk = list(dd.spk2utt.values())
+    chosen: set[str] = set()
+    for i in range(max(len(u) for u in per_spk)):
+        for utts in per_spk:
+            if i < len(utts) and len(chosen) < num_utts:
+                chosen.add(utts[i])
+    return [u for u in dd.utts if u in chosen]
 
 
 def build_manifest(data_dir: str, systems: dict[str, str], out: str | os.PathLike, *,
                    num_utts: int = 0, reference_system: str | None = None) -> Path:
-    """Write a manifest for the first ``num_utts`` (0: all) utterances of a Kaldi data dir.
+    """Write a manifest for ``num_utts`` (0: all) utterances of a Kaldi data dir, each with its speaker.
+
+    With one speaker these are the first ``num_utts``; with several, the first of each
+    speaker in turn, so every voice is heard.
 
     ``systems`` maps a system name to a directory of ``<utt>.wav``, or to a Kaldi
     data dir (one with a ``wav.scp``: e.g. ``data_dir`` itself, the ground truth, or
@@ -142,7 +187,7 @@ def build_manifest(data_dir: str, systems: dict[str, str], out: str | os.PathLik
     dd = read_datadir(data_dir)
     sources = {name: read_datadir(src) if os.path.isfile(os.path.join(src, "wav.scp")) else src
                for name, src in systems.items()}
-    utts = dd.utts[:num_utts] if num_utts > 0 else dd.utts
+    utts = _pick(dd, num_utts)
     rows = []
     for utt in utts:
         audio: dict[str, str] = {}
@@ -163,7 +208,7 @@ def build_manifest(data_dir: str, systems: dict[str, str], out: str | os.PathLik
         if missing:
             logger.warning("%s: no audio from %s; left out of the page", utt, ", ".join(missing))
             continue
-        rows.append({"id": utt, "text": dd.text.get(utt, ""), "systems": audio})
+        rows.append({"id": utt, "text": dd.text.get(utt, ""), "speaker": dd.utt2spk[utt], "systems": audio})
     if not rows:
         raise SpeechkdError("no utterance has audio from every system", path=data_dir,
                             hint="run the synthesis stage first")

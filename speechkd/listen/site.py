@@ -2,7 +2,8 @@
 
 Layout of ``out``::
 
-    index.html          sample gallery (sentence x system, spectrogram thumbnails) and links to the tests
+    index.html          sample gallery (sentence x system, spectrogram thumbnails; one per speaker
+                        when the manifest has several) and links to the tests
     <test>.html         one rating page per test (mos, cmos, ab, abx, mushra)
     listen.js, listen.css
     audio/*.wav         copies (or hard links) of the manifest's audio; anchors and degraded gold items
@@ -192,6 +193,14 @@ class _Builder:
         return trials
 
 
+def gallery_groups(m: Manifest, rows: dict[str, dict]) -> list[dict]:
+    """The gallery's tables: one per speaker (C order, utterances in manifest order) when the
+    manifest has several speakers, else a single table without a speaker (the page as before)."""
+    if len(m.speakers) <= 1:
+        return [{"speaker": None, "rows": [rows[u.id] for u in m.utts]}]
+    return [{"speaker": spk, "rows": [rows[u.id] for u in m.utts if u.speaker == spk]} for spk in m.speakers]
+
+
 def _env():
     import jinja2
 
@@ -230,11 +239,11 @@ def build_site(manifest: str | os.PathLike, out: str | os.PathLike, opts: PageOp
                 "no_preference": opts.ab_no_preference, "play_fraction": opts.play_fraction}
         html = env.get_template("test.html").render(**common, test=t, info=TEST_INFO[t], data=data)
         atomic_write_text(out / f"{t}.html", html)
-    rows = [{"id": u.id, "text": u.text,
-             "cells": [{"system": s, "src": b.src[(s, u.id)], "spec": specs[(s, u.id)]} for s in m.systems]}
-            for u in m.utts]
+    rows = {u.id: {"id": u.id, "text": u.text,
+                   "cells": [{"system": s, "src": b.src[(s, u.id)], "spec": specs[(s, u.id)]} for s in m.systems]}
+            for u in m.utts}
     atomic_write_text(out / "index.html", env.get_template("index.html").render(
-        **common, systems=m.systems, reference=m.reference, rows=rows, site_id=site_id))
+        **common, systems=m.systems, reference=m.reference, groups=gallery_groups(m, rows), site_id=site_id))
     atomic_write_text(out / "site.json", json.dumps({"site_id": site_id, "title": opts.title, "seed": opts.seed,
                                                      "tests": tests, "systems": m.systems,
                                                      "reference": m.reference}, indent=2) + "\n")
