@@ -152,3 +152,59 @@ def test_malformed_files(tmp_path: Path, capsys) -> None:
     assert cli_main(["listen", "aggregate", "--results", str(truncated), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "truncated.csv" in err[0] and "line 6" in err[0]
+
+
+# Two speakers; the second name is untrusted text with Markdown and HTML in it (no whitespace).
+SPK = {"u1": "spkA", "u2": "spkA", "u3": "spk|<b>"}
+
+
+def _speaker_rows() -> list[dict]:
+    """MOS of L1, L2 per item; by hand: sysA spkA (5+4+3+4)/4 = 4.0, spk|<b> (1+2)/2 = 1.5;
+    sysB spkA (2+2+2+3)/4 = 2.25, spk|<b> 5.0. CMOS (L1 only): sysB vs sysA u1 +1, u2 +2, u3 -3."""
+    mos = {"sysA": {"u1": [5, 4], "u2": [3, 4], "u3": [1, 2]}, "sysB": {"u1": [2, 2], "u2": [2, 3], "u3": [5, 5]}}
+    rows = [_row(l, "mos", u, s, v[i]) for s, items in mos.items() for u, v in items.items()
+            for i, l in enumerate(["L1", "L2"])]
+    rows.append(_row("L1", "mos", "u3", "_degraded", 1, kind="gold", expected="<=2"))  # not in the tables
+    rows.append(_row("L1", "mos", "u3", "sysA", 5, kind="repeat"))
+    rows += [_row("L1", "cmos", u, "sysB", v, other="sysA") for u, v in (("u1", 1), ("u2", 2), ("u3", -3))]
+    return rows
+
+
+def _speaker_manifest(path: Path, utt2spk: dict[str, str]) -> Path:
+    """A manifest whose audio need not exist (aggregation reads utterances and speakers only)."""
+    utts = [{"id": u, "text": "", "systems": {"sysA": f"a/{u}.wav", "sysB": f"b/{u}.wav"},
+             **({"speaker": s} if s else {})} for u, s in utt2spk.items()]
+    path.write_text(json.dumps({"systems": ["sysA", "sysB"], "utts": utts}))
+    return path
+
+
+def test_scores_per_speaker(tmp_path: Path, capsys) -> None:
+    ratings = read_results([_write_csv(tmp_path / "a.csv", _speaker_rows())])
+    s = aggregate(ratings, n_boot=20, utt2spk=SPK)
+    assert s["speakers"] == ["spkA", "spk|<b>"]  # C order
+    by = {d["system"]: d["speakers"] for d in s["tests"]["mos"]["by_speaker"]}
+    assert by["sysA"] == {"spkA": {"n": 4, "mean": pytest.approx(4.0)}, "spk|<b>": {"n": 2, "mean": pytest.approx(1.5)}}
+    assert by["sysB"] == {"spkA": {"n": 4, "mean": pytest.approx(2.25)}, "spk|<b>": {"n": 2, "mean": pytest.approx(5.0)}}
+    cmos = s["tests"]["cmos"]["by_speaker"]
+    assert cmos == [{"system": "sysB", "speakers": {"spkA": {"n": 2, "mean": pytest.approx(1.5)},
+                                                    "spk|<b>": {"n": 1, "mean": pytest.approx(-3.0)}}}]
+    # One speaker, or a manifest without speakers: no per-speaker tables.
+    for one in ({u: "spkA" for u in SPK}, {u: "" for u in SPK}):
+        single = aggregate(ratings, n_boot=20, utt2spk=one)
+        assert "speakers" not in single and "by_speaker" not in single["tests"]["mos"]
+
+    out = tmp_path / "report"
+    m = _speaker_manifest(tmp_path / "m.json", SPK)
+    assert cli_main(["listen", "aggregate", "--results", str(tmp_path / "a.csv"), "--manifest", str(m),
+                     "--out", str(out), "--bootstrap", "20"]) == 0
+    md = (out / "report.md").read_text()
+    assert "| system | spkA | spk\\|&lt;b&gt; |" in md  # the speaker's name is inert in Markdown and HTML
+    assert "| sysB | 2.25 (n=4) | 5.00 (n=2) |" in md and "| sysB | 1.50 (n=2) | -3.00 (n=1) |" in md
+    assert "<b>" not in md
+    # An item that is not an utterance of the manifest: another site's manifest, one line, status 2.
+    _speaker_manifest(m, {"u1": "spkA", "u2": "spkB"})
+    capsys.readouterr()
+    assert cli_main(["listen", "aggregate", "--results", str(tmp_path / "a.csv"), "--manifest", str(m),
+                     "--out", str(out)]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if ": error: " in line]  # not the log lines
+    assert len(err) == 1 and "'u3' is not an utterance of the manifest" in err[0] and "a.csv:line" in err[0]

@@ -1,7 +1,7 @@
 """``speechkd listen``: listening-test pages and the aggregation of their answers.
 
     speechkd listen page --manifest manifest.json --out exp/listen [--tests mos,cmos,ab,abx,mushra] [--seed 0]
-    speechkd listen aggregate --results answers1.csv answers2.json --out exp/listen/report
+    speechkd listen aggregate --results answers1.csv answers2.json --out exp/listen/report [--manifest manifest.json]
     speechkd listen serve --dir exp/listen --port 8000      # 127.0.0.1 only; stores answers in SQLite
 
 Manifest: {"systems": [...], "reference_system": "gt" (optional),
@@ -19,7 +19,7 @@ import os
 from speechkd.enhance import systems as se_systems
 from speechkd.errors import SpeechkdError
 from speechkd.infer.systems import read_manifest
-from speechkd.listen.manifest import build_manifest
+from speechkd.listen.manifest import build_manifest, load_manifest
 from speechkd.listen.report import aggregate, write_report
 from speechkd.listen.results import read_results
 from speechkd.listen.serve import make_server
@@ -66,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    nargs="+", required=True, help="answers files (.csv or .json) from the pages")
     a.add_argument("--out", type=av.output_dir,
                    required=True, help="output dir for report.md, summary.json and PNG plots")
+    a.add_argument("--manifest", type=av.text_file, default=None,
+                   help="the site's manifest: with several speakers, scores per speaker too (audio not needed)")
     a.add_argument("--exclude-failed-attention", action="store_true",
                    help="drop listeners who fail attention checks (default: flag them only)")
     a.add_argument("--seed", type=av.seed, default=0, help="bootstrap seed")
@@ -106,8 +108,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.what == "aggregate":
         ratings = read_results(args.results)
+        utt2spk = load_manifest(args.manifest, check_audio=False).utt2spk if args.manifest else None
         summary = aggregate(ratings, exclude_attention=args.exclude_failed_attention, seed=args.seed,
-                            n_boot=args.bootstrap)
+                            n_boot=args.bootstrap, utt2spk=utt2spk)
         print(write_report(summary, args.out, args.title, [str(p) for p in args.results]))
         return 0
     server = make_server(args.dir, args.port, args.db)

@@ -6,6 +6,10 @@ tests on listener x item means, Holm-corrected. AB: two-sided binomial test of
 the preferences (no-preference answers left out); ABX: one-sided binomial test
 of the correct identifications. MUSHRA listeners are post-screened per
 BS.1534-3; listeners failing attention checks are reported, and excluded on request.
+
+Given the manifest's speakers (``utt2spk``: each item is an utterance of the
+manifest), MOS, CMOS and MUSHRA also get a system x speaker table of mean scores
+with their numbers of ratings when the manifest has several speakers.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from speechkd.data.kaldi import sort_key
+from speechkd.errors import SpeechkdError
 from speechkd.listen import stats
 from speechkd.listen.results import Rating
 from speechkd.utils.io import atomic_open, atomic_write_text
@@ -70,9 +76,33 @@ def _binomial_table(rows: list[Rating], abx: bool) -> list[dict]:
     return out
 
 
+def _speaker_table(rows: list[Rating], systems: list[str], utt2spk: dict[str, str]) -> list[dict]:
+    """Per system (in ``systems`` order): speaker -> {"n": ratings, "mean": score} of its rated items."""
+    acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        acc[(r.system, utt2spk[r.item])].append(r.score)
+    speakers = sorted(set(utt2spk.values()), key=sort_key)
+    return [{"system": s, "speakers": {spk: {"n": len(acc[(s, spk)]), "mean": float(np.mean(acc[(s, spk)]))}
+                                       for spk in speakers if acc.get((s, spk))}} for s in systems]
+
+
+def _check_items(ratings: list[Rating], utt2spk: dict[str, str]) -> None:
+    """Every rated item must be an utterance of the manifest (else it is another site's manifest)."""
+    for r in ratings:
+        if r.item not in utt2spk:
+            raise SpeechkdError(f"{r.source}: item {r.item!r} is not an utterance of the manifest", field="item",
+                                hint="give --manifest the manifest the listening site was built from")
+
+
 def aggregate(ratings: list[Rating], *, exclude_attention: bool = False, seed: int = 0,
-              n_boot: int = 2000) -> dict:
-    """Summary of all tests in ``ratings`` (JSON-serialisable; NaN where undefined)."""
+              n_boot: int = 2000, utt2spk: dict[str, str] | None = None) -> dict:
+    """Summary of all tests in ``ratings`` (JSON-serialisable; NaN where undefined).
+
+    ``utt2spk`` (the manifest's, every item an utterance of it) adds per-speaker score tables
+    (``by_speaker``) to MOS, CMOS and MUSHRA when it names several speakers."""
+    if utt2spk is not None:
+        _check_items(ratings, utt2spk)
+    speakers = sorted({s for s in (utt2spk or {}).values() if s}, key=sort_key)
     attention = stats.attention_checks(ratings)
     failed = sorted(l for l, d in attention.items() if d["failed"])
     excluded = set(failed) if exclude_attention else set()
@@ -81,6 +111,8 @@ def aggregate(ratings: list[Rating], *, exclude_attention: bool = False, seed: i
     summary: dict = {"num_ratings": len(ratings), "listeners": listeners, "attention": attention,
                      "attention_failed": failed, "attention_excluded": sorted(excluded),
                      "mushra_excluded": screened, "tests": {}}
+    if len(speakers) > 1:
+        summary["speakers"] = speakers
     for test in ("mos", "cmos", "ab", "abx", "mushra"):
         rows = [r for r in ratings if r.test == test and r.listener not in excluded]
         if test == "mushra":
@@ -101,6 +133,8 @@ def aggregate(ratings: list[Rating], *, exclude_attention: bool = False, seed: i
                 d["p"], d["p_holm"] = w["p"], w["p_holm"]
         else:
             res["pairs"] = _binomial_table(rows, abx=test == "abx")
+        if len(speakers) > 1 and "systems" in res:
+            res["by_speaker"] = _speaker_table(rows, [d["system"] for d in res["systems"]], utt2spk or {})
         summary["tests"][test] = res
     return summary
 
@@ -126,6 +160,21 @@ def _p(x: float) -> str:
 
 def _ci(ci: list[float], nd: int = 2) -> str:
     return f"[{_f(ci[0], nd)}, {_f(ci[1], nd)}]"
+
+
+def _by_speaker_md(summary: dict, test: str, nd: int) -> list[str]:
+    """The system x speaker table of a test: mean score (n ratings) per cell; [] without speakers."""
+    rows = summary["tests"][test].get("by_speaker")
+    if not rows:
+        return []
+    spks = summary["speakers"]
+    L = ["", "Per speaker: mean score (n ratings):", "",
+         "| system | " + " | ".join(_md(s) for s in spks) + " |", "|---" * (len(spks) + 1) + "|"]
+    for d in rows:
+        cells = [f"{_f(d['speakers'][s]['mean'], nd)} (n={d['speakers'][s]['n']})" if s in d["speakers"] else "–"
+                 for s in spks]
+        L.append(f"| {_md(d['system'])} | " + " | ".join(cells) + " |")
+    return L
 
 
 def markdown(summary: dict, title: str = "Listening test results", sources: list[str] | None = None) -> str:
@@ -158,6 +207,7 @@ def markdown(summary: dict, title: str = "Listening test results", sources: list
         for d in T[test]["systems"]:
             L.append(f"| {_md(d['system'])} | {d['n']} | {d['listeners']} | {_f(d['mean'], nd)} | {_ci(d['ci_t'], nd)} | "
                      f"{_ci(d['ci_boot'], nd)} |")
+        L += _by_speaker_md(summary, test, nd)
         L += ["", "Paired Wilcoxon signed-rank tests (listener x item means), Holm-corrected:", "",
               "| A | B | pairs | mean A-B | p | p (Holm) |", "|---|---|---|---|---|---|"]
         for d in T[test]["pairs"]:
@@ -169,6 +219,7 @@ def markdown(summary: dict, title: str = "Listening test results", sources: list
         for d in T["cmos"]["systems"]:
             L.append(f"| {_md(d['system'])} | {_md(d['other'])} | {d['n']} | {_f(d['mean'])} | {_ci(d['ci_t'])} | "
                      f"{_ci(d['ci_boot'])} | {_p(d['p'])} | {_p(d['p_holm'])} |")
+        L += _by_speaker_md(summary, "cmos", 2)
     if "ab" in T:
         L += ["", "## AB preference (binomial test, two-sided, no-preference answers left out)", "",
               "| system | other | system preferred | other preferred | no preference | p |", "|---|---|---|---|---|---|"]
