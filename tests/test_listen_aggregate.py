@@ -167,6 +167,8 @@ def _speaker_rows() -> list[dict]:
     rows.append(_row("L1", "mos", "u3", "_degraded", 1, kind="gold", expected="<=2"))  # not in the tables
     rows.append(_row("L1", "mos", "u3", "sysA", 5, kind="repeat"))
     rows += [_row("L1", "cmos", u, "sysB", v, other="sysA") for u, v in (("u1", 1), ("u2", 2), ("u3", -3))]
+    # AB (L2): sysA preferred on u1, no preference on u2, sysB preferred on u3.
+    rows += [_row("L2", "ab", u, "sysA", v, other="sysB") for u, v in (("u1", 1), ("u2", 0.5), ("u3", 0))]
     return rows
 
 
@@ -185,9 +187,10 @@ def test_scores_per_speaker(tmp_path: Path, capsys) -> None:
     by = {d["system"]: d["speakers"] for d in s["tests"]["mos"]["by_speaker"]}
     assert by["sysA"] == {"spkA": {"n": 4, "mean": pytest.approx(4.0)}, "spk|<b>": {"n": 2, "mean": pytest.approx(1.5)}}
     assert by["sysB"] == {"spkA": {"n": 4, "mean": pytest.approx(2.25)}, "spk|<b>": {"n": 2, "mean": pytest.approx(5.0)}}
-    cmos = s["tests"]["cmos"]["by_speaker"]
-    assert cmos == [{"system": "sysB", "speakers": {"spkA": {"n": 2, "mean": pytest.approx(1.5)},
-                                                    "spk|<b>": {"n": 1, "mean": pytest.approx(-3.0)}}}]
+    assert s["tests"]["cmos"]["by_speaker"] == [{"system": "sysB", "other": "sysA", "speakers": {
+        "spkA": {"n": 2, "mean": pytest.approx(1.5)}, "spk|<b>": {"n": 1, "mean": pytest.approx(-3.0)}}}]
+    assert s["tests"]["ab"]["by_speaker"] == [{"system": "sysA", "other": "sysB", "speakers": {
+        "spkA": {"n": 2, "mean": pytest.approx(0.75)}, "spk|<b>": {"n": 1, "mean": pytest.approx(0.0)}}}]
     # One speaker, or a manifest without speakers: no per-speaker tables.
     for one in ({u: "spkA" for u in SPK}, {u: "" for u in SPK}):
         single = aggregate(ratings, n_boot=20, utt2spk=one)
@@ -200,6 +203,7 @@ def test_scores_per_speaker(tmp_path: Path, capsys) -> None:
     md = (out / "report.md").read_text()
     assert "| system | spkA | spk\\|&lt;b&gt; |" in md  # the speaker's name is inert in Markdown and HTML
     assert "| sysB | 2.25 (n=4) | 5.00 (n=2) |" in md and "| sysB | 1.50 (n=2) | -3.00 (n=1) |" in md
+    assert "| sysA | sysB | 0.75 (n=2) | 0.00 (n=1) |" in md
     assert "<b>" not in md
     # An item that is not an utterance of the manifest: another site's manifest, one line, status 2.
     _speaker_manifest(m, {"u1": "spkA", "u2": "spkB"})

@@ -8,8 +8,9 @@ of the correct identifications. MUSHRA listeners are post-screened per
 BS.1534-3; listeners failing attention checks are reported, and excluded on request.
 
 Given the manifest's speakers (``utt2spk``: each item is an utterance of the
-manifest), MOS, CMOS and MUSHRA also get a system x speaker table of mean scores
-with their numbers of ratings when the manifest has several speakers.
+manifest) and several of them, every test also gets a system x speaker table of
+mean scores with their numbers of ratings (AB: the share preferring the system,
+ABX: the share of correct answers).
 """
 
 from __future__ import annotations
@@ -76,14 +77,18 @@ def _binomial_table(rows: list[Rating], abx: bool) -> list[dict]:
     return out
 
 
-def _speaker_table(rows: list[Rating], systems: list[str], utt2spk: dict[str, str]) -> list[dict]:
-    """Per system (in ``systems`` order): speaker -> {"n": ratings, "mean": score} of its rated items."""
-    acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+def _speaker_table(rows: list[Rating], keys: list[tuple[str, str]], utt2spk: dict[str, str]) -> list[dict]:
+    """Per (system, other) in ``keys`` order: speaker -> {"n": ratings, "mean": score} of its rated
+    items. The mean is the MOS/CMOS/MUSHRA score, AB's share preferring the system (no preference
+    counting 1/2), ABX's share of correct answers."""
+    acc: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for r in rows:
-        acc[(r.system, utt2spk[r.item])].append(r.score)
+        acc[(r.system, r.other, utt2spk[r.item])].append(r.score)
     speakers = sorted(set(utt2spk.values()), key=sort_key)
-    return [{"system": s, "speakers": {spk: {"n": len(acc[(s, spk)]), "mean": float(np.mean(acc[(s, spk)]))}
-                                       for spk in speakers if acc.get((s, spk))}} for s in systems]
+    return [{"system": s, "other": o, "speakers": {spk: {"n": len(acc[(s, o, spk)]),
+                                                         "mean": float(np.mean(acc[(s, o, spk)]))}
+                                                   for spk in speakers if acc.get((s, o, spk))}}
+            for s, o in keys]
 
 
 def _check_items(ratings: list[Rating], utt2spk: dict[str, str]) -> None:
@@ -99,7 +104,7 @@ def aggregate(ratings: list[Rating], *, exclude_attention: bool = False, seed: i
     """Summary of all tests in ``ratings`` (JSON-serialisable; NaN where undefined).
 
     ``utt2spk`` (the manifest's, every item an utterance of it) adds per-speaker score tables
-    (``by_speaker``) to MOS, CMOS and MUSHRA when it names several speakers."""
+    (``by_speaker``) to every test when it names several speakers."""
     if utt2spk is not None:
         _check_items(ratings, utt2spk)
     speakers = sorted({s for s in (utt2spk or {}).values() if s}, key=sort_key)
@@ -133,8 +138,9 @@ def aggregate(ratings: list[Rating], *, exclude_attention: bool = False, seed: i
                 d["p"], d["p_holm"] = w["p"], w["p_holm"]
         else:
             res["pairs"] = _binomial_table(rows, abx=test == "abx")
-        if len(speakers) > 1 and "systems" in res:
-            res["by_speaker"] = _speaker_table(rows, [d["system"] for d in res["systems"]], utt2spk or {})
+        if len(speakers) > 1:
+            res["by_speaker"] = _speaker_table(rows, [(d["system"], d["other"]) for d in
+                                                      res.get("systems") or res["pairs"]], utt2spk or {})
         summary["tests"][test] = res
     return summary
 
@@ -168,12 +174,16 @@ def _by_speaker_md(summary: dict, test: str, nd: int) -> list[str]:
     if not rows:
         return []
     spks = summary["speakers"]
-    L = ["", "Per speaker: mean score (n ratings):", "",
-         "| system | " + " | ".join(_md(s) for s in spks) + " |", "|---" * (len(spks) + 1) + "|"]
+    what = {"ab": "share of answers preferring the system, no preference counting 1/2",
+            "abx": "share of correct answers"}.get(test, "mean score")
+    pair = test in ("ab", "abx")
+    L = ["", f"Per speaker: {what} (n ratings):", "",
+         f"| system | {'other | ' if pair else ''}" + " | ".join(_md(s) for s in spks) + " |",
+         "|---" * (len(spks) + 1 + pair) + "|"]
     for d in rows:
         cells = [f"{_f(d['speakers'][s]['mean'], nd)} (n={d['speakers'][s]['n']})" if s in d["speakers"] else "–"
                  for s in spks]
-        L.append(f"| {_md(d['system'])} | " + " | ".join(cells) + " |")
+        L.append(f"| {_md(d['system'])} | {_md(d['other']) + ' | ' if pair else ''}" + " | ".join(cells) + " |")
     return L
 
 
@@ -225,11 +235,13 @@ def markdown(summary: dict, title: str = "Listening test results", sources: list
               "| system | other | system preferred | other preferred | no preference | p |", "|---|---|---|---|---|---|"]
         for d in T["ab"]["pairs"]:
             L.append(f"| {_md(d['system'])} | {_md(d['other'])} | {d['system_wins']} | {d['other_wins']} | {d['ties']} | {_p(d['p'])} |")
+        L += _by_speaker_md(summary, "ab", 2)
     if "abx" in T:
         L += ["", "## ABX (binomial test, one-sided: better than chance)", "",
               "| A | B | correct | n | p |", "|---|---|---|---|---|"]
         for d in T["abx"]["pairs"]:
             L.append(f"| {_md(d['system'])} | {_md(d['other'])} | {d['correct']} | {d['n']} | {_p(d['p'])} |")
+        L += _by_speaker_md(summary, "abx", 2)
     return "\n".join(L) + "\n"
 
 
