@@ -77,14 +77,14 @@ def _binomial_table(rows: list[Rating], abx: bool) -> list[dict]:
     return out
 
 
-def _speaker_table(rows: list[Rating], keys: list[tuple[str, str]], utt2spk: dict[str, str]) -> list[dict]:
+def _speaker_table(rows: list[Rating], keys: list[tuple[str, str]], utt2spk: dict[str, str],
+                   speakers: list[str]) -> list[dict]:
     """Per (system, other) in ``keys`` order: speaker -> {"n": ratings, "mean": score} of its rated
     items. The mean is the MOS/CMOS/MUSHRA score, AB's share preferring the system (no preference
     counting 1/2), ABX's share of correct answers."""
     acc: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for r in rows:
         acc[(r.system, r.other, utt2spk[r.item])].append(r.score)
-    speakers = sorted(set(utt2spk.values()), key=sort_key)
     return [{"system": s, "other": o, "speakers": {spk: {"n": len(acc[(s, o, spk)]),
                                                          "mean": float(np.mean(acc[(s, o, spk)]))}
                                                    for spk in speakers if acc.get((s, o, spk))}}
@@ -140,7 +140,7 @@ def aggregate(ratings: list[Rating], *, exclude_attention: bool = False, seed: i
             res["pairs"] = _binomial_table(rows, abx=test == "abx")
         if len(speakers) > 1:
             res["by_speaker"] = _speaker_table(rows, [(d["system"], d["other"]) for d in
-                                                      res.get("systems") or res["pairs"]], utt2spk or {})
+                                                      res.get("systems") or res["pairs"]], utt2spk or {}, speakers)
         summary["tests"][test] = res
     return summary
 
