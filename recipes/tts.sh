@@ -27,7 +27,9 @@
 #      the systems are listed in exp/systems.tsv (rules and pairs: speechkd/infer/systems.py)
 #   11 objective evaluation of every system of exp/systems.tsv -> exp/eval/results.{json,md}, with
 #      paired differences: each model against the ground-truth mels through the same vocoder, and
-#      each k-step student against the teacher sampled with k steps
+#      each k-step student against the teacher sampled with k steps; per-speaker tables, and with
+#      several voices in the test set `speechkd eval speakers` of $speaker_eval_models ->
+#      exp/eval/speakers_<model> (does each voice asked for sound like that speaker?)
 #   12 listening-test site -> exp/listen/index.html
 # The whole script is one { ... } block: bash reads all of it before running any of it, so
 # editing the recipe while a run is going cannot derail that run.
@@ -72,6 +74,9 @@ vocoder_config=""       # neural vocoder YAML; default conf/vocoder_vocos_<prese
 vocoder_opts=""         # extra `speechkd train-vocoder` arguments (e.g. "trainer.max_minutes=40")
 num_eval_utts=50        # test utterances synthesized and evaluated
 num_listen_utts=10      # test utterances on the listening page
+speaker_eval_models="teacher_ar fastspeech2"  # stage 11, multi-speaker test sets: `speechkd eval speakers`
+                        # (every test sentence in every voice, speaker x speaker tables) of these exp/<model>
+speaker_eval_utts=8     # test utterances per speaker in those tables
 dumpdir=dump
 expdir=exp
 
@@ -216,6 +221,15 @@ stage_eval() {
   speechkd eval systems --systems "$expdir/systems.tsv" --data-dir "data/$test_set" --num-utts "$num_eval_utts" \
     --nj "$nj" --out "$expdir/eval" --title "$(basename "$(dirname "$PWD")") test set: objective evaluation" \
     --durations "$dumpdir/teacher/$train_set/teacher_forced" "data/$train_set" --compare-split "$dev_set"
+  # several voices in the test set: does each model speak the voice it is asked for?
+  if [ "$(cut -d' ' -f2 "data/$test_set/utt2spk" | sort -u | wc -l)" -gt 1 ]; then
+    local m
+    for m in $speaker_eval_models; do
+      [ -d "$expdir/$m" ] || continue
+      speechkd eval speakers --model "$expdir/$m" --data-dir "data/$test_set" --per-speaker "$speaker_eval_utts" \
+        --nj "$nj" --out "$expdir/eval/speakers_$m"
+    done
+  fi
 }
 
 stage_listen() {

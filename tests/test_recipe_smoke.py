@@ -117,6 +117,29 @@ def test_tts_recipe_tiny(tmp_path):
     assert "the teacher does not align" in r.stderr and "./run.sh --stage 3 --force true --teacher_opts" in r.stderr
 
 
+def test_multi_speaker_recipe_tiny(tmp_path):
+    """mini_multi, every TTS stage but the diffusion and vocoder ones (the mini_en run covers those):
+    speaker-aware teacher, dump, students; each test utterance spoken by its own voice; the
+    per-speaker tables and the speaker-identity tables of stage 11."""
+    d = _recipe_copy(tmp_path, "egs/mini_multi/tts1")
+    r = _run(d, "--preset", "tiny", "--nj", "2", "--diffusion", "false", "--vocoder", "false")
+    assert r.returncode == 0, r.stderr[-3000:]
+    speakers = sorted(set((d / "data/train/utt2spk").read_text().split()[1::2]))
+    assert len(speakers) > 1
+    assert (d / "exp/teacher_ar/spk2id").read_text().split()[0::2] == speakers
+    for m in ("teacher_ar", "fastspeech", "fastspeech2"):
+        rows = (d / f"exp/{m}/synth/test/manifest.tsv").read_text().splitlines()
+        head = rows[0].split("\t")
+        u2s = dict(line.split() for line in (d / "data/test/utt2spk").read_text().splitlines())
+        assert all(dict(zip(head, row.split("\t")))["speaker"] == u2s[row.split("\t")[0]] for row in rows[1:])
+    report = json.loads((d / "dump/teacher/train/teacher_forced/report.json").read_text())
+    assert sorted(report["per_speaker"]) == speakers
+    for m in ("teacher_ar", "fastspeech2"):
+        res = json.loads((d / f"exp/eval/speakers_{m}/results.json").read_text())
+        assert len(res["mcd"]) == len(res["speakers"]) >= 2
+    assert "## Per speaker" in (d / "exp/eval/fastspeech2/results.md").read_text()
+
+
 def test_tts_recipe_failure_is_reported(tmp_path):
     d = _recipe_copy(tmp_path, "egs/mini_en/tts1")
     r = _run(d, "--preset", "nonsense", "--stop_stage", "0")

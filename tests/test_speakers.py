@@ -266,3 +266,21 @@ def test_eval_tts_reports_each_speaker(tmp_path):
     assert by["A"]["n"] == 2 and by["A"]["mcd"] == pytest.approx(6.0) and by["A"]["wer"] == pytest.approx(0.5)
     assert by["B"]["wer"] == 0.0 and per_speaker(rows, {"a1": "A", "a2": "A", "b1": "A"}) == {}
     assert "| A | 2 | 6.00 | 50.0 |" in "\n".join(speaker_markdown(by))
+
+
+def test_one_speaker_utt2spk_changes_nothing(tmp_path):
+    """A single-speaker dump trains to the same weights with or without its utt2spk (the model
+    single-speaker recipes always trained)."""
+    states = []
+    for k, spk in enumerate((False, True)):
+        paths = make_fake_dump(tmp_path / str(k), n_train=4, n_dev=2)
+        if spk:
+            for split in ("train", "dev"):
+                tok = paths["dump"] / "tokens" / split
+                (tok / "utt2spk").write_text("".join(f"{ln.split()[0]} slt\n" for ln in
+                                                     (tok / "tokens").read_text().splitlines()))
+        last = run_training(_cfg("teacher_ar", paths, **{"trainer.max_steps": 3}), str(tmp_path / f"e{k}"),
+                            progress_bar=False)
+        states.append(torch.load(last, weights_only=True)["state_dict"])
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
