@@ -252,6 +252,8 @@ def test_eval_speakers_tables_and_the_diagonal_check(voiced, tmp_path, capsys):
     ok = _diagonal_rows(np.array([[1.0, 2.0], [3.0, 2.5]]))
     bad = _diagonal_rows(np.array([[1.0, 2.0], [1.5, 2.5]]))
     assert ok == {"rows": [True, True], "all": True, "count": 2} and bad["rows"] == [True, False] and not bad["all"]
+    nan = _diagonal_rows(np.array([[np.nan, 2.0], [np.nan, np.nan]]))  # unvoiced synthesis: no F0 to compare
+    assert nan["rows"] == [False, False]
     one = _test_set(tmp_path / "one", speakers=("awb",))
     assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(one), "--out", str(tmp_path / "x")]) == 2
 

@@ -26,6 +26,7 @@ import numpy as np
 from speechkd.data.kaldi import read_datadir
 from speechkd.errors import SpeechkdError
 from speechkd.eval.mcd import mcd_dtw, world_features
+from speechkd.eval.stats import json_safe
 from speechkd.eval.tts_eval import TtsEvalConfig, load_for_eval
 from speechkd.infer.synthesize import Synthesizer
 from speechkd.utils.io import atomic_write_json, atomic_write_text, atomic_write_wav
@@ -103,20 +104,26 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
         cells.setdefault((voices.index(v), voices.index(spk_of[u])), []).append((m, d))
     for (i, j), vals in cells.items():
         mcd[i, j] = float(np.mean([m for m, _ in vals]))
-        dlf0[i, j] = float(np.nanmean([d for _, d in vals]))
+        ds = [d for _, d in vals if np.isfinite(d)]
+        dlf0[i, j] = float(np.mean(ds)) if ds else float("nan")
     res = {"model": model, "vocoder": vocoder, "data_dir": data_dir, "speakers": voices,
            "utterances_per_speaker": {s: len(u) for s, u in by_spk.items()}, "settings": asdict(cfg),
            "mcd": mcd.tolist(), "lf0_diff_cents": dlf0.tolist(),
            "diagonal_min_mcd": _diagonal_rows(mcd), "diagonal_min_lf0": _diagonal_rows(dlf0)}
     os.makedirs(out, exist_ok=True)
-    atomic_write_json(os.path.join(out, "results.json"), res)
+    atomic_write_json(os.path.join(out, "results.json"), json_safe(res))
     atomic_write_text(os.path.join(out, "results.md"), identity_markdown(res))
     return res
 
 
+def _row_min(row: np.ndarray) -> int:
+    """Index of the row's minimum, NaN cells (no voiced frame to compare) ignored; -1 if all are NaN."""
+    return -1 if np.isnan(row).all() else int(np.nanargmin(row))
+
+
 def _diagonal_rows(t: np.ndarray) -> dict:
-    """Which rows have their minimum on the diagonal."""
-    ok = [bool(np.argmin(t[i]) == i) for i in range(len(t))]
+    """Which rows have their minimum on the diagonal (a row without any number fails)."""
+    ok = [_row_min(t[i]) == i for i in range(len(t))]
     return {"rows": ok, "all": all(ok), "count": int(sum(ok))}
 
 
@@ -132,7 +139,7 @@ def identity_markdown(res: dict) -> str:
         lines += [f"## {title}: minimum on the diagonal in {diag['count']}/{len(v)} rows", "",
                   "| voice \\ recording | " + " | ".join(v) + " |", "|---|" + "---:|" * len(v)]
         for i, s in enumerate(v):
-            cells = [(f"**{fmt.format(x)}**" if j == int(np.argmin(t[i])) else fmt.format(x))
+            cells = [(f"**{fmt.format(x)}**" if j == _row_min(t[i]) else fmt.format(x))
                      for j, x in enumerate(t[i])]
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         lines.append("")
