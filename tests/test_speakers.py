@@ -112,6 +112,16 @@ def test_diffusion_and_fastspeech_take_speakers(multi, tmp_path):
                                                                               if "speaker.table" in k}
         out = lm.model.inference(torch.tensor([[3, 4, 5]]), torch.tensor([3]), **lm.speaker_inputs(["spk1"]))
         assert out["mel"].shape[0] == 1
+    # the progressive students keep their teacher's voices
+    from speechkd.config import load_config
+    from speechkd.distill.progressive import ProgressiveConfig, run_progressive
+
+    pcfg = load_config(ProgressiveConfig, CONF / "progressive_tiny.yaml")
+    pcfg.trainer.accelerator, pcfg.trainer.devices, pcfg.rounds = "cpu", "1", 1
+    (student,) = run_progressive(str(tmp_path / "exp_diffusion"), pcfg, progress_bar=False)
+    lm = load_model(student)
+    assert lm.speakers.ids == ["spk0", "spk1", "spk2"] and lm.model.cfg.steps == 4
+    assert lm.model.inference(torch.tensor([[3, 4]]), torch.tensor([2]), **lm.speaker_inputs(["spk2"]))["mel"].numel()
 
 
 def test_external_embeddings(multi, tmp_path):
@@ -286,3 +296,11 @@ def test_one_speaker_utt2spk_changes_nothing(tmp_path):
         states.append(torch.load(last, weights_only=True)["state_dict"])
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_dev_of_unseen_speakers_is_refused_with_a_remedy(multi):
+    u2s = multi["dump"] / "tokens/dev/utt2spk"
+    u2s.write_text("".join(f"{ln.split()[0]} newvoice\n" for ln in u2s.read_text().splitlines()))
+    with pytest.raises(SpeechkdError, match="no dev utterance is spoken by a training speaker.*data.speakers=none"):
+        _dm(_cfg("teacher_ar", multi))
+    assert not _dm(_cfg("teacher_ar", multi, **{"data.speakers": "none"})).speakers.conditioned

@@ -384,6 +384,11 @@ class TTSDataModule(L.LightningDataModule):
             return utts
         known = set(sp.ids) if sp.n_table else None
         kept = [u for u in utts if known is None or u.spk in known]
+        if utts and not kept:
+            raise SpeechkdError(f"no {split} utterance is spoken by a training speaker: a speaker table has no row "
+                                "for voices it never heard", path=split_paths(self.cfg.dump_dir, split)[0],
+                                hint="validate on held-out utterances of training speakers, or train "
+                                     "speaker-agnostic with data.speakers=none")
         if len(kept) < len(utts):
             logger.warning("%s: left out %d utterance(s) of speakers the training split lacks (no table row)",
                            split, len(utts) - len(kept))
