@@ -23,11 +23,30 @@ from speechkd.train.trainer import run_training
 CONF = Path(__file__).resolve().parents[1] / "recipes/conf"
 
 
-@pytest.fixture
-def multi(tmp_path):
-    paths = make_fake_dump(tmp_path, n_train=9, n_dev=3, n_speakers=3)
+def _multi(root: Path) -> dict[str, Path]:
+    paths = make_fake_dump(root, n_train=9, n_dev=3, n_speakers=3)
     make_teacher_dump(paths)
     return paths
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory):
+    """A 3-speaker dump with a (random) teacher dump, shared: tests must not change it."""
+    return _multi(tmp_path_factory.mktemp("multi"))
+
+
+@pytest.fixture
+def fresh_multi(tmp_path):
+    """A dump of one's own, to change."""
+    return _multi(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def ar_exp(multi, tmp_path_factory):
+    """The AR teacher trained (tiny) on the 3-speaker dump."""
+    exp = tmp_path_factory.mktemp("ar") / "exp_ar"
+    run_training(_cfg("teacher_ar", multi), str(exp), progress_bar=False)
+    return exp
 
 
 def _cfg(name, paths, **extra):
@@ -63,9 +82,8 @@ def test_speaker_none_trains_speaker_agnostic(multi):
     assert not dm.speakers.conditioned
 
 
-def test_teacher_learns_voices_and_checkpoint_round_trips(multi, tmp_path):
-    exp = tmp_path / "exp_ar"
-    run_training(_cfg("teacher_ar", multi), str(exp), progress_bar=False)
+def test_teacher_learns_voices_and_checkpoint_round_trips(ar_exp):
+    exp = ar_exp
     assert (exp / "spk2id").read_text() == "spk0 0\nspk1 1\nspk2 2\n"
     lm = load_model(str(exp))
     assert lm.speakers.ids == ["spk0", "spk1", "spk2"] and lm.multi_speaker
@@ -102,16 +120,13 @@ def test_fastspeech2_normalises_pitch_per_speaker(multi, tmp_path):
     assert torch.allclose(o2["pitch_used"], tgt, atol=1e-5)
 
 
-def test_diffusion_and_fastspeech_take_speakers(multi, tmp_path):
-    for name in ("fastspeech", "diffusion"):
-        exp = tmp_path / f"exp_{name}"
-        mode = "teacher_forced" if name == "diffusion" else "free_running"
-        run_training(_cfg(name, multi, **{"data.kd_mode": mode}), str(exp), progress_bar=False)
-        lm = load_model(str(exp))
-        assert lm.speakers.n_table == 3 and lm.model.state_dict().keys() >= {k for k in lm.model.state_dict()
-                                                                              if "speaker.table" in k}
-        out = lm.model.inference(torch.tensor([[3, 4, 5]]), torch.tensor([3]), **lm.speaker_inputs(["spk1"]))
-        assert out["mel"].shape[0] == 1
+def test_diffusion_and_its_progressive_students_take_speakers(multi, tmp_path):
+    exp = tmp_path / "exp_diffusion"  # (FastSpeech shares FastSpeech 2's encoder path; the recipe test trains it)
+    run_training(_cfg("diffusion", multi, **{"data.kd_mode": "teacher_forced"}), str(exp), progress_bar=False)
+    lm = load_model(str(exp))
+    assert lm.speakers.n_table == 3 and any("speaker.table" in k for k in lm.model.state_dict())
+    out = lm.model.inference(torch.tensor([[3, 4, 5]]), torch.tensor([3]), **lm.speaker_inputs(["spk1"]))
+    assert out["mel"].shape[0] == 1
     # the progressive students keep their teacher's voices
     from speechkd.config import load_config
     from speechkd.distill.progressive import ProgressiveConfig, run_progressive
@@ -144,9 +159,10 @@ def test_external_embeddings(multi, tmp_path):
 
 
 def test_old_checkpoints_without_speakers_still_load(tmp_path):
-    paths = make_fake_dump(tmp_path, n_train=4, n_dev=2)
-    exp = tmp_path / "exp_old"
-    last = run_training(_cfg("teacher_ar", paths), str(exp), progress_bar=False)
+    from test_synth import make_exp
+
+    exp = make_exp(tmp_path, "transformer_tts")
+    last = exp / "checkpoints/last.ckpt"
     ckpt = torch.load(last, weights_only=True)
     old = copy.deepcopy(ckpt)
     old["speechkd"].pop("speakers")
@@ -155,28 +171,29 @@ def test_old_checkpoints_without_speakers_still_load(tmp_path):
     assert lm.speakers == Speakers() and lm.speaker_inputs(["anyone"]) == {}
 
 
-def test_resume_refuses_other_speakers(multi, tmp_path):
+def test_resume_refuses_other_speakers(ar_exp, fresh_multi, tmp_path):
+    import shutil
+
     exp = tmp_path / "exp_r"
-    run_training(_cfg("teacher_ar", multi), str(exp), progress_bar=False)
-    (multi["dump"] / "tokens/train/utt2spk").write_text(
-        (multi["dump"] / "tokens/train/utt2spk").read_text().replace(" spk2\n", " spk7\n"))
+    shutil.copytree(ar_exp, exp)
+    u2s = fresh_multi["dump"] / "tokens/train/utt2spk"
+    u2s.write_text(u2s.read_text().replace(" spk2\n", " spk7\n"))
     with pytest.raises(SpeechkdError, match="speakers differ"):
-        run_training(_cfg("teacher_ar", multi, **{"trainer.max_steps": 8}), str(exp), progress_bar=False)
+        run_training(_cfg("teacher_ar", fresh_multi, **{"trainer.max_steps": 8}), str(exp), progress_bar=False)
 
 
-def test_teacher_dump_runs_each_utterance_with_its_speaker(multi, tmp_path):
+def test_teacher_dump_runs_each_utterance_with_its_speaker(multi, ar_exp, tmp_path):
     from speechkd.distill.teacher_dump import DumpOptions, teacher_dump
 
-    exp = tmp_path / "exp_ar"
-    run_training(_cfg("teacher_ar", multi), str(exp), progress_bar=False)
+    exp = ar_exp
     out = tmp_path / "tdump"
-    teacher_dump(str(exp), str(multi["dump"]), "train", str(out), "both", DumpOptions(min_aligned=0.0))
+    teacher_dump(str(exp), str(multi["dump"]), "train", str(out), "teacher_forced", DumpOptions(min_aligned=0.0))
     import json
 
     rep = json.loads((out / "teacher_forced/report.json").read_text())
     assert sorted(rep["per_speaker"]) == ["spk0", "spk1", "spk2"]
     assert sum(v["num_utts"] for v in rep["per_speaker"].values()) == 9
-    assert "## Per speaker" in (out / "free_running/report.md").read_text()
+    assert "## Per speaker" in (out / "teacher_forced/report.md").read_text()
     for line in (out / "teacher_forced/index.scp").read_text().splitlines():
         utt, rel, frames = line.split()
         z = np.load(out / "teacher_forced" / rel)
@@ -298,7 +315,8 @@ def test_one_speaker_utt2spk_changes_nothing(tmp_path):
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
-def test_dev_of_unseen_speakers_is_refused_with_a_remedy(multi):
+def test_dev_of_unseen_speakers_is_refused_with_a_remedy(fresh_multi):
+    multi = fresh_multi
     u2s = multi["dump"] / "tokens/dev/utt2spk"
     u2s.write_text("".join(f"{ln.split()[0]} newvoice\n" for ln in u2s.read_text().splitlines()))
     with pytest.raises(SpeechkdError, match="no dev utterance is spoken by a training speaker.*data.speakers=none"):
