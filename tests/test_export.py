@@ -18,49 +18,18 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is in the runtime extra")
 pytest.importorskip("onnxscript", reason="onnxscript (the dynamo exporter's) is in the export extra")
 
 from speechkd.cli import main  # noqa: E402
-from speechkd.config import to_dict  # noqa: E402
 from speechkd.errors import SpeechkdError  # noqa: E402
 from speechkd.export.onnx import compare, export_onnx, quantize_int8  # noqa: E402
 from speechkd.runtime import bundle  # noqa: E402
 from speechkd.runtime.dsp import istft, periodic_window  # noqa: E402
 from speechkd.runtime.synth import OnnxSynthesizer  # noqa: E402
 from speechkd.checkpoints import load_model, load_vocoder  # noqa: E402
-from speechkd.train.vocoder import build_generator, vocoder_config_from_dict  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
+from export_fixtures import exported  # noqa: E402,F401  (the shared session fixture)
 from test_synth import FEATS, make_exp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LENGTHS = [31, 9, 2]  # three input lengths, in one batch (dynamic batch and lengths)
-
-
-def make_vocoder_exp(root: Path) -> Path:
-    """``root/exp/vocoder_vocos`` as ``speechkd train-vocoder`` writes it (VocoderTask's metadata;
-    random generator weights)."""
-    cfg = vocoder_config_from_dict({"generator": "vocos",
-                                    "generator_conf": {"dim": 16, "intermediate_dim": 32, "num_layers": 2}})
-    torch.manual_seed(1)
-    gen = build_generator(cfg, FEATS, np.full(FEATS.n_mels, -4.0, np.float32), np.ones(FEATS.n_mels, np.float32))
-    exp = root / "exp/vocoder_vocos"
-    (exp / "checkpoints").mkdir(parents=True)
-    torch.save({"state_dict": {"generator." + k: v for k, v in gen.state_dict().items()},
-                "speechkd": {"kind": "vocoder", "config": to_dict(cfg), "feature_config": to_dict(FEATS)},
-                "global_step": 0}, exp / "checkpoints/last.ckpt")
-    return exp
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict[str, Path]:
-    """FastSpeech 2 + Vocos through the API, FastSpeech + Griffin-Lim through the CLI (fp32)."""
-    root = tmp_path_factory.mktemp("export")
-    exps = {m: make_exp(root, m) for m in ("fastspeech", "fastspeech2")}
-    voc = make_vocoder_exp(root)
-    out = {"root": root, "voc": voc, **exps}
-    out["fs2_vocos"] = root / "out/fs2_vocos"
-    export_onnx(str(exps["fastspeech2"]), str(out["fs2_vocos"]), vocoder=str(voc))
-    out["fs_gl"] = root / "out/fs_gl"
-    assert main(["export", "--model", str(exps["fastspeech"]), "--format", "onnx", "--out", str(out["fs_gl"])]) == 0
-    return out
 
 
 @pytest.mark.parametrize("model,out", [("fastspeech2", "fs2_vocos"), ("fastspeech", "fs_gl")])
@@ -154,12 +123,14 @@ def test_int8_quantisation_runs_close_to_fp32(exported, tmp_path):
 
 
 def test_synth_on_an_exported_dir_imports_no_torch(exported, tmp_path):
-    """The CLI path end to end in a fresh interpreter: wavs written, torch and Lightning never imported."""
+    """The CLI path end to end in a fresh interpreter: wavs written, torch and Lightning never imported
+    (nor by the server's modules)."""
     out = tmp_path / "wavs"
     code = ("import sys\n"
             "from speechkd.cli import main\n"
             f"rc = main(['synth', '--model', {str(exported['fs_gl'])!r}, '-d', {str(out)!r}, "
             "'the quick brown fox.', 'why? yes.'])\n"
+            "import speechkd.runtime.serve, speechkd.runtime.serve_cli\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))\n"
             "print('RC', rc, 'BAD', ','.join(bad))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -1,0 +1,150 @@
+"""``speechkd serve``: a real uvicorn process on a free loopback port serving an exported dir;
+health, synthesis (JSON and text/plain), and every limit answered with a 4xx JSON error."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is in the runtime extra")
+pytest.importorskip("uvicorn", reason="uvicorn is in the serve extra")
+pytest.importorskip("starlette", reason="starlette is in the serve extra")
+httpx = pytest.importorskip("httpx", reason="httpx is in the serve extra")
+pytest.importorskip("onnxscript", reason="the fixture exports a model (export extra)")
+
+import soundfile as sf  # noqa: E402
+
+from export_fixtures import exported  # noqa: E402,F401  (the shared session fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "speechkd.cli", "serve", "--model", str(exported["fs2_vocos"]),
+                             "--port", str(port), "--max-chars", "200", "--max-body", "2000", "--workers", "2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the server did not come up: " + (proc.stdout.read() if proc.stdout else ""))
+        time.sleep(0.2)
+    yield url, proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_health_and_synthesis(server):
+    url, _ = server
+    h = httpx.get(url + "/health").json()
+    assert h["status"] == "ok" and h["model"] == "fastspeech2" and h["vocoder"] == "vocos" and h["speakers"] == []
+    r = httpx.post(url + "/synthesize", json={"text": "the quick brown fox.", "speed": 1.0})
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    wav, sr = sf.read(io.BytesIO(r.content))
+    assert sr == h["sample_rate"] and len(wav) > 0
+    slow = httpx.post(url + "/synthesize", json={"text": "the quick brown fox.", "speed": 0.5})
+    assert len(sf.read(io.BytesIO(slow.content))[0]) > len(wav)
+    plain = httpx.post(url + "/synthesize", content="why? yes.", headers={"content-type": "text/plain"})
+    assert plain.status_code == 200 and len(sf.read(io.BytesIO(plain.content))[0]) > 0
+
+
+@pytest.mark.parametrize("kwargs,status,words", [
+    ({"json": {"text": ""}}, 400, "empty text"),
+    ({"json": {"text": "x" * 201}}, 413, "over the limit of 200"),
+    ({"content": b"x" * 3000, "headers": {"content-type": "text/plain"}}, 413, "over 2000 bytes"),
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "malformed JSON"),
+    ({"json": {"txt": "hello"}}, 400, "expected a JSON object"),
+    ({"json": {"text": "hello", "voice": 3}}, 400, "unknown field"),
+    ({"json": {"text": "hello", "speed": "fast"}}, 400, "speed must be a number"),
+    ({"json": {"text": "hello", "speed": 0}}, 400, "speed must be in"),
+    ({"json": {"text": "Über"}}, 400, "unknown symbol"),
+    ({"content": b"\xff\xfe", "headers": {"content-type": "text/plain"}}, 400, "not UTF-8"),
+    ({"content": b"hello", "headers": {"content-type": "image/png"}}, 415, "content type"),
+])
+def test_bad_requests_get_4xx_json(server, kwargs, status, words):
+    url, proc = server
+    r = httpx.post(url + "/synthesize", **kwargs)
+    assert r.status_code == status and r.json()["status"] == status and words in r.json()["error"], r.text
+    assert proc.poll() is None
+
+
+def test_unknown_paths_and_methods_are_json(server):
+    url, _ = server
+    r = httpx.get(url + "/nope")
+    assert r.status_code == 404 and r.json()["status"] == 404
+    r = httpx.get(url + "/synthesize")
+    assert r.status_code == 405 and r.json()["status"] == 405
+
+
+def test_concurrent_requests_and_graceful_shutdown(server):
+    """Requests from several clients at once all succeed; SIGTERM then stops the server cleanly."""
+    import concurrent.futures
+
+    url, proc = server
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(lambda i: httpx.post(url + "/synthesize", json={"text": f"yes {i}."}, timeout=60)
+                              .status_code, range(12)))
+    assert codes == [200] * 12
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught (exit status -SIGTERM)
+    assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert "Traceback" not in (proc.stdout.read() if proc.stdout else "")
+
+
+def test_busy_server_answers_503(exported):
+    """With --max-pending 1, a request arriving while another is in flight gets 503 + Retry-After
+    (the app driven in-process through httpx's ASGI transport, the first request held in its worker)."""
+    import asyncio
+    import threading
+
+    from speechkd.runtime.serve import Limits, make_app
+    from speechkd.runtime.synth import OnnxSynthesizer
+
+    synth = OnnxSynthesizer(str(exported["fs_gl"]))
+    gate, entered = threading.Event(), threading.Event()
+    real = synth.synthesize_ids
+
+    def held(*a, **k):
+        entered.set()
+        gate.wait(30)
+        return real(*a, **k)
+
+    synth.synthesize_ids = held  # type: ignore[method-assign]
+    app = make_app(synth, Limits(max_pending=1, workers=1))
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            first = asyncio.create_task(client.post("/synthesize", json={"text": "yes."}))
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+            second = await client.post("/synthesize", json={"text": "yes."})
+            gate.set()
+            return await first, second
+
+    first, second = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert second.status_code == 503 and second.headers["retry-after"] == "1" and "busy" in second.json()["error"]
+    assert first.status_code == 200
