@@ -138,3 +138,15 @@ def test_synth_on_an_exported_dir_imports_no_torch(exported, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "RC 0 BAD \n" in res.stdout + "\n", res.stdout + res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["manifest.tsv", "utt0001.wav", "utt0002.wav"]
+
+
+def test_bench_export_reports_rtf_and_mcd(exported, tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "export", "--model", str(exported["fastspeech2"]), "--vocoder", str(exported["voc"]),
+                 "--exported", str(exported["fs2_vocos"]), "--text", "the quick brown fox.", "why? yes.",
+                 "--frames-per-token", "4", "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
+    b = json.loads(out.read_text())["benches"][0]
+    assert [r["name"] for r in b["results"]] == ["pytorch", "onnx none: fs2_vocos"]
+    assert "RTF" in " ".join(b["extra"]) and b["extra"]["durations"] == "4 frames per token"
+    mcd = float(b["extra"]["onnx none: fs2_vocos vs pytorch"].split("MCD ")[1].split(" dB")[0])
+    assert 0 <= mcd < 0.1  # the fp32 export speaks as PyTorch does
