@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,20 +28,22 @@ from export_fixtures import exported  # noqa: E402,F401  (the shared session fix
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(exported):
-    port = free_port()
+    """``speechkd serve`` in its own process on a free loopback port (--port 0; the port it prints)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "speechkd.cli", "serve", "--model", str(exported["fs2_vocos"]),
-                             "--port", str(port), "--max-chars", "200", "--max-body", "2000", "--workers", "2"],
+                             "--port", "0", "--max-chars", "200", "--max-body", "2000", "--workers", "2"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    lines = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        lines.append(line)
+        m = re.search(r"on (http://127\.0\.0\.1:\d+)/", line)
+        if m:
+            url = m.group(1)
+            break
+    else:
+        pytest.fail("the server did not start: " + "".join(lines))
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -50,8 +53,8 @@ def server(exported):
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            pytest.fail("the server did not come up: " + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.2)
+            pytest.fail("the server did not answer /health")
+        time.sleep(0.1)
     yield url, proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -113,6 +116,18 @@ def test_concurrent_requests_and_graceful_shutdown(server):
     # uvicorn shuts down gracefully, then re-raises the signal it caught (exit status -SIGTERM)
     assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
     assert "Traceback" not in (proc.stdout.read() if proc.stdout else "")
+
+
+def test_a_taken_port_is_one_error_line(exported, capsys):
+    from speechkd.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--model", str(exported["fs_gl"]), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
 
 
 def test_busy_server_answers_503(exported):

@@ -161,19 +161,40 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
 
 
+def listen_socket(host: str, port: int):
+    """A bound TCP socket for ``host:port`` (port 0: any free one), or one error line."""
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise SpeechkdError(f"cannot resolve {host!r} ({e.strerror or e})", field="--host") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise SpeechkdError(f"cannot listen on {host}:{port} ({e.strerror or e})", field="--port",
+                            hint="choose another --port (0: any free one) or --host") from None
+    return sock
+
+
 def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
           threads: int = 1) -> None:
-    """Load ``model`` and serve it until SIGINT/SIGTERM."""
+    """Load ``model`` and serve it until SIGINT/SIGTERM (requests in flight finish first)."""
     try:
         import uvicorn  # why: the optional serve extra
     except ImportError:
         raise SpeechkdError("uvicorn is not installed", hint="pip install 'speechkd[serve]'") from None
     limits = limits or Limits()
     synth = OnnxSynthesizer(model, threads=threads)
+    app = make_app(synth, limits)
+    sock = listen_socket(host, port)  # bound here, so that a taken port is one error line
     if not is_loopback(host):
         logger.warning("serving on %s: reachable from other machines, with no authentication", host)
-    app = make_app(synth, limits)
-    print(f"serving {model} ({synth.name} + {synth.voc['kind']}) on http://{host}:{port}/ "
+    bound = sock.getsockname()[1]
+    print(f"serving {model} ({synth.name} + {synth.voc['kind']}) on http://{host}:{bound}/ "
           "(POST /synthesize, GET /health; Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=30,
-                limit_max_requests=None)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
+    server.run(sockets=[sock])

@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=av.existing_dir, required=True, help="an exported dir (speechkd export)")
     p.add_argument("--host", type=av.nonempty_str, default="127.0.0.1",
                    help="address to bind (default %(default)s: this machine only)")
-    p.add_argument("--port", type=av.port, default=8000, help="TCP port (default %(default)s)")
+    p.add_argument("--port", type=av.port, default=8000, help="TCP port (default %(default)s; 0: any free one, printed at start)")
     p.add_argument("--workers", type=av.int_range(1, 256), default=min(4, os.cpu_count() or 1),
                    help="syntheses running at once, in threads (default: the cores, at most 4: %(default)s)")
     p.add_argument("--threads", type=av.int_range(1, 256), default=1,
