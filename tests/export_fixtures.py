@@ -4,6 +4,7 @@ in the trainers' checkpoint formats, exported once (FastSpeech 2 + Vocos through
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,17 @@ def make_vocoder_exp(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory) -> dict[str, Path]:
-    """FastSpeech 2 + Vocos through the API, FastSpeech + Griffin-Lim through the CLI (fp32)."""
+    """FastSpeech 2 + Vocos through the API, FastSpeech (globally normalised mels) + Griffin-Lim through
+    the CLI (fp32)."""
     root = tmp_path_factory.mktemp("export")
-    exps = {m: make_exp(root, m) for m in ("fastspeech", "fastspeech2")}
+    exps = {"fastspeech2": make_exp(root, "fastspeech2"),
+            # global mel normalisation with non-trivial statistics: the runtime's denormalisation is checked too
+            "fastspeech": make_exp(root, "fastspeech", dataclasses.replace(FEATS, normalization="global"))}
+    ckpt = exps["fastspeech"] / "checkpoints/last.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    state["speechkd"]["mel_std"] = np.linspace(0.5, 2.0, FEATS.n_mels).tolist()
+    state["speechkd"]["mel_mean"] = np.linspace(-6.0, -2.0, FEATS.n_mels).tolist()
+    torch.save(state, ckpt)
     voc = make_vocoder_exp(root)
     out = {"root": root, "voc": voc, **exps}
     out["fs2_vocos"] = root / "out/fs2_vocos"

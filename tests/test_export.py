@@ -64,6 +64,9 @@ def test_exported_dir_holds_everything(exported):
     assert sr == FEATS.sample_rate and wav.dtype == np.float32 and len(wav) > 0 and np.isfinite(wav).all()
     man_gl = json.loads((exported["fs_gl"] / bundle.MANIFEST).read_text())
     assert man_gl["vocoder"]["kind"] == "griffin_lim" and bundle.GRIFFIN_LIM in man_gl["files"]
+    gl, lm_fs = OnnxSynthesizer(str(exported["fs_gl"])), load_model(str(exported["fastspeech"]))
+    assert gl.feature_config.normalization == "global" and gl.mel_std.min() == 0.5
+    np.testing.assert_array_equal(gl.mel_mean, lm_fs.mel_mean)
 
 
 def test_runtime_controls_and_bad_text(exported):
