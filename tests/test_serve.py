@@ -95,6 +95,32 @@ def test_bad_requests_get_4xx_json(server, kwargs, status, words):
     assert proc.poll() is None
 
 
+def test_streamed_synthesis_sentence_by_sentence(server, exported):
+    """stream: the wav arrives sentence by sentence; its samples are those of each sentence synthesised
+    alone (PCM16, one LSB of rounding), and the header is one decoders read."""
+    import numpy as np
+
+    from speechkd.runtime.synth import OnnxSynthesizer, split_sentences
+
+    url, _ = server
+    text = "The quick brown fox. Why? Yes; a lazy dog!"
+    assert split_sentences(text) == ["The quick brown fox.", "Why?", "Yes; a lazy dog!"]
+    with httpx.stream("POST", url + "/synthesize", json={"text": text, "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+        chunks = list(r.iter_bytes())
+    body = b"".join(chunks)
+    rt = OnnxSynthesizer(str(exported["fs2_vocos"]))
+    want = np.concatenate(list(rt.stream(text)))
+    got = np.frombuffer(body[44:], "<i2")
+    assert len(got) == len(want) and np.abs(got - np.round(want * 32767)).max() <= 1
+    wav, sr = sf.read(io.BytesIO(body), dtype="int16")
+    assert sr == rt.sample_rate and len(wav) == len(want)
+    bad = httpx.post(url + "/synthesize", json={"text": "Fine. Über.", "stream": True})
+    assert bad.status_code == 400 and "unknown symbol" in bad.json()["error"]  # refused before any audio
+    assert httpx.post(url + "/synthesize", json={"text": "x", "stream": "yes"}).status_code == 400
+    assert httpx.get(url + "/health").json()["busy"] == 0  # streamed requests gave their slots back
+
+
 def test_unknown_paths_and_methods_are_json(server):
     url, _ = server
     r = httpx.get(url + "/nope")

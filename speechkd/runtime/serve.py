@@ -1,7 +1,10 @@
 """An HTTP server for an exported model (``speechkd serve``): Starlette on uvicorn, no torch.
 
     GET  /health       {"status": "ok", "model", "vocoder", "sample_rate", "speakers", "busy", "limits"}
-    POST /synthesize   JSON {"text": "...", "speed": 1.0} or a text/plain body -> audio/wav (16-bit PCM)
+    POST /synthesize   JSON {"text": "...", "speed": 1.0, "stream": false} or a text/plain body
+                       -> audio/wav (16-bit PCM); with "stream": true (or ?stream=1) the wav is sent
+                       sentence by sentence as each is synthesised (a streamed wav header: sizes
+                       0xFFFFFFFF), so the first audio arrives after the first sentence
 
 Limits, each a 4xx JSON error ``{"error": "...", "status": N}`` before any synthesis:
 413 for a body over ``max_body_bytes`` or a text over ``max_chars``; 400 for malformed JSON, a
@@ -20,6 +23,7 @@ import ipaddress
 import json
 import logging
 import math
+import struct
 import threading
 from dataclasses import dataclass
 
@@ -55,6 +59,18 @@ def wav_bytes(wav: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
+def streamed_wav_header(sr: int) -> bytes:
+    """A 16-bit mono PCM wav header whose RIFF and data sizes are 0xFFFFFFFF (length unknown while
+    streaming; the convention decoders such as ffmpeg and soundfile accept)."""
+    return (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, sr, sr * 2, 2, 16)
+            + b"data" + struct.pack("<I", 0xFFFFFFFF))
+
+
+def pcm16(wav: np.ndarray) -> bytes:
+    """float [-1, 1] -> little-endian int16 samples (as soundfile's PCM_16 writes them)."""
+    return (np.clip(wav, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -70,7 +86,7 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
     state = {"pending": 0}
@@ -91,28 +107,31 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
                 raise HTTPError(413, f"request body over {limits.max_body_bytes} bytes")
         return bytes(body)
 
-    def parse(request: Request, body: bytes) -> tuple[str, float]:
+    def parse(request: Request, body: bytes) -> tuple[str, float, bool]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             raw = body.decode("utf-8")
         except UnicodeDecodeError:
             raise HTTPError(400, "the body is not UTF-8") from None
         speed: object = request.query_params.get("speed", "1.0")
+        stream: object = request.query_params.get("stream", "0") in ("1", "true")
         if ctype == "application/json":
             try:
                 data = json.loads(raw)
             except (ValueError, RecursionError):
                 raise HTTPError(400, "malformed JSON") from None
             if not isinstance(data, dict) or not isinstance(data.get("text"), str):
-                raise HTTPError(400, 'expected a JSON object {"text": "...", "speed": 1.0}')
-            unknown = sorted(set(data) - {"text", "speed"})
+                raise HTTPError(400, 'expected a JSON object {"text": "...", "speed": 1.0, "stream": false}')
+            unknown = sorted(set(data) - {"text", "speed", "stream"})
             if unknown:
-                raise HTTPError(400, f"unknown field(s) {', '.join(unknown)} (known: text, speed)")
-            text, speed = data["text"], data.get("speed", 1.0)
+                raise HTTPError(400, f"unknown field(s) {', '.join(unknown)} (known: text, speed, stream)")
+            text, speed, stream = data["text"], data.get("speed", 1.0), data.get("stream", stream)
         elif ctype in ("text/plain", ""):
             text = raw
         else:
             raise HTTPError(415, f"content type {ctype!r}: send application/json or text/plain")
+        if not isinstance(stream, bool):
+            raise HTTPError(400, f"stream must be true or false, got {stream!r}")
         try:
             speed = float(speed)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -123,31 +142,55 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
             raise HTTPError(400, "empty text")
         if len(text) > limits.max_chars:
             raise HTTPError(413, f"text of {len(text)} characters, over the limit of {limits.max_chars}")
-        return text, speed
+        return text, speed, stream
+
+    def sentence_ids(text: str) -> list[list[int]]:
+        with frontend_lock:
+            try:
+                return synth.sentence_ids(text)
+            except SpeechkdError as e:
+                raise HTTPError(400, str(e)) from None
+
+    def speak(ids: list[int], speed: float) -> np.ndarray:
+        try:
+            return synth.synthesize_ids([ids], speed=speed)[0][0]
+        except SpeechkdError as e:
+            raise HTTPError(400, str(e)) from None
 
     def run(text: str, speed: float) -> bytes:
         with frontend_lock:
             ids = synth.token_ids([text], ["request"])[0]
         if isinstance(ids, SpeechkdError):
             raise HTTPError(400, str(ids))
+        return wav_bytes(speak(ids, speed), synth.sample_rate)
+
+    async def sentences(ids: list[list[int]], speed: float):
+        """The streamed body: the header, then each sentence's samples as soon as they exist."""
         try:
-            wav = synth.synthesize_ids([ids], speed=speed)[0][0]
-        except SpeechkdError as e:
-            raise HTTPError(400, str(e)) from None
-        return wav_bytes(wav, synth.sample_rate)
+            yield streamed_wav_header(synth.sample_rate)
+            for x in ids:
+                yield pcm16(await anyio.to_thread.run_sync(speak, x, speed, limiter=workers))
+        finally:
+            state["pending"] -= 1
 
     async def synthesize(request: Request) -> Response:
         if state["pending"] >= limits.max_pending:
             return error(503, f"busy: {limits.max_pending} requests in flight", {"Retry-After": "1"})
         state["pending"] += 1  # one event loop: no lock needed
+        handed_over = False  # a streamed body releases its slot when it ends
         try:
-            text, speed = parse(request, await read_body(request))
+            text, speed, stream = parse(request, await read_body(request))
+            if stream:
+                ids = await anyio.to_thread.run_sync(sentence_ids, text, limiter=workers)
+                handed_over = True
+                return StreamingResponse(sentences(ids, speed), media_type="audio/wav")
             audio = await anyio.to_thread.run_sync(run, text, speed, limiter=workers)
             return Response(audio, media_type="audio/wav")
         except HTTPError as e:
             return error(e.status, e.message, e.headers)
         finally:
-            state["pending"] -= 1
+            if not handed_over:
+                state["pending"] -= 1
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": synth.name, "vocoder": synth.voc["kind"],

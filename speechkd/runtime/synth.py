@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import FeatureConfig
 from speechkd.runtime import bundle
 from speechkd.runtime.dsp import griffin_lim, istft, periodic_window
-from speechkd.text.frontend import Frontend
+from speechkd.text.frontend import Frontend, normalize_text
 from speechkd.text.tokens import TokenList
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ class Utterance:
     stopped: bool = True
     error: str | None = None
     path: str = ""
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text``, split after . ! ? once the frontend's normalisation has expanded
+    abbreviations (so "Dr. Smith" stays in one sentence)."""
+    return [s for s in re.split(r"(?<=[.!?])\s+", normalize_text(text)) if s.strip()]
 
 
 def _session(path: str, threads: int):
@@ -239,6 +246,24 @@ class OnnxSynthesizer:
             raise ids
         return self.synthesize_ids([ids], speed=speed, pitch_scale=pitch_scale, energy_scale=energy_scale,
                                    seed=seed)[0][0], self.sample_rate
+
+    def sentence_ids(self, text: str) -> list[list[int]]:
+        """Ids of each sentence of ``text`` (:func:`split_sentences`); the first bad one raises."""
+        sentences = split_sentences(text)
+        if not sentences:
+            raise SpeechkdError("empty text", field="text", hint="give a sentence")
+        out = []
+        for i, x in enumerate(self.token_ids(sentences, [f"sentence {i + 1}" for i in range(len(sentences))])):
+            if isinstance(x, SpeechkdError):
+                raise x
+            out.append(x)
+        return out
+
+    def stream(self, text: str, *, speed: float = 1.0, seed: int | None = None) -> Iterator[np.ndarray]:
+        """Waveforms of ``text`` sentence by sentence, each yielded as soon as it is synthesised (the
+        text is checked whole first, so a bad sentence fails before any audio)."""
+        for ids in self.sentence_ids(text):
+            yield self.synthesize_ids([ids], speed=speed, seed=seed)[0][0]
 
     def batch(self, texts: Sequence[str], utts: Sequence[str] | None = None, *, batch_size: int = 1,
               speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
