@@ -10,11 +10,12 @@ Graphs, all with dynamic batch and length axes:
 
 Why two acoustic graphs: the length regulator's output length is data-dependent
 (``int(lens.max())`` and ``torch.searchsorted`` in ``length_regulate``). The TorchScript exporter
-(``dynamo=False``) traces that length as a constant, and baked the traced pitch bucket edges too
-(max |mel error| of several units on other inputs, while the dynamo export of the same encoder is
-exact to 1e-6); torch.export cannot export an output shape that depends on tensor values. So the
-dynamo exporter (``torch.export``) exports the two halves on either side of the regulator, and the
-runtime repeats the token states in numpy, the few lines FastSpeech sec. 3.2 describes.
+(``dynamo=False``) traces that length as a constant, and its export of the FastSpeech 2 encoder
+alone already gave wrong outputs on inputs other than the traced one (where the dynamo export of
+the same encoder matches PyTorch); torch.export cannot export an output shape that depends on
+tensor values. So the dynamo exporter (``torch.export``) exports the two halves on either side of
+the regulator, and the runtime repeats the token states in numpy, the few lines FastSpeech
+sec. 3.2 describes.
 
 Why the vocoder stops at the spectrum: ``torch.istft`` exports, but into a graph onnxruntime
 refuses (a ScatterND with int32 indices); the runtime inverts the STFT in numpy
@@ -109,16 +110,15 @@ def _export(module: nn.Module, args: tuple, path: str, inputs: list[str], output
             torch.onnx.export(ep, args, tmp, input_names=inputs, output_names=outputs, dynamo=True,
                               external_data=False, verbose=False)
         os.replace(tmp, path)
-        for q, level in zip(quiet, levels):
-            q.setLevel(level)
     except Exception as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        for q, level in zip(quiet, levels):
-            q.setLevel(level)
         logger.error("exporter output:\n%s", log.getvalue()[-4000:])
         raise SpeechkdError(f"the ONNX exporter failed on {os.path.basename(path)}: {type(e).__name__}: "
                             f"{' '.join(str(e).split())[:300]}") from e
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
 
 
 def quantize_int8(path: str) -> None:
