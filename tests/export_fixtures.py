@@ -1,6 +1,5 @@
-"""A session fixture shared by the export and serve tests: tiny random students and a vocoder written
-in the trainers' checkpoint formats, exported once (FastSpeech 2 + Vocos through the API, FastSpeech
-+ Griffin-Lim through the CLI, fp32)."""
+"""What the session fixture ``exported`` (tests/conftest.py) makes for the export and serve tests: tiny
+random students and a vocoder written in the trainers' checkpoint formats, exported once."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from speechkd.cli import main
@@ -33,11 +31,9 @@ def make_vocoder_exp(root: Path) -> Path:
     return exp
 
 
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory) -> dict[str, Path]:
+def export_all(root: Path) -> dict[str, Path]:
     """FastSpeech 2 + Vocos through the API, FastSpeech (globally normalised mels) + Griffin-Lim through
     the CLI (fp32)."""
-    root = tmp_path_factory.mktemp("export")
     exps = {"fastspeech2": make_exp(root, "fastspeech2"),
             # global mel normalisation with non-trivial statistics: the runtime's denormalisation is checked too
             "fastspeech": make_exp(root, "fastspeech", dataclasses.replace(FEATS, normalization="global"))}

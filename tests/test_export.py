@@ -25,7 +25,6 @@ from speechkd.runtime.dsp import istft, periodic_window  # noqa: E402
 from speechkd.runtime.synth import OnnxSynthesizer  # noqa: E402
 from speechkd.checkpoints import load_model, load_vocoder  # noqa: E402
 
-from export_fixtures import exported  # noqa: E402,F401  (the shared session fixture)
 from test_synth import FEATS, make_exp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

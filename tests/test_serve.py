@@ -23,7 +23,6 @@ pytest.importorskip("onnxscript", reason="the fixture exports a model (export ex
 
 import soundfile as sf  # noqa: E402
 
-from export_fixtures import exported  # noqa: E402,F401  (the shared session fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 
