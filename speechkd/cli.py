@@ -37,6 +37,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "train-vocoder": ("speechkd.train.vocoder_cli", "train a neural vocoder (Vocos-like; GAN + mel losses) in an exp dir"),
     "vocode": ("speechkd.infer.cli_vocode", "dumped log-mels -> wavs through a vocoder (copy synthesis)"),
     "synth": ("speechkd.infer.cli_synth", "text -> wav with a trained acoustic model and a vocoder (-o or -d DIR)"),
+    "export": ("speechkd.export.cli", "export a trained student and vocoder to ONNX (runs without torch)"),
+    "serve": ("speechkd.runtime.serve_cli", "serve an exported model over HTTP (POST text -> wav; loopback default)"),
     "bench": ("speechkd.bench.cli", "speed benchmarks side by side in one process (align: MAS backends)"),
     "listen": ("speechkd.listen.cli", "listening-test pages (MOS, CMOS, AB, ABX, MUSHRA); aggregate answers; serve"),
 }

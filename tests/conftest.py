@@ -43,3 +43,12 @@ def tiny_datadir(tmp_path: Path) -> Path:
     (data / "spk2utt").write_text(
         "".join(f"{s} {' '.join(u for u, s2, _, _ in rows if s2 == s)}\n" for s in ("spkA", "spkB")))
     return data
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> dict[str, Path]:
+    """Tiny students and a vocoder exported to ONNX once per session, for the export and serve tests
+    (``tests/export_fixtures.py``; here so that both modules share one export)."""
+    from export_fixtures import export_all  # imports torch: only for the tests that use it
+
+    return export_all(tmp_path_factory.mktemp("export"))

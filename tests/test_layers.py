@@ -23,11 +23,12 @@ from speechkd.models.vocoders.vocos import Vocos
 LAYERS: list[set[str]] = [
     {"", "errors", "config", "utils", "audio"},  # "": speechkd/__init__.py
     {"data", "text", "features", "corpora"},
+    {"runtime"},  # exported models on onnxruntime and numpy: no torch below it
     {"align"},
     {"models"},
     {"checkpoints"},
     {"train", "infer"},
-    {"distill"},
+    {"distill", "export"},  # export: trained models -> ONNX (uses infer's frontend resolution)
     {"enhance"},
     {"eval", "listen", "bench", "testing"},  # testing: replicas of published corpora for tests and users
     {"cli"},

@@ -35,6 +35,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "vocoder": ("speechkd.bench.vocoder", "vocoders on the same ~10 s of audio (Griffin-Lim, Vocos-like, WORLD; CUDA when present)"),
     "synth": ("speechkd.bench.synth", "teacher (cached, uncached) vs FastSpeech / FastSpeech 2, vocoders, end to end"),
     "diffusion": ("speechkd.bench.diffusion", "N-step diffusion teacher vs its k-step distilled students (ProDiff)"),
+    "export": ("speechkd.bench.export", "a student on PyTorch vs its exported ONNX dirs (fp32, int8): RTF, MCD"),
     "teacher": ("speechkd.bench.teacher", "AR Transformer-TTS decoding with vs without the KV cache"),
     "contention": ("speechkd.bench.contention", "training steps/min quiet vs beside busy processes, old vs new "
                                                 "thread settings"),

@@ -56,9 +56,8 @@ import time
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import FeatureConfig
 from speechkd.infer.systems import list_systems, read_manifest, write_manifest
-from speechkd.infer.vocode import resynthesize_datadir, vocode_dump
+from speechkd.runtime.bundle import is_exported_dir
 from speechkd.utils import args as av
-from speechkd.infer.synthesize import Synthesizer, Utterance
 from speechkd.utils.io import atomic_write_text, atomic_write_wav
 from speechkd.utils.paths import id_problem, safe_child
 
@@ -233,6 +232,8 @@ def main(args: argparse.Namespace) -> int:
     if not args.model:
         raise SpeechkdError("no model given", field="--model",
                             hint="--model exp/<model> (a trained exp dir), or --systems FILE for a manifest")
+    if is_exported_dir(args.model):  # `speechkd export` output: onnxruntime and numpy, torch never imported
+        return synth_exported(args)
     if args.list_speakers:
         return list_speakers(args.model)
     return synth_model(args)
@@ -271,6 +272,8 @@ def speakers_of(args: argparse.Namespace, items: list[tuple[str, str, int]]) -> 
 
 def synth_systems(args: argparse.Namespace) -> int:
     """Every system of the manifest ``args.systems`` (written first from ``args.systems_from``)."""
+    from speechkd.infer.vocode import resynthesize_datadir, vocode_dump  # why: imports torch (not for exported dirs)
+
     if args.model or args.text or args.input or args.list or args.output or args.out_dir:
         raise SpeechkdError("--systems synthesises the manifest's systems from --data-dir and --feats",
                             field="--systems", hint="leave out --model, TEXT, -i, --list, -o and -d")
@@ -314,6 +317,7 @@ def synth_model(args: argparse.Namespace) -> int:
     """Text -> wavs with one acoustic model (``args.model``)."""
     import torch
 
+    from speechkd.infer.synthesize import Synthesizer  # why: imports torch (not for exported dirs)
 
     items = collect_inputs(args)
     check_writable(args, len(items))
@@ -333,7 +337,7 @@ def synth_model(args: argparse.Namespace) -> int:
                 synth.loaded.step, args.vocoder, synth.device, time.perf_counter() - t_load)
     line_of = {u: n for u, _, n in items}
 
-    def write(r: Utterance) -> None:
+    def write(r) -> None:
         if r.wav is None:
             return
         path = args.output or safe_child(out_dir or ".", r.utt, ".wav", source=args.list)
@@ -348,6 +352,11 @@ def synth_model(args: argparse.Namespace) -> int:
     results = synth.batch([t for _, t, _ in items], [u for u, _, _ in items], batch_size=args.batch_size,
                           speed=args.speed, pitch_scale=args.pitch_scale, energy_scale=args.energy_scale,
                           seed=args.seed, on_done=write, speakers=speakers)
+    return report(args, results, synth.sample_rate, line_of, out_dir)
+
+
+def report(args: argparse.Namespace, results: list, sr: int, line_of: dict[str, int], out_dir: str) -> int:
+    """Errors on stderr, ``manifest.tsv`` / ``failures.tsv`` in ``-d DIR``, the summary line; the exit status."""
     failed = [r for r in results if r.error]
     ok = [r for r in results if not r.error]
     if not ok and len(failed) == 1:
@@ -357,11 +366,10 @@ def synth_model(args: argparse.Namespace) -> int:
         print(f"speechkd synth: error: {'line %d: ' % n if n else ''}{r.error}", file=sys.stderr)
     if not ok:
         raise SpeechkdError(f"all {len(failed)} utterances failed (see the errors above)")
-    sr = synth.sample_rate
     if args.out_dir:
         rows = [["id", "text", "path", "seconds", "synth_seconds", "batch_size", "stopped", "speaker"]]
         rows += [[r.utt, r.text, r.path, f"{len(r.wav) / sr:.3f}", f"{r.synth_seconds:.3f}",
-                  str(r.batch_size), str(r.stopped).lower(), r.speaker] for r in ok]
+                  str(r.batch_size), str(r.stopped).lower(), getattr(r, "speaker", "")] for r in ok]
         atomic_write_text(os.path.join(out_dir, MANIFEST), _tsv(rows))
         fail_path = os.path.join(out_dir, FAILURES)
         if failed:
@@ -376,3 +384,43 @@ def synth_model(args: argparse.Namespace) -> int:
           + (f"; {len(failed)} failed, listed in {os.path.join(out_dir, FAILURES)}" if failed and args.out_dir
              else (f"; {len(failed)} failed" if failed else "")))
     return 1 if failed else 0
+
+
+def synth_exported(args: argparse.Namespace) -> int:
+    """Text -> wavs with an exported dir (``speechkd export``) on onnxruntime: no torch, no Lightning."""
+    from speechkd.runtime.synth import OnnxSynthesizer  # why: onnxruntime is an optional package (runtime extra)
+
+    for flag, value, default in (("--steps", args.steps, 0), ("--average", args.average, 1),
+                                 ("--frontend", args.frontend, None), ("--vocoder", args.vocoder, "griffin_lim")):
+        if value != default:
+            raise SpeechkdError(f"{flag} does not apply to an exported dir (its graphs, frontend and vocoder are "
+                                "fixed at export)", field=flag, path=args.model, hint=f"leave out {flag}")
+    if args.device.startswith("cuda"):
+        raise SpeechkdError("an exported dir runs on the CPU (onnxruntime)", field="--device", hint="--device cpu")
+    items = collect_inputs(args)
+    check_writable(args, len(items))
+    bad_ids = [(u, n) for u, _, n in items if id_problem(u)]
+    if bad_ids and not args.output:
+        raise SpeechkdError("utterance id(s) cannot name a file: " + "; ".join(
+            f"line {n}: {u!r} ({id_problem(u)})" for u, n in bad_ids[:5]), path=args.list, hint="rename them")
+    out_dir = args.out_dir or ""
+    t_load = time.perf_counter()
+    synth = OnnxSynthesizer(args.model, threads=args.threads, on_unknown=args.on_unknown)
+    logger.info("loaded exported %s (%s + %s) in %.2f s", args.model, synth.name, synth.voc["kind"],
+                time.perf_counter() - t_load)
+
+    def write(r) -> None:
+        if r.wav is None:
+            return
+        path = args.output or safe_child(out_dir or ".", r.utt, ".wav", source=args.list)
+        try:
+            atomic_write_wav(path, r.wav, synth.sample_rate)
+        except OSError as e:
+            raise SpeechkdError(f"cannot write the wav ({e.strerror})", path=path,
+                                hint="choose a writable location") from None
+        r.path = path
+
+    results = synth.batch([t for _, t, _ in items], [u for u, _, _ in items], batch_size=args.batch_size,
+                          speed=args.speed, pitch_scale=args.pitch_scale, energy_scale=args.energy_scale,
+                          seed=args.seed, on_done=write)
+    return report(args, results, synth.sample_rate, {u: n for u, _, n in items}, out_dir)

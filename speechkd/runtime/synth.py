@@ -1,0 +1,305 @@
+"""Text -> waveform from an exported dir (:mod:`speechkd.runtime.bundle`) on onnxruntime and numpy.
+
+The same pipeline as :class:`speechkd.infer.synthesize.Synthesizer`, without torch:
+
+    text -> frontend -> ids -> encoder.onnx -> h, log(d + 1)
+         -> d = clip(round((exp(p) - 1) / speed), 1, max_token_frames)     (FastSpeech sec. 3.3)
+         -> length regulator: h_s repeated d_s times (numpy)               (FastSpeech sec. 3.2)
+         -> decoder.onnx -> mel -> denormalise -> vocoder.onnx + inverse STFT (or Griffin-Lim)
+
+Importing this module imports neither torch nor Lightning (a test checks it), so a cold
+``speechkd synth --model DIR`` pays only for numpy, onnxruntime and the frontend.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Literal, Sequence
+
+import numpy as np
+
+from speechkd.config import load_config
+from speechkd.errors import ConfigError, SpeechkdError
+from speechkd.features.config import FeatureConfig
+from speechkd.runtime import bundle
+from speechkd.runtime.dsp import griffin_lim, istft, periodic_window
+from speechkd.text.frontend import Frontend, normalize_text
+from speechkd.text.tokens import TokenList
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Utterance:
+    """One synthesized utterance (``wav`` None and ``error`` set when it failed); the fields of
+    :class:`speechkd.infer.synthesize.Utterance`."""
+
+    utt: str
+    text: str
+    wav: np.ndarray | None = None
+    frames: int = 0
+    synth_seconds: float = 0.0
+    batch_size: int = 1
+    stopped: bool = True
+    error: str | None = None
+    path: str = ""
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text``, split after . ! ? once the frontend's normalisation has expanded
+    abbreviations (so "Dr. Smith" stays in one sentence)."""
+    return [s for s in re.split(r"(?<=[.!?])\s+", normalize_text(text)) if s.strip()]
+
+
+def _session(path: str, threads: int):
+    import onnxruntime as ort  # why: an optional package (the runtime extra); its absence is one error line
+
+    opts = ort.SessionOptions()
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # warnings about unused initialisers are not the user's concern
+    try:
+        return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own classes for a damaged or foreign graph
+        raise SpeechkdError(f"onnxruntime cannot load it ({' '.join(str(e).split())[:200]})", path=path,
+                            hint="export the model again") from None
+
+
+def require_onnxruntime() -> None:
+    try:
+        importlib.import_module("onnxruntime")  # why: the optional runtime extra; checked before any work
+    except ImportError:
+        raise SpeechkdError("onnxruntime is not installed", hint="pip install 'speechkd[runtime]'") from None
+
+
+class OnnxSynthesizer:
+    """An exported model: ``synth(text) -> (wav, sr)``, :meth:`batch` as the torch Synthesizer."""
+
+    def __init__(self, path: str, *, threads: int = 0, on_unknown: Literal["error", "map"] = "error",
+                 griffin_lim_iters: int | None = None):
+        require_onnxruntime()
+        self.path = os.fspath(path)
+        man = self.manifest = bundle.read_manifest(self.path)
+        j = lambda name: os.path.join(self.path, name)  # noqa: E731
+        self.name, self.step = str(man["model"]), int(man.get("source", {}).get("step", 0))
+        self.speakers = list(man["speakers"])
+        self.max_tokens, self.max_frames = int(man["max_tokens"]), int(man["max_frames"])
+        self.max_token_frames = int(man["max_token_frames"])
+        self.controls = set(man.get("controls", ["speed"]))
+        self.token_list = TokenList.load(j(bundle.TOKENS))
+        self.frontend = load_config(Frontend, j(bundle.FRONTEND))
+        self.feature_config = FeatureConfig.load(j(bundle.FEATURES))
+        with np.load(j(bundle.MEL_STATS), allow_pickle=False) as z:
+            self.mel_mean, self.mel_std = z["mel_mean"].astype(np.float32), z["mel_std"].astype(np.float32)
+        self.on_unknown = on_unknown
+        self.encoder = _session(j(bundle.ENCODER), threads)
+        self.decoder = _session(j(bundle.DECODER), threads)
+        self.voc = dict(man["vocoder"])
+        fc = self.feature_config
+        if self.voc.get("kind") == "vocos":
+            self.vocoder = _session(j(bundle.VOCODER), threads)
+            self.n_fft = int(self.voc["n_fft"])
+        elif self.voc.get("kind") == "griffin_lim":
+            with np.load(j(bundle.GRIFFIN_LIM), allow_pickle=False) as z:
+                self.inv_basis = z["inv_basis"].astype(np.float32)
+            self.n_fft = fc.n_fft
+            if griffin_lim_iters is not None:
+                self.voc["n_iter"] = griffin_lim_iters
+        else:
+            raise SpeechkdError(f"unknown vocoder kind {self.voc.get('kind')!r}", path=self.path, field="vocoder")
+        self.window = periodic_window(fc.window, fc.win_length)
+        self.sample_rate = fc.sample_rate
+        self.device = "onnxruntime-cpu"
+
+    # ---- text ---------------------------------------------------------------------------------
+    def token_ids(self, texts: Sequence[str], utts: Sequence[str]) -> list[list[int] | SpeechkdError]:
+        """Ids of each text, or the error that text causes (empty, no tokens, unknown symbols, too long)."""
+        out: list[list[int] | SpeechkdError] = [SpeechkdError("empty text", utt=u, field="text",
+                                                              hint="give a sentence; drop empty lines")
+                                                if not t.strip() else [] for t, u in zip(texts, utts)]
+        live = [i for i, t in enumerate(texts) if t.strip()]
+        try:  # one phonemizer call for all, then one at a time to find the text that fails
+            toks = dict(zip(live, self.frontend.batch([texts[i] for i in live], [utts[i] for i in live])))
+        except SpeechkdError:
+            toks = {}
+            for i in live:
+                try:
+                    toks[i] = self.frontend.text_to_tokens(texts[i], utts[i])
+                except SpeechkdError as e:
+                    out[i] = e
+        for i, tk in toks.items():
+            try:
+                ids = self.token_list.encode(tk, utt=utts[i], on_unknown=self.on_unknown)
+            except SpeechkdError as e:
+                out[i] = e
+                continue
+            if len(ids) > self.max_tokens:
+                out[i] = SpeechkdError(f"{len(ids)} tokens, more than the exported graph's {self.max_tokens}",
+                                       utt=utts[i], field="text", hint="split the text into sentences")
+            else:
+                out[i] = ids
+        return out
+
+    # ---- synthesis ----------------------------------------------------------------------------
+    def check_controls(self, speed: float, pitch_scale: float, energy_scale: float) -> None:
+        for flag, value in (("--speed", speed), ("--pitch-scale", pitch_scale), ("--energy-scale", energy_scale)):
+            if not value > 0:
+                raise ConfigError(f"{flag} must be > 0, got {value}", field=flag)
+        for flag, value in (("--pitch-scale", pitch_scale), ("--energy-scale", energy_scale)):
+            if value != 1.0:
+                raise ConfigError(f"the exported {self.name} graph has {flag} fixed at 1.0", field=flag,
+                                  hint="leave it at 1.0, or synthesise with the PyTorch exp dir")
+
+    def durations(self, log_d: np.ndarray, lens: np.ndarray, speed: float) -> np.ndarray:
+        """Frames per token ``[B, S]`` int64 from log(d + 1): as ``durations_from_log`` (float32 exp,
+        round half to even, at least 1 and at most max_token_frames per real token, 0 on padding)."""
+        d = np.round(np.maximum(np.exp(log_d.astype(np.float32)) - np.float32(1.0), 0.0) / np.float32(speed))
+        mask = np.arange(log_d.shape[1])[None, :] < lens[:, None]
+        return np.clip(d, 1, self.max_token_frames).astype(np.int64) * mask
+
+    def acoustic(self, ids: list[list[int]], speed: float = 1.0,
+                 durations: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw log-mel ``[B, T, n_mels]`` (denormalised, zero past each length), ``mel_lens [B]`` and the
+        durations ``[B, S]`` of a batch of id sequences (``durations`` given: used instead of predicted)."""
+        lens = np.array([len(x) for x in ids], np.int64)
+        tokens = np.zeros((len(ids), int(lens.max())), np.int64)
+        for b, x in enumerate(ids):
+            tokens[b, :len(x)] = x
+        h, log_d = self.encoder.run(None, {"tokens": tokens, "token_lens": lens})
+        d = self.durations(log_d, lens, speed) if durations is None else np.asarray(durations, np.int64)
+        mel_lens = d.sum(1)
+        t_max = int(mel_lens.max())
+        if t_max > self.max_frames:
+            raise SpeechkdError(f"{t_max} frames, more than the exported graph's {self.max_frames}", field="text",
+                                hint="split the text into sentences, or speak faster (--speed)")
+        frames = np.zeros((len(ids), t_max, h.shape[2]), np.float32)
+        for b in range(len(ids)):  # the length regulator
+            n = int(lens[b])
+            frames[b, :mel_lens[b]] = np.repeat(h[b, :n], d[b, :n], axis=0)
+        (mel,) = self.decoder.run(None, {"frames": frames, "mel_lens": mel_lens})
+        if self.feature_config.normalization == "global":
+            mask = (np.arange(t_max)[None, :] < mel_lens[:, None])[..., None]
+            mel = (mel * self.mel_std + self.mel_mean) * mask
+        return mel.astype(np.float32), mel_lens, d
+
+    def vocode(self, log_mel: np.ndarray, mel_lens: np.ndarray, seed: int = 0) -> np.ndarray:
+        """Waveforms ``[B, N]`` of raw log-mels ``[B, T, n_mels]``, zero past each (length - 1) * hop."""
+        fc = self.feature_config
+        floor = float(np.log(fc.log_floor) if fc.log_base == "e" else np.log10(fc.log_floor))
+        t = log_mel.shape[1]
+        pad = np.arange(t)[None, :] >= mel_lens[:, None]
+        if self.voc["kind"] == "vocos":
+            x = np.where(pad[..., None], np.float32(floor), log_mel).astype(np.float32)
+            (spec,) = self.vocoder.run(None, {"log_mel": x})
+            spec = spec[..., 0] + 1j * spec[..., 1]
+            n = (t - 1) * fc.hop_length
+            if not fc.center and fc.pad:  # HiFi-GAN framing: invert centred, delay by n_fft/2 - pad (as VocosGenerator)
+                wav = istft(spec, self.n_fft, fc.hop_length, self.window, True, n)
+                wav = np.pad(wav, ((0, 0), (self.n_fft // 2 - fc.pad, 0)))[:, :n]
+            else:
+                n = n if fc.center else n + self.n_fft
+                wav = istft(spec, self.n_fft, fc.hop_length, self.window, fc.center, n)
+            keep = np.arange(wav.shape[1])[None, :] < ((mel_lens - 1) * fc.hop_length)[:, None]
+            return wav * keep
+        mel = np.exp(log_mel) if fc.log_base == "e" else np.power(10.0, log_mel)
+        mag = np.maximum(np.einsum("fm,btm->bft", self.inv_basis, mel), 0.0)
+        if fc.power != 1.0:
+            mag = mag ** (1.0 / fc.power)
+        if self.voc.get("power", 1.0) != 1.0:
+            mag = mag ** float(self.voc["power"])
+        mag = mag * ~pad[:, None, :]
+        center = fc.center or fc.pad > 0
+        n = (t - 1) * fc.hop_length if center else (t - 1) * fc.hop_length + fc.n_fft
+        wav = griffin_lim(mag, fc.n_fft, fc.hop_length, self.window, center, n, n_iter=int(self.voc["n_iter"]),
+                          momentum=float(self.voc["momentum"]), seed=seed)
+        if not fc.center and fc.pad:
+            shift = fc.n_fft // 2 - fc.pad
+            wav = np.pad(wav, ((0, 0), (shift, fc.hop_length - shift)))
+        return wav
+
+    def synthesize_ids(self, ids: list[list[int]], *, speed: float = 1.0, pitch_scale: float = 1.0,
+                       energy_scale: float = 1.0, seed: int | None = None) -> list[tuple[np.ndarray, int, bool]]:
+        """Waveforms of a batch of id sequences: ``(wav float32, frames, True)`` each."""
+        self.check_controls(speed, pitch_scale, energy_scale)
+        log_mel, mel_lens, _ = self.acoustic(ids, speed)
+        wav = self.vocode(log_mel, mel_lens, seed or 0)
+        hop, res = self.feature_config.hop_length, []
+        for b in range(len(ids)):
+            n = int(mel_lens[b])
+            w = wav[b, :min(n * hop, wav.shape[1])].astype(np.float32)
+            peak = float(np.abs(w).max()) if len(w) else 0.0
+            if peak > 1.0:  # never clip: scale down (as the torch Synthesizer)
+                w = w * (0.99 / peak)
+            res.append((w, n, True))
+        return res
+
+    def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
+                 seed: int | None = None) -> tuple[np.ndarray, int]:
+        """``(wav float32 in [-1, 1], sample rate)`` of one text; a bad text raises SpeechkdError."""
+        ids = self.token_ids([text], ["<text>"])[0]
+        if isinstance(ids, SpeechkdError):
+            raise ids
+        return self.synthesize_ids([ids], speed=speed, pitch_scale=pitch_scale, energy_scale=energy_scale,
+                                   seed=seed)[0][0], self.sample_rate
+
+    def sentence_ids(self, text: str) -> list[list[int]]:
+        """Ids of each sentence of ``text`` (:func:`split_sentences`); the first bad one raises."""
+        sentences = split_sentences(text)
+        if not sentences:
+            raise SpeechkdError("empty text", field="text", hint="give a sentence")
+        out = []
+        for i, x in enumerate(self.token_ids(sentences, [f"sentence {i + 1}" for i in range(len(sentences))])):
+            if isinstance(x, SpeechkdError):
+                raise x
+            out.append(x)
+        return out
+
+    def stream(self, text: str, *, speed: float = 1.0, seed: int | None = None) -> Iterator[np.ndarray]:
+        """Waveforms of ``text`` sentence by sentence, each yielded as soon as it is synthesised (the
+        text is checked whole first, so a bad sentence fails before any audio)."""
+        for ids in self.sentence_ids(text):
+            yield self.synthesize_ids([ids], speed=speed, seed=seed)[0][0]
+
+    def batch(self, texts: Sequence[str], utts: Sequence[str] | None = None, *, batch_size: int = 1,
+              speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
+              seed: int | None = None, on_done: Callable[[Utterance], None] | None = None) -> list[Utterance]:
+        """Many texts, ``batch_size`` at a time (sorted by length); a bad text carries its error instead
+        of a wav and does not stop the others (the torch Synthesizer's contract)."""
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}", field="--batch-size")
+        self.check_controls(speed, pitch_scale, energy_scale)
+        utts = list(utts) if utts is not None else [f"utt{i + 1:04d}" for i in range(len(texts))]
+        results = [Utterance(u, t) for u, t in zip(utts, texts)]
+        good = []
+        for r, x in zip(results, self.token_ids(list(texts), utts)):
+            if isinstance(x, SpeechkdError):
+                r.error = str(x)
+                if on_done:
+                    on_done(r)
+            else:
+                good.append((r, x))
+        good.sort(key=lambda p: len(p[1]))
+        for start in range(0, len(good), batch_size):
+            chunk = good[start:start + batch_size]
+            t0 = time.perf_counter()
+            try:
+                outs = self.synthesize_ids([x for _, x in chunk], speed=speed, seed=seed)
+            except SpeechkdError as e:  # too many frames: the batch's utterances fail, the others go on
+                for r, _ in chunk:
+                    r.error = str(e)
+                    if on_done:
+                        on_done(r)
+                continue
+            dt = time.perf_counter() - t0
+            for (r, _), (w, n, stopped) in zip(chunk, outs):
+                r.wav, r.frames, r.stopped, r.synth_seconds, r.batch_size = w, n, stopped, dt, len(chunk)
+                if on_done:
+                    on_done(r)
+        return results

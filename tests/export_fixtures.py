@@ -1,0 +1,51 @@
+"""What the session fixture ``exported`` (tests/conftest.py) makes for the export and serve tests: tiny
+random students and a vocoder written in the trainers' checkpoint formats, exported once."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from speechkd.cli import main
+from speechkd.config import to_dict
+from speechkd.export.onnx import export_onnx
+from speechkd.train.vocoder import build_generator, vocoder_config_from_dict
+from test_synth import FEATS, make_exp
+
+
+def make_vocoder_exp(root: Path) -> Path:
+    """``root/exp/vocoder_vocos`` as ``speechkd train-vocoder`` writes it (VocoderTask's metadata;
+    random generator weights)."""
+    cfg = vocoder_config_from_dict({"generator": "vocos",
+                                    "generator_conf": {"dim": 16, "intermediate_dim": 32, "num_layers": 2}})
+    torch.manual_seed(1)
+    gen = build_generator(cfg, FEATS, np.full(FEATS.n_mels, -4.0, np.float32), np.ones(FEATS.n_mels, np.float32))
+    exp = root / "exp/vocoder_vocos"
+    (exp / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {"generator." + k: v for k, v in gen.state_dict().items()},
+                "speechkd": {"kind": "vocoder", "config": to_dict(cfg), "feature_config": to_dict(FEATS)},
+                "global_step": 0}, exp / "checkpoints/last.ckpt")
+    return exp
+
+
+def export_all(root: Path) -> dict[str, Path]:
+    """FastSpeech 2 + Vocos through the API, FastSpeech (globally normalised mels) + Griffin-Lim through
+    the CLI (fp32)."""
+    exps = {"fastspeech2": make_exp(root, "fastspeech2"),
+            # global mel normalisation with non-trivial statistics: the runtime's denormalisation is checked too
+            "fastspeech": make_exp(root, "fastspeech", dataclasses.replace(FEATS, normalization="global"))}
+    ckpt = exps["fastspeech"] / "checkpoints/last.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    state["speechkd"]["mel_std"] = np.linspace(0.5, 2.0, FEATS.n_mels).tolist()
+    state["speechkd"]["mel_mean"] = np.linspace(-6.0, -2.0, FEATS.n_mels).tolist()
+    torch.save(state, ckpt)
+    voc = make_vocoder_exp(root)
+    out = {"root": root, "voc": voc, **exps}
+    out["fs2_vocos"] = root / "out/fs2_vocos"
+    export_onnx(str(exps["fastspeech2"]), str(out["fs2_vocos"]), vocoder=str(voc))
+    out["fs_gl"] = root / "out/fs_gl"
+    assert main(["export", "--model", str(exps["fastspeech"]), "--format", "onnx", "--out", str(out["fs_gl"])]) == 0
+    return out

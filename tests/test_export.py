@@ -1,0 +1,154 @@
+"""``speechkd export --format onnx`` and the torch-free runtime: parity with PyTorch (tiny random
+students and vocoder written in the trainers' checkpoint formats), the exported dir's contents,
+refusals, and ``speechkd synth`` on an exported dir importing neither torch nor Lightning."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is in the runtime extra")
+pytest.importorskip("onnxscript", reason="onnxscript (the dynamo exporter's) is in the export extra")
+
+from speechkd.cli import main  # noqa: E402
+from speechkd.errors import SpeechkdError  # noqa: E402
+from speechkd.export.onnx import compare, export_onnx, quantize_int8  # noqa: E402
+from speechkd.runtime import bundle  # noqa: E402
+from speechkd.runtime.dsp import istft, periodic_window  # noqa: E402
+from speechkd.runtime.synth import OnnxSynthesizer  # noqa: E402
+from speechkd.checkpoints import load_model, load_vocoder  # noqa: E402
+
+from test_synth import FEATS, make_exp  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+LENGTHS = [31, 9, 2]  # three input lengths, in one batch (dynamic batch and lengths)
+
+
+@pytest.mark.parametrize("model,out", [("fastspeech2", "fs2_vocos"), ("fastspeech", "fs_gl")])
+def test_onnx_matches_pytorch_at_three_lengths(exported, model, out):
+    lm = load_model(str(exported[model]))
+    voc = load_vocoder(str(exported["voc"]) if out == "fs2_vocos" else "griffin_lim", lm.feature_config)
+    res = compare(str(exported[out]), lm, voc, LENGTHS)  # one batch of three lengths
+    assert res["durations_equal"]
+    assert res["mel_max_abs_diff"] <= 1e-3
+    if out == "fs2_vocos":
+        assert res["vocoder_snr_db"] >= 40
+    for n in LENGTHS:  # and each alone (batch 1)
+        one = compare(str(exported[out]), lm, voc, [n], seed=n)
+        assert one["durations_equal"] and one["mel_max_abs_diff"] <= 1e-3
+        assert one.get("vocoder_snr_db", 99) >= 40
+
+
+def test_exported_dir_holds_everything(exported):
+    d = exported["fs2_vocos"]
+    man = json.loads((d / bundle.MANIFEST).read_text())
+    assert man["format"] == bundle.FORMAT and man["format_version"] == bundle.FORMAT_VERSION
+    assert man["speakers"] == [] and man["model"] == "fastspeech2" and man["vocoder"]["kind"] == "vocos"
+    assert set(man["files"]) == {bundle.ENCODER, bundle.DECODER, bundle.VOCODER, bundle.TOKENS, bundle.FRONTEND,
+                                 bundle.FEATURES, bundle.MEL_STATS}
+    assert all(man["files"][f]["what"] for f in man["files"])
+    lm = load_model(str(exported["fastspeech2"]))
+    rt = OnnxSynthesizer(str(d))
+    assert rt.token_list == lm.token_list and rt.feature_config == lm.feature_config
+    assert rt.frontend.kind == "char"
+    np.testing.assert_array_equal(rt.mel_std, lm.mel_std)
+    wav, sr = rt("the quick brown fox.")
+    assert sr == FEATS.sample_rate and wav.dtype == np.float32 and len(wav) > 0 and np.isfinite(wav).all()
+    man_gl = json.loads((exported["fs_gl"] / bundle.MANIFEST).read_text())
+    assert man_gl["vocoder"]["kind"] == "griffin_lim" and bundle.GRIFFIN_LIM in man_gl["files"]
+    gl, lm_fs = OnnxSynthesizer(str(exported["fs_gl"])), load_model(str(exported["fastspeech"]))
+    assert gl.feature_config.normalization == "global" and gl.mel_std.min() == 0.5
+    np.testing.assert_array_equal(gl.mel_mean, lm_fs.mel_mean)
+
+
+def test_runtime_controls_and_bad_text(exported):
+    rt = OnnxSynthesizer(str(exported["fs2_vocos"]))
+    slow, _ = rt("the quick brown fox.", speed=0.5)
+    fast, _ = rt("the quick brown fox.", speed=2.0)
+    assert len(slow) > len(fast)
+    with pytest.raises(SpeechkdError, match="pitch-scale"):
+        rt("why?", pitch_scale=1.5)
+    res = rt.batch(["", "yes.", "Über"], batch_size=2)
+    assert res[0].error and "empty" in res[0].error
+    assert res[1].wav is not None and res[2].error and "unknown symbol" in res[2].error
+
+
+def test_istft_matches_torch():
+    spec = torch.randn(2, 65, 9, dtype=torch.complex64)
+    # centred with a shorter window; uncentred needs a window without zero ends (torch refuses else)
+    for center, kind, win in ((True, "hann", 100), (False, "hamming", 128)):
+        n = 8 * 32 if center else 8 * 32 + 128
+        w = (torch.hann_window if kind == "hann" else torch.hamming_window)(win, periodic=True)
+        ref = torch.istft(spec, 128, 32, win, w, center=center, length=n).numpy()
+        ours = istft(spec.numpy(), 128, 32, periodic_window(kind, win), center, n)
+        assert np.abs(ref - ours).max() < 1e-4 * np.abs(ref).max()
+
+
+def test_export_refusals(exported, tmp_path, capsys):
+    ckpt = exported["fastspeech"] / "checkpoints/last.ckpt"
+    state = torch.load(ckpt, weights_only=True)
+    state["speechkd"]["speakers"] = ["spk1", "spk2"]
+    multi = tmp_path / "multi/checkpoints"
+    multi.mkdir(parents=True)
+    torch.save(state, multi / "last.ckpt")
+    with pytest.raises(SpeechkdError, match="multi-speaker model"):
+        export_onnx(str(multi.parent), str(tmp_path / "o1"))
+    teacher = make_exp(tmp_path, "transformer_tts")
+    assert main(["export", "--model", str(teacher), "--out", str(tmp_path / "o2")]) == 2
+    assert "cannot be exported" in capsys.readouterr().err
+    # an existing export with other settings is not overwritten silently
+    rc = main(["export", "--model", str(exported["fastspeech2"]), "--out", str(exported["fs_gl"])])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+    assert json.loads((exported["fs_gl"] / bundle.MANIFEST).read_text())["model"] == "fastspeech"
+
+
+def test_int8_quantisation_runs_close_to_fp32(exported, tmp_path):
+    import shutil
+
+    q = tmp_path / "q"
+    shutil.copytree(exported["fs2_vocos"], q)
+    for name in (bundle.ENCODER, bundle.DECODER, bundle.VOCODER):
+        quantize_int8(str(q / name))
+    ids = [[5, 6, 7, 8, 9, 10, 11], [4, 5, 6]]
+    a, b = OnnxSynthesizer(str(exported["fs2_vocos"])), OnnxSynthesizer(str(q))
+    mel_a, lens_a, d = a.acoustic(ids)
+    mel_b, lens_b, _ = b.acoustic(ids, durations=d)
+    diff = np.abs(mel_a - mel_b).max()
+    assert 0 < diff < 1.0  # quantised (not bit-identical), and not broken
+
+
+def test_synth_on_an_exported_dir_imports_no_torch(exported, tmp_path):
+    """The CLI path end to end in a fresh interpreter: wavs written, torch and Lightning never imported
+    (nor by the server's modules)."""
+    out = tmp_path / "wavs"
+    code = ("import sys\n"
+            "from speechkd.cli import main\n"
+            f"rc = main(['synth', '--model', {str(exported['fs_gl'])!r}, '-d', {str(out)!r}, "
+            "'the quick brown fox.', 'why? yes.'])\n"
+            "import speechkd.runtime.serve, speechkd.runtime.serve_cli\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))\n"
+            "print('RC', rc, 'BAD', ','.join(bad))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "RC 0 BAD \n" in res.stdout + "\n", res.stdout + res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.tsv", "utt0001.wav", "utt0002.wav"]
+
+
+def test_bench_export_reports_rtf_and_mcd(exported, tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "export", "--model", str(exported["fastspeech2"]), "--vocoder", str(exported["voc"]),
+                 "--exported", str(exported["fs2_vocos"]), "--text", "the quick brown fox.", "why? yes.",
+                 "--frames-per-token", "4", "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
+    b = json.loads(out.read_text())["benches"][0]
+    assert [r["name"] for r in b["results"]] == ["pytorch", "onnx none: fs2_vocos"]
+    assert "RTF" in " ".join(b["extra"]) and b["extra"]["durations"] == "4 frames per token"
+    mcd = float(b["extra"]["onnx none: fs2_vocos vs pytorch"].split("MCD ")[1].split(" dB")[0])
+    assert 0 <= mcd < 0.1  # the fp32 export speaks as PyTorch does

@@ -1,0 +1,190 @@
+"""``speechkd serve``: a real uvicorn process on a free loopback port serving an exported dir;
+health, synthesis (JSON and text/plain), and every limit answered with a 4xx JSON error."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is in the runtime extra")
+pytest.importorskip("uvicorn", reason="uvicorn is in the serve extra")
+pytest.importorskip("starlette", reason="starlette is in the serve extra")
+httpx = pytest.importorskip("httpx", reason="httpx is in the serve extra")
+pytest.importorskip("onnxscript", reason="the fixture exports a model (export extra)")
+
+import soundfile as sf  # noqa: E402
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    """``speechkd serve`` in its own process on a free loopback port (--port 0; the port it prints)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "speechkd.cli", "serve", "--model", str(exported["fs2_vocos"]),
+                             "--port", "0", "--max-chars", "200", "--max-body", "2000", "--workers", "2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        lines.append(line)
+        m = re.search(r"on (http://127\.0\.0\.1:\d+)/", line)
+        if m:
+            url = m.group(1)
+            break
+    else:
+        pytest.fail("the server did not start: " + "".join(lines))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("the server did not answer /health")
+        time.sleep(0.1)
+    yield url, proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_health_and_synthesis(server):
+    url, _ = server
+    h = httpx.get(url + "/health").json()
+    assert h["status"] == "ok" and h["model"] == "fastspeech2" and h["vocoder"] == "vocos" and h["speakers"] == []
+    r = httpx.post(url + "/synthesize", json={"text": "the quick brown fox.", "speed": 1.0})
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    wav, sr = sf.read(io.BytesIO(r.content))
+    assert sr == h["sample_rate"] and len(wav) > 0
+    slow = httpx.post(url + "/synthesize", json={"text": "the quick brown fox.", "speed": 0.5})
+    assert len(sf.read(io.BytesIO(slow.content))[0]) > len(wav)
+    plain = httpx.post(url + "/synthesize", content="why? yes.", headers={"content-type": "text/plain"})
+    assert plain.status_code == 200 and len(sf.read(io.BytesIO(plain.content))[0]) > 0
+
+
+@pytest.mark.parametrize("kwargs,status,words", [
+    ({"json": {"text": ""}}, 400, "empty text"),
+    ({"json": {"text": "x" * 201}}, 413, "over the limit of 200"),
+    ({"content": b"x" * 3000, "headers": {"content-type": "text/plain"}}, 413, "over 2000 bytes"),
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "malformed JSON"),
+    ({"json": {"txt": "hello"}}, 400, "expected a JSON object"),
+    ({"json": {"text": "hello", "voice": 3}}, 400, "unknown field"),
+    ({"json": {"text": "hello", "speed": "fast"}}, 400, "speed must be a number"),
+    ({"json": {"text": "hello", "speed": 0}}, 400, "speed must be in"),
+    ({"json": {"text": "Über"}}, 400, "unknown symbol"),
+    ({"content": b"\xff\xfe", "headers": {"content-type": "text/plain"}}, 400, "not UTF-8"),
+    ({"content": b"hello", "headers": {"content-type": "image/png"}}, 415, "content type"),
+])
+def test_bad_requests_get_4xx_json(server, kwargs, status, words):
+    url, proc = server
+    r = httpx.post(url + "/synthesize", **kwargs)
+    assert r.status_code == status and r.json()["status"] == status and words in r.json()["error"], r.text
+    assert proc.poll() is None
+
+
+def test_streamed_synthesis_sentence_by_sentence(server, exported):
+    """stream: the wav arrives sentence by sentence; its samples are those of each sentence synthesised
+    alone (PCM16, one LSB of rounding), and the header is one decoders read."""
+    import numpy as np
+
+    from speechkd.runtime.synth import OnnxSynthesizer, split_sentences
+
+    url, _ = server
+    text = "The quick brown fox. Why? Yes; a lazy dog!"
+    assert split_sentences(text) == ["The quick brown fox.", "Why?", "Yes; a lazy dog!"]
+    with httpx.stream("POST", url + "/synthesize", json={"text": text, "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+        chunks = list(r.iter_bytes())
+    body = b"".join(chunks)
+    rt = OnnxSynthesizer(str(exported["fs2_vocos"]))
+    want = np.concatenate(list(rt.stream(text)))
+    got = np.frombuffer(body[44:], "<i2")
+    assert len(got) == len(want) and np.abs(got - np.round(want * 32767)).max() <= 1
+    wav, sr = sf.read(io.BytesIO(body), dtype="int16")
+    assert sr == rt.sample_rate and len(wav) == len(want)
+    bad = httpx.post(url + "/synthesize", json={"text": "Fine. Über.", "stream": True})
+    assert bad.status_code == 400 and "unknown symbol" in bad.json()["error"]  # refused before any audio
+    assert httpx.post(url + "/synthesize", json={"text": "x", "stream": "yes"}).status_code == 400
+    assert httpx.get(url + "/health").json()["busy"] == 0  # streamed requests gave their slots back
+
+
+def test_unknown_paths_and_methods_are_json(server):
+    url, _ = server
+    r = httpx.get(url + "/nope")
+    assert r.status_code == 404 and r.json()["status"] == 404
+    r = httpx.get(url + "/synthesize")
+    assert r.status_code == 405 and r.json()["status"] == 405
+
+
+def test_concurrent_requests_and_graceful_shutdown(server):
+    """Requests from several clients at once all succeed; SIGTERM then stops the server cleanly."""
+    import concurrent.futures
+
+    url, proc = server
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(lambda i: httpx.post(url + "/synthesize", json={"text": f"yes {i}."}, timeout=60)
+                              .status_code, range(12)))
+    assert codes == [200] * 12
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught (exit status -SIGTERM)
+    assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert "Traceback" not in (proc.stdout.read() if proc.stdout else "")
+
+
+def test_a_taken_port_is_one_error_line(exported, capsys):
+    from speechkd.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--model", str(exported["fs_gl"]), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_busy_server_answers_503(exported):
+    """With --max-pending 1, a request arriving while another is in flight gets 503 + Retry-After
+    (the app driven in-process through httpx's ASGI transport, the first request held in its worker)."""
+    import asyncio
+    import threading
+
+    from speechkd.runtime.serve import Limits, make_app
+    from speechkd.runtime.synth import OnnxSynthesizer
+
+    synth = OnnxSynthesizer(str(exported["fs_gl"]))
+    gate, entered = threading.Event(), threading.Event()
+    real = synth.synthesize_ids
+
+    def held(*a, **k):
+        entered.set()
+        gate.wait(30)
+        return real(*a, **k)
+
+    synth.synthesize_ids = held  # type: ignore[method-assign]
+    app = make_app(synth, Limits(max_pending=1, workers=1))
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            first = asyncio.create_task(client.post("/synthesize", json={"text": "yes."}))
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+            second = await client.post("/synthesize", json={"text": "yes."})
+            gate.set()
+            return await first, second
+
+    first, second = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert second.status_code == 503 and second.headers["retry-after"] == "1" and "busy" in second.json()["error"]
+    assert first.status_code == 200
