@@ -10,12 +10,13 @@
 #   3  teacher estimates s^ = T(y) of the training and dev speech -> exp/teacher_nytt/estimates/
 #   4  remix students -> exp/<student>; the teacher trained on for the students' extra minutes
 #      (same-compute control) -> exp/teacher_nytt_more
-#   5  enhancement of the test sets by every system (80 Hz high-pass baseline, teacher, control,
+#   5  enhancement of the test sets by every system (80 Hz high-pass baseline, RNNoise, teacher, control,
 #      students, teacher/student S(T(y)), upper bound) -> exp/<system>/enhanced/<test set>/
 #      with --spread K also by each of the last K checkpoints of every trained model alone
 #      -> exp/<system>/enhanced_ckpt<k>/<test set>/; the systems are listed in exp/systems.tsv
 #      (rules: speechkd/enhance/systems.py)
-#   6  evaluation (speechkd eval se-systems) of every system and the noisy input -> exp/eval/results.md
+#   6  evaluation (speechkd eval se-systems: PESQ, STOI, SI-SDR, DNSMOS P.835) of every system and the
+#      noisy input -> exp/eval/results.md
 #      (with --spread K, each model's row also shows mean [min, max] over its single checkpoints)
 #   7  listening-test site of the first test set (clean reference, noisy input, every system)
 #      -> exp/listen/index.html
@@ -39,6 +40,8 @@ premixed=false              # true: the corpus is published as noisy/clean pairs
 se_data_opts=""             # e.g. "--train-snr -5 10 --test-snrs 0 5 10"
 students="student_remix student_small"   # conf/<name>_<preset>.yaml each, trained into exp/<name>;
                             # add student_remix_ema for EMA-teacher rounds (RemixIT)
+baselines="hpf80 rnnoise"   # untrained systems on every test set (rnnoise: the pyrnnoise wheel, se-peers extra)
+dnsmos=auto                 # DNSMOS P.835 in the evaluation: auto (when speechmos is installed) | on | off
 upper_bound=true            # train the same network on clean targets (reads the eval-only clean speech)
 control=true                # train the teacher on for the students' extra minutes
 average=3                   # enhance with the average of the last N checkpoints of each model
@@ -125,7 +128,7 @@ stage_students() {
 stage_enhance() {
   # shellcheck disable=SC2086
   speechkd enhance --systems "$expdir/systems.tsv" --systems-from "$expdir" --students $students \
-    --spread "$spread" --spread-only $spread_only --test-sets $test_sets --data-root data/se \
+    --baselines $baselines --spread "$spread" --spread-only $spread_only --test-sets $test_sets --data-root data/se \
     --average "$average" --nj "$nj" --num-utts "$num_eval_utts"
 }
 
@@ -134,7 +137,7 @@ stage_enhance() {
 stage_eval() {
   # shellcheck disable=SC2086
   speechkd eval se-systems --systems "$expdir/systems.tsv" --test-sets $test_sets --data-root data/se \
-    --out "$expdir/eval" --nj "$nj" --num-utts "$num_eval_utts" --paired-against teacher_nytt \
+    --out "$expdir/eval" --nj "$nj" --num-utts "$num_eval_utts" --paired-against teacher_nytt --dnsmos "$dnsmos" \
     --title "$(basename "$(dirname "$PWD")") speech enhancement: objective evaluation"
 }
 
