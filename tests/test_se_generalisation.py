@@ -102,3 +102,65 @@ def test_se_data_cli_refuses_bad_generalisation_options(two_corpora, tmp_path, c
     assert "nothing left to train with" in capsys.readouterr().err
     assert cli(["se-data", "--speech", str(a), str(a), "--noise", str(noise), "--out", str(tmp_path / "4")]) == 2
     assert "utterance id in two speech corpora" in capsys.readouterr().err
+
+
+# ---- augmentation of the training crops (speechkd.enhance.data) --------------------------------
+def _cfg(se: Path, method: str = "nytt", **extra):
+    from speechkd.enhance.config import load_se_config
+
+    over = [f"method={method}", "model=subband_gru", f"data.train_dir={se}/train_noisy",
+            f"data.dev_dir={se}/dev_noisy", f"data.extra_noise_dir={se}/extra_noise", "data.segment_seconds=0.5",
+            "data.batch_size=4"] + [f"{k}={v}" for k, v in extra.items()]
+    return load_se_config(None, over)
+
+
+def test_random_gain_scales_input_and_target_alike(grid):
+    import numpy as np
+
+    from speechkd.enhance.data import SEBatches, crop
+
+    ds = SEBatches(_cfg(grid, "clean", **{"data.clean_dir": f"{grid}/train_clean_eval_only",
+                                          "data.gain_db": "[-6.0, -6.0]"}))
+    b = ds.batch(np.random.default_rng(0))
+    g = 10 ** (-6 / 20)
+    for k, (i, off) in enumerate(zip(b["index"].tolist(), b["offset"].tolist())):
+        u = ds.utts[i]
+        np.testing.assert_allclose(b["y"][k].numpy(), g * crop(ds.noisy[u], ds.length, off), rtol=1e-6)
+        np.testing.assert_allclose(b["clean"][k].numpy(), g * crop(ds.paired[u], ds.length, off), rtol=1e-6)
+    # a range draws a gain per crop
+    ds2 = SEBatches(_cfg(grid, **{"data.gain_db": "[-12.0, 6.0]"}))
+    b2 = ds2.batch(np.random.default_rng(0))
+    ratios = [float(np.abs(b2["y"][k].numpy()).max() / np.abs(crop(ds2.noisy[ds2.utts[i]], ds2.length, o)).max())
+              for k, (i, o) in enumerate(zip(b2["index"].tolist(), b2["offset"].tolist()))]
+    assert all(10 ** (-12 / 20) - 1e-6 <= r <= 10 ** (6 / 20) + 1e-6 for r in ratios) and len(set(ratios)) == 4
+
+
+def test_speed_perturbation_changes_tempo_and_pitch(grid):
+    import numpy as np
+
+    from speechkd.enhance.data import SEBatches, crop, speed
+
+    sr, n = 16000, 8000
+    tone = np.sin(2 * np.pi * 200 * np.arange(2 * n) / sr).astype(np.float32)
+    for f in (0.9, 1.1):
+        y = speed(tone[: round(n * f)], f, n)
+        assert len(y) == n
+        peak = np.argmax(np.abs(np.fft.rfft(y * np.hanning(n)))) * sr / n
+        assert abs(peak - 200 * f) <= sr / n, (f, peak)
+    ds = SEBatches(_cfg(grid, **{"data.speed_perturb": "[1.1]"}))
+    b = ds.batch(np.random.default_rng(0))
+    m = round(ds.length * 1.1)
+    for k, (i, off) in enumerate(zip(b["index"].tolist(), b["offset"].tolist())):
+        np.testing.assert_allclose(b["y"][k].numpy(), speed(crop(ds.noisy[ds.utts[i]], m, off), 1.1, ds.length))
+
+
+def test_augmentation_settings_are_checked(grid):
+    from speechkd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="data.gain_db"):
+        _cfg(grid, **{"data.gain_db": "[6.0, -6.0]"})
+    with pytest.raises(ConfigError, match="data.speed_perturb"):
+        _cfg(grid, **{"data.speed_perturb": "[3.0]"})
+    with pytest.raises(ConfigError, match="un-augmented"):
+        _cfg(grid, "remix_noisy", **{"remix.teacher": str(grid), "remix.ema_decay": "0.9", "remix.rounds": "2",
+                                     "trainer.max_steps": "4", "data.gain_db": "[-6.0, 0.0]"})
