@@ -123,10 +123,21 @@ def test_eval_se_reports_dnsmos_and_the_summary_shows_it(one_utt):
     assert res["summary"]["dnsmos_bak_delta"]["mean"] > 0  # half the noise gone
     assert res["timing"]["dnsmos_rtf"] > 0
     assert "DNSMOS OVRL" in (t / "eval/set/half/results.md").read_text()
+    noisy = json.loads((t / "eval/set/noisy/results.json").read_text())["utts"][0]
+    assert noisy["dnsmos_ovrl_noisy"] == noisy["dnsmos_ovrl"] and noisy["dnsmos_ovrl_delta"] == 0
+    assert row["dnsmos_ovrl_noisy"] == pytest.approx(noisy["dnsmos_ovrl"])
     assert cli(["eval", "se-summary", "--results", str(t / "eval/set/noisy/results.json"),
                 str(t / "eval/set/half/results.json"), "--out", str(t / "eval")]) == 0
     md = (t / "eval/results.md").read_text()
     assert "| DNSMOS SIG | DNSMOS BAK | DNSMOS OVRL |" in md and "| half | 1 |" in md
+    # --noisy-results: the noisy input's DNSMOS is read from its own row, not computed again
+    tampered = json.loads((t / "eval/set/noisy/results.json").read_text())
+    tampered["utts"][0]["dnsmos_ovrl"] = 4.5
+    (t / "noisy.json").write_text(json.dumps(tampered))
+    assert cli(["eval", "se", "--ref-dir", str(t / "ref"), "--enh-dir", str(t / "enh"), "--noisy-dir", str(t / "noisy"),
+                "--out", str(t / "eval2"), "--noisy-results", str(t / "noisy.json")]) == 0
+    again = json.loads((t / "eval2/results.json").read_text())["utts"][0]
+    assert again["dnsmos_ovrl_noisy"] == 4.5 and again["dnsmos_ovrl"] == pytest.approx(row["dnsmos_ovrl"])
 
 
 def test_eval_se_dnsmos_off_and_missing(one_utt, monkeypatch, capsys):

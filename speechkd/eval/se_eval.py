@@ -27,6 +27,7 @@ from speechkd.errors import AudioError, SpeechkdError
 from speechkd.eval import dnsmos as dnsmos_p835
 from speechkd.eval.se_metrics import PESQ_SAMPLE_RATE, pesq_wb, si_sdr, stoi_scores
 from speechkd.eval.stats import fmt_ci, summarize
+from speechkd.eval.summary import read_results
 from speechkd.utils.paths import safe_child
 from speechkd.utils.parallel import process_map
 
@@ -110,14 +111,19 @@ def _load(loc: tuple[str, tuple[float, float] | None], utt: str,
 
 
 def _eval_job(job: tuple) -> dict:
-    utt, ref_loc, enh_loc, noisy_loc, dnsmos = job
+    utt, ref_loc, enh_loc, noisy_loc, dnsmos, noisy_known = job
     ref, sr = _load(ref_loc, utt)
     enh = _match(_load(enh_loc, utt, sr)[0], ref, utt, enh_loc[0])
     row = {"utt": utt, "seconds": len(ref) / sr, "sample_rate": sr}
     row.update(score(enh, ref, sr, dnsmos))
     if noisy_loc is not None:
-        noisy = _match(_load(noisy_loc, utt, sr)[0], ref, utt, noisy_loc[0])
-        n = score(noisy, ref, sr, dnsmos)
+        if noisy_loc == enh_loc:  # the noisy input's own row: its scores, not computed twice
+            n = {k: v for k, v in row.items() if k not in ("utt", "seconds", "sample_rate")}
+            n.update({"_pesq_s": 0.0, "_stoi_s": 0.0, "_dnsmos_s": 0.0})
+        else:
+            noisy = _match(_load(noisy_loc, utt, sr)[0], ref, utt, noisy_loc[0])
+            n = score(noisy, ref, sr, dnsmos and not noisy_known)
+            n.update(noisy_known or {})
         for t in ("_pesq_s", "_stoi_s", "_dnsmos_s"):
             row[t] += n.pop(t)
         row.update({f"{k}_noisy": v for k, v in n.items()})
@@ -145,14 +151,28 @@ def use_dnsmos(mode: str) -> bool:
     return False
 
 
+def noisy_dnsmos(path: str) -> dict[str, dict[str, float]]:
+    """{utt: DNSMOS of the noisy input} from the results.json of ``eval se`` run on the noisy input
+    itself (as its enhanced audio), to be reused rather than recomputed for every system."""
+    out = {}
+    for r in read_results(path).get("utts", []):
+        vals = {k: r.get(k) for k in dnsmos_p835.KEYS}
+        if "utt" in r and all(isinstance(v, (int, float)) for v in vals.values()):
+            out[str(r["utt"])] = {k: float(v) for k, v in vals.items()}
+    return out
+
+
 def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num_utts: int = 0,
-                nj: int = 1, allow_missing: bool = False, dnsmos: str = "auto") -> dict:
+                nj: int = 1, allow_missing: bool = False, dnsmos: str = "auto",
+                noisy_results: str | None = None) -> dict:
     """Evaluate the enhanced set against the clean reference set (and the noisy set, when given);
-    ``dnsmos``: one of :data:`DNSMOS_MODES` (:func:`use_dnsmos`).
+    ``dnsmos``: one of :data:`DNSMOS_MODES` (:func:`use_dnsmos`); ``noisy_results``: the noisy
+    input's own results.json, whose DNSMOS scores are reused (:func:`noisy_dnsmos`).
 
     Utterances are those of the reference set (the first ``num_utts`` in C order
     when > 0). Returns {"summary", "timing", "missing", "utts"}."""
     with_dnsmos = use_dnsmos(dnsmos)
+    known = noisy_dnsmos(noisy_results) if (with_dnsmos and noisy_results and noisy_dir) else {}
     ref_set, enh_set = AudioSet(ref_dir, "clean reference"), AudioSet(enh_dir, "enhanced audio")
     noisy_set = AudioSet(noisy_dir, "noisy input") if noisy_dir else None
     utts = ref_set.utts()
@@ -173,7 +193,7 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
             log.warning("%s: %s missing: %s", utt, s.role, path)
             missing.append({"utt": utt, "path": path})
             continue
-        jobs.append((utt, ref_set.locate(utt), enh, noisy, with_dnsmos))
+        jobs.append((utt, ref_set.locate(utt), enh, noisy, with_dnsmos, known.get(utt)))
     if not jobs:
         raise SpeechkdError("no enhanced audio to evaluate", path=enh_dir)
     t0 = time.perf_counter()
