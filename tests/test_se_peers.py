@@ -150,3 +150,29 @@ def test_eval_se_dnsmos_off_and_missing(one_utt, monkeypatch, capsys):
     assert cli(args + ["--dnsmos", "on"]) == 2
     assert "speechmos" in capsys.readouterr().err
     assert cli(args) == 0  # auto: left out, said in the log
+
+
+@needs_dnsmos
+@needs_rnnoise
+def test_stages_5_and_6_with_the_peer_and_dnsmos(tmp_path, monkeypatch):
+    """enhance --systems lists rnnoise beside hpf80; eval se-systems scores DNSMOS, the noisy input's
+    once (its own row, reused by the others)."""
+    from se_fixtures import make_corpora
+    from speechkd.enhance.prepare import MixPlan, prepare_se_data
+
+    speech, noise = make_corpora(tmp_path, n_train=2, n_dev=1, n_test=1)
+    prepare_se_data(str(speech), str(noise), str(tmp_path / "data" / "se"), MixPlan(seed=1, test_snrs=(5.0,)))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp").mkdir()
+    assert cli(["enhance", "--systems", "exp/systems.tsv", "--systems-from", "exp", "--test-sets",
+                "test_in_domain"]) == 0
+    assert cli(["eval", "se-systems", "--systems", "exp/systems.tsv", "--test-sets", "test_in_domain",
+                "--out", "exp/eval", "--dnsmos", "on"]) == 0
+    rows = json.loads(Path("exp/eval/results.json").read_text())["systems"]
+    assert [r["system"] for r in rows] == ["noisy", "hpf80", "rnnoise"]
+    assert all(r["dnsmos_ovrl"]["mean"] is not None for r in rows)
+    noisy = json.loads(Path("exp/eval/test_in_domain/noisy/results.json").read_text())["utts"]
+    for name in ("hpf80", "rnnoise"):
+        utts = json.loads(Path(f"exp/eval/test_in_domain/{name}/results.json").read_text())["utts"]
+        assert [u["dnsmos_ovrl_noisy"] for u in utts] == [u["dnsmos_ovrl"] for u in noisy]
+    assert "| rnnoise | 1 |" in Path("exp/eval/results.md").read_text()
