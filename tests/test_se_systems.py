@@ -201,7 +201,13 @@ def test_stages_5_to_7_on_the_high_pass_baseline(se_data, tmp_path, capsys, monk
                 "--title", "SE", "--dnsmos", "off"]) == 0
     table = json.loads(Path("exp/eval/results.json").read_text())["systems"]
     assert [(r["test_set"], r["system"]) for r in table] == [(t, s) for t in tests for s in ("noisy", "hpf80")]
-    assert "## test_mismatched" in Path("exp/eval/results.md").read_text()
+    md = Path("exp/eval/results.md").read_text()
+    assert "## test_mismatched" in md
+    # the overview: systems x test sets, one table per measure
+    overview = md.split("### SI-SDRi dB by test set", 1)[1].split("###", 1)[0]
+    assert "| system | test_in_domain | test_mismatched |" in overview
+    hpf = {r["test_set"]: r["si_sdr_delta"]["mean"] for r in table if r["system"] == "hpf80"}
+    assert f"| hpf80 | {hpf['test_in_domain']:+.2f} | {hpf['test_mismatched']:+.2f} |" in overview
     capsys.readouterr()
     assert cli(["eval", "se-systems", "--systems", "exp/systems.tsv", "--test-sets", *tests, "--out", "exp/eval",
                 "--dnsmos", "off"]) == 0

@@ -115,6 +115,31 @@ def _spread_cell(m: dict | None, fmt: str) -> str:
     return f"{fmt.format(m['mean'])} [{fmt.format(m['min'])}, {fmt.format(m['max'])}]"
 
 
+# (key, what): the measures of the overview, one table each when some result has them
+OVERVIEW = (("si_sdr_delta", "SI-SDRi dB", "{:+.2f}"), ("pesq", "PESQ-wb", "{:.2f}"), ("stoi", "STOI", "{:.3f}"),
+            ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"))
+
+
+def overview(rows: list[dict], tests: list[str]) -> list[str]:
+    """With more than one test set: per measure, one table of systems x test sets (the cells of the
+    generalisation grid side by side), means over utterances."""
+    if len(tests) < 2:
+        return []
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    at = {(r["system"], r["test_set"]): r for r in rows}
+    out = []
+    for key, what, fmt in OVERVIEW:
+        if not any((r.get(key) or {}).get("mean") is not None for r in rows):
+            continue
+        out += [f"### {what} by test set", "", "| system | " + " | ".join(tests) + " |",
+                "|---|" + "---:|" * len(tests)]
+        for name in systems:
+            out.append(f"| {name} | " + " | ".join(_cell((at.get((name, t)) or {}).get(key), fmt) for t in tests)
+                       + " |")
+        out.append("")
+    return ["## All test sets", ""] + out
+
+
 def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancement",
                  paired_against: str | None = None) -> str:
     """Write ``out_dir/results.{json,md}``: one table per test set, systems in the given order;
@@ -131,7 +156,7 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
                                     field="--paired-against")
             r["paired"] = paired(r, base)
     tests = list(dict.fromkeys(r["test_set"] for r in rows))
-    lines = [f"# {title}", ""]
+    lines = [f"# {title}", ""] + overview(rows, tests)
     for t in tests:
         trows = [r for r in rows if r["test_set"] == t]
         snrs = list(dict.fromkeys(k for r in trows for k in r["si_sdri_by_snr"]))
