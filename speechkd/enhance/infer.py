@@ -26,8 +26,8 @@ import torch
 from speechkd.audio import load_audio
 from speechkd.corpora.common import resample as resample_audio
 from speechkd.data.kaldi import read_datadir
-from speechkd.enhance.exp import load_se_model
 from speechkd.enhance import rnnoise as rnnoise_peer
+from speechkd.enhance.exp import load_se_model
 from speechkd.errors import AudioError, SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
 from speechkd.utils.outputs import claim_output_dir, same_path
