@@ -2,7 +2,7 @@
 # The speech-enhancement recipe template shared by every corpus
 # (egs/<corpus>/se1/run.sh sets the variables and calls this script). Each stage
 # is one `speechkd` call (stages 0-4: one per split or model); the logic lives in the library. Stages:
-#   0  data: speech corpus and noise corpus (local/data.sh) -> data/speech, data/noise
+#   0  data: speech corpora and noise corpus (local/data.sh) -> $speech_dirs (default data/speech), data/noise
 #   1  mixing (speechkd se-data) -> data/se: noisy training speech (its clean speech kept in
 #      *_clean_eval_only/ for evaluation only), extra noise, in-domain and mismatched test sets
 #      (--premixed true, a corpus published as noisy/clean pairs: stage 0 wrote data/se, checked here)
@@ -10,12 +10,13 @@
 #   3  teacher estimates s^ = T(y) of the training and dev speech -> exp/teacher_nytt/estimates/
 #   4  remix students -> exp/<student>; the teacher trained on for the students' extra minutes
 #      (same-compute control) -> exp/teacher_nytt_more
-#   5  enhancement of the test sets by every system (80 Hz high-pass baseline, teacher, control,
+#   5  enhancement of the test sets by every system (80 Hz high-pass baseline, RNNoise, teacher, control,
 #      students, teacher/student S(T(y)), upper bound) -> exp/<system>/enhanced/<test set>/
 #      with --spread K also by each of the last K checkpoints of every trained model alone
 #      -> exp/<system>/enhanced_ckpt<k>/<test set>/; the systems are listed in exp/systems.tsv
 #      (rules: speechkd/enhance/systems.py)
-#   6  evaluation (speechkd eval se-systems) of every system and the noisy input -> exp/eval/results.md
+#   6  evaluation (speechkd eval se-systems: PESQ, STOI, SI-SDR, DNSMOS P.835) of every system and the
+#      noisy input -> exp/eval/results.md
 #      (with --spread K, each model's row also shows mean [min, max] over its single checkpoints)
 #   7  listening-test site of the first test set (clean reference, noisy input, every system)
 #      -> exp/listen/index.html
@@ -36,9 +37,14 @@ local_data_opts=""
 db_root=""                  # published corpora: where the corpus is (passed to local/data.sh; default in its db.sh)
 premixed=false              # true: the corpus is published as noisy/clean pairs (VoiceBank-DEMAND): stage 0
                             # (local/data.sh) writes data/se itself and stage 1 mixes nothing, only validates
-se_data_opts=""             # e.g. "--train-snr -5 10 --test-snrs 0 5 10"
+speech_dirs=data/speech     # speech corpus roots of stage 0 (several: merged by speechkd se-data)
+se_data_opts=""             # e.g. "--train-snr -5 10 --test-snrs 0 5 10"; the generalisation test sets:
+                            # "--unseen-speakers rms ked --unseen-noise-types pink babble" (and add the
+                            # test_unseen_* sets to test_sets)
 students="student_remix student_small"   # conf/<name>_<preset>.yaml each, trained into exp/<name>;
                             # add student_remix_ema for EMA-teacher rounds (RemixIT)
+baselines="hpf80 rnnoise"   # untrained systems on every test set (rnnoise: the pyrnnoise wheel, se-peers extra)
+dnsmos=auto                 # DNSMOS P.835 in the evaluation: auto (when speechmos is installed) | on | off
 upper_bound=true            # train the same network on clean targets (reads the eval-only clean speech)
 control=true                # train the teacher on for the students' extra minutes
 average=3                   # enhance with the average of the last N checkpoints of each model
@@ -71,7 +77,11 @@ conf_file() {
 stage_data() {
   local/data.sh --preset "$preset" --nj "$nj" ${db_root:+--db_root "$db_root"} $local_data_opts
   [ "$premixed" = true ] && return 0   # validated by stage 1
-  for d in data/speech/train data/speech/dev data/speech/test data/noise/in_domain data/noise/extraneous; do
+  local d s
+  for d in $speech_dirs; do
+    for s in train dev test; do speechkd data validate "$d/$s"; done
+  done
+  for d in data/noise/in_domain data/noise/extraneous; do
     speechkd data validate "$d"
   done
 }
@@ -79,7 +89,7 @@ stage_data() {
 stage_mix() {
   if [ "$premixed" != true ]; then
     # shellcheck disable=SC2086
-    speechkd se-data --speech data/speech --noise data/noise --out data/se $se_data_opts
+    speechkd se-data --speech $speech_dirs --noise data/noise --out data/se $se_data_opts
   fi
   for d in data/se/train_noisy data/se/extra_noise $(for t in $test_sets; do echo data/se/$t data/se/$t/ref; done); do
     speechkd data validate "$d"
@@ -125,7 +135,7 @@ stage_students() {
 stage_enhance() {
   # shellcheck disable=SC2086
   speechkd enhance --systems "$expdir/systems.tsv" --systems-from "$expdir" --students $students \
-    --spread "$spread" --spread-only $spread_only --test-sets $test_sets --data-root data/se \
+    --baselines $baselines --spread "$spread" --spread-only $spread_only --test-sets $test_sets --data-root data/se \
     --average "$average" --nj "$nj" --num-utts "$num_eval_utts"
 }
 
@@ -134,7 +144,7 @@ stage_enhance() {
 stage_eval() {
   # shellcheck disable=SC2086
   speechkd eval se-systems --systems "$expdir/systems.tsv" --test-sets $test_sets --data-root data/se \
-    --out "$expdir/eval" --nj "$nj" --num-utts "$num_eval_utts" --paired-against teacher_nytt \
+    --out "$expdir/eval" --nj "$nj" --num-utts "$num_eval_utts" --paired-against teacher_nytt --dnsmos "$dnsmos" \
     --title "$(basename "$(dirname "$PWD")") speech enhancement: objective evaluation"
 }
 

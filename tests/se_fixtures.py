@@ -38,15 +38,18 @@ def _write(root: Path, name: str, items: dict[str, tuple[np.ndarray, str]]) -> N
                                        utt2spk={u: spk for u, (_, spk) in items.items()}))
 
 
-def make_corpora(tmp: Path, n_train: int = 8, n_dev: int = 3, n_test: int = 2) -> tuple[Path, Path]:
-    """(speech root with train/dev/test, noise root with in_domain/extraneous) under ``tmp``."""
-    rng = np.random.default_rng(0)
+def make_corpora(tmp: Path, n_train: int = 8, n_dev: int = 3, n_test: int = 2,
+                 speakers: tuple[str, ...] = ("spk",), seed: int = 0) -> tuple[Path, Path]:
+    """(speech root with train/dev/test, noise root with in_domain/extraneous) under ``tmp``;
+    the speakers take turns within each split."""
+    rng = np.random.default_rng(seed)
     speech, noise = tmp / "speech", tmp / "noise"
     i = 0
     for split, n in (("train", n_train), ("dev", n_dev), ("test", n_test)):
         items = {}
-        for _ in range(n):
-            items[f"spk_{i:04d}"] = (speechlike(rng.uniform(1.0, 1.5), rng), "spk")
+        for k in range(n):
+            spk = speakers[k % len(speakers)]
+            items[f"{spk}_{i:04d}"] = (speechlike(rng.uniform(1.0, 1.5), rng), spk)
             i += 1
         _write(speech, split, items)
     in_domain = {}

@@ -151,5 +151,6 @@ def test_se_recipe_data_stage_tiny(tmp_path):
     d = _recipe_copy(tmp_path, "egs/mini_en/se1")
     r = _run(d, "--preset", "tiny", "--stop_stage", "0")
     assert r.returncode == 0, r.stderr[-3000:]
-    for sub in ("speech/train", "speech/test", "noise/in_domain", "noise/extraneous"):
+    for sub in ("speech_multi/train", "speech_multi/test", "speech_asterisk/train", "speech_asterisk/test",
+                "noise/in_domain", "noise/extraneous"):
         assert (d / "data" / sub / "wav.scp").stat().st_size > 0

@@ -51,6 +51,22 @@ def test_the_systems_of_a_full_run_in_table_order(tmp_path):
     assert [s.name for s in only if s.spread] == ["teacher_nytt"]
 
 
+def test_the_baselines(tmp_path, monkeypatch):
+    from speechkd.enhance import rnnoise
+
+    exp = _exp(tmp_path, ["teacher_nytt"])
+    monkeypatch.setattr(rnnoise, "available", lambda: True)
+    both = list_systems(str(exp), [], spread=1, baselines=["rnnoise", "hpf80"])  # table order, not the given one
+    assert [(s.name, s.model, s.spread) for s in both] == [
+        ("hpf80", "builtin:highpass80", 0), ("rnnoise", "builtin:rnnoise", 0), ("teacher_nytt", str(exp / "teacher_nytt"), 1)]
+    assert [s.name for s in list_systems(str(exp), [], baselines=[])] == ["teacher_nytt"]
+    with pytest.raises(SpeechkdError, match="unknown baseline 'wiener'"):
+        list_systems(str(exp), [], baselines=["wiener"])
+    monkeypatch.setattr(rnnoise, "available", lambda: False)
+    with pytest.raises(SpeechkdError, match="needs the pyrnnoise wheel"):
+        list_systems(str(exp), [], baselines=["hpf80", "rnnoise"])
+
+
 def test_what_is_untrained_adds_no_system(tmp_path):
     # no control, no upper bound, student_small not trained (its exp dir exists without checkpoints)
     exp = _exp(tmp_path, ["teacher_nytt", "student_remix"])
@@ -171,7 +187,7 @@ def test_stages_5_to_7_on_the_high_pass_baseline(se_data, tmp_path, capsys, monk
     os.mkdir("exp")
     tests = ["test_in_domain", "test_mismatched"]
     assert cli(["enhance", "--systems", "exp/systems.tsv", "--systems-from", "exp", "--students", "student_remix",
-                "--spread", "1", "--test-sets", " ".join(tests), "--average", "3"]) == 0
+                "--spread", "1", "--test-sets", " ".join(tests), "--average", "3", "--baselines", "hpf80"]) == 0
     assert [s.name for s in read_manifest("exp/systems.tsv")] == ["hpf80"]
     for t in tests:
         n = len(Path(f"data/se/{t}/utt2spk").read_text().splitlines())
@@ -182,12 +198,19 @@ def test_stages_5_to_7_on_the_high_pass_baseline(se_data, tmp_path, capsys, monk
     assert capsys.readouterr().out.count("already enhanced") == 2
 
     assert cli(["eval", "se-systems", "--systems", "exp/systems.tsv", "--test-sets", *tests, "--out", "exp/eval",
-                "--title", "SE"]) == 0
+                "--title", "SE", "--dnsmos", "off"]) == 0
     table = json.loads(Path("exp/eval/results.json").read_text())["systems"]
     assert [(r["test_set"], r["system"]) for r in table] == [(t, s) for t in tests for s in ("noisy", "hpf80")]
-    assert "## test_mismatched" in Path("exp/eval/results.md").read_text()
+    md = Path("exp/eval/results.md").read_text()
+    assert "## test_mismatched" in md
+    # the overview: systems x test sets, one table per measure
+    overview = md.split("### SI-SDRi dB by test set", 1)[1].split("###", 1)[0]
+    assert "| system | test_in_domain | test_mismatched |" in overview
+    hpf = {r["test_set"]: r["si_sdr_delta"]["mean"] for r in table if r["system"] == "hpf80"}
+    assert f"| hpf80 | {hpf['test_in_domain']:+.2f} | {hpf['test_mismatched']:+.2f} |" in overview
     capsys.readouterr()
-    assert cli(["eval", "se-systems", "--systems", "exp/systems.tsv", "--test-sets", *tests, "--out", "exp/eval"]) == 0
+    assert cli(["eval", "se-systems", "--systems", "exp/systems.tsv", "--test-sets", *tests, "--out", "exp/eval",
+                "--dnsmos", "off"]) == 0
     assert capsys.readouterr().out.count("not evaluated again") == 2  # the systems; the noisy input is redone
 
     assert cli(["listen", "manifest", "--data-dir", "data/se/test_in_domain", "--system",

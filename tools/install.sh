@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything speechkd needs on a fresh Debian machine: system packages,
 # then a virtual environment in tools/venv with torch (CPU) and the package in
-# editable mode with its eval and dev extras. Idempotent: a second run only
+# editable mode with its eval, dev and se-peers (DNSMOS, RNNoise) extras. Idempotent: a second run only
 # checks and returns in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,6 @@ pip() {  # quiet pip; drop the harmless notes about absent local index folders
 pip --upgrade "pip>=23" "setuptools<81" wheel
 # torch first, pinned: a CPU build of 2.13.0 (a loose requirement would pull a CUDA build).
 pip "torch==2.13.0"
-pip -e ".[all]"
+pip -e ".[all]"   # all = eval + dev + se-peers (speechmos, onnxruntime, pyrnnoise)
 echo "$want" > "$stamp"
 echo "install: done ($venv, $(du -sh "$venv" | cut -f1))"

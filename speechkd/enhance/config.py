@@ -48,6 +48,13 @@ class SEDataConfig:
                                    help="SNR (dB) of input speech to added noise, drawn uniformly "
                                         "(NyTT: U[-5, 5])")
     max_dev_utts: int = field(32, help="validate on the first N dev utterances; 0 = all")
+    gain_db: list[float] = field(default_factory=lambda: [0.0, 0.0],
+                                 help="random gain augmentation: each training crop (its input and target alike) "
+                                      "scaled by a gain in dB drawn uniformly from [low, high]; [0, 0]: off")
+    speed_perturb: list[float] = field(default_factory=list,
+                                       help="speed perturbation (Ko et al. 2015; e.g. [0.9, 1.0, 1.1]): each "
+                                            "training crop resampled by a factor drawn from this list (tempo "
+                                            "and pitch change together, noise included); []: off")
 
 
 @dataclass
@@ -95,13 +102,27 @@ class SETrainConfig:
         check_config(self, source)
 
 
+def augmented(d: SEDataConfig) -> bool:
+    """Whether training crops are augmented (random gain or speed perturbation)."""
+    return d.gain_db != [0.0, 0.0] or any(f != 1.0 for f in d.speed_perturb)
+
+
 def check_config(cfg: SETrainConfig, source: str = "<config>") -> SETrainConfig:
     """Cross-field checks; builds the model config once so its keys are checked too."""
     build_se_model(cfg.model, cfg.model_conf, source=source)
     d = cfg.data
     if len(d.snr_range) != 2 or d.snr_range[0] > d.snr_range[1]:
         raise ConfigError(f"must be [low, high], got {d.snr_range}", path=source, field="data.snr_range")
+    if len(d.gain_db) != 2 or not -40.0 <= d.gain_db[0] <= d.gain_db[1] <= 40.0:
+        raise ConfigError(f"must be [low, high] within [-40, 40] dB, got {d.gain_db}", path=source,
+                          field="data.gain_db")
+    if any(not 0.5 <= f <= 2.0 for f in d.speed_perturb):
+        raise ConfigError(f"speed factors must lie in [0.5, 2], got {d.speed_perturb}", path=source,
+                          field="data.speed_perturb")
     r = cfg.remix
+    if r.rounds > 1 and augmented(d):
+        raise ConfigError("remix.rounds > 1 takes the estimates of the un-augmented crops: leave data.gain_db "
+                          "[0, 0] and data.speed_perturb []", path=source, field="remix.rounds")
     if r.rounds < 1:
         raise ConfigError(f"must be >= 1, got {r.rounds}", path=source, field="remix.rounds")
     if r.rounds > 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -61,6 +62,16 @@ def crop(x: np.ndarray, n: int, offset: int) -> np.ndarray:
     return seg if len(seg) == n else np.pad(seg, (0, n - len(seg)))
 
 
+def speed(x: np.ndarray, factor: float, n: int) -> np.ndarray:
+    """``x`` played ``factor`` times faster (resampled by 1/factor, polyphase; tempo and pitch change
+    together, as Kaldi's speed perturbation), cut or zero-padded to ``n`` samples."""
+    from scipy.signal import resample_poly
+
+    f = Fraction(factor).limit_denominator(100)
+    y = resample_poly(x, f.denominator, f.numerator).astype(np.float32)
+    return y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+
+
 class SEBatches(IterableDataset):
     """Endless batches {"y", "index" (of ``utts``), "offset" (of the crop), and per method "extra" |
     "clean" | "s_hat", "snr", "perm"} as tensors."""
@@ -93,11 +104,18 @@ class SEBatches(IterableDataset):
         ys, paired, offsets = [], [], []
         for i in picks:
             u = self.utts[int(i)]
-            off = int(rng.integers(max(1, len(self.noisy[u]) - n + 1)))
+            # augmentation draws only when on, so un-augmented runs keep their random stream
+            f = float(d.speed_perturb[int(rng.integers(len(d.speed_perturb)))]) if d.speed_perturb else 1.0
+            m = n if f == 1.0 else int(round(n * f))  # source samples that play in n at speed f
+            off = int(rng.integers(max(1, len(self.noisy[u]) - m + 1)))
+            gain = 10.0 ** (rng.uniform(*d.gain_db) / 20.0) if d.gain_db != [0.0, 0.0] else 1.0
             offsets.append(off)
-            ys.append(crop(self.noisy[u], n, off))
+            pair = [self.noisy[u]] + ([self.paired[u]] if self.paired else [])
+            pair = [crop(x, m, off) if f == 1.0 else speed(crop(x, m, off), f, n) for x in pair]
+            pair = [x if gain == 1.0 else (gain * x).astype(np.float32) for x in pair]
+            ys.append(pair[0])
             if self.paired:
-                paired.append(crop(self.paired[u], n, off))
+                paired.append(pair[1])
         out = {"y": torch.from_numpy(np.stack(ys)), "index": torch.from_numpy(picks.astype(np.int64)),
                "offset": torch.tensor(offsets, dtype=torch.int64)}
         if self.paired:

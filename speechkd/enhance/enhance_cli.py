@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", type=av.output_dir,
                         default=None, help="batch mode: directory of <utt>.wav to write")
     parser.add_argument("--model", type=av.model_ref, default=None,
-                        help="exp dir or .ckpt of speechkd se-train, or builtin:highpass80 / builtin:identity")
+                        help="exp dir or .ckpt of speechkd se-train, or builtin:highpass80 / builtin:rnnoise / "
+                             "builtin:identity")
     parser.add_argument("--teacher", type=av.existing_path,
                         default=None, help="teacher exp dir: output S(T(y)) (teacher first)")
     parser.add_argument("--average", type=av.positive_int, default=1,

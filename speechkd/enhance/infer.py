@@ -2,7 +2,8 @@
 
 - ``model`` is an exp dir / .ckpt of ``speechkd se-train`` or a built-in baseline:
   ``builtin:highpass80`` (4th-order Butterworth high-pass at 80 Hz, zero phase: the trivial
-  baseline every SE table keeps) or ``builtin:identity``.
+  baseline every SE table keeps), ``builtin:rnnoise`` (RNNoise, the deployed peer,
+  :mod:`speechkd.enhance.rnnoise`; its lag removed) or ``builtin:identity``.
 - ``teacher`` given: teacher/student inference S(T(y)) (the teacher runs first).
 - ``average`` N: the weights of each model's last N checkpoints averaged; ``checkpoint`` K: the
   model's K-th newest checkpoint alone (the spread of single checkpoints; a teacher stays averaged).
@@ -25,6 +26,7 @@ import torch
 from speechkd.audio import load_audio
 from speechkd.corpora.common import resample as resample_audio
 from speechkd.data.kaldi import read_datadir
+from speechkd.enhance import rnnoise as rnnoise_peer
 from speechkd.enhance.exp import load_se_model
 from speechkd.errors import AudioError, SpeechkdError
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
@@ -33,7 +35,7 @@ from speechkd.utils.paths import safe_child
 
 logger = logging.getLogger(__name__)
 
-BUILTINS = ("builtin:highpass80", "builtin:identity")
+BUILTINS = ("builtin:highpass80", "builtin:rnnoise", "builtin:identity")
 HPF_HZ, HPF_ORDER = 80.0, 4
 
 
@@ -54,6 +56,9 @@ class Enhancer:
         self.stages: list = []
         self.sample_rate: int | None = None  # None: any rate (built-ins)
         for name in ([teacher] if teacher else []) + [model]:
+            if name == "builtin:rnnoise" and not rnnoise_peer.available():
+                raise SpeechkdError("builtin:rnnoise needs the pyrnnoise wheel, which is not installed",
+                                    field="--model", hint=rnnoise_peer.HINT)
             if name in BUILTINS:
                 self.stages.append(name)
                 continue
@@ -76,6 +81,8 @@ class Enhancer:
         for stage in self.stages:
             if stage == "builtin:highpass80":
                 x = highpass80(x, sr)
+            elif stage == "builtin:rnnoise":
+                x = rnnoise_peer.rnnoise(x, sr)
             elif stage == "builtin:identity":
                 x = x.copy()
             else:

@@ -1,8 +1,8 @@
 """``speechkd se-data``: noisy training speech, extra noise and test sets for SE.
 
-From a speech corpus (``<speech>/{train,dev,test}``) and the noise corpus
-(``<noise>/in_domain``, ``<noise>/extraneous``; :mod:`speechkd.corpora.noise`)
-it writes, under ``out`` (data/se)::
+From one or more speech corpora (``<speech>/{train,dev,test}`` each, merged; utterance ids must
+be unique across them) and the noise corpus (``<noise>/in_domain``, ``<noise>/extraneous``;
+:mod:`speechkd.corpora.noise`) it writes, under ``out`` (data/se)::
 
     noise_train/            in-domain clips mixed into train_noisy and dev_noisy
     extra_noise/            held-out in-domain clips, in no mixture: NyTT's extra noise n'
@@ -16,7 +16,19 @@ it writes, under ``out`` (data/se)::
                             clips; wav.scp (noisy), clean.scp, noise.scp, utt2snr, utt2noise,
                             and ref/ (a data dir of the clean references, for `speechkd eval se`)
     test_mismatched/        the same with the extraneous (event-sound) noise
-    mix.json                parameters, counts and measured SNRs
+    test_unseen_noise/      (with unseen noise types) the test utterances with clips of the in-domain
+                            noise types held out of training entirely (no clip in training or extra noise)
+    test_unseen_voice/      (with unseen speakers) utterances of the voices held out of training,
+                            with noise_test clips (seen noise types)
+    test_unseen_voice_noise/  (with both) unseen voices with unseen noise types
+    mix.json                parameters, counts, measured SNRs, the speakers and noise types of each set
+
+Generalisation (``MixPlan.unseen_speakers``, ``MixPlan.unseen_noise_types``): the voices named
+are left out of train/dev (speaker-disjoint splits; every utterance of theirs, in any split of the
+input, is test material: a seeded choice of as many as the seen-voice test set has); the noise types
+named are left out of noise_train, extra_noise and noise_test. The seen-voice test sets use the
+input's test split (texts never in training) of the training voices. Speaker-disjointness is
+checked on the written utt2spk files (:func:`check_speaker_disjoint`).
 
 Every mixture is written as 16-bit PCM with mixture == speech + noise exactly
 (:func:`speechkd.enhance.mixing.mix_int16`); everything is a function of the
@@ -52,6 +64,12 @@ class MixPlan:
     test_snrs: tuple[float, ...] = (0.0, 5.0, 10.0)
     extra_fraction: float = 0.2   # of each in-domain noise type -> extra_noise
     test_fraction: float = 0.2    # of each in-domain noise type -> noise_test
+    unseen_speakers: tuple[str, ...] = ()     # voices in no training mixture: test_unseen_voice*
+    unseen_noise_types: tuple[str, ...] = ()  # in-domain noise types in no training mixture: test_unseen_*noise
+
+
+TRAINING_SETS = ("train_noisy", "dev_noisy")
+UNSEEN_VOICE_SETS = ("test_unseen_voice", "test_unseen_voice_noise")
 
 
 def snr_tag(snr: float) -> str:
@@ -150,20 +168,86 @@ def _read(root: Path, name: str) -> DataDir:
     return read_datadir(path)
 
 
-def prepare_se_data(speech_root: str, noise_root: str, out: str, plan: MixPlan = MixPlan(),
+def _subset(dd: DataDir, keep) -> DataDir:
+    """``dd.subset(keep)`` that still names where it was read (for error messages)."""
+    out = dd.subset([u for u in dd.utts if keep(u)])
+    out.path = dd.path
+    return out
+
+
+def merge_datadirs(dds: list[DataDir]) -> DataDir:
+    """One data dir of several (no segments); an utterance id in two of them is an error."""
+    if len(dds) == 1:
+        return dds[0]
+    out = DataDir(path=" + ".join(str(d.path) for d in dds))
+    for d in dds:
+        if d.segments is not None:
+            raise DataDirError("several speech corpora with segments files cannot be merged", path=d.path,
+                               hint="give one speech corpus, or corpora of one file per utterance")
+        for u in d.utts:
+            if u in out.utt2spk:
+                raise DataDirError("utterance id in two speech corpora", path=d.path, utt=u,
+                                   hint="utterance ids must be unique across --speech corpora")
+            out.wav_scp[u], out.utt2spk[u] = d.wav_scp[u], d.utt2spk[u]
+            out.text[u] = d.text.get(u, "")
+    return out
+
+
+def check_speaker_disjoint(out: str) -> dict[str, list[str]]:
+    """{set: its speakers} of the written data dirs, checked: no speaker of a test_unseen_voice* set
+    is in train_noisy or dev_noisy (their utt2spk files). Returns the speakers of every set."""
+    root = Path(out)
+    spk = {p.name: sorted(set(read_datadir(p).utt2spk.values()))
+           for p in sorted(root.iterdir()) if (p / "utt2spk").is_file() and p.name.startswith(("train", "dev", "test"))}
+    training = {s for name in TRAINING_SETS for s in spk.get(name, [])}
+    for name in UNSEEN_VOICE_SETS:
+        both = training & set(spk.get(name, []))
+        if both:
+            raise DataDirError(f"speaker(s) {', '.join(sorted(both))} of {name} are in the training data",
+                               path=str(root / name / "utt2spk"), field="utt2spk",
+                               hint="the unseen-voice test sets need speaker-disjoint splits")
+    return spk
+
+
+def prepare_se_data(speech_root: str | list[str], noise_root: str, out: str, plan: MixPlan = MixPlan(),
                     sample_rate: int = 16000) -> dict:
-    """Write every SE data dir under ``out`` (see the module docstring); returns mix.json's content."""
+    """Write every SE data dir under ``out`` (see the module docstring); returns mix.json's content.
+    ``speech_root``: one speech corpus root or several (merged)."""
     started = time.time()
-    sp, nz, outp = Path(speech_root), Path(noise_root), Path(out)
+    roots = [Path(r) for r in ([speech_root] if isinstance(speech_root, (str, Path)) else speech_root)]
+    nz, outp = Path(noise_root), Path(out)
     lo, hi = plan.train_snr
     if lo > hi:
         raise SpeechkdError(f"training SNR range {lo}..{hi} is empty", field="--train-snr")
-    speech = {s: _read(sp, s) for s in ("train", "dev", "test")}
+    if not roots:
+        raise SpeechkdError("no speech corpus given", field="--speech")
+    speech = {s: merge_datadirs([_read(r, s) for r in roots]) for s in ("train", "dev", "test")}
     for s, dd in speech.items():  # ids name the mixtures' files: all checked before any work
         for u in dd.utts:
-            check_id(u, source=str(sp / s / "utt2spk"))
+            check_id(u, source=f"{dd.path}/utt2spk")
+    every_spk = {v for dd in speech.values() for v in dd.utt2spk.values()}
+    unseen = set(plan.unseen_speakers)
+    if unseen - every_spk:
+        raise SpeechkdError(f"unseen speaker(s) {', '.join(sorted(unseen - every_spk))} are in no speech corpus; "
+                            f"speakers: {', '.join(sorted(every_spk))}", field="--unseen-speakers")
+    seen = {s: _subset(dd, lambda u, dd=dd: dd.utt2spk[u] not in unseen) for s, dd in speech.items()}
+    for s, dd in seen.items():
+        if not dd.utts:
+            raise SpeechkdError(f"no {s} speech left once the unseen speakers are taken out", field="--unseen-speakers",
+                                hint="keep at least one training voice")
     in_domain, extraneous = _read(nz, "in_domain"), _read(nz, "extraneous")
-    parts = split_noise(in_domain, plan)
+    kinds = set(in_domain.spk2utt)
+    held = set(plan.unseen_noise_types)
+    if held - kinds:
+        raise SpeechkdError(f"unseen noise type(s) {', '.join(sorted(held - kinds))} are not in-domain noise types; "
+                            f"types: {', '.join(sorted(kinds))}", field="--unseen-noise-types")
+    if held == kinds:
+        raise SpeechkdError("every in-domain noise type is held out: nothing left to train with",
+                            field="--unseen-noise-types")
+    trained_noise = _subset(in_domain, lambda u: in_domain.utt2spk[u] not in held)
+    parts = split_noise(trained_noise, plan)
+    if held:
+        parts["noise_unseen"] = [u for u in in_domain.utts if in_domain.utt2spk[u] in held]
     for name, ids in parts.items():
         write_datadir(outp / name, in_domain.subset(ids))
     pools = {k: _Noise(in_domain, v, sample_rate) for k, v in parts.items()}
@@ -171,19 +255,37 @@ def prepare_se_data(speech_root: str, noise_root: str, out: str, plan: MixPlan =
 
     stats = {}
     for split in ("train", "dev"):
-        dd = speech[split]
+        dd = seen[split]
         # rounded to 0.01 dB so that utt2snr holds exactly the SNR that was mixed
         triples = [(u, u, round(float(_rng(plan.seed, "snr", split, u).uniform(lo, hi)), 2)) for u in dd.utts]
         stats[f"{split}_noisy"] = _write_mix(outp, f"{split}_noisy", dd, triples, pools["noise_train"],
                                              sample_rate, plan.seed, clean_dir=outp / f"{split}_clean_eval_only",
                                              with_ref=False)
-    test = speech["test"]
-    triples = [(f"{u}_{snr_tag(snr)}", u, float(snr)) for u in test.utts for snr in plan.test_snrs]
-    for name, pool in (("test_in_domain", pools["noise_test"]), ("test_mismatched", mismatched)):
-        stats[name] = _write_mix(outp, name, test, triples, pool, sample_rate, plan.seed, clean_dir=None,
+    test = seen["test"]
+    sets = [("test_in_domain", test, pools["noise_test"]), ("test_mismatched", test, mismatched)]
+    if held:
+        sets.append(("test_unseen_noise", test, pools["noise_unseen"]))
+    if unseen:
+        # every utterance of the unseen voices is unseen material; as many as the seen-voice test set
+        pool = merge_datadirs([_subset(dd, lambda u, dd=dd: dd.utt2spk[u] in unseen) for dd in speech.values()])
+        order = sorted(pool.utts, key=str.encode)
+        _rng(plan.seed, "unseen-voice").shuffle(order)
+        chosen = set(order[:len(test.utts)])
+        voice = _subset(pool, lambda u: u in chosen)
+        sets.append(("test_unseen_voice", voice, pools["noise_test"]))
+        if held:
+            sets.append(("test_unseen_voice_noise", voice, pools["noise_unseen"]))
+    for name, dd, pool in sets:
+        triples = [(f"{u}_{snr_tag(snr)}", u, float(snr)) for u in dd.utts for snr in plan.test_snrs]
+        stats[name] = _write_mix(outp, name, dd, triples, pool, sample_rate, plan.seed, clean_dir=None,
                                  with_ref=True)
-    manifest = {"speech": str(sp.resolve()), "noise": str(nz.resolve()), "sample_rate": sample_rate,
+    speakers = check_speaker_disjoint(out)
+    manifest = {"speech": [str(r.resolve()) for r in roots], "noise": str(nz.resolve()), "sample_rate": sample_rate,
                 "seed": plan.seed, "train_snr_range": list(plan.train_snr), "test_snrs": list(plan.test_snrs),
+                "unseen_speakers": sorted(unseen), "unseen_noise_types": sorted(held),
+                "noise_types": {"training": sorted(kinds - held), "unseen": sorted(held),
+                                "mismatched": sorted(set(extraneous.utt2spk.values()))},
+                "speakers": {k: v for k, v in speakers.items() if k in stats},
                 "noise_clips": {k: len(v) for k, v in parts.items()} | {"mismatched": len(extraneous.utts)},
                 "sets": stats, "clean_eval_only": ["train_clean_eval_only", "dev_clean_eval_only"],
                 "build_seconds": round(time.time() - started, 2)}

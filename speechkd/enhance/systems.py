@@ -3,7 +3,8 @@
 What an exp dir holds decides the systems (a model counts once it has a ``checkpoints/`` dir),
 in this order, which is the order of the results tables and of the listening page's columns:
 
-- ``hpf80``: the 80 Hz high-pass baseline (``builtin:highpass80``), always;
+- the baselines, by default both: ``hpf80``, the 80 Hz high-pass baseline (``builtin:highpass80``),
+  and ``rnnoise``, RNNoise, the deployed peer (``builtin:rnnoise``; needs the pyrnnoise wheel);
 - ``teacher_nytt``, ``teacher_nytt_more`` (the same-compute control), ``clean_upper`` (the
   clean-target upper bound) and each student, each with its last checkpoints averaged;
 - ``<student>_st``: teacher/student inference S(T(y)), the student applied to the teacher's output.
@@ -25,6 +26,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from speechkd.enhance import rnnoise
 from speechkd.errors import SpeechkdError
 from speechkd.utils.manifest import NAME, read_rows, write_rows
 
@@ -34,6 +36,8 @@ TEACHER = "teacher_nytt"
 CONTROL = "teacher_nytt_more"
 UPPER_BOUND = "clean_upper"
 HPF = ("hpf80", "builtin:highpass80")
+RNNOISE = ("rnnoise", "builtin:rnnoise")
+BASELINES = dict((HPF, RNNOISE))  # name -> model, in table order
 COLUMNS = ("name", "model", "teacher", "spread", "dir")
 
 
@@ -58,10 +62,18 @@ def _trained(path: str) -> bool:
 
 
 def list_systems(expdir: str, students: list[str], spread: int = 0,
-                 spread_only: list[str] | None = None) -> list[SeSystem]:
+                 spread_only: list[str] | None = None, baselines: list[str] | tuple[str, ...] = ("hpf80",)
+                 ) -> list[SeSystem]:
     """Every system of ``expdir`` by the rules of the module docstring, in table order.
     ``students``: the student exp dir names the recipe trains; ``spread`` K >= 0; ``spread_only``:
-    names of the only systems whose spread is evaluated (empty or None: all eligible)."""
+    names of the only systems whose spread is evaluated (empty or None: all eligible);
+    ``baselines``: names of :data:`BASELINES` (rnnoise refused when pyrnnoise is not installed)."""
+    for b in baselines:
+        if b not in BASELINES:
+            raise SpeechkdError(f"unknown baseline {b!r}; known: {', '.join(BASELINES)}", field="--baselines")
+    if "rnnoise" in baselines and not rnnoise.available():
+        raise SpeechkdError("the rnnoise baseline needs the pyrnnoise wheel, which is not installed",
+                            field="--baselines", hint=rnnoise.HINT)
     if spread < 0:
         raise SpeechkdError(f"must be >= 0, got {spread}", field="--spread")
     for s in students:
@@ -69,7 +81,7 @@ def list_systems(expdir: str, students: list[str], spread: int = 0,
             raise SpeechkdError(f"student name {s!r} is not one file name", field="--students")
     only = set(spread_only or ())
     path = lambda name: os.path.join(expdir, name)  # noqa: E731
-    rows = [(HPF[0], HPF[1], "")]
+    rows = [(b, m, "") for b, m in BASELINES.items() if b in baselines]
     rows += [(s, path(s), "") for s in [TEACHER, CONTROL, UPPER_BOUND, *students] if _trained(path(s))]
     rows += [(f"{s}_st", path(s), path(TEACHER)) for s in students if _trained(path(s))]
     names = [r[0] for r in rows]

@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="with --systems-from: also each of the last K checkpoints of every trained model alone")
     g.add_argument("--spread-only", type=av.nonempty_str, nargs="*", default=[], metavar="NAME",
                    help="with --systems-from: the spread of these systems only (default: all eligible)")
+    g.add_argument("--baselines", type=av.name, nargs="*", default=["hpf80", "rnnoise"], metavar="NAME",
+                   help="with --systems-from: the untrained baselines, of hpf80 (80 Hz high-pass) and rnnoise "
+                        "(RNNoise; the pyrnnoise wheel) (default: both)")
     g.add_argument("--test-sets", type=av.nonempty_str, nargs="*", default=[], metavar="NAME", help="test sets: <data-root>/<name> each")
     g.add_argument("--data-root", type=av.nonempty_str, default="data/se", help="directory of the test sets (default %(default)s)")
 
@@ -63,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
         raise SpeechkdError("no test set given", field="--test-sets", hint="e.g. --test-sets test_in_domain")
     if args.systems_from:
         write_manifest(args.systems, list_systems(args.systems_from, _words(args.students), args.spread,
-                                                  _words(args.spread_only)))
+                                                  _words(args.spread_only), _words(args.baselines)))
     elif args.students or args.spread or args.spread_only:
         raise SpeechkdError("--students, --spread and --spread-only go with --systems-from EXP", field="--systems")
     systems = read_manifest(args.systems)

@@ -43,9 +43,9 @@ from speechkd.distill import cli as distill_cli
 from speechkd.enhance import systems as se_systems
 from speechkd.eval.durations import durations_markdown, evaluate_dump
 from speechkd.eval.intelligibility import asr_markdown, evaluate_asr
-from speechkd.eval.se_eval import evaluate_se, se_markdown
+from speechkd.eval.se_eval import DNSMOS_MODES, evaluate_se, se_markdown
 from speechkd.eval.se_summary import summarize_se
-from speechkd.eval.se_systems import eval_jobs, up_to_date
+from speechkd.eval.se_systems import NOISY, eval_jobs, up_to_date
 from speechkd.eval.stats import json_safe
 from speechkd.eval.summary import summarize_systems
 from speechkd.eval.speaker_identity import speaker_identity
@@ -151,6 +151,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--title", type=av.nonempty_str, default="Speech enhancement: objective evaluation", help="title of the summary")
     p.add_argument("--paired-against", type=av.nonempty_str, default=None,
                    help="system (e.g. teacher_nytt) to compare every system with, utterance by utterance")
+    p.add_argument("--dnsmos", choices=DNSMOS_MODES, default="auto",
+                   help="DNSMOS P.835 SIG/BAK/OVRL (reference-free; speechmos + onnxruntime): on, off, or auto "
+                        "(when installed; default)")
 
     p = sub.add_parser("se", help="PESQ-wb, STOI, ESTOI, SI-SDR (and improvements) of enhanced audio")
     p.epilog = av.RUNS_PIPES
@@ -165,6 +168,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    default=0, help="evaluate the first N reference utterances; 0 = all")
     p.add_argument("--nj", type=av.jobs, default=1, help="parallel processes")
     p.add_argument("--allow-missing", action="store_true", help="record missing audio instead of failing")
+    p.add_argument("--noisy-results", type=av.existing_file, default=None,
+                   help="results.json of eval se on the noisy input itself: its DNSMOS scores of the noisy "
+                        "input are reused instead of computed again")
+    p.add_argument("--dnsmos", choices=DNSMOS_MODES, default="auto",
+                   help="DNSMOS P.835 SIG/BAK/OVRL (reference-free; speechmos + onnxruntime): on, off, or auto "
+                        "(when installed; default)")
     p.add_argument("--title", type=av.nonempty_str, default=None)
 
     p = sub.add_parser("durations", help="phone-boundary error of teacher durations vs flite's own phone timings")
@@ -259,8 +268,13 @@ def _main_se_systems(args: argparse.Namespace) -> int:
         if up_to_date(j):
             print(f"{j.out}: up to date with {j.enh_dir}, not evaluated again")
             continue
+        # the noisy input's DNSMOS is computed once per test set (its own row, run first) and reused;
+        # single checkpoints (the spread columns: SI-SDRi, PESQ) get none
+        noisy = os.path.join(os.path.dirname(j.out), NOISY, "results.json")
+        reuse = ["--noisy-results", noisy] if j.system != NOISY and os.path.isfile(noisy) else []
         _main_se(_parse("se", "--ref-dir", j.ref_dir, "--enh-dir", j.enh_dir, "--noisy-dir", j.noisy_dir,
-                        "--out", j.out, "--nj", args.nj, "--num-utts", args.num_utts, "--title", j.title))
+                        "--out", j.out, "--nj", args.nj, "--num-utts", args.num_utts, "--title", j.title,
+                        "--dnsmos", "off" if "@" in j.system else args.dnsmos, *reuse))
     path = summarize_se([j.results for j in jobs], args.out, args.title, args.paired_against)
     print(open(path, encoding="utf-8").read())
     print(f"-> {path}")
@@ -316,7 +330,7 @@ def _main_tts(args: argparse.Namespace) -> int:
 
 def _main_se(args: argparse.Namespace) -> int:
     res = evaluate_se(args.ref_dir, args.enh_dir, args.noisy_dir, num_utts=args.num_utts, nj=args.nj,
-                      allow_missing=args.allow_missing)
+                      allow_missing=args.allow_missing, dnsmos=args.dnsmos, noisy_results=args.noisy_results)
     os.makedirs(args.out, exist_ok=True)
     atomic_write_json(os.path.join(args.out, "results.json"),
                       json_safe({"system": args.enh_dir, "reference": args.ref_dir, "noisy": args.noisy_dir, **res}))
@@ -327,6 +341,8 @@ def _main_se(args: argparse.Namespace) -> int:
             f"STOI {s['stoi']['mean']:.3f}, ESTOI {s['estoi']['mean']:.3f}, SI-SDR {s['si_sdr']['mean']:.2f} dB")
     if "si_sdr_delta" in s:
         line += f" (SI-SDRi {s['si_sdr_delta']['mean']:+.2f} dB, PESQ {s['pesq_delta']['mean']:+.2f})"
+    if "dnsmos_ovrl" in s:
+        line += f", DNSMOS OVRL {s['dnsmos_ovrl']['mean']:.2f}"
     if res["missing"]:
         line += f", {len(res['missing'])} missing"
     print(f"{line} -> {os.path.join(args.out, 'results.md')}")

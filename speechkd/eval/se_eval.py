@@ -3,7 +3,8 @@
 For every utterance of the reference set: PESQ-wb, STOI, ESTOI and SI-SDR of
 the enhanced audio (:mod:`speechkd.eval.se_metrics`); given the noisy input
 too, the same metrics of the noisy input and the improvements
-(SI-SDRi = SI-SDR(enhanced) − SI-SDR(noisy), ΔPESQ, ΔSTOI, ΔESTOI). Means
+(SI-SDRi = SI-SDR(enhanced) − SI-SDR(noisy), ΔPESQ, ΔSTOI, ΔESTOI). With ``dnsmos``, also the
+reference-free DNSMOS P.835 SIG/BAK/OVRL of each (:mod:`speechkd.eval.dnsmos`). Means
 with Student-t 95% CIs over utterances; metrics that could not be computed
 are NaN with the reason and are left out of the means (their count is kept).
 
@@ -23,14 +24,17 @@ import numpy as np
 from speechkd.audio import load_audio
 from speechkd.data.kaldi import read_datadir
 from speechkd.errors import AudioError, SpeechkdError
+from speechkd.eval import dnsmos as dnsmos_p835
 from speechkd.eval.se_metrics import PESQ_SAMPLE_RATE, pesq_wb, si_sdr, stoi_scores
 from speechkd.eval.stats import fmt_ci, summarize
+from speechkd.eval.summary import read_results
 from speechkd.utils.paths import safe_child
 from speechkd.utils.parallel import process_map
 
 log = logging.getLogger(__name__)
 
 BASE = ("pesq", "stoi", "estoi", "si_sdr")
+DNSMOS_MODES = ("auto", "on", "off")  # auto: when the speechmos wheel and onnxruntime are installed
 MAX_LENGTH_MISMATCH = 0.05  # fraction of the reference length tolerated (STFT padding), trimmed away
 
 
@@ -67,9 +71,10 @@ def _match(est: np.ndarray, ref: np.ndarray, utt: str, name: str) -> np.ndarray:
     return np.pad(est, (0, len(ref) - len(est)))
 
 
-def score(est: np.ndarray, ref: np.ndarray, sr: int) -> dict:
+def score(est: np.ndarray, ref: np.ndarray, sr: int, dnsmos: bool = False) -> dict:
     """{pesq, stoi, estoi, si_sdr} of ``est`` against ``ref`` (equal lengths, rate ``sr``),
-    with pesq_error / stoi_error saying why a score is NaN."""
+    with pesq_error / stoi_error saying why a score is NaN; with ``dnsmos`` also the
+    reference-free dnsmos_sig/bak/ovrl of ``est``."""
     if sr != PESQ_SAMPLE_RATE:
         import librosa
 
@@ -83,7 +88,10 @@ def score(est: np.ndarray, ref: np.ndarray, sr: int) -> dict:
     st, est_, st_err = stoi_scores(ref, est, sr)
     t2 = time.perf_counter()
     out = {"pesq": p, "stoi": st, "estoi": est_, "si_sdr": si_sdr(est, ref),
-           "_pesq_s": t1 - t0, "_stoi_s": t2 - t1}
+           "_pesq_s": t1 - t0, "_stoi_s": t2 - t1, "_dnsmos_s": 0.0}
+    if dnsmos:
+        out.update(dnsmos_p835.dnsmos(est, sr))
+        out["_dnsmos_s"] = time.perf_counter() - t2
     if err:
         out["pesq_error"] = err
     if st_err:
@@ -103,28 +111,68 @@ def _load(loc: tuple[str, tuple[float, float] | None], utt: str,
 
 
 def _eval_job(job: tuple) -> dict:
-    utt, ref_loc, enh_loc, noisy_loc = job
+    utt, ref_loc, enh_loc, noisy_loc, dnsmos, noisy_known = job
     ref, sr = _load(ref_loc, utt)
     enh = _match(_load(enh_loc, utt, sr)[0], ref, utt, enh_loc[0])
     row = {"utt": utt, "seconds": len(ref) / sr, "sample_rate": sr}
-    row.update(score(enh, ref, sr))
+    row.update(score(enh, ref, sr, dnsmos))
     if noisy_loc is not None:
-        noisy = _match(_load(noisy_loc, utt, sr)[0], ref, utt, noisy_loc[0])
-        n = score(noisy, ref, sr)
-        row["_pesq_s"] += n.pop("_pesq_s")
-        row["_stoi_s"] += n.pop("_stoi_s")
+        if noisy_loc == enh_loc:  # the noisy input's own row: its scores, not computed twice
+            n = {k: v for k, v in row.items() if k not in ("utt", "seconds", "sample_rate")}
+            n.update({"_pesq_s": 0.0, "_stoi_s": 0.0, "_dnsmos_s": 0.0})
+        else:
+            noisy = _match(_load(noisy_loc, utt, sr)[0], ref, utt, noisy_loc[0])
+            n = score(noisy, ref, sr, dnsmos and not noisy_known)
+            n.update(noisy_known or {})
+        for t in ("_pesq_s", "_stoi_s", "_dnsmos_s"):
+            row[t] += n.pop(t)
         row.update({f"{k}_noisy": v for k, v in n.items()})
-        for k in BASE:
+        for k in metric_keys(dnsmos):
             row[f"{k}_delta"] = row[k] - row[f"{k}_noisy"]
     return row
 
 
+def metric_keys(dnsmos: bool) -> tuple[str, ...]:
+    return BASE + (dnsmos_p835.KEYS if dnsmos else ())
+
+
+def use_dnsmos(mode: str) -> bool:
+    """Whether DNSMOS is computed: ``on`` (an error when its packages are missing), ``off``, or
+    ``auto`` (when they are installed; logged when they are not)."""
+    if mode not in DNSMOS_MODES:
+        raise SpeechkdError(f"unknown mode {mode!r}; one of {', '.join(DNSMOS_MODES)}", field="--dnsmos")
+    if mode == "off":
+        return False
+    if dnsmos_p835.available():
+        return True
+    if mode == "on":
+        raise SpeechkdError("DNSMOS needs the speechmos wheel and onnxruntime", field="--dnsmos", hint=dnsmos_p835.HINT)
+    log.warning("DNSMOS left out: the speechmos wheel or onnxruntime is not installed (%s)", dnsmos_p835.HINT)
+    return False
+
+
+def noisy_dnsmos(path: str) -> dict[str, dict[str, float]]:
+    """{utt: DNSMOS of the noisy input} from the results.json of ``eval se`` run on the noisy input
+    itself (as its enhanced audio), to be reused rather than recomputed for every system."""
+    out = {}
+    for r in read_results(path).get("utts", []):
+        vals = {k: r.get(k) for k in dnsmos_p835.KEYS}
+        if "utt" in r and all(isinstance(v, (int, float)) for v in vals.values()):
+            out[str(r["utt"])] = {k: float(v) for k, v in vals.items()}
+    return out
+
+
 def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num_utts: int = 0,
-                nj: int = 1, allow_missing: bool = False) -> dict:
-    """Evaluate the enhanced set against the clean reference set (and the noisy set, when given).
+                nj: int = 1, allow_missing: bool = False, dnsmos: str = "auto",
+                noisy_results: str | None = None) -> dict:
+    """Evaluate the enhanced set against the clean reference set (and the noisy set, when given);
+    ``dnsmos``: one of :data:`DNSMOS_MODES` (:func:`use_dnsmos`); ``noisy_results``: the noisy
+    input's own results.json, whose DNSMOS scores are reused (:func:`noisy_dnsmos`).
 
     Utterances are those of the reference set (the first ``num_utts`` in C order
     when > 0). Returns {"summary", "timing", "missing", "utts"}."""
+    with_dnsmos = use_dnsmos(dnsmos)
+    known = noisy_dnsmos(noisy_results) if (with_dnsmos and noisy_results and noisy_dir) else {}
     ref_set, enh_set = AudioSet(ref_dir, "clean reference"), AudioSet(enh_dir, "enhanced audio")
     noisy_set = AudioSet(noisy_dir, "noisy input") if noisy_dir else None
     utts = ref_set.utts()
@@ -145,7 +193,7 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
             log.warning("%s: %s missing: %s", utt, s.role, path)
             missing.append({"utt": utt, "path": path})
             continue
-        jobs.append((utt, ref_set.locate(utt), enh, noisy))
+        jobs.append((utt, ref_set.locate(utt), enh, noisy, with_dnsmos, known.get(utt)))
     if not jobs:
         raise SpeechkdError("no enhanced audio to evaluate", path=enh_dir)
     t0 = time.perf_counter()
@@ -156,7 +204,11 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
     timing = {"wall_seconds": wall, "audio_seconds": audio_s,
               "pesq_rtf": sum(r.pop("_pesq_s") for r in rows) / audio_s,
               "stoi_estoi_rtf": sum(r.pop("_stoi_s") for r in rows) / audio_s}
-    keys = list(BASE) + ([f"{k}_noisy" for k in BASE] + [f"{k}_delta" for k in BASE] if noisy_set else [])
+    dns_s = sum(r.pop("_dnsmos_s") for r in rows)
+    if with_dnsmos:
+        timing["dnsmos_rtf"] = dns_s / audio_s
+    base = metric_keys(with_dnsmos)
+    keys = list(base) + ([f"{k}_noisy" for k in base] + [f"{k}_delta" for k in base] if noisy_set else [])
     log.info("evaluated %d utterances in %.1f s", len(rows), wall)
     return {"summary": summarize(rows, keys), "timing": timing, "missing": missing, "utts": rows}
 
@@ -164,21 +216,29 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
 def se_markdown(res: dict, title: str) -> str:
     s = res["summary"]
     noisy = "si_sdr_noisy" in s
-    lines = [f"# {title}", "", "| audio | utterances | PESQ-wb | STOI | ESTOI | SI-SDR dB |",
-             "|---|---:|---:|---:|---:|---:|"]
+    dns = "dnsmos_ovrl" in s
+    dhead = " DNSMOS SIG | DNSMOS BAK | DNSMOS OVRL |" if dns else ""
+    lines = [f"# {title}", "", "| audio | utterances | PESQ-wb | STOI | ESTOI | SI-SDR dB |" + dhead,
+             "|---|---:|---:|---:|---:|---:|" + ("---:|" * 3 if dns else "")]
     rows = [("enhanced", "")] + ([("noisy input", "_noisy"), ("improvement", "_delta")] if noisy else [])
     for name, sfx in rows:
-        lines.append(f"| {name} | {s['si_sdr' + sfx]['n']} | {fmt_ci(s['pesq' + sfx])} | "
-                     f"{fmt_ci(s['stoi' + sfx], 3)} | {fmt_ci(s['estoi' + sfx], 3)} | {fmt_ci(s['si_sdr' + sfx])} |")
+        line = (f"| {name} | {s['si_sdr' + sfx]['n']} | {fmt_ci(s['pesq' + sfx])} | "
+                f"{fmt_ci(s['stoi' + sfx], 3)} | {fmt_ci(s['estoi' + sfx], 3)} | {fmt_ci(s['si_sdr' + sfx])} |")
+        if dns:
+            line += "".join(f" {fmt_ci(s[k + sfx])} |" for k in dnsmos_p835.KEYS)
+        lines.append(line)
     n_nan = s["pesq"]["n_nan"]
     lines += ["", "Means with Student-t 95% CIs over utterances. SI-SDR: Le Roux et al. 2019; "
               "improvement = enhanced − noisy per utterance (SI-SDRi)."
+              + (" DNSMOS P.835 (Reddy et al. 2022): reference-free SIG/BAK/OVRL, 1-5." if dns else "")
               + (f" PESQ could not score {n_nan} utterance(s): see results.json." if n_nan else ""), ""]
     if res["missing"]:
         lines += [f"Missing audio ({len(res['missing'])}): " + ", ".join(m["utt"] for m in res["missing"]), ""]
-    lines += ["| utt | PESQ | STOI | ESTOI | SI-SDR dB |" + (" SI-SDRi dB |" if noisy else ""),
-              "|---|---:|---:|---:|---:|" + ("---:|" if noisy else "")]
+    lines += ["| utt | PESQ | STOI | ESTOI | SI-SDR dB |" + (" SI-SDRi dB |" if noisy else "")
+              + (" DNSMOS OVRL |" if dns else ""),
+              "|---|---:|---:|---:|---:|" + ("---:|" if noisy else "") + ("---:|" if dns else "")]
     for r in res["utts"]:
         line = f"| {r['utt']} | {r['pesq']:.2f} | {r['stoi']:.3f} | {r['estoi']:.3f} | {r['si_sdr']:.2f} |"
-        lines.append(line + (f" {r['si_sdr_delta']:.2f} |" if noisy else ""))
+        lines.append(line + (f" {r['si_sdr_delta']:.2f} |" if noisy else "")
+                     + (f" {r['dnsmos_ovrl']:.2f} |" if dns else ""))
     return "\n".join(lines) + "\n"

@@ -27,6 +27,9 @@ SNR_RE = re.compile(r"_snr(m?)(\d+)(?:p(\d+))?$")
 # (summary key, column title, format)
 COLUMNS = [("pesq", "PESQ-wb", "{:.2f}"), ("stoi", "STOI", "{:.3f}"), ("estoi", "ESTOI", "{:.3f}"),
            ("si_sdr", "SI-SDR dB", "{:.2f}")]
+# reference-free DNSMOS P.835 (speechkd.eval.dnsmos), columns only when some result has them
+DNSMOS_COLUMNS = [("dnsmos_sig", "DNSMOS SIG", "{:.2f}"), ("dnsmos_bak", "DNSMOS BAK", "{:.2f}"),
+                  ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}")]
 
 
 def utt_snr(utt: str) -> float | None:
@@ -46,7 +49,8 @@ def system_row(path: str) -> dict:
     d = os.path.dirname(os.path.abspath(path))
     row: dict = {"system": os.path.basename(d), "test_set": os.path.basename(os.path.dirname(d)), "results": path,
                  "num_utts": summ["si_sdr"].get("n")}
-    for key in [c[0] for c in COLUMNS] + ["si_sdr_delta", "pesq_delta", "stoi_delta"]:
+    for key in [c[0] for c in COLUMNS + DNSMOS_COLUMNS] + ["si_sdr_delta", "pesq_delta", "stoi_delta",
+                                                           "dnsmos_ovrl_delta"]:
         if key in summ:
             row[key] = {"mean": summ[key]["mean"], "ci95": summ[key].get("ci95")}
     by_snr: dict[float, list[float]] = defaultdict(list)
@@ -111,6 +115,31 @@ def _spread_cell(m: dict | None, fmt: str) -> str:
     return f"{fmt.format(m['mean'])} [{fmt.format(m['min'])}, {fmt.format(m['max'])}]"
 
 
+# (key, what): the measures of the overview, one table each when some result has them
+OVERVIEW = (("si_sdr_delta", "SI-SDRi dB", "{:+.2f}"), ("pesq", "PESQ-wb", "{:.2f}"), ("stoi", "STOI", "{:.3f}"),
+            ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"))
+
+
+def overview(rows: list[dict], tests: list[str]) -> list[str]:
+    """With more than one test set: per measure, one table of systems x test sets (the cells of the
+    generalisation grid side by side), means over utterances."""
+    if len(tests) < 2:
+        return []
+    systems = list(dict.fromkeys(r["system"] for r in rows))
+    at = {(r["system"], r["test_set"]): r for r in rows}
+    out = []
+    for key, what, fmt in OVERVIEW:
+        if not any((r.get(key) or {}).get("mean") is not None for r in rows):
+            continue
+        out += [f"### {what} by test set", "", "| system | " + " | ".join(tests) + " |",
+                "|---|" + "---:|" * len(tests)]
+        for name in systems:
+            out.append(f"| {name} | " + " | ".join(_cell((at.get((name, t)) or {}).get(key), fmt) for t in tests)
+                       + " |")
+        out.append("")
+    return ["## All test sets", ""] + out
+
+
 def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancement",
                  paired_against: str | None = None) -> str:
     """Write ``out_dir/results.{json,md}``: one table per test set, systems in the given order;
@@ -127,11 +156,12 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
                                     field="--paired-against")
             r["paired"] = paired(r, base)
     tests = list(dict.fromkeys(r["test_set"] for r in rows))
-    lines = [f"# {title}", ""]
+    lines = [f"# {title}", ""] + overview(rows, tests)
     for t in tests:
         trows = [r for r in rows if r["test_set"] == t]
         snrs = list(dict.fromkeys(k for r in trows for k in r["si_sdri_by_snr"]))
-        head = ["system", "utts"] + [c[1] for c in COLUMNS] + ["SI-SDRi dB [95% CI]"] + \
+        cols = COLUMNS + (DNSMOS_COLUMNS if any(r.get("dnsmos_ovrl") for r in trows) else [])
+        head = ["system", "utts"] + [c[1] for c in cols] + ["SI-SDRi dB [95% CI]"] + \
             [f"SI-SDRi @{s} dB" for s in snrs]
         if paired_against:
             head += [f"ΔSI-SDR vs {paired_against} [95% CI]", f"ΔPESQ vs {paired_against}"]
@@ -140,7 +170,7 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
             head += [f"{name} single ckpts: mean [min, max]" for _, name, _ in SPREAD]
         lines += [f"## {t}", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
         for r in trows:
-            cells = [r["system"], str(r["num_utts"] or "–")] + [_cell(r.get(k), f) for k, _, f in COLUMNS]
+            cells = [r["system"], str(r["num_utts"] or "–")] + [_cell(r.get(k), f) for k, _, f in cols]
             cells.append(_cell(r.get("si_sdr_delta"), "{:+.2f}", ci=True))
             cells += [f"{r['si_sdri_by_snr'][s]:+.2f}" if s in r["si_sdri_by_snr"] else "–" for s in snrs]
             if paired_against:
@@ -154,8 +184,10 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
         lines.append("")
     lines += ["Means over utterances; SI-SDRi = SI-SDR(enhanced) − SI-SDR(noisy input) per utterance "
               "(Le Roux et al. 2019), with a Student-t 95% CI; PESQ wide band (P.862.2); STOI/ESTOI "
-              "(pystoi). `hpf80` is the trivial 80 Hz high-pass baseline; `*_st` is teacher/student "
-              "inference S(T(y))."
+              "(pystoi). `hpf80` is the trivial 80 Hz high-pass baseline; `rnnoise` is RNNoise (Valin 2018), "
+              "the deployed peer, its lag removed; `*_st` is teacher/student inference S(T(y))."
+              + (" DNSMOS P.835 (Reddy et al. 2022): reference-free SIG/BAK/OVRL ratings, 1-5."
+                 if any(r.get("dnsmos_ovrl") for r in rows) else "")
               + (f" Δ vs {paired_against}: mean of per-utterance differences (paired), Student-t 95% CI."
                  if paired_against else "")
               + (" Single ckpts: the means of each of the model's last checkpoints alone (the rows use their "
