@@ -92,14 +92,11 @@ def test_istft_matches_torch():
 
 
 def test_export_refusals(exported, tmp_path, capsys):
-    ckpt = exported["fastspeech"] / "checkpoints/last.ckpt"
-    state = torch.load(ckpt, weights_only=True)
-    state["speechkd"]["speakers"] = ["spk1", "spk2"]
-    multi = tmp_path / "multi/checkpoints"
-    multi.mkdir(parents=True)
-    torch.save(state, multi / "last.ckpt")
+    from speechkd.data.speakers import Speakers
+
+    multi = make_exp(tmp_path, "fastspeech", speakers=Speakers(ids=["spk1", "spk2"]), name="multi")
     with pytest.raises(SpeechkdError, match="multi-speaker model"):
-        export_onnx(str(multi.parent), str(tmp_path / "o1"))
+        export_onnx(str(multi), str(tmp_path / "o1"))
     teacher = make_exp(tmp_path, "transformer_tts")
     assert main(["export", "--model", str(teacher), "--out", str(tmp_path / "o2")]) == 2
     assert "cannot be exported" in capsys.readouterr().err

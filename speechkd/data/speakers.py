@@ -71,6 +71,9 @@ class Speakers:
         """From a checkpoint's ``meta["speakers"]``; absent (older checkpoints): single-speaker."""
         if not meta:
             return cls()
+        if not isinstance(meta, dict) or not isinstance(meta.get("ids", []), list):
+            raise SpeechkdError("checkpoint speakers are not a mapping with an 'ids' list", field="speakers",
+                                hint="the file was not written by speechkd's trainer")
         return cls(ids=[str(s) for s in meta.get("ids", [])], embed_dim=int(meta.get("embed_dim", 0)),
                    embeddings={str(k): [float(x) for x in v] for k, v in (meta.get("embeddings") or {}).items()},
                    variance_stats={str(k): [float(x) for x in v]

@@ -162,8 +162,8 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
     (with ``check``: the measured parity under ``"check"``)."""
     require_exporter()
     lm = load_model(model, "cpu")
-    if lm.meta.get("speakers"):
-        raise SpeechkdError(f"multi-speaker model ({len(lm.meta['speakers'])} speakers): export does not take "
+    if lm.multi_speaker:
+        raise SpeechkdError(f"multi-speaker model ({len(lm.speakers.ids)} speakers): export does not take "
                             "a speaker input yet", path=lm.path, hint="export a single-speaker model")
     if lm.name not in EXPORTABLE:
         raise SpeechkdError(f"model {lm.name!r} cannot be exported to ONNX (exportable: {', '.join(EXPORTABLE)})",

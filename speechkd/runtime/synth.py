@@ -14,7 +14,6 @@ Importing this module imports neither torch nor Lightning (a test checks it), so
 from __future__ import annotations
 
 import importlib
-
 import logging
 import os
 import re
