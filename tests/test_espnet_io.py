@@ -193,3 +193,24 @@ def test_feature_config_from_an_espnet_config(tmp_path):
     p.write_text(yaml.safe_dump(cfg))
     with pytest.raises(SpeechkdError, match="reduction_factor"):
         feature_config_from_espnet(str(p))
+
+
+def test_the_espnet_verb_runs_each_step(fake, tmp_path):
+    from speechkd.cli import main
+
+    root, paths, tl, utts = fake
+    rows, mels = _espnet_rows(utts, seed=5)
+    dec = espnet_decode(root / "cli_dec", rows, mels, {u.utt: 0.9 for u in utts})
+    cfg = root / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"feats_extract": "fbank", "tts_conf": {"reduction_factor": 1},
+                                   "feats_extract_conf": {"fs": 16000, "fmin": 0, "fmax": 8000, "n_mels": 80}}))
+    out = root / "cli_dump"
+    assert main(["espnet", "import-teacher", "--decode-dir", str(dec), "--espnet-config", str(cfg),
+                 "--kd-mode", "free_running", "--out", str(out), "--feats", str(root / "dump/feats/train")]) == 0
+    assert FeatureConfig.load(out / "feature_config.yaml").log_base == "10"
+    assert main(["espnet", "export-durations", "--teacher-dump", str(out), "--out", str(root / "tdd")]) == 0
+    assert len(read_table(root / "tdd" / "durations")) == 5
+    # a second export into the same place is refused, not overwritten
+    assert main(["espnet", "export-durations", "--teacher-dump", str(out), "--out", str(root / "tdd")]) == 2
+    assert main(["espnet", "import-teacher", "--decode-dir", str(dec), "--espnet-config", str(cfg),
+                 "--kd-mode", "free_running", "--out", str(root / "x")]) == 2  # no --feats: one clear error

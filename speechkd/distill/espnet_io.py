@@ -11,7 +11,7 @@ Mappings, each checked where it is read:
 - **Token inventories**: ESPnet's ``token_list`` is ``<blank>``, ``<unk>``, tokens...,
   ``<sos/eos>`` (last); speechkd's ``tokens.txt`` is ``<pad>``, ``<unk>``, ``<eos>``, tokens...
   (:mod:`speechkd.text.tokens`). :func:`token_list_from_espnet` keeps ESPnet's token order, so
-  speechkd id = ESPnet id + 2 for every ordinary token (id 1, ``<unk>``, is shared).
+  speechkd id = ESPnet id + 1 for every ordinary token (``<unk>`` is 1 in both).
 - **Durations**: ESPnet's TTS models append ``<sos/eos>`` to every input, so its ``durations``
   file (``<utt> d_1 ... d_S d_eos``, a Kaldi ``text_int`` table, decoder-step counts of the argmax
   attention, possibly 0) has one more entry than speechkd's tokens. Reading, the ``<eos>`` frames
