@@ -100,6 +100,14 @@ def test_eval_tts_espnet_mcd_matches_the_script_per_utterance(systems, tmp_path)
     assert 3.5 < rows["u2"]["mcd"] < 5.5 and rows["u2"]["mcd_world"] < 0.5, rows["u2"]
     assert rows["u3"]["mcd"] > rows["u1"]["mcd"]  # another sentence is further than a slower copy
     assert "ESPnet2's evaluate_mcd.py definition" in (out / "results.md").read_text()
+    # one summary table never mixes the two definitions
+    world = tmp_path / "world" / "sys"
+    assert main(["eval", "tts", "--data-dir", str(systems / "data"), "--wav-dir", str(systems / "syn"),
+                 "--out", str(world), "--no-asr", "--num-utts", "1"]) == 0
+    assert main(["eval", "summary", "--results", str(out / "results.json"), str(world / "results.json"),
+                 "--out", str(tmp_path / "summary")]) == 2
+    assert main(["eval", "summary", "--results", str(out / "results.json"), "--out", str(tmp_path / "s1")]) == 0
+    assert "evaluate_mcd.py definition" in (tmp_path / "s1" / "results.md").read_text()
 
 
 @needs_extra
