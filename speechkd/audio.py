@@ -91,8 +91,9 @@ def _riff_data_shortfall(f, size: int) -> tuple[int, int] | None:
 
 def load_audio(entry: str, *, sample_rate: int | None = None, utt: str | None = None,
                mono: str = "error", min_samples: int = 1,
-               segment: tuple[float, float] | None = None) -> tuple[np.ndarray, int]:
-    """Read an entry as float32 in [-1, 1].
+               segment: tuple[float, float] | None = None, dtype: str = "float32") -> tuple[np.ndarray, int]:
+    """Read an entry as float32 in [-1, 1] (``dtype="int16"``: 16-bit integer samples, as
+    libsndfile converts them; ESPnet's evaluation scripts read audio that way).
 
     sample_rate: when given, a file at another rate is an error (resampling is
         an explicit step, never a silent one).
@@ -104,7 +105,7 @@ def load_audio(entry: str, *, sample_rate: int | None = None, utt: str | None = 
     name = entry if isinstance(src, str) else f"{entry} (pipe)"
     try:
         wav, sr = sf.read(io.BytesIO(src) if isinstance(src, bytes) else src,
-                          dtype="float32", always_2d=True)
+                          dtype=dtype, always_2d=True)
     except (FileNotFoundError, sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise _read_error(e, name, utt) from None
     if sample_rate is not None and sr != sample_rate:

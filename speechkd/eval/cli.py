@@ -107,6 +107,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--f0-range", type=av.finite_float(1, 20000),
                    nargs=2, default=[71.0, 800.0], metavar=("FLOOR", "CEIL"),
                    help="F0 search range in Hz")
+    p.add_argument("--mcd", choices=["world", "espnet"], default="world",
+                   help="MCD definition: world (speechkd's: WORLD mel-cepstra c1..c24, exact DTW) or espnet "
+                        "(ESPnet2's evaluate_mcd.py, the number in ESPnet's tables: SPTK mcep of the int16 files "
+                        "at their own rate, c0 included, FastDTW; needs tools/install_espnet.sh). "
+                        "The other definition is kept per utterance as mcd_world when espnet is chosen")
     p.add_argument("--title", type=av.nonempty_str, default=None)
 
     p = sub.add_parser("systems", help="every system of a systems manifest: ground truth, eval tts each, summary "
@@ -308,7 +313,7 @@ def _main_tts(args: argparse.Namespace) -> int:
         entry, _ = dd.audio(utts[0])
         rate = audio_info(entry, utts[0])[0]
     cfg = TtsEvalConfig(sample_rate=rate or 16000, f0_method=args.f0_method,
-                        f0_floor=args.f0_range[0], f0_ceil=args.f0_range[1])
+                        f0_floor=args.f0_range[0], f0_ceil=args.f0_range[1], mcd=args.mcd)
     res = evaluate_tts(dd, utts, args.wav_dir, cfg, nj=args.nj, allow_missing=args.allow_missing,
                        asr=not args.no_asr)
     os.makedirs(args.out, exist_ok=True)

@@ -142,6 +142,13 @@ def summarize_systems(paths: list[str], out_dir: str, title: str = "Objective ev
         raise SpeechkdError("no results files given", field="--results")
     # references first (ground truth, then resyntheses), then the systems in the order given
     loaded = {p: read_results(p) for p in paths}
+    # MCD definitions (speechkd eval tts --mcd) differ by several dB: one table holds one of them
+    defs = {p: (r.get("settings") or {}).get("mcd", "world") for p, r in loaded.items() if "summary" in r
+            and "mcd" in (r.get("summary") or {})}
+    if len(set(defs.values())) > 1:
+        raise SpeechkdError("results use different MCD definitions: " + ", ".join(f"{p} ({d})" for p, d in defs.items()),
+                            field="--results", hint="evaluate every system with the same --mcd")
+    mcd_def = next(iter(defs.values()), "world")
     rows = sorted((system_row(p, loaded[p]) for p in paths), key=_reference_rank)
     gt = next((r for r in rows if r["system"] == "ground_truth" and "wer" in r), None)
     cols = TTS_COLUMNS + [("wer", "WER %", 100.0, "{:.1f}"), ("cer", "CER %", 100.0, "{:.1f}")]
@@ -158,7 +165,8 @@ def summarize_systems(paths: list[str], out_dir: str, title: str = "Objective ev
             cells.append("–" if d is None else f"{100 * d:+.1f}")
         lines.append(f"| {r['system']} | {r.get('num_utts') or '–'} | " + " | ".join(cells) + " |")
     lines += ["", "Means with 95% CIs over utterances (MCD/F0: Student t; WER/CER: bootstrap, corpus-level). "
-              "MCD: WORLD mel-cepstrum c1..c24 on an exact DTW path; WER: pocketsphinx en-us, "
+              + ("MCD: ESPnet2's evaluate_mcd.py definition (SPTK mcep with c0, FastDTW); " if mcd_def == "espnet" else
+                 "MCD: WORLD mel-cepstrum c1..c24 on an exact DTW path; ") + "WER: pocketsphinx en-us, "
               "to be compared with the ground truth's, not read as absolute.", ""]
     paired_rows: list[dict] = []
     if pairs:

@@ -23,6 +23,7 @@ from speechkd.errors import AudioError, ConfigError, SpeechkdError
 from speechkd.eval.f0 import f0_metrics
 from speechkd.eval.intelligibility import evaluate_asr
 from speechkd.eval.mcd import MEL_ALPHA, mcd_dtw, world_features
+from speechkd.eval.mcd_espnet import EspnetMcdConfig, espnet_mcd, int16_pair
 from speechkd.eval.stats import fmt_ci, summarize
 from speechkd.utils.paths import safe_child
 from speechkd.utils.parallel import process_map
@@ -53,6 +54,12 @@ class TtsEvalConfig:
     """all-pass constant; None = 0.42 at 16 kHz, 0.455 at 22.05 kHz (speechkd.eval.mcd.MEL_ALPHA)"""
     floor_db: float = 80.0
     """spectral envelope floored this far below the utterance's maximum (speechkd.eval.mcd notes)"""
+    mcd: str = "world"
+    """MCD definition: world (speechkd.eval.mcd, c0 excluded, exact DTW) or espnet (ESPnet2's
+    evaluate_mcd.py: SPTK mcep of int16 audio at the synthesized audio's rate, c0 included,
+    FastDTW; speechkd.eval.mcd_espnet). F0 metrics use the WORLD analysis either way."""
+    espnet: EspnetMcdConfig | None = None
+    """settings of the espnet definition (None: the script's defaults)"""
 
 
 def load_for_eval(entry: str, sample_rate: int, *, utt: str,
@@ -98,6 +105,23 @@ def _eval_job(job: tuple) -> dict:
     row = {"utt": utt, "ref_sr": ref_sr, "syn_sr": syn_sr,
            "ref_seconds": len(ref) / cfg.sample_rate, "syn_seconds": len(syn) / cfg.sample_rate}
     row.update(evaluate_pair(ref, syn, cfg))
+    if cfg.mcd == "espnet":
+        # ESPnet reads the files themselves as int16, at their own rate (no common-rate resampling)
+        ref16, ref_sr = load_audio(ref_entry, utt=utt, segment=seg, dtype="int16")
+        syn16, syn_sr = load_audio(syn_path, utt=utt, dtype="int16")
+        ref16, syn16, sr = int16_pair(ref16, ref_sr, syn16, syn_sr)
+        n_fft = (cfg.espnet or EspnetMcdConfig()).n_fft
+        for path, x, xf in ((ref_entry, ref16, ref), (syn_path, syn16, syn)):
+            # libsndfile reads a float wav as int16 unscaled (|x| < 0.5 -> 0): the peaks disagree
+            if np.max(np.abs(x)) < 0.5 * 32767 * np.max(np.abs(xf)):
+                raise AudioError("reads as near-silence as 16-bit integers (a float wav: libsndfile converts "
+                                 "it unscaled, so ESPnet's script would compare silence)", path=path, utt=utt,
+                                 hint="write 16-bit PCM wavs (speechkd synth does), or use --mcd world")
+            if len(x) < n_fft:
+                raise AudioError(f"audio is shorter than one {n_fft}-sample frame of ESPnet's MCD",
+                                 path=path, utt=utt, hint="evaluate it with --mcd world")
+        mcd, n = espnet_mcd(ref16, syn16, sr, cfg.espnet)
+        row.update({"mcd_world": row["mcd"], "mcd": mcd, "espnet_path_len": n})
     return row
 
 
@@ -108,6 +132,8 @@ def evaluate_tts(dd: DataDir, utts: list[str], wav_dir: str, cfg: TtsEvalConfig 
     Returns {"settings", "summary", "timing", "missing", "asr", "utts"}; a missing
     synthesized file is an error unless ``allow_missing`` (then listed under "missing")."""
     cfg = cfg or TtsEvalConfig()
+    if cfg.mcd not in ("world", "espnet"):
+        raise ConfigError(f"unknown MCD definition '{cfg.mcd}'", field="mcd", hint="world or espnet")
     if cfg.alpha is None and cfg.sample_rate not in MEL_ALPHA:
         raise ConfigError(f"no all-pass constant for an analysis rate of {cfg.sample_rate} Hz",
                           field="sample_rate", hint=f"use one of {sorted(MEL_ALPHA)}")
@@ -192,11 +218,18 @@ def tts_markdown(res: dict, title: str) -> str:
         head += " WER % | CER % |"
         row += (f" {100 * a['wer']:.1f} ({100 * a['wer_ci95'][0]:.1f}–{100 * a['wer_ci95'][1]:.1f}) |"
                 f" {100 * a['cer']:.1f} |")
+    if cfg.get("mcd", "world") == "espnet":
+        e = cfg.get("espnet") or {}
+        mcd_note = (f"MCD: ESPnet2's evaluate_mcd.py definition (SPTK mcep of int16 audio at its own rate, "
+                    f"c0 included, order and alpha from the rate, Hamming {e.get('n_fft', 1024)}/"
+                    f"{e.get('n_shift', 256)}, FastDTW, mean over path frames). ")
+    else:
+        mcd_note = (f"MCD: WORLD ({cfg['f0_method']}, CheapTrick) "
+                    f"mel-cepstrum c1..c{cfg['order']}, alpha {cfg['alpha'] or 'default'}, {cfg['sample_rate']} Hz, "
+                    f"envelope floor -{cfg['floor_db']:g} dB, exact DTW, mean over path frames. ")
     lines = [f"# {title}", "", head, "|" + "---:|" * (head.count("|") - 1), row, "",
-             f"Means with Student-t 95% CIs over utterances. MCD: WORLD ({cfg['f0_method']}, CheapTrick) "
-             f"mel-cepstrum c1..c{cfg['order']}, alpha {cfg['alpha'] or 'default'}, {cfg['sample_rate']} Hz, "
-             f"envelope floor -{cfg['floor_db']:g} dB, "
-             f"exact DTW, mean over path frames. F0 on the same path: RMSE over frames voiced in both.", ""]
+             f"Means with Student-t 95% CIs over utterances. {mcd_note}"
+             f"F0 (WORLD) on the WORLD MCD's DTW path: RMSE over frames voiced in both.", ""]
     lines += speaker_markdown(res.get("by_speaker") or {})
     if res["missing"]:
         lines += [f"Missing synthesized audio ({len(res['missing'])}): "
