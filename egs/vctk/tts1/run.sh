@@ -5,7 +5,8 @@
 #   ./run.sh --db_root /data/VCTK-Corpus-0.92 --local_data_opts "--mic mic2"         # the other microphone
 #   ./run.sh --db_root /data/VCTK-Corpus-0.92 --local_data_opts "--speakers p225"    # one voice
 #   ./run.sh --local_data_opts "--download true"      # fetch the corpus into downloads/ first (11 GB)
-# The acoustic models do not take a speaker id yet: on all speakers they learn an average voice;
+# Multi-speaker: every model learns one embedding per speaker (the split is by sentence, so every
+# test voice is a training voice; synthesis speaks each test utterance with its own speaker);
 # "--speakers pNNN" trains a single-speaker model of one voice.
 # Options given here override the defaults below (the last one wins).
 set -euo pipefail
