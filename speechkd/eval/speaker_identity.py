@@ -106,7 +106,11 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
         mcd[i, j] = float(np.mean([m for m, _ in vals]))
         ds = [d for _, d in vals if np.isfinite(d)]
         dlf0[i, j] = float(np.mean(ds)) if ds else float("nan")
+    # how far apart the recorded voices themselves are in mean log-F0 (the resolution of that table)
+    rec = {s: float(np.nanmean([feats[f"rec/{u}"][1] for u in by_spk[s]])) for s in voices}
+    rec_cents = [[1200.0 / np.log(2.0) * abs(rec[a] - rec[b]) for b in voices] for a in voices]
     res = {"model": model, "vocoder": vocoder, "data_dir": data_dir, "speakers": voices,
+           "recording_f0_hz": {s: float(np.exp(v)) for s, v in rec.items()}, "recording_lf0_cents": rec_cents,
            "utterances_per_speaker": {s: len(u) for s, u in by_spk.items()}, "settings": asdict(cfg),
            "mcd": mcd.tolist(), "lf0_diff_cents": dlf0.tolist(),
            "diagonal_min_mcd": _diagonal_rows(mcd), "diagonal_min_lf0": _diagonal_rows(dlf0)}
@@ -142,6 +146,13 @@ def identity_markdown(res: dict) -> str:
             cells = [(f"**{fmt.format(x)}**" if j == _row_min(t[i]) else fmt.format(x))
                      for j, x in enumerate(t[i])]
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if "recording_f0_hz" in res:
+        lines += ["## The recordings' own mean F0 (resolution of the log-F0 table)", "",
+                  "| recording \\ recording | Hz | " + " | ".join(v) + " |", "|---|---:|" + "---:|" * len(v)]
+        for i, s in enumerate(v):
+            lines.append(f"| {s} | {res['recording_f0_hz'][s]:.1f} | "
+                         + " | ".join(f"{x:.0f}" for x in res["recording_lf0_cents"][i]) + " |")
         lines.append("")
     n = res["utterances_per_speaker"]
     lines.append("Test utterances per speaker: " + ", ".join(f"{s} {n[s]}" for s in v) + ".")

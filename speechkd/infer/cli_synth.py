@@ -52,6 +52,7 @@ import os
 import sys
 import tempfile
 import time
+from typing import Callable
 
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import FeatureConfig
@@ -216,6 +217,22 @@ def check_writable(args: argparse.Namespace, n: int) -> str:
     return where
 
 
+def wav_writer(args: argparse.Namespace, out_dir: str, sample_rate: int) -> Callable:
+    """``on_done`` of a synthesis batch: each good utterance to ``-o`` or ``DIR/<id>.wav`` (atomically)."""
+    def write(r) -> None:
+        if r.wav is None:
+            return
+        path = args.output or safe_child(out_dir or ".", r.utt, ".wav", source=args.list)
+        try:
+            atomic_write_wav(path, r.wav, sample_rate)
+        except OSError as e:
+            raise SpeechkdError(f"cannot write the wav ({e.strerror})", path=path,
+                                hint="choose a writable location") from None
+        r.path = path
+
+    return write
+
+
 def _tsv(rows: list[list[str]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
@@ -336,17 +353,7 @@ def synth_model(args: argparse.Namespace) -> int:
     logger.info("loaded %s (%s, step %d) + vocoder %s on %s in %.1f s", args.model, synth.loaded.name,
                 synth.loaded.step, args.vocoder, synth.device, time.perf_counter() - t_load)
     line_of = {u: n for u, _, n in items}
-
-    def write(r) -> None:
-        if r.wav is None:
-            return
-        path = args.output or safe_child(out_dir or ".", r.utt, ".wav", source=args.list)
-        try:
-            atomic_write_wav(path, r.wav, synth.sample_rate)
-        except OSError as e:
-            raise SpeechkdError(f"cannot write the wav ({e.strerror})", path=path,
-                                hint="choose a writable location") from None
-        r.path = path
+    write = wav_writer(args, out_dir, synth.sample_rate)
 
     speakers = speakers_of(args, items) if synth.speakers else None
     results = synth.batch([t for _, t, _ in items], [u for u, _, _ in items], batch_size=args.batch_size,
@@ -408,17 +415,7 @@ def synth_exported(args: argparse.Namespace) -> int:
     synth = OnnxSynthesizer(args.model, threads=args.threads, on_unknown=args.on_unknown)
     logger.info("loaded exported %s (%s + %s) in %.2f s", args.model, synth.name, synth.voc["kind"],
                 time.perf_counter() - t_load)
-
-    def write(r) -> None:
-        if r.wav is None:
-            return
-        path = args.output or safe_child(out_dir or ".", r.utt, ".wav", source=args.list)
-        try:
-            atomic_write_wav(path, r.wav, synth.sample_rate)
-        except OSError as e:
-            raise SpeechkdError(f"cannot write the wav ({e.strerror})", path=path,
-                                hint="choose a writable location") from None
-        r.path = path
+    write = wav_writer(args, out_dir, synth.sample_rate)
 
     results = synth.batch([t for _, t, _ in items], [u for u, _, _ in items], batch_size=args.batch_size,
                           speed=args.speed, pitch_scale=args.pitch_scale, energy_scale=args.energy_scale,
