@@ -174,14 +174,15 @@ class LoadedModel:
         if not sp.conditioned:
             return {}
         out: dict[str, torch.Tensor] = {}
+        known = sp.known
         for i, name in enumerate(names):
             if name is None or name == "":
-                raise SpeechkdError(f"a multi-speaker model needs a speaker; it knows: {', '.join(sp.ids[:20])}"
-                                    + (" ..." if len(sp.ids) > 20 else ""), utt=utts[i] if utts else None,
+                raise SpeechkdError(f"a multi-speaker model needs a speaker; it knows: {', '.join(known[:20])}"
+                                    + (" ..." if len(known) > 20 else ""), utt=utts[i] if utts else None,
                                     path=self.path, field="speaker",
                                     hint="speechkd synth --speaker ID (or --utt2spk FILE); Python: speaker=ID")
-            if name not in sp.ids:
-                raise unknown_speaker(name, sp.ids, utt=utts[i] if utts else None, path=self.path)
+            if name not in known:
+                raise unknown_speaker(name, known, utt=utts[i] if utts else None, path=self.path)
         if sp.n_table:
             out["spk"] = torch.tensor([sp.ids.index(n) for n in names], dtype=torch.long, device=device)
         if sp.embed_dim:

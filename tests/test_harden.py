@@ -236,7 +236,10 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_run_pl_kills_its_workers_with_it(tmp_path, sig):
     proc = subprocess.Popen([str(ROOT / "recipes" / "utils" / "run.pl"), "JOB=1:2", str(tmp_path / "log.JOB"),
-                             f"echo $$ > {tmp_path}/pid.JOB; exec sleep 60"], start_new_session=True)
+                             f"echo $$ > {tmp_path}/pid.JOB; exec sleep 60"], start_new_session=True,
+                            # a run under nohup or in a background job inherits SIGHUP/SIGINT ignored
+                            preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT,
+                                                                                          signal.SIGHUP)])
     pidfiles = [tmp_path / "pid.1", tmp_path / "pid.2"]
     deadline = time.time() + 10
     while not all(p.exists() and p.read_text().strip() for p in pidfiles) and time.time() < deadline:

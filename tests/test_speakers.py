@@ -322,3 +322,16 @@ def test_dev_of_unseen_speakers_is_refused_with_a_remedy(fresh_multi):
     with pytest.raises(SpeechkdError, match="no dev utterance is spoken by a training speaker.*data.speakers=none"):
         _dm(_cfg("teacher_ar", multi))
     assert not _dm(_cfg("teacher_ar", multi, **{"data.speakers": "none"})).speakers.conditioned
+
+
+def test_one_speaker_with_an_external_embedding(tmp_path):
+    paths = make_fake_dump(tmp_path, n_train=4, n_dev=2, n_speakers=1)
+    emb = tmp_path / "dvec.txt"
+    emb.write_text("spk0 0.3 -0.4\n")
+    exp = tmp_path / "exp"
+    run_training(_cfg("teacher_ar", paths, **{"data.spk_embed": str(emb)}), str(exp), progress_bar=False)
+    lm = load_model(str(exp))
+    assert lm.speakers.n_table == 0 and lm.speakers.embed_dim == 2 and lm.speakers.known == ["spk0"]
+    assert set(lm.speaker_inputs(["spk0"])) == {"spk_emb"} and not (exp / "spk2id").exists()
+    with pytest.raises(SpeechkdError, match="unknown speaker 'x'; the model knows: spk0"):
+        lm.speaker_inputs(["x"])

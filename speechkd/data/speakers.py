@@ -54,12 +54,10 @@ class Speakers:
     def conditioned(self) -> bool:
         return self.n_table > 0 or self.embed_dim > 0
 
-    def index(self, spk: str, *, utt: str | None = None, path: str | None = None) -> int:
-        """Table row of ``spk``; an unknown speaker is an error listing the known ones."""
-        try:
-            return self.ids.index(spk)
-        except ValueError:
-            raise unknown_speaker(spk, self.ids, utt=utt, path=path) from None
+    @property
+    def known(self) -> list[str]:
+        """The speakers synthesis may ask for: the table rows, else those with a mean embedding."""
+        return list(self.ids) if self.ids else sorted(self.embeddings)
 
     def to_meta(self) -> dict:
         """Plain values for the checkpoint's metadata."""
