@@ -12,6 +12,7 @@ pkgs=(
   wordnet-base                       # prompt sentences
   sonic-pi-samples lmms-common sound-theme-freedesktop    # freely licensed noise / event sounds (licence per clip in utt2license)
   chromium                           # headless browser of the listening-page tests (driven by playwright)
+  gcc                                # builds pysptk from source (the ESPnet extra's MCD, tools/install_espnet.sh)
 )
 
 missing=()
