@@ -43,6 +43,7 @@ from speechkd.models.diffusion_sampling import sampling_grid
 from speechkd.models.vocoders import Vocoder
 from speechkd.text.frontend import Frontend
 from speechkd.text.tokens import TokenList
+from speechkd.utils.batching import length_sorted_batches
 
 logger = logging.getLogger(__name__)
 
@@ -247,18 +248,7 @@ class Synthesizer:
             raise ConfigError(f"{len(spk)} speakers for {len(texts)} texts", field="speakers")
         self.check_speakers(spk, utts)
         results = [Utterance(u, t, speaker=(s or "") if self.speakers else "") for u, t, s in zip(utts, texts, spk)]
-        ids = self.token_ids(list(texts), utts)
-        good = []
-        for r, x in zip(results, ids):
-            if isinstance(x, SpeechkdError):
-                r.error = str(x)
-                if on_done:
-                    on_done(r)
-            else:
-                good.append((r, x))
-        good.sort(key=lambda p: len(p[1]))
-        for start in range(0, len(good), batch_size):
-            chunk = good[start:start + batch_size]
+        for chunk in length_sorted_batches(results, self.token_ids(list(texts), utts), batch_size, on_done):
             t0 = time.perf_counter()
             outs = self.synthesize_ids([x for _, x in chunk], speed=speed, pitch_scale=pitch_scale,
                                        energy_scale=energy_scale, seed=seed,

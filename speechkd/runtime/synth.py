@@ -30,6 +30,7 @@ from speechkd.runtime import bundle
 from speechkd.runtime.dsp import griffin_lim, istft, periodic_window
 from speechkd.text.frontend import Frontend, normalize_text
 from speechkd.text.tokens import TokenList
+from speechkd.utils.batching import length_sorted_batches
 
 logger = logging.getLogger(__name__)
 
@@ -276,17 +277,7 @@ class OnnxSynthesizer:
         self.check_controls(speed, pitch_scale, energy_scale)
         utts = list(utts) if utts is not None else [f"utt{i + 1:04d}" for i in range(len(texts))]
         results = [Utterance(u, t) for u, t in zip(utts, texts)]
-        good = []
-        for r, x in zip(results, self.token_ids(list(texts), utts)):
-            if isinstance(x, SpeechkdError):
-                r.error = str(x)
-                if on_done:
-                    on_done(r)
-            else:
-                good.append((r, x))
-        good.sort(key=lambda p: len(p[1]))
-        for start in range(0, len(good), batch_size):
-            chunk = good[start:start + batch_size]
+        for chunk in length_sorted_batches(results, self.token_ids(list(texts), utts), batch_size, on_done):
             t0 = time.perf_counter()
             try:
                 outs = self.synthesize_ids([x for _, x in chunk], speed=speed, seed=seed)
