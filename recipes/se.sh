@@ -110,20 +110,29 @@ stage_estimates() {
   done
 }
 
-max_minutes() { speechkd se-train --config "$1" --print-config | awk '/^  max_minutes:/ {print $2}'; }
+# trainer_key CONFIG KEY: a trainer budget of a resolved config (max_steps, max_minutes, or model).
+trainer_key() { speechkd se-train --config "$1" --print-config | awk -v k="$2" '$1 == k":" {print $2; exit}'; }
 
 stage_students() {
-  local s minutes=0
+  local s conf minutes=0 steps=0 teacher_model
+  teacher_model=$(trainer_key "$(conf_file teacher_nytt)" model)
   for s in $students; do
+    conf=$(conf_file "$s")
     # the config names the teacher's estimates (and, for the teacher's own architecture, init_from)
-    speechkd se-train --config "$(conf_file "$s")" --exp "$expdir/$s"
-    minutes=$(awk -v a="$minutes" -v b="$(max_minutes "$(conf_file "$s")")" 'BEGIN {print (b > a) ? b : a}')
+    speechkd se-train --config "$conf" --exp "$expdir/$s"
+    minutes=$(awk -v a="$minutes" -v b="$(trainer_key "$conf" max_minutes)" 'BEGIN {print (b > a) ? b : a}')
+    # steps count as compute only for the teacher's own network
+    if [ "$(trainer_key "$conf" model)" = "$teacher_model" ]; then
+      steps=$(awk -v a="$steps" -v b="$(trainer_key "$conf" max_steps)" 'BEGIN {print (b > a) ? b : a}')
+    fi
   done
   if [ "$control" = true ]; then
-    # The fair control: the teacher trained on for as long as the longest student trained. Students
-    # without a time budget (the tiny preset counts steps) leave the control at the teacher's steps.
+    # The fair control: the teacher trained on for as long as the students: the most steps of a
+    # student with the teacher's network (a budget independent of the machine's load), else the
+    # most minutes of any student; neither leaves the control at the teacher's steps.
     local extra=()
-    if awk -v m="$minutes" 'BEGIN {exit !(m > 0)}'; then extra=(--extra-minutes "$minutes"); fi
+    if awk -v m="$steps" 'BEGIN {exit !(m > 0)}'; then extra=(--extra-steps "$steps")
+    elif awk -v m="$minutes" 'BEGIN {exit !(m > 0)}'; then extra=(--extra-minutes "$minutes"); fi
     speechkd se-train --config "$(conf_file teacher_nytt)" --exp "$expdir/teacher_nytt_more" \
       --continue-from "$expdir/teacher_nytt" "${extra[@]}"
   fi

@@ -182,6 +182,13 @@ def test_control_and_remix_students(trained, tmp_path):
     assert cli(args) == 0
     ck = read_checkpoint(str(ctrl / "checkpoints" / "last.ckpt"))
     assert ck["global_step"] > 4 and ck["speechkd"]["config"]["trainer"]["max_minutes"] > 0
+    # a step budget instead (machine-independent): exactly the teacher's steps plus these
+    t_step = read_checkpoint(str(teacher / "checkpoints" / "last.ckpt"))["global_step"]
+    assert cli(["se-train", "--exp", str(tmp_path / "ctrl_steps"), "--continue-from", str(teacher),
+                "--extra-steps", "2", *_overrides(se, model="crn")]) == 0
+    assert read_checkpoint(str(tmp_path / "ctrl_steps" / "checkpoints" / "last.ckpt"))["global_step"] == t_step + 2
+    assert cli(["se-train", "--exp", str(tmp_path / "ctrl_both"), "--continue-from", str(teacher),
+                "--extra-steps", "2", "--extra-minutes", "1", *_overrides(se, model="crn")]) == 2
     # teacher estimates of the training set, then each remix method (offline) and RemixIT online + EMA
     est = tmp_path / "est"
     assert cli(["enhance", "--model", str(teacher), "--data-dir", str(se / "train_noisy"), "--out-dir", str(est),

@@ -4,7 +4,7 @@
     speechkd se-train --config conf/student_remix.yaml --exp exp/student_remix \
         data.estimates_dir=exp/teacher_nytt/estimates/train_noisy
     speechkd se-train --config conf/teacher_nytt.yaml --exp exp/teacher_nytt_more \
-        --continue-from exp/teacher_nytt --extra-minutes 10      # same-compute control
+        --continue-from exp/teacher_nytt --extra-steps 600       # same-compute control
     speechkd se-train --config conf/teacher_nytt.yaml --print-config
 
 ``method`` in the config picks the pairs: nytt | clean | remix_noisy | remix_enhanced | remixit
@@ -37,27 +37,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-minutes", type=av.positive_float, default=None,
                         help="with --continue-from: train until the starting checkpoint's minutes plus these "
                              "(sets trainer.max_minutes)")
+    parser.add_argument("--extra-steps", type=av.positive_int, default=None,
+                        help="with --continue-from: train until the starting checkpoint's step plus these "
+                             "(sets trainer.max_steps; a budget that does not depend on how busy the machine is)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_minutes=15")
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_se_config(args.config, args.overrides)
-    if args.extra_minutes is not None:
+    if args.extra_minutes is not None and args.extra_steps is not None:
+        raise SpeechkdError("give --extra-minutes or --extra-steps, not both", field="--extra-steps")
+    if args.extra_minutes is not None or args.extra_steps is not None:
+        flag = "--extra-minutes" if args.extra_minutes is not None else "--extra-steps"
         if not args.continue_from:
-            raise SpeechkdError("--extra-minutes counts from the --continue-from checkpoint: give both")
-        if not (math.isfinite(args.extra_minutes) and args.extra_minutes > 0):
-            raise SpeechkdError(f"must be a positive number of minutes, got {args.extra_minutes}",
-                                field="--extra-minutes")
-        src = resolve_checkpoint(args.continue_from)
-        meta = read_checkpoint(src, "se")["speechkd"]
-        try:
-            start = float(meta["train_minutes"])
-        except (KeyError, TypeError, ValueError):
-            raise SpeechkdError("the checkpoint records no training minutes", path=src,
-                                field="--continue-from") from None
-        cfg.trainer.max_minutes = start + args.extra_minutes
-        cfg.trainer.max_steps = -1
+            raise SpeechkdError(f"{flag} counts from the --continue-from checkpoint: give both", field=flag)
+        ckpt = read_checkpoint(resolve_checkpoint(args.continue_from), "se")
+        if args.extra_steps is not None:
+            cfg.trainer.max_steps = int(ckpt.get("global_step", 0)) + args.extra_steps
+            cfg.trainer.max_minutes = 0.0
+        else:
+            if not (math.isfinite(args.extra_minutes) and args.extra_minutes > 0):
+                raise SpeechkdError(f"must be a positive number of minutes, got {args.extra_minutes}",
+                                    field="--extra-minutes")
+            try:
+                start = float(ckpt["speechkd"]["train_minutes"])
+            except (KeyError, TypeError, ValueError):
+                raise SpeechkdError("the checkpoint records no training minutes",
+                                    path=resolve_checkpoint(args.continue_from),
+                                    field="--continue-from") from None
+            cfg.trainer.max_minutes = start + args.extra_minutes
+            cfg.trainer.max_steps = -1
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
