@@ -45,6 +45,8 @@ students="student_remix student_small"   # conf/<name>_<preset>.yaml each, train
                             # add student_remix_ema for EMA-teacher rounds (RemixIT)
 baselines="hpf80 rnnoise"   # untrained systems on every test set (rnnoise: the pyrnnoise wheel, se-peers extra)
 dnsmos=auto                 # DNSMOS P.835 in the evaluation: auto (when speechmos is installed) | on | off
+dnsmos_utts=30              # DNSMOS of that many utterances of each test set (spread over it; 0: all): its
+                            # network costs far more than PESQ/STOI
 upper_bound=true            # train the same network on clean targets (reads the eval-only clean speech)
 control=true                # train the teacher on for the students' extra minutes
 average=3                   # enhance with the average of the last N checkpoints of each model
@@ -154,6 +156,7 @@ stage_eval() {
   # shellcheck disable=SC2086
   speechkd eval se-systems --systems "$expdir/systems.tsv" --test-sets $test_sets --data-root data/se \
     --out "$expdir/eval" --nj "$nj" --num-utts "$num_eval_utts" --paired-against teacher_nytt --dnsmos "$dnsmos" \
+    --dnsmos-utts "$dnsmos_utts" \
     --title "$(basename "$(dirname "$PWD")") speech enhancement: objective evaluation"
 }
 

@@ -176,3 +176,24 @@ def test_stages_5_and_6_with_the_peer_and_dnsmos(tmp_path, monkeypatch):
         utts = json.loads(Path(f"exp/eval/test_in_domain/{name}/results.json").read_text())["utts"]
         assert [u["dnsmos_ovrl_noisy"] for u in utts] == [u["dnsmos_ovrl"] for u in noisy]
     assert "| rnnoise | 1 |" in Path("exp/eval/results.md").read_text()
+
+
+def test_dnsmos_subset_is_evenly_spaced_and_scores_only_those(tmp_path, monkeypatch):
+    from speechkd.eval import se_eval
+    utts = [f"s{i:02d}_snr{snr:02d}" for i in range(4) for snr in (0, 5, 10)]
+    pick = se_eval.dnsmos_subset(utts, 4)
+    assert len(pick) == 4 and {u[-5:] for u in pick} == {"snr00", "snr05", "snr10"}  # every SNR, not one
+    assert se_eval.dnsmos_subset(utts, 0) == set(utts) == se_eval.dnsmos_subset(utts, 99)
+    # the network is replaced by a counter: only the subset is scored, the rest has no DNSMOS keys
+    calls = []
+    monkeypatch.setattr(se_eval.dnsmos_p835, "available", lambda: True)
+    monkeypatch.setattr(se_eval.dnsmos_p835, "dnsmos",
+                        lambda wav, sr: calls.append(1) or {k: 3.0 for k in dnsmos.KEYS})
+    s, y = _noisy_speech(lead=0.2)
+    for d, x in (("ref", s), ("enh", y)):
+        (tmp_path / d).mkdir()
+        for u in utts[:6]:
+            sf.write(tmp_path / d / f"{u}.wav", x, SR, subtype="FLOAT")
+    res = se_eval.evaluate_se(str(tmp_path / "ref"), str(tmp_path / "enh"), dnsmos="on", dnsmos_utts=2)
+    assert len(calls) == 2 and res["summary"]["dnsmos_ovrl"]["n"] == 2 and res["summary"]["si_sdr"]["n"] == 6
+    assert "– |" in se_eval.se_markdown(res, "t")

@@ -159,6 +159,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dnsmos", choices=DNSMOS_MODES, default="auto",
                    help="DNSMOS P.835 SIG/BAK/OVRL (reference-free; speechmos + onnxruntime): on, off, or auto "
                         "(when installed; default)")
+    p.add_argument("--dnsmos-utts", type=av.nonneg_int, default=0, metavar="N",
+                   help="DNSMOS of N evenly spaced utterances only (its network costs far more than the other "
+                        "measures); 0 = all (default)")
 
     p = sub.add_parser("se", help="PESQ-wb, STOI, ESTOI, SI-SDR (and improvements) of enhanced audio")
     p.epilog = av.RUNS_PIPES
@@ -179,6 +182,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dnsmos", choices=DNSMOS_MODES, default="auto",
                    help="DNSMOS P.835 SIG/BAK/OVRL (reference-free; speechmos + onnxruntime): on, off, or auto "
                         "(when installed; default)")
+    p.add_argument("--dnsmos-utts", type=av.nonneg_int, default=0, metavar="N",
+                   help="DNSMOS of N evenly spaced utterances only (its network costs far more than the other "
+                        "measures); 0 = all (default)")
     p.add_argument("--title", type=av.nonempty_str, default=None)
 
     p = sub.add_parser("durations", help="phone-boundary error of teacher durations vs flite's own phone timings")
@@ -279,7 +285,8 @@ def _main_se_systems(args: argparse.Namespace) -> int:
         reuse = ["--noisy-results", noisy] if j.system != NOISY and os.path.isfile(noisy) else []
         _main_se(_parse("se", "--ref-dir", j.ref_dir, "--enh-dir", j.enh_dir, "--noisy-dir", j.noisy_dir,
                         "--out", j.out, "--nj", args.nj, "--num-utts", args.num_utts, "--title", j.title,
-                        "--dnsmos", "off" if "@" in j.system else args.dnsmos, *reuse))
+                        "--dnsmos", "off" if "@" in j.system else args.dnsmos,
+                        "--dnsmos-utts", args.dnsmos_utts, *reuse))
     path = summarize_se([j.results for j in jobs], args.out, args.title, args.paired_against)
     print(open(path, encoding="utf-8").read())
     print(f"-> {path}")
@@ -335,7 +342,8 @@ def _main_tts(args: argparse.Namespace) -> int:
 
 def _main_se(args: argparse.Namespace) -> int:
     res = evaluate_se(args.ref_dir, args.enh_dir, args.noisy_dir, num_utts=args.num_utts, nj=args.nj,
-                      allow_missing=args.allow_missing, dnsmos=args.dnsmos, noisy_results=args.noisy_results)
+                      allow_missing=args.allow_missing, dnsmos=args.dnsmos, noisy_results=args.noisy_results,
+                      dnsmos_utts=args.dnsmos_utts)
     os.makedirs(args.out, exist_ok=True)
     atomic_write_json(os.path.join(args.out, "results.json"),
                       json_safe({"system": args.enh_dir, "reference": args.ref_dir, "noisy": args.noisy_dir, **res}))

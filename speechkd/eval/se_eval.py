@@ -162,9 +162,25 @@ def noisy_dnsmos(path: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def dnsmos_subset(utts: list[str], n: int) -> set[str]:
+    """``n`` of ``utts`` spread over the list (all when ``n`` is 0 or covers them). DNSMOS runs its
+    network on 9-s windows (a short clip repeated to fill several), so it costs far more than the
+    other measures. A test set lists each sentence at every SNR in turn, so an even stride could
+    alias onto one SNR; the positions are the golden-ratio sequence frac(i·φ) instead, spread
+    evenly over the set and over any period in it."""
+    if n <= 0 or n >= len(utts):
+        return set(utts)
+    picked: dict[int, None] = {}
+    i = 0
+    while len(picked) < n:
+        picked[int(((i * 0.6180339887498949) % 1.0) * len(utts))] = None
+        i += 1
+    return {utts[j] for j in picked}
+
+
 def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num_utts: int = 0,
                 nj: int = 1, allow_missing: bool = False, dnsmos: str = "auto",
-                noisy_results: str | None = None) -> dict:
+                noisy_results: str | None = None, dnsmos_utts: int = 0) -> dict:
     """Evaluate the enhanced set against the clean reference set (and the noisy set, when given);
     ``dnsmos``: one of :data:`DNSMOS_MODES` (:func:`use_dnsmos`); ``noisy_results``: the noisy
     input's own results.json, whose DNSMOS scores are reused (:func:`noisy_dnsmos`).
@@ -179,6 +195,7 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
     utts = utts[:num_utts] if num_utts > 0 else utts
     if not utts:
         raise SpeechkdError("no reference utterances", path=ref_dir)
+    with_dns = dnsmos_subset(utts, dnsmos_utts) if with_dnsmos else set()
     jobs, missing = [], []
     for utt in utts:
         enh = enh_set.locate(utt)
@@ -193,7 +210,8 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
             log.warning("%s: %s missing: %s", utt, s.role, path)
             missing.append({"utt": utt, "path": path})
             continue
-        jobs.append((utt, ref_set.locate(utt), enh, noisy, with_dnsmos, known.get(utt)))
+        jobs.append((utt, ref_set.locate(utt), enh, noisy, utt in with_dns,
+                     known.get(utt) if utt in with_dns else None))
     if not jobs:
         raise SpeechkdError("no enhanced audio to evaluate", path=enh_dir)
     t0 = time.perf_counter()
@@ -240,5 +258,5 @@ def se_markdown(res: dict, title: str) -> str:
     for r in res["utts"]:
         line = f"| {r['utt']} | {r['pesq']:.2f} | {r['stoi']:.3f} | {r['estoi']:.3f} | {r['si_sdr']:.2f} |"
         lines.append(line + (f" {r['si_sdr_delta']:.2f} |" if noisy else "")
-                     + (f" {r['dnsmos_ovrl']:.2f} |" if dns else ""))
+                     + ((f" {r['dnsmos_ovrl']:.2f} |" if "dnsmos_ovrl" in r else " – |") if dns else ""))
     return "\n".join(lines) + "\n"

@@ -53,6 +53,8 @@ def system_row(path: str) -> dict:
                                                            "dnsmos_ovrl_delta"]:
         if key in summ:
             row[key] = {"mean": summ[key]["mean"], "ci95": summ[key].get("ci95")}
+    if "dnsmos_ovrl" in summ:
+        row["dnsmos_n"] = summ["dnsmos_ovrl"].get("n")  # DNSMOS may score a subset (eval se --dnsmos-utts)
     by_snr: dict[float, list[float]] = defaultdict(list)
     for r in res.get("utts", []):
         snr = utt_snr(str(r.get("utt", "")))
@@ -117,7 +119,7 @@ def _spread_cell(m: dict | None, fmt: str) -> str:
 
 # (key, what): the measures of the overview, one table each when some result has them
 OVERVIEW = (("si_sdr_delta", "SI-SDRi dB", "{:+.2f}"), ("pesq", "PESQ-wb", "{:.2f}"), ("stoi", "STOI", "{:.3f}"),
-            ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"))
+            ("dnsmos_ovrl", "DNSMOS OVRL", "{:.2f}"), ("dnsmos_ovrl_delta", "DNSMOS OVRL − noisy input", "{:+.2f}"))
 
 
 def overview(rows: list[dict], tests: list[str]) -> list[str]:
@@ -131,7 +133,9 @@ def overview(rows: list[dict], tests: list[str]) -> list[str]:
     for key, what, fmt in OVERVIEW:
         if not any((r.get(key) or {}).get("mean") is not None for r in rows):
             continue
-        out += [f"### {what} by test set", "", "| system | " + " | ".join(tests) + " |",
+        ns = sorted({r["dnsmos_n"] for r in rows if r.get("dnsmos_n")}) if key.startswith("dnsmos") else []
+        on = f" ({'/'.join(map(str, ns))} utterances of each set)" if ns else ""
+        out += [f"### {what} by test set{on}", "", "| system | " + " | ".join(tests) + " |",
                 "|---|" + "---:|" * len(tests)]
         for name in systems:
             out.append(f"| {name} | " + " | ".join(_cell((at.get((name, t)) or {}).get(key), fmt) for t in tests)
