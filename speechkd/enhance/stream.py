@@ -31,7 +31,7 @@ def torch_stream(model: nn.Module, *, level: float | None = None, name: str = "t
                             field="--stream", hint="enhance the whole file (without --stream)")
     state = model.initial_state(1)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def mask_fn(mag: np.ndarray) -> np.ndarray:
         nonlocal state
         out = model.mask_step(torch.from_numpy(mag)[None], *state)

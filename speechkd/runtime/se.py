@@ -135,7 +135,7 @@ class FrameStream:
             raise ValueError(f"need an even n_fft and hop <= n_fft / 2, got {n_fft}, {hop}")
         self.mask_fn, self.n, self.h, self.p = mask_fn, n_fft, hop, n_fft // 2
         self.window = periodic_window("hann", n_fft).astype(np.float64)
-        self.level = level
+        self.level = None if level is None else max(float(level), RMS_FLOOR)
         self.pending: list[np.ndarray] = []  # samples before the first frame can be made
         self.n_in = 0                        # samples received
         self.xp = np.zeros(0)                # the padded signal (xp[j] = x[j - n_fft/2]) from xp_start
