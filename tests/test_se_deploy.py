@@ -219,6 +219,45 @@ def test_enhance_on_exported_dir_imports_no_torch(se, tmp_path):
     assert (tmp_path / "a.wav").exists() and (tmp_path / "b.wav").exists()
 
 
+def test_stream_through_pipes_as_audio_arrives(se, tmp_path, capsys):
+    """``-i - -o -``: enhanced audio comes out while the input is still arriving (all but one window
+    and a hop of the first second, before the rest is sent), and the whole equals the file stream's."""
+    import select
+
+    x = sf.read(se["wav"], dtype="float32")[0]
+    pcm = tmp_path / "in16.wav"
+    sf.write(pcm, x, 16000, subtype="PCM_16")
+    assert main(["enhance", "--model", str(se["x_subband_gru"]), "--stream", "-i", str(pcm), "-o",
+                 str(tmp_path / "file.wav"), "--subtype", "FLOAT"]) == 0
+    data = pcm.read_bytes()
+    first = 44 + 2 * 16000  # the header and the first second
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "speechkd.cli", "enhance", "--model", str(se["x_subband_gru"]),
+                             "--stream", "-i", "-", "-o", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        proc.stdin.write(data[:first])
+        proc.stdin.flush()
+        got, want = b"", 44 + 2 * (16000 - 512 - 128)
+        fd = proc.stdout.fileno()
+        while len(got) < want:
+            ready, _, _ = select.select([fd], [], [], 60)
+            chunk = os.read(fd, 1 << 16) if ready else b""
+            assert chunk, f"no output after {len(got)} bytes: {proc.stderr.read().decode() if not ready else ''}"
+            got += chunk
+        rest, err = proc.communicate(data[first:], timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    y = sf.read(io.BytesIO(got + rest), dtype="float32")[0]
+    ref = sf.read(tmp_path / "file.wav", dtype="float32")[0]
+    assert len(y) == len(x) and np.abs(y - ref).max() <= 1 / 32767 + 1e-6  # 16-bit output
+    assert b"algorithmic latency 32.0 ms" in err
+    assert main(["enhance", "--model", str(se["x_subband_gru"]), "-i", "-", "-o", str(tmp_path / "o.wav")]) == 2
+    assert "needs --stream" in capsys.readouterr().err
+
+
 def _wav(x: np.ndarray, sr: int = 16000, channels: int = 1) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, np.repeat(x[:, None], channels, 1), sr, subtype="PCM_16", format="WAV")

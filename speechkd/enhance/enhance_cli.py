@@ -30,9 +30,10 @@ from speechkd.utils.outputs import refuse_same_file
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = av.RUNS_PIPES
-    parser.add_argument("-i", "--input", type=av.existing_file, default=None, help="noisy wav (single-file mode)")
-    parser.add_argument("-o", "--output", type=av.output_file,
-                        default=None, help="enhanced wav to write (single-file mode)")
+    parser.add_argument("-i", "--input", type=av.existing_file_or_stdin, default=None,
+                        help="noisy wav (single-file mode); - with --stream: a 16-bit PCM wav on standard input")
+    parser.add_argument("-o", "--output", type=av.output_file, default=None,
+                        help="enhanced wav to write (single-file mode); - with --stream: standard output, as it is made")
     parser.add_argument("--data-dir", type=av.existing_dir, default=None, help="Kaldi data dir to enhance (batch mode)")
     parser.add_argument("--out-dir", type=av.output_dir,
                         default=None, help="batch mode: directory of <utt>.wav to write")
