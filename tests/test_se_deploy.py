@@ -200,28 +200,11 @@ def test_export_refusals_and_damaged_manifest(se, tmp_path, capsys):
     assert "mask.onnx is missing" in capsys.readouterr().err
 
 
-def test_enhance_on_exported_dir_imports_no_torch(se, tmp_path):
-    """The CLI path end to end in a fresh interpreter, offline and streamed: torch and Lightning
-    never imported (nor by the SE server's module)."""
-    code = ("import sys\n"
-            "from speechkd.cli import main\n"
-            f"rc = main(['enhance', '--model', {str(se['x_subband_gru'])!r}, '-i', {str(se['wav'])!r}, "
-            f"'-o', {str(tmp_path / 'a.wav')!r}])\n"
-            f"rc += main(['enhance', '--model', {str(se['x_subband_gru'])!r}, '-i', {str(se['wav'])!r}, "
-            f"'-o', {str(tmp_path / 'b.wav')!r}, '--stream'])\n"
-            "import speechkd.runtime.serve_se, speechkd.runtime.serve_cli\n"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))\n"
-            "print('RC', rc, 'BAD', ','.join(bad))\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert res.returncode == 0, res.stderr
-    assert "RC 0 BAD \n" in res.stdout + "\n", res.stdout + res.stderr
-    assert (tmp_path / "a.wav").exists() and (tmp_path / "b.wav").exists()
-
-
-def test_stream_through_pipes_as_audio_arrives(se, tmp_path, capsys):
-    """``-i - -o -``: enhanced audio comes out while the input is still arriving (all but one window
-    and a hop of the first second, before the rest is sent), and the whole equals the file stream's."""
+def test_exported_dir_without_torch_and_through_pipes(se, tmp_path, capsys):
+    """In a fresh interpreter: one file offline, then ``--stream -i - -o -``: enhanced audio comes
+    out while the input is still arriving (all but one window and a hop of the first second, before
+    the rest is sent), the whole equals the file stream's, and torch and Lightning are never
+    imported (nor by the SE server's modules)."""
     import select
 
     x = sf.read(se["wav"], dtype="float32")[0]
@@ -232,8 +215,16 @@ def test_stream_through_pipes_as_audio_arrives(se, tmp_path, capsys):
     data = pcm.read_bytes()
     first = 44 + 2 * 16000  # the header and the first second
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "speechkd.cli", "enhance", "--model", str(se["x_subband_gru"]),
-                             "--stream", "-i", "-", "-o", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    model = str(se["x_subband_gru"])
+    code = ("import contextlib, sys\n"
+            "from speechkd.cli import main\n"
+            "with contextlib.redirect_stdout(sys.stderr):  # standard output carries the streamed audio\n"
+            f"    rc = main(['enhance', '--model', {model!r}, '-i', {str(pcm)!r}, '-o', {str(tmp_path / 'a.wav')!r}])\n"
+            f"rc += main(['enhance', '--model', {model!r}, '--stream', '-i', '-', '-o', '-'])\n"
+            "import speechkd.runtime.serve_se, speechkd.runtime.serve_cli\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning'))\n"
+            "print('RC', rc, 'BAD', ','.join(bad), file=sys.stderr)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env)
     try:
         proc.stdin.write(data[:first])
@@ -254,6 +245,8 @@ def test_stream_through_pipes_as_audio_arrives(se, tmp_path, capsys):
     ref = sf.read(tmp_path / "file.wav", dtype="float32")[0]
     assert len(y) == len(x) and np.abs(y - ref).max() <= 1 / 32767 + 1e-6  # 16-bit output
     assert b"algorithmic latency 32.0 ms" in err
+    assert "RC 0 BAD \n" in err.decode(), err.decode()
+    assert (tmp_path / "a.wav").exists()
     assert main(["enhance", "--model", str(se["x_subband_gru"]), "-i", "-", "-o", str(tmp_path / "o.wav")]) == 2
     assert "needs --stream" in capsys.readouterr().err
 
