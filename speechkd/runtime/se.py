@@ -47,7 +47,7 @@ DESCRIPTIONS = {
           "state..._out (the causal state after the T frames; zeros before the first frame)",
 }
 
-# (frames of compressed magnitude [T, F], their per-frame levels [T]) -> the spectra's masks [T, F]
+# the compressed magnitudes of the frames ready [T, F] -> their masks [T, F] (the model's state kept inside)
 MaskFn = Callable[[np.ndarray], np.ndarray]
 
 
