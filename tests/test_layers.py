@@ -28,8 +28,9 @@ LAYERS: list[set[str]] = [
     {"models"},
     {"checkpoints"},
     {"train", "infer"},
-    {"distill", "export"},  # export: trained models -> ONNX (uses infer's frontend resolution)
+    {"distill"},
     {"enhance"},
+    {"export"},  # export: trained TTS and SE models -> ONNX (uses infer's frontend resolution, enhance's loader)
     {"eval", "listen", "bench", "testing"},  # testing: replicas of published corpora for tests and users
     {"cli"},
 ]

@@ -43,8 +43,10 @@ class EncoderBlock(nn.Module):
         self.norm = nn.BatchNorm2d(cout)
         self.act = nn.ELU()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.norm(self.conv(F.pad(x, (0, 0, 1, 0)))))  # pad one past frame: causal
+    def forward(self, x: torch.Tensor, past: torch.Tensor | None = None) -> torch.Tensor:
+        """``past``: the input frame before ``x`` (B, C, 1, F); zeros (the causal padding) if None."""
+        x = F.pad(x, (0, 0, 1, 0)) if past is None else torch.cat([past, x], 2)
+        return self.act(self.norm(self.conv(x)))
 
 
 class DecoderBlock(nn.Module):
@@ -70,6 +72,7 @@ class CRN(MaskEnhancer):
     """Mask-based STFT CRN: (B, N) noisy waveform -> (B, N) enhanced waveform."""
 
     Config = CRNConfig
+    causal = True  # causal convs in time, a unidirectional GRU: mask_step runs it frame by frame
 
     def __init__(self, cfg: CRNConfig):
         super().__init__(cfg.n_fft, cfg.hop)
@@ -83,17 +86,31 @@ class CRN(MaskEnhancer):
         self.rnn = nn.GRU(cfg.rnn_hidden, cfg.rnn_hidden, num_layers=cfg.rnn_layers, batch_first=True)
         self.proj_out = nn.Linear(cfg.rnn_hidden, flat)
 
-    def mask(self, mag: torch.Tensor) -> torch.Tensor:
+    def initial_state(self, batch: int) -> list[torch.Tensor]:
+        """The streaming state before the first frame: each encoder layer's previous input frame
+        (zeros: its causal padding) and the GRU state."""
+        w = self.proj_in.weight
+        sizes = [self.n_freq] + [_freq_after(self.n_freq, i + 1) for i in range(len(self.encoder) - 1)]
+        return ([w.new_zeros(batch, enc.conv.in_channels, 1, f) for enc, f in zip(self.encoder, sizes)]
+                + [w.new_zeros(self.rnn.num_layers, batch, self.rnn.hidden_size)])
+
+    def mask_step(self, mag: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``mask`` of the frames ``mag`` (B, T, F) that follow ``state``; returns the mask and the
+        state after them, so frames fed in any chunks give the mask of all of them at once."""
         x = mag[:, None]                                   # (B, 1, T, F)
-        skips = []
-        for enc in self.encoder:
-            x = enc(x)
+        skips, new_state = [], []
+        for enc, past in zip(self.encoder, state):
+            new_state.append(torch.cat([past, x], 2)[:, :, -1:])
+            x = enc(x, past)
             skips.append(x)
         b, c, t, f = x.shape
-        h, _ = self.rnn(self.proj_in(x.permute(0, 2, 1, 3).reshape(b, t, c * f)))
+        h, h_n = self.rnn(self.proj_in(x.permute(0, 2, 1, 3).reshape(b, t, c * f)), state[-1])
         x = self.proj_out(h).reshape(b, t, c, f).permute(0, 2, 1, 3)
         sizes = [self.n_freq] + [s.shape[-1] for s in skips[:-1]]  # frequency size each decoder restores
         for dec, skip, size in zip(self.decoder, reversed(skips), reversed(sizes)):
             x = dec(x, skip)
             x = F.pad(x, (0, size - x.shape[-1])) if x.shape[-1] < size else x[..., :size]
-        return x[:, 0]
+        return (x[:, 0], *new_state, h_n)
+
+    def mask(self, mag: torch.Tensor) -> torch.Tensor:
+        return self.mask_step(mag, *self.initial_state(mag.shape[0]))[0]

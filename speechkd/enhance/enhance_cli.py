@@ -6,6 +6,8 @@
         --model exp/teacher_nytt [--average 3 | --checkpoint 2] [--nj 2]
     speechkd enhance --data-dir data/se/test_in_domain --out-dir exp/hpf80/enhanced/test_in_domain \
         --model builtin:highpass80
+    speechkd enhance -i noisy.wav -o clean.wav --model exported/se_student [--stream]   # ONNX (speechkd export)
+    speechkd enhance -i noisy.wav -o clean.wav --model exp/student_remix --stream       # frame by frame
     speechkd enhance --systems exp/systems.tsv --systems-from exp --students student_remix \
         --test-sets test_in_domain --data-root data/se --average 3 --spread 1   # recipe stage 5
 
@@ -20,8 +22,7 @@ from __future__ import annotations
 
 import argparse
 
-from speechkd.enhance import systems_cli
-from speechkd.enhance.infer import Enhancer, enhance_datadir, enhance_file
+from speechkd.enhance import deploy_cli, systems_cli
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
 from speechkd.utils.outputs import refuse_same_file
@@ -29,9 +30,10 @@ from speechkd.utils.outputs import refuse_same_file
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = av.RUNS_PIPES
-    parser.add_argument("-i", "--input", type=av.existing_file, default=None, help="noisy wav (single-file mode)")
-    parser.add_argument("-o", "--output", type=av.output_file,
-                        default=None, help="enhanced wav to write (single-file mode)")
+    parser.add_argument("-i", "--input", type=av.existing_file_or_stdin, default=None,
+                        help="noisy wav (single-file mode); - with --stream: a 16-bit PCM wav on standard input")
+    parser.add_argument("-o", "--output", type=av.output_file, default=None,
+                        help="enhanced wav to write (single-file mode); - with --stream: standard output, as it is made")
     parser.add_argument("--data-dir", type=av.existing_dir, default=None, help="Kaldi data dir to enhance (batch mode)")
     parser.add_argument("--out-dir", type=av.output_dir,
                         default=None, help="batch mode: directory of <utt>.wav to write")
@@ -54,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "settings is moved into <out-dir>/.backup/<n>/ first")
     parser.add_argument("--num-utts", type=av.nonneg_int,
                         default=0, help="batch mode: first N utterances only; 0 = all")
+    parser.add_argument("--stream", action="store_true",
+                        help="single-file mode: enhance frame by frame, one STFT hop at a time (causal models: "
+                             "crn, subband_gru; an exp dir or an exported dir); prints latency and RTF")
+    parser.add_argument("--threads", type=av.int_range(1, 256), default=1,
+                        help="an exported dir: onnxruntime threads; --stream in PyTorch: torch threads "
+                             "(default %(default)s)")
     systems_cli.add_arguments(parser)
 
 
@@ -74,6 +82,10 @@ def main(args: argparse.Namespace) -> int:
         raise SpeechkdError(f"must be >= 0, got {args.checkpoint}", field="--checkpoint")
     if args.checkpoint and args.average > 1:
         raise SpeechkdError("give either --average N or --checkpoint K, not both", field="--checkpoint")
+    if deploy_cli.handles(args):  # an exported dir (no torch) or --stream
+        return deploy_cli.main(args)
+    # why: torch is imported only on the PyTorch path (an exported dir runs without it)
+    from speechkd.enhance.infer import Enhancer, enhance_datadir, enhance_file
     if single:
         if not (args.input and args.output):
             raise SpeechkdError("single-file mode needs both -i and -o")

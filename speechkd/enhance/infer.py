@@ -29,6 +29,7 @@ from speechkd.data.kaldi import read_datadir
 from speechkd.enhance import rnnoise as rnnoise_peer
 from speechkd.enhance.exp import load_se_model
 from speechkd.errors import AudioError, SpeechkdError
+from speechkd.runtime.se import OnnxEnhancer, is_se_dir
 from speechkd.utils.io import atomic_write_json, atomic_write_wav
 from speechkd.utils.outputs import claim_output_dir, same_path
 from speechkd.utils.paths import safe_child
@@ -65,6 +66,17 @@ class Enhancer:
             if name.startswith("builtin:"):
                 raise SpeechkdError(f"unknown built-in enhancer {name!r}; known: {', '.join(BUILTINS)}",
                                     field="--model")
+            if is_se_dir(name):  # an exported dir (speechkd export): onnxruntime, its weights fixed at export
+                if average > 1 or (checkpoint and name == model):
+                    raise SpeechkdError("an exported dir holds fixed weights: --average/--checkpoint apply at export",
+                                        path=name, field="--average")
+                onnx = OnnxEnhancer(name, threads=1)
+                if self.sample_rate not in (None, onnx.sample_rate):
+                    raise SpeechkdError(f"teacher runs at {self.sample_rate} Hz but the student at "
+                                        f"{onnx.sample_rate} Hz", path=name, hint="use models of one sample rate")
+                self.sample_rate = onnx.sample_rate
+                self.stages.append(onnx)
+                continue
             # --checkpoint picks one checkpoint of the model; the teacher keeps its averaged weights
             single = checkpoint if name == model else 0
             loaded = load_se_model(name, average=1 if single else average, checkpoint=single, device=self.device)
@@ -85,6 +97,8 @@ class Enhancer:
                 x = rnnoise_peer.rnnoise(x, sr)
             elif stage == "builtin:identity":
                 x = x.copy()
+            elif isinstance(stage, OnnxEnhancer):
+                x = stage(x, sr)
             else:
                 x = stage(torch.from_numpy(x).to(self.device)).cpu().numpy()
         return x

@@ -50,6 +50,7 @@ class SubbandGRU(MaskEnhancer):
     """Band-gain STFT enhancer: (B, N) noisy waveform -> (B, N) enhanced waveform."""
 
     Config = SubbandGRUConfig
+    causal = True  # a causal conv in time, a unidirectional GRU: mask_step runs it frame by frame
 
     def __init__(self, cfg: SubbandGRUConfig):
         super().__init__(cfg.n_fft, cfg.hop)
@@ -65,10 +66,22 @@ class SubbandGRU(MaskEnhancer):
         self.rnn = nn.GRU(cfg.bands, cfg.hidden, batch_first=True)
         self.out = nn.Linear(cfg.hidden, cfg.bands)
 
-    def mask(self, mag: torch.Tensor) -> torch.Tensor:
+    def initial_state(self, batch: int) -> list[torch.Tensor]:
+        """The streaming state before the first frame: the causal conv's last ``conv_kernel - 1``
+        input frames (zeros: its left padding) and the GRU state."""
+        p = self.pool
+        return [p.new_zeros(batch, self.kernel - 1, p.shape[1]), p.new_zeros(1, batch, self.rnn.hidden_size)]
+
+    def mask_step(self, mag: torch.Tensor, conv_state: torch.Tensor, h: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``mask`` of the frames ``mag`` (B, T, F) that follow ``state``; returns the mask and the
+        state after them, so frames fed in any chunks give the mask of all of them at once."""
         feats = torch.log((mag ** (2 / 0.3)) @ self.pool + 1e-8)   # log band power (B, T, bands)
-        x = F.pad(feats.transpose(1, 2), (self.kernel - 1, 0))      # causal in time
-        x = F.elu(self.conv(x)).transpose(1, 2) + feats
-        h, _ = self.rnn(x)
-        gains = torch.sigmoid(self.out(h))                          # (B, T, bands)
-        return gains[..., self.band_of_bin]                         # each bin takes its band's gain
+        past = torch.cat([conv_state, feats], 1)                    # causal in time: past frames on the left
+        x = F.elu(self.conv(past.transpose(1, 2))).transpose(1, 2) + feats
+        y, h = self.rnn(x, h)
+        gains = torch.sigmoid(self.out(y))                          # (B, T, bands)
+        return gains[..., self.band_of_bin], past[:, past.shape[1] - (self.kernel - 1):], h
+
+    def mask(self, mag: torch.Tensor) -> torch.Tensor:
+        return self.mask_step(mag, *self.initial_state(mag.shape[0]))[0]  # each bin takes its band's gain

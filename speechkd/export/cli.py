@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
 
 
@@ -31,15 +32,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="dynamic int8 quantisation of the MatMul weights (onnxruntime.quantization)")
     p.add_argument("--frontend", type=av.text_file, default=None,
                    help="frontend.yaml to use when the checkpoint holds none")
+    p.add_argument("--average", type=av.positive_int, default=1,
+                   help="SE models: average the weights of the last N step checkpoints (as speechkd enhance --average)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing dir made with other settings (its contents move to DIR/.backup/<n>/)")
 
 
 def main(args: argparse.Namespace) -> int:
+    from speechkd.export.se_onnx import is_se_model  # why: torch only once the arguments are valid
+
+    if is_se_model(args.model):
+        return main_se(args)
+    if args.average != 1:
+        raise SpeechkdError("--average is for SE models (TTS students export their last checkpoint)",
+                            field="--average")
     from speechkd.export.onnx import export_onnx  # why: torch and the exporter only once the arguments are valid
 
     man = export_onnx(args.model, args.out, vocoder=args.vocoder, quantize=args.quantize, overwrite=args.overwrite,
                       frontend=args.frontend)
     print(f"{args.out}: {man['model']} + {man['vocoder']['kind']} ({args.quantize}); check against PyTorch: "
           + json.dumps(man.get("check", {})))
+    return 0
+
+
+def main_se(args: argparse.Namespace) -> int:
+    """An SE model (``speechkd se-train``): one mask graph, STFT in the runtime (speechkd.export.se_onnx)."""
+    from speechkd.export.se_onnx import export_se_onnx  # why: torch and the exporter only for an export
+
+    for flag, value, default in (("--vocoder", args.vocoder, "griffin_lim"), ("--quantize", args.quantize, "none"),
+                                 ("--frontend", args.frontend, None)):
+        if value != default:
+            raise SpeechkdError(f"{flag} does not apply to an SE model", field=flag)
+    man = export_se_onnx(args.model, args.out, average=args.average, overwrite=args.overwrite)
+    print(f"{args.out}: {man['model']} (SE, {man['sample_rate']} Hz, n_fft {man['stft']['n_fft']}, hop "
+          f"{man['stft']['hop']}); check against PyTorch: " + json.dumps(man.get("check", {})))
     return 0

@@ -225,3 +225,8 @@ def devices(text: str) -> str:
     if t in ("auto", "-1") or re.fullmatch(r"[1-9]\d{0,3}", t) or re.fullmatch(r"\d{1,3}(,\d{1,3})*,?", t):
         return t
     raise _err(f"bad devices {text!r}: use auto, a count (e.g. 2), -1 (all) or a list of indices (e.g. 0,1)")
+
+
+def existing_file_or_stdin(text: str) -> str:
+    """``-`` (standard input) or a path to an existing file."""
+    return text if text == "-" else existing_file(text)
