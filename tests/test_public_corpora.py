@@ -230,18 +230,21 @@ def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["./run.sh", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
 
 
+# (corpus, rate, mels, options, every stage): each recipe's data stages on its replica; LJSpeech
+# (22.05 kHz) and LibriTTS-R (24 kHz) end to end at the tiny preset, one test at each rate of the field
 TTS_RECIPES = [
-    ("ljspeech", 22050, 80, ()),
-    pytest.param("vctk", 22050, 80, ("--local_data_opts", "--mic mic1"), marks=pytest.mark.slow),
-    pytest.param("libritts_r", 24000, 100, ("--local_data_opts", "--subsets train-clean-100"),
+    ("ljspeech", 22050, 80, (), True),
+    pytest.param("vctk", 22050, 80, ("--local_data_opts", "--mic mic1"), False, marks=pytest.mark.slow),
+    pytest.param("libritts_r", 24000, 100, ("--local_data_opts", "--subsets train-clean-100"), True,
                  marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize("name,rate,n_mels,opts", TTS_RECIPES)
-def test_tts_recipe_data_stages_on_replica(reps, tmp_path, name, rate, n_mels, opts):
+@pytest.mark.parametrize("name,rate,n_mels,opts,full", TTS_RECIPES)
+def test_tts_recipe_on_replica(reps, tmp_path, name, rate, n_mels, opts, full):
     d = _recipe_copy(tmp_path, f"egs/{name}/tts1")
-    r = _run(d, "--preset", "tiny", "--nj", "1", "--stop_stage", "2", "--db_root", str(reps[name]), *opts)
+    stop = () if full else ("--stop_stage", "2")
+    r = _run(d, "--preset", "tiny", "--nj", "2", *stop, "--db_root", str(reps[name]), *opts)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     for split in ("train", "dev", "test"):
         _check_dir(d / "data" / split, rate)
@@ -252,6 +255,19 @@ def test_tts_recipe_data_stages_on_replica(reps, tmp_path, name, rate, n_mels, o
         assert (d / "dump/tokens" / split / "tokens").is_file()
     cfg = (d / "dump/feats/train/feature_config.yaml").read_text()
     assert f"sample_rate: {rate}" in cfg
+    if not full:
+        return
+    # every model and vocoder at the corpus rate: the students and the diffusion students speak the
+    # test text through Griffin-Lim and the Vocos-like vocoder, at that rate; MCD is measured at it
+    n_test = len(read_table(d / "data/test/utt2spk"))
+    wavs = sorted((d / "exp").glob("**/synth*/test/*.wav"))
+    assert len(wavs) >= 4 * n_test and all(sf.info(w).samplerate == rate for w in wavs)
+    table = json.loads((d / "exp/eval/results.json").read_text())
+    systems = {r["system"]: r for r in table["systems"]}
+    assert {"ground_truth", "resynth_griffin_lim", "fastspeech2", "diffusion_2"} <= set(systems)
+    assert 0.0 < systems["resynth_griffin_lim"]["mcd"]["mean"] < 12.0
+    assert len(list((d / "exp/resynth_griffin_lim/synth/test").glob("*.wav"))) == n_test
+    assert (d / "exp/listen/index.html").is_file()
 
 
 def test_tts_recipe_without_corpus_says_where_to_get_it(tmp_path):

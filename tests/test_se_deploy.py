@@ -294,3 +294,33 @@ def test_se_server_route_and_limits(se):
     busy = TestClient(make_se_app(enh, Limits(max_pending=0)))
     r = busy.post("/enhance", content=body, headers={"Content-Type": "audio/wav"})
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
+
+
+def test_running_level_model_streams_exactly(se):
+    """A model trained with ``level: running`` divides frame t by the RMS of x[: t*hop + n_fft/2]
+    offline too, so the causal stream (no level given) is its offline output within 1e-4, in
+    PyTorch and on onnxruntime; the level keeps f(a*y) = a*f(y)."""
+    from se_export_fixtures import TINY
+    from speechkd.enhance.stft import running_level
+    tmp = se["tmp"]
+    exp = write_se_exp(tmp / "exp" / "running", "subband_gru", {**TINY["subband_gru"], "level": "running"})
+    assert main(["export", "--model", str(exp), "--format", "onnx", "--out", str(tmp / "exported" / "running")]) == 0
+    enh = se_rt.OnnxEnhancer(tmp / "exported" / "running", threads=1)
+    assert enh.level == "running" and max(enh.manifest["check"].values()) <= TOL
+    m = load_se_model(str(exp)).model
+    x = noisy(1.3, seed=7) * np.linspace(0.2, 1.5, int(1.3 * 16000), dtype=np.float32)  # a level that changes
+    lv = running_level(torch.from_numpy(x)[None].double(), 512, 128)[0].numpy()
+    assert np.allclose(lv, se_rt.running_levels(x, 512, 128), rtol=1e-9)
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x)[None])[0].numpy()
+        assert np.abs(m(torch.from_numpy(3 * x)[None])[0].numpy() - 3 * ref).max() <= 3 * TOL
+    assert np.abs(enh(x, 16000) - ref).max() <= TOL
+    for chunk in (128, 77, 1000):
+        for stream in (torch_stream(m), enh.stream()):
+            y = np.concatenate([stream.push(x[i:i + chunk]) for i in range(0, len(x), chunk)] + [stream.flush()])
+            assert len(y) == len(x) and np.abs(y - ref).max() <= TOL
+    # the utterance-level model of the same weights does differ: the level is what makes it exact
+    same = write_se_exp(tmp / "exp" / "utterance", "subband_gru")
+    with torch.no_grad():
+        other = load_se_model(str(same)).model(torch.from_numpy(x)[None])[0].numpy()
+    assert np.abs(other - ref).max() > 10 * TOL

@@ -11,6 +11,7 @@ than the paper's (~1 M instead of 17 M parameters) to train on a CPU; causal.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from speechkd.enhance.stft import MaskEnhancer
 class CRNConfig:
     n_fft: int = field(512, help="STFT size (32 ms at 16 kHz): n_fft // 2 + 1 frequency bins")
     hop: int = field(128, help="STFT hop in samples (8 ms at 16 kHz)")
+    level: Literal["utterance", "running"] = field(
+        "utterance", help="input level the magnitudes are divided by: the whole input's RMS (utterance), or "
+                            "the RMS of the samples each frame has seen (running: causal, streams exactly)")
     channels: list[int] = field(default_factory=lambda: [8, 16, 32, 64],
                                 help="encoder channels; each layer halves the frequency axis")
     rnn_hidden: int = field(256, help="GRU width over the flattened bottleneck")
@@ -75,7 +79,7 @@ class CRN(MaskEnhancer):
     causal = True  # causal convs in time, a unidirectional GRU: mask_step runs it frame by frame
 
     def __init__(self, cfg: CRNConfig):
-        super().__init__(cfg.n_fft, cfg.hop)
+        super().__init__(cfg.n_fft, cfg.hop, cfg.level)
         chans = [1, *cfg.channels]
         self.encoder = nn.ModuleList(EncoderBlock(a, b) for a, b in zip(chans[:-1], chans[1:]))
         self.decoder = nn.ModuleList(DecoderBlock(b, a, last=(a == 1))

@@ -10,9 +10,9 @@
 ``--stream`` feeds the input one STFT hop at a time and prints the algorithmic latency (one STFT
 window) and the real-time factor of the processing. With ``-i -`` the input is a 16-bit PCM wav
 read from standard input as it arrives; with ``-o -`` the enhanced audio is written to standard
-output as each hop is final (a wav header whose sizes are 0xFFFFFFFF, then 16-bit samples). The
-streamed output equals the offline one up to the input level the model sees: offline it is the
-RMS of the whole file, streaming the RMS of the input received so far (speechkd.runtime.se).
+output as each hop is final (a wav header whose sizes are 0xFFFFFFFF, then 16-bit samples). A model
+with ``level: running`` streams exactly its offline output; one with the utterance level sees the
+RMS of the input received so far instead of the whole file's (speechkd.enhance.stft).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ band's gain as mask. Waveform in, waveform out; causal.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from speechkd.enhance.stft import MaskEnhancer
 class SubbandGRUConfig:
     n_fft: int = field(512, help="STFT size: n_fft // 2 + 1 frequency bins")
     hop: int = field(128, help="STFT hop in samples")
+    level: Literal["utterance", "running"] = field(
+        "utterance", help="input level the magnitudes are divided by: the whole input's RMS (utterance), or "
+                            "the RMS of the samples each frame has seen (running: causal, streams exactly)")
     bands: int = field(64, help="number of bands the bins are pooled into")
     full_bins: int = field(32, help="lowest bins kept one per band (0-1 kHz at 16 kHz / 512)")
     conv_kernel: int = field(3, help="causal conv kernel over frames")
@@ -53,7 +57,7 @@ class SubbandGRU(MaskEnhancer):
     causal = True  # a causal conv in time, a unidirectional GRU: mask_step runs it frame by frame
 
     def __init__(self, cfg: SubbandGRUConfig):
-        super().__init__(cfg.n_fft, cfg.hop)
+        super().__init__(cfg.n_fft, cfg.hop, cfg.level)
         edges = band_edges(self.n_freq, cfg.bands, cfg.full_bins)
         band_of_bin = np.repeat(np.arange(cfg.bands), np.diff(edges))
         pool = np.zeros((self.n_freq, cfg.bands), np.float32)

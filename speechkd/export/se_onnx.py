@@ -106,15 +106,16 @@ def check_signals(sample_rate: int, seed: int = 0) -> list[np.ndarray]:
 
 def compare(out: str, model: nn.Module, sample_rate: int) -> dict[str, float]:
     """The exported dir on onnxruntime vs ``model`` on :func:`check_signals`: max |waveform
-    difference| offline, and streamed one hop at a time (level: the utterance's, as offline)."""
+    difference| offline, and streamed one hop at a time (with the level the offline model uses)."""
     enh = se_bundle.OnnxEnhancer(out, threads=1)
     offline = streamed = 0.0
     for x in check_signals(sample_rate):
         with torch.no_grad():
             ref = model(torch.from_numpy(x)[None])[0].numpy()
         offline = max(offline, float(np.abs(enh(x, sample_rate) - ref).max()))
-        if enh.causal:
-            y = se_bundle.stream_file(enh.stream(level=se_bundle.rms_level(x)), x, enh.hop)
+        if enh.causal:  # a running-level model streams with its own causal level, else the utterance's
+            level = None if enh.level == "running" else se_bundle.rms_level(x)
+            y = se_bundle.stream_file(enh.stream(level=level), x, enh.hop)
             streamed = max(streamed, float(np.abs(y - ref).max()))
     res = {"wave_max_abs_diff": offline}
     if enh.causal:
@@ -150,6 +151,7 @@ def export_se_onnx(model: str, out: str, *, average: int = 1, overwrite: bool = 
         "stft": {"n_fft": n_fft, "hop": hop, "window": "hann", "center": True,
                  "compression": se_bundle.COMPRESSION, "rms_floor": se_bundle.RMS_FLOOR},
         "causal": causal,
+        "level": getattr(m, "level", "utterance"),  # utterance RMS, or running (causal: streams exactly)
         "latency_ms": round(1000 * n_fft / loaded.sample_rate, 3) if causal else None,
         "states": [{"name": n, "shape": list(x.shape), "batch_axis": a} for n, x, a in zip(names, one, axes)],
         "parameters": sum(p.numel() for p in m.parameters()),

@@ -114,6 +114,14 @@ def rms_level(wav: np.ndarray) -> float:
     return max(float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if len(x) else 0.0, RMS_FLOOR)
 
 
+def running_levels(wav: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """[T]: RMS of x[: min(t·hop + n_fft/2, N)] for each centred frame t, floored (the running level:
+    what a stream knows when frame t is complete; as speechkd.enhance.stft.running_level)."""
+    x = np.asarray(wav, np.float64).reshape(-1)
+    ends = np.minimum(np.arange(len(x) // hop + 1) * hop + n_fft // 2, len(x))
+    return np.maximum(np.sqrt(np.cumsum(x * x)[ends - 1] / ends), RMS_FLOOR)
+
+
 def compressed(spec: np.ndarray, level: np.ndarray | float) -> np.ndarray:
     """|Y / s|^0.3 (floored), float32: what the mask models see."""
     return (np.maximum(np.abs(spec) / level, MAG_FLOOR) ** COMPRESSION).astype(np.float32)
@@ -265,6 +273,9 @@ class OnnxEnhancer:
         self.name, self.sample_rate = man["model"], int(man["sample_rate"])
         self.n_fft, self.hop = int(man["stft"]["n_fft"]), int(man["stft"]["hop"])
         self.causal = bool(man.get("causal", False))
+        self.level = man.get("level", "utterance")
+        if self.level not in ("utterance", "running"):
+            raise SpeechkdError(f"unknown level {self.level!r}", path=self.path, field="level")
         self.states = man["states"]
         self.session = _session(os.path.join(self.path, MASK), threads)
         self.window = periodic_window("hann", self.n_fft)
@@ -296,14 +307,15 @@ class OnnxEnhancer:
                                                        "out.wav`)")
 
     def __call__(self, wav: np.ndarray, rate: int, *, name: str = "<input>") -> np.ndarray:
-        """The offline enhancement of one waveform (as the PyTorch model: level = utterance RMS)."""
+        """The offline enhancement of one waveform (as the PyTorch model, with its level)."""
         self.check_rate(rate, name)
         x = np.asarray(wav, np.float32).reshape(-1)
         if len(x) <= self.n_fft // 2:
             raise AudioError(f"{len(x)} samples: too short to enhance (at least {self.n_fft // 2 + 1})", path=name,
                              field="samples")
         spec = stft(x[None].astype(np.float64), self.n_fft, self.hop, self.window, True)  # [1, F, T]
-        mag = compressed(spec.transpose(0, 2, 1), rms_level(x))
+        level = running_levels(x, self.n_fft, self.hop)[None, :, None] if self.level == "running" else rms_level(x)
+        mag = compressed(spec.transpose(0, 2, 1), level)
         m, _ = self.mask(mag, self.initial_state(1))
         return istft(spec * m.transpose(0, 2, 1), self.n_fft, self.hop, self.window, True, len(x))[0]
 
