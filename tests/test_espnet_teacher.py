@@ -200,6 +200,7 @@ def test_espnet_teacher_runs_in_speechkd_teacher_dump_and_a_fastspeech_student_t
 
 
 def test_espnet_teacher_errors(tiny, tmp_path):
+    from speechkd.align.refine import RefineConfig
     from speechkd.cli import main
     from speechkd.distill.espnet_teacher import espnet_teacher_dump
     from speechkd.distill.teacher_dump import DumpOptions
@@ -235,6 +236,10 @@ def test_espnet_teacher_errors(tiny, tmp_path):
     bad.write_text(yaml.safe_dump(dict(cfg, tts="fastspeech")))
     with pytest.raises(SpeechkdError, match="AR teacher"):
         espnet_teacher_dump(str(bad), pth, str(dump), "train", str(tmp_path / "t"), "teacher_forced", DumpOptions())
+    # a teacher whose attention is not diagonal enough is refused with ESPnet's remedy, not speechkd's recipe's
+    with pytest.raises(SpeechkdError, match=r"does not align: 0.0% .*\(teacher_forced\).*ESPnet teacher longer"):
+        espnet_teacher_dump(str(tiny["config"]), pth, str(dump), "train", str(tmp_path / "t"), "teacher_forced",
+                            DumpOptions(focus_threshold=1.0, min_aligned=0.5, refine=RefineConfig(iters=0)))
     # the CLI: one teacher, and the ESPnet pair together (exit 2)
     base = ["teacher-dump", "--data", str(dump), "--out", str(tmp_path / "t"), "--kd-mode", "teacher_forced"]
     assert main(base) == 2

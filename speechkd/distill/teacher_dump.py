@@ -316,10 +316,14 @@ def check_aligned(out: str, report: dict, min_aligned: float, teacher_minutes: f
     atomic_write_json(info_path, {**info, "rejected": figure})
     longer = f"trainer.max_minutes={2 * teacher_minutes:g}" if teacher_minutes > 0 else "trainer.max_minutes=N"
     raise SpeechkdError(
-        f"the teacher does not align: {figure} ({report['kd_mode']}, step {info.get('step')})", path=out,
+        f"the teacher does not align: {figure} ({report['kd_mode']}{_step(info)})", path=out,
         hint=(hint or f"train the teacher longer, it resumes from its last checkpoint: in a recipe "
                       f"./run.sh --stage 3 --force true --teacher_opts {longer}, which redoes this dump after it")
         + "; --min-aligned 0 accepts the dump as it is")
+
+
+def _step(info: dict) -> str:
+    return "" if info.get("step") is None else f", step {info['step']}"  # ESPnet's .pth files have none
 
 
 def refine_dump(out: str, utts: list, mode: str, opts: DumpOptions, r: int) -> list[dict]:
