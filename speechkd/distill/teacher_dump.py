@@ -63,11 +63,10 @@ import shutil
 import time
 import zipfile
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
-
-from typing import Callable
 
 from speechkd.align.durations import durations_from_attention, fix_durations, select_head, shift_durations
 from speechkd.align.refine import RefineConfig, RefineItem, refine_durations
@@ -76,9 +75,9 @@ from speechkd.data.kaldi import write_table
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.models.transformer_tts import TransformerTTS, expand_to_frames
+from speechkd.text.tokens import TokenList
 from speechkd.train.data import FrameBatchSampler, UtteranceDataset, collate, read_feature_config, read_split
 from speechkd.train.exp import code_version, loaded_train_config
-from speechkd.text.tokens import TokenList
 from speechkd.train.plots import plot_alignment, plot_histogram
 from speechkd.utils.io import atomic_open, atomic_write_json, atomic_write_text
 from speechkd.utils.paths import safe_child
