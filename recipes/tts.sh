@@ -73,6 +73,8 @@ vocoder=auto            # stage 9: auto = with --preset tiny|quality, or when --
 vocoder_config=""       # neural vocoder YAML; default conf/vocoder_vocos_<preset>.yaml, else recipes/conf/
 vocoder_opts=""         # extra `speechkd train-vocoder` arguments (e.g. "trainer.max_minutes=40")
 num_eval_utts=50        # test utterances synthesized and evaluated
+mcd=world               # stage 11 MCD definition: world (speechkd's) | espnet (ESPnet2's evaluate_mcd.py,
+                        # comparable with ESPnet's tables; needs bash tools/install_espnet.sh)
 num_listen_utts=10      # test utterances on the listening page
 speaker_eval_models="teacher_ar fastspeech2"  # stage 11, multi-speaker test sets: `speechkd eval speakers`
                         # (every test sentence in every voice, speaker x speaker tables) of these exp/<model>
@@ -220,7 +222,7 @@ stage_synthesis() {
 stage_eval() {
   speechkd eval systems --systems "$expdir/systems.tsv" --data-dir "data/$test_set" --num-utts "$num_eval_utts" \
     --nj "$nj" --out "$expdir/eval" --title "$(basename "$(dirname "$PWD")") test set: objective evaluation" \
-    --durations "$dumpdir/teacher/$train_set/teacher_forced" "data/$train_set" --compare-split "$dev_set"
+    --mcd "$mcd" --durations "$dumpdir/teacher/$train_set/teacher_forced" "data/$train_set" --compare-split "$dev_set"
   # several voices in the test set: does each model speak the voice it is asked for?
   if [ "$(cut -d' ' -f2 "data/$test_set/utt2spk" | sort -u | wc -l)" -gt 1 ]; then
     local m

@@ -214,3 +214,20 @@ def test_the_espnet_verb_runs_each_step(fake, tmp_path):
     assert main(["espnet", "export-durations", "--teacher-dump", str(out), "--out", str(root / "tdd")]) == 2
     assert main(["espnet", "import-teacher", "--decode-dir", str(dec), "--espnet-config", str(cfg),
                  "--kd-mode", "free_running", "--out", str(root / "x")]) == 2  # no --feats: one clear error
+
+
+def test_espnet_teacher_without_the_extra_is_one_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    import torch
+
+    from speechkd.distill.espnet_teacher import load_espnet_tts
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"tts": "transformer", "token_list": ["<blank>", "<unk>", "a", "<sos/eos>"]}))
+    monkeypatch.setitem(sys.modules, "espnet2.tasks.tts", None)  # what an install without the extra sees
+    with pytest.raises(SpeechkdError, match="ESPnet is not installed.*install_espnet.sh"):
+        load_espnet_tts(str(cfg), str(tmp_path / "m.pth"), torch.device("cpu"))
+    cfg.write_text(yaml.safe_dump({"tts": "fastspeech2", "token_list": ["<blank>", "<unk>", "a", "<sos/eos>"]}))
+    with pytest.raises(SpeechkdError, match="AR teacher.*transformer or tacotron2"):
+        load_espnet_tts(str(cfg), str(tmp_path / "m.pth"), torch.device("cpu"))

@@ -141,3 +141,21 @@ def test_espnet_mcd_without_the_extra_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "pysptk", None)
     with pytest.raises(SpeechkdError, match="install_espnet.sh"):
         espnet_mcd(np.zeros(2048), np.zeros(2048), 16000)
+
+
+@needs_extra
+def test_eval_systems_takes_the_espnet_definition_to_every_system(systems, tmp_path):
+    """`eval systems --mcd espnet` (recipe stage 11 with --mcd espnet): each system's eval tts and the
+    summary use ESPnet's definition."""
+    from speechkd.infer.systems import System, write_manifest
+
+    manifest = tmp_path / "systems.tsv"
+    write_manifest(str(manifest), [System("copy_syn", "copy", "", "", 0, "", "", str(systems / "syn"))])
+    out = tmp_path / "eval"
+    assert main(["eval", "systems", "--systems", str(manifest), "--data-dir", str(systems / "data"),
+                 "--out", str(out), "--num-utts", "1", "--mcd", "espnet"]) == 0
+    res = json.loads((out / "copy_syn" / "results.json").read_text())
+    assert res["settings"]["mcd"] == "espnet"
+    u1 = next(r for r in res["utts"] if r["utt"] == "u1")
+    assert abs(u1["mcd"] - espnet_script_mcd(systems / "syn" / "u1.wav", systems / "ref" / "u1.wav")) < 0.01
+    assert "evaluate_mcd.py definition" in (out / "results.md").read_text()

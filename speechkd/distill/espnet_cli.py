@@ -9,11 +9,17 @@
         [--feats dump/feats/train] [--espnet-root ESPNET/egs2/x/tts1] [--focus-threshold 0.5]
     speechkd espnet export-durations --teacher-dump dump/teacher/train/teacher_forced \
         --out ESPNET/egs2/x/tts1/teacher_dumpdir/tr_no_dev
+    speechkd espnet feature-config --espnet-config EXP/config.yaml --out conf/feats_espnet.yaml
+
+``feature-config`` writes the FeatureConfig of an ESPnet config, for ``speechkd features --config``:
+the features an ESPnet teacher is run on (``speechkd teacher-dump --espnet-model``) or a student
+of its dump is trained on.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from speechkd.distill import espnet_io as eio
 from speechkd.distill.teacher_dump import DEFAULT_THRESHOLD, KD_MODES
@@ -62,6 +68,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="<teacher_dumpdir>/<set> of an ESPnet FastSpeech recipe (--teacher_dumpdir)")
     p.add_argument("--include-filtered", action="store_true", help="also the utterances the dump filtered")
 
+    p = sub.add_parser("feature-config", help="an ESPnet config's feature settings -> a speechkd FeatureConfig YAML")
+    p.add_argument("--espnet-config", type=av.text_file, required=True, help="ESPnet2 TTS config.yaml")
+    p.add_argument("--out", type=av.output_file, required=True,
+                   help="FeatureConfig YAML to write (for speechkd features --config)")
+
 
 def main(args: argparse.Namespace) -> int:
     if args.what == "import-data":
@@ -83,6 +94,12 @@ def main(args: argparse.Namespace) -> int:
                                         overwrite=args.overwrite)
         print(f"{args.out}: {rep['num_utts']} utterances, focus rate mean {rep['focus_rate']['mean']}, "
               f"{len(rep['filtered'])} filtered")
+        return 0
+    if args.what == "feature-config":
+        if os.path.exists(args.out):
+            raise SpeechkdError("exists already", path=args.out, hint="choose a new --out")
+        eio.feature_config_from_espnet(args.espnet_config).save(args.out)
+        print(f"{args.out}: FeatureConfig of {args.espnet_config}")
         return 0
     n = eio.export_espnet_durations(args.teacher_dump, args.out, include_filtered=args.include_filtered)
     print(f"{args.out}: durations and focus_rates of {n} utterances")

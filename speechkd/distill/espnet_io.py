@@ -61,7 +61,8 @@ ESPNET_BLANK, ESPNET_UNK, ESPNET_EOS = "<blank>", "<unk>", "<sos/eos>"
 
 # --- configs and token lists -------------------------------------------------------------------
 
-def _read_yaml(path: str) -> dict:
+def read_espnet_config(path: str) -> dict:
+    """An ESPnet ``config.yaml`` as a dict (one-line errors for a missing or broken file)."""
     try:
         with open(path, encoding="utf-8") as f:
             cfg = yaml.safe_load(f)
@@ -79,7 +80,7 @@ def feature_config_from_espnet(config_yaml: str) -> FeatureConfig:
 
     ESPnet's LogMelFbank: STFT (hann, centred) -> magnitude sqrt(max(power, 1e-10)) -> librosa
     mel filters (slaney unless htk) -> max(mel, 1e-10) -> log (base 10 by default)."""
-    cfg = _read_yaml(config_yaml)
+    cfg = read_espnet_config(config_yaml)
     if cfg.get("feats_extract", "fbank") != "fbank":
         raise SpeechkdError(f"feats_extract is {cfg.get('feats_extract')!r}; only fbank (log-mel) maps to speechkd",
                             path=config_yaml, field="feats_extract")
@@ -112,7 +113,7 @@ def feature_config_from_espnet(config_yaml: str) -> FeatureConfig:
 def read_espnet_token_list(source: str) -> list[str]:
     """ESPnet's token list from a ``tokens.txt`` (one per line) or a ``config.yaml`` (``token_list``)."""
     if source.endswith((".yaml", ".yml")):
-        toks = _read_yaml(source).get("token_list")
+        toks = read_espnet_config(source).get("token_list")
         if isinstance(toks, str):  # a path to the list, relative to the recipe dir
             raise SpeechkdError(f"token_list points to a file ({toks}); pass that file", path=source)
     else:
@@ -380,6 +381,7 @@ def utt2num_frames(feats_dir: str) -> dict[str, int]:
     return out
 
 
-__all__ = ["feature_config_from_espnet", "read_espnet_token_list", "token_list_from_espnet",
+__all__ = ["read_espnet_config", "feature_config_from_espnet", "read_espnet_token_list",
+           "token_list_from_espnet",
            "import_espnet_datadir", "import_espnet_teacher", "export_espnet_durations",
            "durations_from_espnet", "durations_to_espnet", "utt2num_frames"]

@@ -63,6 +63,7 @@ import shutil
 import time
 import zipfile
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -72,8 +73,9 @@ from speechkd.align.refine import RefineConfig, RefineItem, refine_durations
 from speechkd.checkpoints import LoadedModel, load_model
 from speechkd.data.kaldi import write_table
 from speechkd.errors import SpeechkdError
-from speechkd.features.config import MEL_FIELDS, check_compatible
+from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.models.transformer_tts import TransformerTTS, expand_to_frames
+from speechkd.text.tokens import TokenList
 from speechkd.train.data import FrameBatchSampler, UtteranceDataset, collate, read_feature_config, read_split
 from speechkd.train.exp import code_version, loaded_train_config
 from speechkd.train.plots import plot_alignment, plot_histogram
@@ -135,13 +137,39 @@ def _load(path: str) -> dict[str, np.ndarray] | None:
         return None
 
 
-def _info(lm: LoadedModel, mode: str, opts: DumpOptions, split_dir: str) -> dict:
-    return {"kd_mode": mode, "checkpoint": os.path.abspath(lm.path), "step": lm.step,
-            "model": lm.name, "reduction_factor": lm.model.r, "duration_method": opts.method,
+# (batch, kd mode, options, generator, utt2spk) -> per utterance its npz arrays or why it has none
+RunBatch = Callable[[dict, str, DumpOptions, torch.Generator, dict], dict]
+
+
+@dataclass
+class Teacher:
+    """An AR teacher as :func:`dump_mode` sees it: speechkd's own (:func:`speechkd_teacher`) or
+    ESPnet2's (:mod:`speechkd.distill.espnet_teacher`). Both write the same dump."""
+    token_list: TokenList  # encodes the split's tokens into the ids ``run_batch`` receives
+    feature_config: FeatureConfig  # the mels the teacher was trained on (= the dump's, checked)
+    r: int  # reduction factor: decoder step j made frames j*r .. j*r+r-1
+    info: dict  # the teacher's part of dump_info.json: checkpoint, step, model, reduction_factor, version
+    run_batch: RunBatch
+    on_unknown: str = "map"  # tokens outside the teacher's inventory: "map" to <unk> or "error"
+    retrain_hint: str | None = None  # check_aligned's remedy (None: speechkd's recipe, from max_minutes)
+    max_minutes: float = 0.0  # the teacher's training budget, for that remedy
+
+
+def speechkd_teacher(lm: LoadedModel, device: torch.device) -> Teacher:
+    """speechkd's Transformer-TTS (:func:`run_batch`)."""
+    return Teacher(lm.token_list, lm.feature_config, lm.model.r,
+                   {"checkpoint": os.path.abspath(lm.path), "step": lm.step, "model": lm.name,
+                    "reduction_factor": lm.model.r, "version": lm.version},
+                   lambda batch, mode, opts, gen, utt2spk: run_batch(lm, batch, mode, opts, gen, device, utt2spk),
+                   max_minutes=_max_minutes(lm))
+
+
+def _info(teacher: Teacher, mode: str, opts: DumpOptions, split_dir: str) -> dict:
+    return {"kd_mode": mode, **teacher.info, "duration_method": opts.method,
             "attention": opts.attention, "shift_frames": opts.shift_frames, "average": opts.average,
             "focus_threshold": opts.focus_threshold, "seed": opts.seed,
             "max_frames_per_token": opts.max_frames_per_token, "source": os.path.abspath(split_dir),
-            "version": lm.version, "dumped_with": code_version()}
+            "dumped_with": code_version()}
 
 
 _SAME = ("kd_mode", "checkpoint", "step", "duration_method", "seed", "max_frames_per_token", "attention",
@@ -150,7 +178,7 @@ _SAME = ("kd_mode", "checkpoint", "step", "duration_method", "seed", "max_frames
 _DEFAULTS = {"attention": "head", "shift_frames": 0, "average": 1}
 
 
-def prepare_dir(out: str, info: dict, lm: LoadedModel, overwrite: bool) -> None:
+def prepare_dir(out: str, info: dict, feature_config: FeatureConfig, overwrite: bool) -> None:
     if overwrite and os.path.isdir(out):
         logger.info("--overwrite: removing %s", out)
         shutil.rmtree(out)
@@ -169,7 +197,7 @@ def prepare_dir(out: str, info: dict, lm: LoadedModel, overwrite: bool) -> None:
                                 hint="pass --overwrite to redo it, or choose another --out")
     os.makedirs(os.path.join(out, "data"), exist_ok=True)
     atomic_write_json(path, info)
-    lm.feature_config.save(os.path.join(out, "feature_config.yaml"))
+    feature_config.save(os.path.join(out, "feature_config.yaml"))
 
 
 def run_batch(lm: LoadedModel, batch: dict, mode: str, opts: DumpOptions, generator: torch.Generator,
@@ -203,12 +231,12 @@ def run_batch(lm: LoadedModel, batch: dict, mode: str, opts: DumpOptions, genera
     return res
 
 
-def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts: DumpOptions,
+def dump_mode(teacher: Teacher, data: str, split: str, out: str, mode: str, opts: DumpOptions,
               device: torch.device, overwrite: bool = False) -> dict:
     """Dump one KD mode of one split into ``out``; returns the report."""
     feats_dir = os.path.join(data, "feats", split)
-    prepare_dir(out, _info(lm, mode, opts, feats_dir), lm, overwrite)
-    utts = read_split(data, split, lm.token_list, on_unknown="map")
+    prepare_dir(out, _info(teacher, mode, opts, feats_dir), teacher.feature_config, overwrite)
+    utts = read_split(data, split, teacher.token_list, on_unknown=teacher.on_unknown)
     utt2spk = {u.utt: u.spk for u in utts}
     todo = [i for i, u in enumerate(utts) if not _complete(safe_child(os.path.join(out, "data"), u.utt, ".npz"), mode)]
     logger.info("%s %s: %d utterances, %d already dumped", mode, split, len(utts), len(utts) - len(todo))
@@ -220,7 +248,7 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
         batch = collate(ds[idx])
         # seeded by the batch's first utterance, so a resumed run reproduces the same batches
         gen = torch.Generator(device=device).manual_seed(opts.seed * 1_000_003 + _stable_hash(batch["utts"][0]))
-        for utt, r in run_batch(lm, batch, mode, opts, gen, device, utt2spk).items():
+        for utt, r in teacher.run_batch(batch, mode, opts, gen, utt2spk).items():
             if isinstance(r, str):
                 failed[utt] = r
                 continue
@@ -229,7 +257,7 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
         done += len(idx)
         if k % 10 == 0 or done == len(todo):
             logger.info("%s %s: %d/%d utterances in %.1f s", mode, split, done, len(todo), time.perf_counter() - t0)
-    refine_dump(out, utts, mode, opts, lm.model.r)
+    refine_dump(out, utts, mode, opts, teacher.r)
     index, focus, filtered, rows = {}, {}, {}, []
     for u in utts:
         z = _load(safe_child(os.path.join(out, "data"), u.utt, ".npz"))
@@ -254,10 +282,10 @@ def dump_mode(lm: LoadedModel, data: str, split: str, out: str, mode: str, opts:
     write_table(os.path.join(out, "index.scp"), index)
     write_table(os.path.join(out, "utt2focus_rate"), focus)
     atomic_write_text(os.path.join(out, "filtered"), "".join(f"{u} {r}\n" for u, r in sorted(filtered.items())))
-    report = write_report(out, mode, rows, filtered, opts.focus_threshold, lm.model.r)
+    report = write_report(out, mode, rows, filtered, opts.focus_threshold, teacher.r)
     logger.info("%s %s: mean focus rate %s, %d/%d filtered; %s", mode, split, _fmt(report["focus_rate"]["mean"]),
                 len(filtered), len(utts), os.path.join(out, "report.md"))
-    check_aligned(out, report, opts.min_aligned, teacher_minutes=_max_minutes(lm))
+    check_aligned(out, report, opts.min_aligned, teacher_minutes=teacher.max_minutes, hint=teacher.retrain_hint)
     return report
 
 
@@ -265,7 +293,8 @@ def _max_minutes(lm: LoadedModel) -> float:
     return float(loaded_train_config(lm).trainer.max_minutes or 0.0)
 
 
-def check_aligned(out: str, report: dict, min_aligned: float, teacher_minutes: float = 0.0) -> None:
+def check_aligned(out: str, report: dict, min_aligned: float, teacher_minutes: float = 0.0,
+                  hint: str | None = None) -> None:
     """Refuse a dump whose teacher did not learn to align: fewer than ``min_aligned`` of its
     utterances reach the focus-rate threshold (``report["focus_rate"]["above_threshold"]``, of
     all utterances, those without durations included). Marks ``<out>/dump_info.json`` rejected
@@ -286,10 +315,14 @@ def check_aligned(out: str, report: dict, min_aligned: float, teacher_minutes: f
     atomic_write_json(info_path, {**info, "rejected": figure})
     longer = f"trainer.max_minutes={2 * teacher_minutes:g}" if teacher_minutes > 0 else "trainer.max_minutes=N"
     raise SpeechkdError(
-        f"the teacher does not align: {figure} ({report['kd_mode']}, step {info.get('step')})", path=out,
-        hint=f"train the teacher longer, it resumes from its last checkpoint: in a recipe "
-             f"./run.sh --stage 3 --force true --teacher_opts {longer}, which redoes this dump after it; "
-             f"--min-aligned 0 accepts the dump as it is")
+        f"the teacher does not align: {figure} ({report['kd_mode']}{_step(info)})", path=out,
+        hint=(hint or f"train the teacher longer, it resumes from its last checkpoint: in a recipe "
+                      f"./run.sh --stage 3 --force true --teacher_opts {longer}, which redoes this dump after it")
+        + "; --min-aligned 0 accepts the dump as it is")
+
+
+def _step(info: dict) -> str:
+    return "" if info.get("step") is None else f", step {info['step']}"  # ESPnet's .pth files have none
 
 
 def refine_dump(out: str, utts: list, mode: str, opts: DumpOptions, r: int) -> list[dict]:
@@ -419,11 +452,10 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: DumpOptions,
-                 device: str = "auto", overwrite: bool = False) -> dict[str, dict]:
-    """Load the teacher, check it against the dump, and dump each requested KD mode."""
+def check_request(kd_mode: str, opts: DumpOptions) -> tuple[str, ...]:
+    """The KD modes of ``--kd-mode`` (``both``: each), once the options are checked: before the work."""
     modes = KD_MODES if kd_mode == "both" else (kd_mode,)
-    if not 0.0 <= opts.min_aligned <= 1.0:  # checked before the work, not after it
+    if not 0.0 <= opts.min_aligned <= 1.0:
         raise SpeechkdError(f"the alignment floor must be a share in [0, 1], not {opts.min_aligned:g}",
                             field="--min-aligned")
     if opts.attention not in ATTENTIONS:
@@ -432,8 +464,19 @@ def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: 
     if any(m not in KD_MODES for m in modes):
         raise SpeechkdError(f"unknown --kd-mode {kd_mode!r}", field="--kd-mode",
                             hint="teacher_forced, free_running or both")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    return modes
+
+
+def resolve_device(device: str) -> torch.device:
+    return torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                        ("cpu" if device == "auto" else device))
+
+
+def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: DumpOptions,
+                 device: str = "auto", overwrite: bool = False) -> dict[str, dict]:
+    """Load the teacher, check it against the dump, and dump each requested KD mode."""
+    modes = check_request(kd_mode, opts)
+    dev = resolve_device(device)
     lm = load_model(exp, device=dev, average=opts.average)
     if not isinstance(lm.model, TransformerTTS):
         raise SpeechkdError(f"model {lm.name} has no encoder-decoder attention to take durations from",
@@ -443,4 +486,5 @@ def teacher_dump(exp: str, data: str, split: str, out: str, kd_mode: str, opts: 
                      hint="dump the features with the FeatureConfig the teacher was trained on")
     logger.info("teacher %s (step %d, r=%d) on %s/%s -> %s (%s)", lm.path, lm.step, lm.model.r, data, split,
                 out, ", ".join(modes))
-    return {m: dump_mode(lm, data, split, os.path.join(out, m), m, opts, dev, overwrite) for m in modes}
+    teacher = speechkd_teacher(lm, dev)
+    return {m: dump_mode(teacher, data, split, os.path.join(out, m), m, opts, dev, overwrite) for m in modes}

@@ -12,6 +12,12 @@ the utterances reach the focus threshold, naming the share and the remedy. Durat
 (``--refine-iters``, :mod:`speechkd.align.refine`); the attention-only ones stay in each npz
 as ``durations_attn``. Rerunning on a finished dump redoes only the refinement. The output format is described in
 :mod:`speechkd.distill.teacher_dump`. Rerunning resumes; ``--overwrite`` starts over.
+
+An ESPnet2 Transformer-TTS or Tacotron 2 is the teacher instead of ``--exp`` with (needs the
+ESPnet extra; :mod:`speechkd.distill.espnet_teacher`)::
+
+    speechkd teacher-dump --espnet-config EXP/config.yaml --espnet-model EXP/valid.loss.ave.pth \
+        --data dump --split train --out dump/teacher/train --kd-mode both
 """
 
 from __future__ import annotations
@@ -20,12 +26,18 @@ import argparse
 
 from speechkd.align.refine import RefineConfig
 from speechkd.distill.teacher_dump import DEFAULT_THRESHOLD, DumpOptions, _fmt, teacher_dump
+from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exp", type=av.existing_path,
-                   required=True, help="teacher exp dir (uses checkpoints/last.ckpt) or a .ckpt path")
+                   help="teacher exp dir (uses checkpoints/last.ckpt) or a .ckpt path (or --espnet-model)")
+    p.add_argument("--espnet-model", type=av.existing_file,
+                   help="an ESPnet2 Transformer-TTS / Tacotron 2 state dict (e.g. exp/tts_x/valid.loss.ave.pth) "
+                        "as the teacher, instead of --exp; needs --espnet-config and the ESPnet extra")
+    p.add_argument("--espnet-config", type=av.text_file,
+                   help="that model's ESPnet config.yaml (model, token list, feature settings)")
     p.add_argument("--data", type=av.existing_dir,
                    required=True, metavar="DUMP", help="dump root with tokens/<split> and feats/<split>")
     p.add_argument("--split", type=av.name, default="train", help="split to dump (default train)")
@@ -56,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the training set)")
     p.add_argument("--batch-frames", type=av.positive_int, default=6000, help="mel frames per batch")
     p.add_argument("--max-frames-per-token", type=av.positive_float,
-                   help="free-running length limit (default: the model's max_frames_per_token)")
+                   help="free-running length limit (default: the model's max_frames_per_token; ESPnet: its "
+                        "maxlenratio, default 10)")
     p.add_argument("--seed", type=av.seed, default=0, help="seed of the always-on prenet dropout")
     p.add_argument("--average", type=av.positive_int,
                    default=1, help="teacher weights: average of the exp dir's last N "
@@ -66,13 +79,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    if (args.exp is None) == (args.espnet_model is None):
+        raise SpeechkdError("give the teacher as --exp (speechkd) or as --espnet-model (ESPnet2), one of them",
+                            field="--exp")
+    if (args.espnet_model is None) != (args.espnet_config is None):
+        raise SpeechkdError("--espnet-model and --espnet-config go together", field="--espnet-config")
     opts = DumpOptions(method=args.method, focus_threshold=args.focus_threshold, batch_frames=args.batch_frames,
                        seed=args.seed, max_frames_per_token=args.max_frames_per_token, attention=args.attention,
                        shift_frames=args.shift_frames, average=args.average, min_aligned=args.min_aligned,
                        refine=RefineConfig(iters=args.refine_iters, attn_weight=args.refine_attn_weight,
                                            acoustic_weight=args.refine_acoustic_weight))
-    reports = teacher_dump(args.exp, args.data, args.split, args.out, args.kd_mode, opts, device=args.device,
-                           overwrite=args.overwrite)
+    if args.espnet_model:
+        from speechkd.distill.espnet_teacher import espnet_teacher_dump
+
+        reports = espnet_teacher_dump(args.espnet_config, args.espnet_model, args.data, args.split, args.out,
+                                      args.kd_mode, opts, device=args.device, overwrite=args.overwrite)
+    else:
+        reports = teacher_dump(args.exp, args.data, args.split, args.out, args.kd_mode, opts, device=args.device,
+                               overwrite=args.overwrite)
     for mode, rep in reports.items():
         f = rep["focus_rate"]
         print(f"{args.out}/{mode}: {rep['num_utts']} utterances, focus rate mean {_fmt(f['mean'])} "

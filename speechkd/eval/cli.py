@@ -13,7 +13,7 @@
     speechkd eval durations --teacher-dump dump/teacher/train/teacher_forced --data-dir data/train \
         --out exp/eval/durations_train [--tokens dump/tokens/train/tokens] [--min-focus-rate 0.5]
     speechkd eval systems --systems exp/systems.tsv --data-dir data/test --out exp/eval [--num-utts 50] [--nj 2] \
-        [--durations dump/teacher/train/teacher_forced data/train] [--compare-split dev]
+        [--durations dump/teacher/train/teacher_forced data/train] [--compare-split dev] [--mcd espnet]
     speechkd eval speakers --model exp/fastspeech2 --data-dir data/test --out exp/eval/speakers_fastspeech2 \
         [--vocoder griffin_lim] [--per-speaker 8] [--nj 2]
 
@@ -125,6 +125,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--durations", nargs=2, metavar=("TEACHER_DUMP", "DATA_DIR"),
                    help="also `eval durations` of this teacher_forced dump against the data dir's phone_durations, "
                         "when both exist, into <out>/durations_<data dir name>")
+    p.add_argument("--mcd", choices=["world", "espnet"], default="world",
+                   help="MCD definition of every system's eval tts (see eval tts --mcd; one summary holds one)")
     p.add_argument("--compare-split", type=av.name, default=None,
                    help="also compare the diffusion teacher at k steps with its k-step students on this split's "
                         "mels (`speechkd distill compare`), when the manifest has more than one diffusion model")
@@ -249,7 +251,7 @@ def _main_systems(args: argparse.Namespace) -> int:
     results = [os.path.join(gt, "results.json")]
     for s in systems:
         out = os.path.join(args.out, s.name)
-        _main_tts(_parse("tts", *common, "--wav-dir", s.wav_dir, "--out", out))
+        _main_tts(_parse("tts", *common, "--wav-dir", s.wav_dir, "--out", out, "--mcd", args.mcd))
         results.append(os.path.join(out, "results.json"))
     path = summarize_systems(results, args.out, args.title, [f"{a}:{b}" for a, b in pairs(systems)])
     print(open(path, encoding="utf-8").read().split("\n\n", 1)[1])
