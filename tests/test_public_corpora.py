@@ -227,7 +227,7 @@ def _recipe_copy(tmp_path: Path, rel: str) -> Path:
 def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIRTUAL_ENV")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(["./run.sh", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    return subprocess.run(["./run.sh", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=1500)
 
 
 # (corpus, rate, mels, options, every stage): each recipe's data stages on its replica; LJSpeech
