@@ -49,7 +49,7 @@ def test_onnx_matches_pytorch_at_three_lengths(exported, model, out):
 def test_exported_dir_holds_everything(exported):
     d = exported["fs2_vocos"]
     man = json.loads((d / bundle.MANIFEST).read_text())
-    assert man["format"] == bundle.FORMAT and man["format_version"] == bundle.FORMAT_VERSION
+    assert man["format"] == bundle.FORMAT and man["format_version"] == 1  # no speaker inputs: readable by v1
     assert man["speakers"] == [] and man["model"] == "fastspeech2" and man["vocoder"]["kind"] == "vocos"
     assert set(man["files"]) == {bundle.ENCODER, bundle.DECODER, bundle.VOCODER, bundle.TOKENS, bundle.FRONTEND,
                                  bundle.FEATURES, bundle.MEL_STATS}
@@ -92,11 +92,6 @@ def test_istft_matches_torch():
 
 
 def test_export_refusals(exported, tmp_path, capsys):
-    from speechkd.data.speakers import Speakers
-
-    multi = make_exp(tmp_path, "fastspeech", speakers=Speakers(ids=["spk1", "spk2"]), name="multi")
-    with pytest.raises(SpeechkdError, match="multi-speaker model"):
-        export_onnx(str(multi), str(tmp_path / "o1"))
     teacher = make_exp(tmp_path, "transformer_tts")
     assert main(["export", "--model", str(teacher), "--out", str(tmp_path / "o2")]) == 2
     assert "cannot be exported" in capsys.readouterr().err
@@ -149,3 +144,45 @@ def test_bench_export_reports_rtf_and_mcd(exported, tmp_path):
     assert "RTF" in " ".join(b["extra"]) and b["extra"]["durations"] == "4 frames per token"
     mcd = float(b["extra"]["onnx none: fs2_vocos vs pytorch"].split("MCD ")[1].split(" dB")[0])
     assert 0 <= mcd < 0.1  # the fp32 export speaks as PyTorch does
+
+
+def test_multi_speaker_export_matches_pytorch_per_speaker(exported, tmp_path, capsys):
+    """Speaker table row, external embedding and per-speaker pitch/energy statistics in the encoder graph:
+    ONNX vs PyTorch for two different voices (batched together and alone), and the voices differ."""
+    d, lm = str(exported["fs2_multi"]), load_model(str(exported["fastspeech2_multi"]))
+    voc = load_vocoder(str(exported["voc"]), lm.feature_config)
+    man = json.loads((exported["fs2_multi"] / bundle.MANIFEST).read_text())
+    assert man["speakers"] == ["awb", "bdl", "clb"] and man["format_version"] == 2
+    si = man["speaker_inputs"]
+    assert si["table"] and si["embed_dim"] == 4 and si["rows"] == {"awb": 0, "bdl": 1, "clb": 2}
+    assert si["embeddings"]["bdl"] == lm.speakers.embeddings["bdl"] and len(si["variance_stats"]) == 3
+    res = compare(d, lm, voc, LENGTHS, speakers=["awb", "clb", "bdl"])
+    assert res["durations_equal"] and res["mel_max_abs_diff"] <= 1e-3 and res["vocoder_snr_db"] >= 40
+    for spk in ("awb", "clb"):
+        one = compare(d, lm, voc, [17], seed=3, speakers=[spk])
+        assert one["durations_equal"] and one["mel_max_abs_diff"] <= 1e-3
+    rt = OnnxSynthesizer(d)
+    ids = [[5, 6, 7, 8, 9, 10, 11]]
+    dur = np.full((1, 7), 3)
+    a = rt.acoustic(ids, durations=dur, speakers=["awb"])[0]
+    b = rt.acoustic(ids, durations=dur, speakers=["clb"])[0]
+    assert np.abs(a - b).max() > 1e-2  # the speaker inputs reach the mel
+    # no speaker / an unknown one: one line naming the voices, as the PyTorch path
+    with pytest.raises(SpeechkdError, match="needs a speaker; it knows: awb, bdl, clb"):
+        rt("why? yes.")
+    with pytest.raises(SpeechkdError, match="unknown speaker 'zzz'"):
+        rt("why? yes.", speaker="zzz")
+    wav, _ = rt("why? yes.", speaker="bdl")
+    assert len(wav) > 0 and len(list(rt.stream("why? yes.", speaker="awb"))) == 2
+    # the CLI: --list-speakers, --speaker, --utt2spk, and the refusal without a voice
+    assert main(["synth", "--model", d, "--list-speakers"]) == 0
+    assert capsys.readouterr().out.split() == ["awb", "bdl", "clb"]
+    assert main(["synth", "--model", d, "why? yes.", "-o", str(tmp_path / "x.wav")]) == 2
+    assert "needs a speaker; it knows: awb, bdl, clb" in capsys.readouterr().err
+    assert main(["synth", "--model", d, "--speaker", "clb", "why? yes.", "-o", str(tmp_path / "x.wav")]) == 0
+    (tmp_path / "text").write_text("u1 why? yes.\nu2 the quick brown fox.\n")
+    (tmp_path / "utt2spk").write_text("u1 awb\nu2 bdl\n")
+    assert main(["synth", "--model", d, "--list", str(tmp_path / "text"), "--utt2spk", str(tmp_path / "utt2spk"),
+                 "-d", str(tmp_path / "out")]) == 0
+    rows = (tmp_path / "out/manifest.tsv").read_text().splitlines()
+    assert [r.split("\t")[-1] for r in rows[1:]] == ["awb", "bdl"]

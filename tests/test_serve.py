@@ -188,3 +188,27 @@ def test_busy_server_answers_503(exported):
     first, second = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert second.status_code == 503 and second.headers["retry-after"] == "1" and "busy" in second.json()["error"]
     assert first.status_code == 200
+
+
+def test_speaker_field_of_a_multi_speaker_bundle(exported):
+    """The app in process (starlette's test client) on the multi-speaker export: the speaker picks the
+    voice, its absence or an unknown one is a 400 naming the voices."""
+    from starlette.testclient import TestClient
+
+    from speechkd.runtime.serve import Limits, make_app
+    from speechkd.runtime.synth import OnnxSynthesizer
+
+    client = TestClient(make_app(OnnxSynthesizer(str(exported["fs2_multi"])), Limits()))
+    assert client.get("/health").json()["speakers"] == ["awb", "bdl", "clb"]
+    a = client.post("/synthesize", json={"text": "the quick brown fox.", "speaker": "awb"})
+    c = client.post("/synthesize", json={"text": "the quick brown fox.", "speaker": "clb"})
+    assert a.status_code == c.status_code == 200 and a.content != c.content
+    q = client.post("/synthesize?speaker=clb", content="the quick brown fox.", headers={"content-type": "text/plain"})
+    assert q.status_code == 200 and q.content == c.content
+    s = client.post("/synthesize", json={"text": "One. Two.", "speaker": "bdl", "stream": True})
+    assert s.status_code == 200 and len(s.content) > 44
+    for body, words in (({"text": "hi."}, "needs a speaker; it knows: awb, bdl, clb"),
+                        ({"text": "hi.", "speaker": "zzz"}, "unknown speaker 'zzz'"),
+                        ({"text": "hi.", "speaker": 3}, "speaker must be a string")):
+        r = client.post("/synthesize", json=body)
+        assert r.status_code == 400 and words in r.json()["error"], r.text

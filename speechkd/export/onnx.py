@@ -58,15 +58,23 @@ MEL_TOLERANCE = 1e-3  # fp32 export: max |ONNX - PyTorch| of the normalised mel
 
 
 class EncoderGraph(nn.Module):
-    """tokens, token_lens -> token states after the variance adaptor, log(d + 1)."""
+    """tokens, token_lens [, spk] [, spk_emb] -> token states after the variance adaptor, log(d + 1).
 
-    def __init__(self, model: nn.Module):
+    A multi-speaker model takes its speaker inputs after the lengths, in that order: ``spk [B]``
+    (table rows) when it has a table, ``spk_emb [B, D]`` (an external embedding, normalised inside
+    the graph as in :mod:`speechkd.models.speaker`) when it was trained with one. FastSpeech 2's
+    per-speaker pitch/energy statistics are buffers indexed by ``spk`` inside the graph."""
+
+    def __init__(self, model: nn.Module, table: bool = False, embedding: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.table, self.embedding = model, table, embedding
 
-    def forward(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, tmask = self.model.encode(tokens, token_lens)
-        h, _, pred = self.model.adapt(h, tmask, None, 1.0)
+    def forward(self, tokens: torch.Tensor, token_lens: torch.Tensor,
+                *speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spk = speaker[0] if self.table else None
+        spk_emb = speaker[-1] if self.embedding else None
+        h, tmask = self.model.encode(tokens, token_lens, spk, spk_emb)
+        h, _, pred = self.model.adapt(h, tmask, None, 1.0, spk=spk)
         return h, pred["log_durations"]
 
 
@@ -93,7 +101,7 @@ class VocoderGraph(nn.Module):
 
 
 def _export(module: nn.Module, args: tuple, path: str, inputs: list[str], outputs: list[str],
-            dynamic: dict[str, dict[int, Any]]) -> None:
+            dynamic: dict[str, dict[int, Any]] | tuple) -> None:
     """One graph through the dynamo exporter into ``path`` (atomically; weights inside the file)."""
     tmp = path + ".tmp"
     log = io.StringIO()
@@ -162,9 +170,6 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
     (with ``check``: the measured parity under ``"check"``)."""
     require_exporter()
     lm = load_model(model, "cpu")
-    if lm.multi_speaker:
-        raise SpeechkdError(f"multi-speaker model ({len(lm.speakers.ids)} speakers): export does not take "
-                            "a speaker input yet", path=lm.path, hint="export a single-speaker model")
     if lm.name not in EXPORTABLE:
         raise SpeechkdError(f"model {lm.name!r} cannot be exported to ONNX (exportable: {', '.join(EXPORTABLE)})",
                             path=lm.path, field="--model")
@@ -188,13 +193,20 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
     s_dim = torch.export.Dim("tokens", min=1, max=max_tokens)
     t_dim = torch.export.Dim("frames", min=1, max=max_frames)
     tokens, lens = _example_tokens(len(lm.token_list), [9, 6, 4])
+    sp = lm.speakers
+    known = sp.known if sp.conditioned else []
+    spk_in = lm.speaker_inputs([known[i % len(known)] for i in range(len(lens))]) if known else {}
+    enc = EncoderGraph(m, "spk" in spk_in, "spk_emb" in spk_in)
+    spk_args = tuple(spk_in[k] for k in ("spk", "spk_emb") if k in spk_in)
     with torch.no_grad():
-        h, log_d = EncoderGraph(m)(tokens, lens)
-        dur = lm.model.inference(tokens, lens)["durations"]
+        h, log_d = enc(tokens, lens, *spk_args)
+        dur = lm.model.inference(tokens, lens, **spk_in)["durations"]
         frames = torch.zeros(len(lens), int(dur.sum(1).max()), h.size(2))
     logger.info("exporting %s (%s, step %d) to %s", lm.path, lm.name, lm.step, out)
-    _export(EncoderGraph(m), (tokens, lens), j(bundle.ENCODER), ["tokens", "token_lens"], ["h", "log_durations"],
-            {"tokens": {0: batch, 1: s_dim}, "token_lens": {0: batch}})
+    # positional dynamic shapes, one per parameter: the speaker inputs are the encoder's varargs (a tuple)
+    _export(enc, (tokens, lens, *spk_args), j(bundle.ENCODER), ["tokens", "token_lens", *spk_in],
+            ["h", "log_durations"], ({0: batch, 1: s_dim}, {0: batch})
+            + ((tuple({0: batch} for _ in spk_args),) if spk_args else ()))
     _export(DecoderGraph(m), (frames, dur.sum(1)), j(bundle.DECODER), ["frames", "mel_lens"], ["mel"],
             {"frames": {0: batch, 1: t_dim}, "mel_lens": {0: batch}})
     files = [bundle.ENCODER, bundle.DECODER]
@@ -223,7 +235,7 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
     files += [bundle.TOKENS, bundle.FRONTEND, bundle.FEATURES, bundle.MEL_STATS]
     manifest = {
         "format": bundle.FORMAT, "format_version": bundle.FORMAT_VERSION,
-        "model": lm.name, "sample_rate": fc.sample_rate, "speakers": [],
+        "model": lm.name, "sample_rate": fc.sample_rate, "speakers": known,
         "controls": ["speed"],  # pitch/energy scales are traced at 1.0
         "quantize": quantize, "vocoder": voc_info,
         "max_tokens": max_tokens, "max_frames": max_frames, "max_token_frames": int(m.cfg.max_token_frames),
@@ -232,6 +244,19 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
         "exported_by": {"speechkd": speechkd.__version__, "torch": torch.__version__},
         "files": {name: {"what": bundle.DESCRIPTIONS[name], "bytes": os.path.getsize(j(name))} for name in files},
     }
+    if known:  # the encoder's speaker inputs and what the runtime feeds them
+        manifest["format_version"] = bundle.FORMAT_VERSION
+        manifest["speaker_inputs"] = {
+            "table": "spk" in spk_in, "embed_dim": sp.embed_dim if "spk_emb" in spk_in else 0,
+            # spk row of each speaker; spk_emb: its mean training embedding (fed raw, normalised in the graph)
+            "rows": {s: i for i, s in enumerate(sp.ids)} if "spk" in spk_in else {},
+            "embeddings": {s: sp.embeddings[s] for s in known} if "spk_emb" in spk_in else {},
+            # FastSpeech 2's per-speaker pitch/energy statistics (speaker_variance_norm): buffers of the
+            # encoder graph, indexed by spk there; recorded for the reader
+            "variance_stats": {s: sp.variance_stats[s] for s in known if s in sp.variance_stats}
+            if getattr(m, "spk_pitch_stats", None) is not None else {}}
+    else:
+        manifest["format_version"] = 1  # readable by runtimes that predate speaker inputs
     atomic_write_json(j(bundle.MANIFEST), manifest)
     umask = os.umask(0)
     os.umask(umask)
@@ -255,20 +280,23 @@ def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
     return float("inf") if err == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / err)
 
 
-def compare(out: str, lm: LoadedModel, voc: Any, lengths: list[int], seed: int = 1) -> dict[str, float]:
+def compare(out: str, lm: LoadedModel, voc: Any, lengths: list[int], seed: int = 1,
+            speakers: list[str] | None = None) -> dict[str, float]:
     """The exported dir on onnxruntime vs the PyTorch model on random token sequences of ``lengths``
-    (one batch): max |mel diff| (normalised mel, with the PyTorch durations), whether the
-    durations agree, and the vocoder's waveform SNR on the PyTorch mel."""
+    (one batch; ``speakers``: the voice of each, multi-speaker models): max |mel diff| (normalised
+    mel, with the PyTorch durations), whether the durations agree, and the vocoder's waveform SNR
+    on the PyTorch mel."""
     from speechkd.runtime.synth import OnnxSynthesizer  # why: onnxruntime is an optional package
 
     rt = OnnxSynthesizer(out)
     tokens, lens = _example_tokens(len(lm.token_list), lengths, seed)
+    spk = list(speakers) if speakers else [None] * len(lengths)
     with torch.no_grad():
-        ref = lm.model.inference(tokens, lens)
+        ref = lm.model.inference(tokens, lens, **lm.speaker_inputs(spk))
     ids = [tokens[b, :n].tolist() for b, n in enumerate(lengths)]
     dur = ref["durations"].numpy()
-    log_mel, mel_lens, _ = rt.acoustic(ids, durations=dur)
-    _, _, rt_dur = rt.acoustic(ids)
+    log_mel, mel_lens, _ = rt.acoustic(ids, durations=dur, speakers=spk)
+    _, _, rt_dur = rt.acoustic(ids, speakers=spk)
     ref_log_mel = lm.denormalize(ref["mel"]).numpy()
     mask = (np.arange(log_mel.shape[1])[None, :] < mel_lens[:, None])[..., None]
     res = {"mel_max_abs_diff": float(np.abs((log_mel - ref_log_mel * mask) / np.where(
@@ -283,4 +311,6 @@ def compare(out: str, lm: LoadedModel, voc: Any, lengths: list[int], seed: int =
 
 
 def check_export(out: str, lm: LoadedModel, voc: Any) -> dict[str, float]:
-    return compare(out, lm, voc, [23, 7, 2])
+    known = lm.speakers.known if lm.multi_speaker else []
+    # a multi-speaker model: the first and last voice in one batch (rows and embeddings differ per item)
+    return compare(out, lm, voc, [23, 7, 2], speakers=[known[0], known[-1], known[0]] if known else None)

@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Literal, Sequence
 import numpy as np
 
 from speechkd.config import load_config
+from speechkd.data.speakers import unknown_speaker
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import FeatureConfig
 from speechkd.runtime import bundle
@@ -49,6 +50,7 @@ class Utterance:
     stopped: bool = True
     error: str | None = None
     path: str = ""
+    speaker: str = ""  # the voice it was spoken with (multi-speaker models)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -89,7 +91,8 @@ class OnnxSynthesizer:
         man = self.manifest = bundle.read_manifest(self.path)
         j = lambda name: os.path.join(self.path, name)  # noqa: E731
         self.name, self.step = str(man["model"]), int(man.get("source", {}).get("step", 0))
-        self.speakers = list(man["speakers"])
+        self.speakers = list(man["speakers"])  # [] for a single-speaker model
+        self.speaker_inputs_info = dict(man.get("speaker_inputs") or {})
         self.max_tokens, self.max_frames = int(man["max_tokens"]), int(man["max_frames"])
         self.max_token_frames = int(man["max_token_frames"])
         self.controls = set(man.get("controls", ["speed"]))
@@ -147,6 +150,34 @@ class OnnxSynthesizer:
                 out[i] = ids
         return out
 
+    # ---- speakers -----------------------------------------------------------------------------
+    def check_speakers(self, names: Sequence[str | None], utts: Sequence[str] | None = None) -> None:
+        """Refuse an unknown speaker, or none for a multi-speaker model, before any work (the
+        messages of :meth:`speechkd.checkpoints.LoadedModel.speaker_inputs`)."""
+        if not self.speakers:
+            return
+        known = self.speakers
+        for i, name in enumerate(names):
+            if name is None or name == "":
+                raise SpeechkdError(f"a multi-speaker model needs a speaker; it knows: {', '.join(known[:20])}"
+                                    + (" ..." if len(known) > 20 else ""), utt=utts[i] if utts else None,
+                                    path=self.path, field="speaker",
+                                    hint="speechkd synth --speaker ID (or --utt2spk FILE); Python: speaker=ID")
+            if name not in known:
+                raise unknown_speaker(name, known, utt=utts[i] if utts else None, path=self.path)
+
+    def speaker_feeds(self, names: Sequence[str | None]) -> dict[str, np.ndarray]:
+        """The encoder's speaker inputs for one voice per utterance ({} for a single-speaker model)."""
+        if not self.speakers:
+            return {}
+        self.check_speakers(names)
+        si, out = self.speaker_inputs_info, {}
+        if si.get("table"):
+            out["spk"] = np.array([si["rows"][n] for n in names], np.int64)
+        if si.get("embed_dim"):
+            out["spk_emb"] = np.array([si["embeddings"][n] for n in names], np.float32)
+        return out
+
     # ---- synthesis ----------------------------------------------------------------------------
     def check_controls(self, speed: float, pitch_scale: float, energy_scale: float) -> None:
         for flag, value in (("--speed", speed), ("--pitch-scale", pitch_scale), ("--energy-scale", energy_scale)):
@@ -164,15 +195,18 @@ class OnnxSynthesizer:
         mask = np.arange(log_d.shape[1])[None, :] < lens[:, None]
         return np.clip(d, 1, self.max_token_frames).astype(np.int64) * mask
 
-    def acoustic(self, ids: list[list[int]], speed: float = 1.0,
-                 durations: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def acoustic(self, ids: list[list[int]], speed: float = 1.0, durations: np.ndarray | None = None,
+                 speakers: Sequence[str | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw log-mel ``[B, T, n_mels]`` (denormalised, zero past each length), ``mel_lens [B]`` and the
-        durations ``[B, S]`` of a batch of id sequences (``durations`` given: used instead of predicted)."""
+        durations ``[B, S]`` of a batch of id sequences (``durations`` given: used instead of predicted;
+        ``speakers``: the voice of each, multi-speaker models)."""
         lens = np.array([len(x) for x in ids], np.int64)
         tokens = np.zeros((len(ids), int(lens.max())), np.int64)
         for b, x in enumerate(ids):
             tokens[b, :len(x)] = x
-        h, log_d = self.encoder.run(None, {"tokens": tokens, "token_lens": lens})
+        feeds = {"tokens": tokens, "token_lens": lens,
+                 **self.speaker_feeds(list(speakers) if speakers is not None else [None] * len(ids))}
+        h, log_d = self.encoder.run(None, feeds)
         d = self.durations(log_d, lens, speed) if durations is None else np.asarray(durations, np.int64)
         mel_lens = d.sum(1)
         t_max = int(mel_lens.max())
@@ -225,10 +259,12 @@ class OnnxSynthesizer:
         return wav
 
     def synthesize_ids(self, ids: list[list[int]], *, speed: float = 1.0, pitch_scale: float = 1.0,
-                       energy_scale: float = 1.0, seed: int | None = None) -> list[tuple[np.ndarray, int, bool]]:
-        """Waveforms of a batch of id sequences: ``(wav float32, frames, True)`` each."""
+                       energy_scale: float = 1.0, seed: int | None = None,
+                       speakers: Sequence[str | None] | None = None) -> list[tuple[np.ndarray, int, bool]]:
+        """Waveforms of a batch of id sequences: ``(wav float32, frames, True)`` each; ``speakers``:
+        the voice of each (multi-speaker models)."""
         self.check_controls(speed, pitch_scale, energy_scale)
-        log_mel, mel_lens, _ = self.acoustic(ids, speed)
+        log_mel, mel_lens, _ = self.acoustic(ids, speed, speakers=speakers)
         wav = self.vocode(log_mel, mel_lens, seed or 0)
         hop, res = self.feature_config.hop_length, []
         for b in range(len(ids)):
@@ -241,13 +277,15 @@ class OnnxSynthesizer:
         return res
 
     def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
-                 seed: int | None = None) -> tuple[np.ndarray, int]:
-        """``(wav float32 in [-1, 1], sample rate)`` of one text; a bad text raises SpeechkdError."""
+                 seed: int | None = None, speaker: str | None = None) -> tuple[np.ndarray, int]:
+        """``(wav float32 in [-1, 1], sample rate)`` of one text, spoken by ``speaker`` (one of
+        :attr:`speakers`; multi-speaker models); a bad text or speaker raises SpeechkdError."""
+        self.check_speakers([speaker])
         ids = self.token_ids([text], ["<text>"])[0]
         if isinstance(ids, SpeechkdError):
             raise ids
         return self.synthesize_ids([ids], speed=speed, pitch_scale=pitch_scale, energy_scale=energy_scale,
-                                   seed=seed)[0][0], self.sample_rate
+                                   seed=seed, speakers=[speaker])[0][0], self.sample_rate
 
     def sentence_ids(self, text: str) -> list[list[int]]:
         """Ids of each sentence of ``text`` (:func:`split_sentences`); the first bad one raises."""
@@ -261,26 +299,35 @@ class OnnxSynthesizer:
             out.append(x)
         return out
 
-    def stream(self, text: str, *, speed: float = 1.0, seed: int | None = None) -> Iterator[np.ndarray]:
+    def stream(self, text: str, *, speed: float = 1.0, seed: int | None = None,
+               speaker: str | None = None) -> Iterator[np.ndarray]:
         """Waveforms of ``text`` sentence by sentence, each yielded as soon as it is synthesised (the
-        text is checked whole first, so a bad sentence fails before any audio)."""
+        text and speaker are checked whole first, so a bad sentence fails before any audio)."""
+        self.check_speakers([speaker])
         for ids in self.sentence_ids(text):
-            yield self.synthesize_ids([ids], speed=speed, seed=seed)[0][0]
+            yield self.synthesize_ids([ids], speed=speed, seed=seed, speakers=[speaker])[0][0]
 
     def batch(self, texts: Sequence[str], utts: Sequence[str] | None = None, *, batch_size: int = 1,
               speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
-              seed: int | None = None, on_done: Callable[[Utterance], None] | None = None) -> list[Utterance]:
+              seed: int | None = None, on_done: Callable[[Utterance], None] | None = None,
+              speakers: str | Sequence[str | None] | None = None) -> list[Utterance]:
         """Many texts, ``batch_size`` at a time (sorted by length); a bad text carries its error instead
-        of a wav and does not stop the others (the torch Synthesizer's contract)."""
+        of a wav and does not stop the others (the torch Synthesizer's contract). ``speakers``: one
+        voice for all, or one per text (multi-speaker models)."""
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {batch_size}", field="--batch-size")
         self.check_controls(speed, pitch_scale, energy_scale)
         utts = list(utts) if utts is not None else [f"utt{i + 1:04d}" for i in range(len(texts))]
-        results = [Utterance(u, t) for u, t in zip(utts, texts)]
+        spk = [speakers] * len(texts) if speakers is None or isinstance(speakers, str) else list(speakers)
+        if len(spk) != len(texts):
+            raise ConfigError(f"{len(spk)} speakers for {len(texts)} texts", field="speakers")
+        self.check_speakers(spk, utts)
+        results = [Utterance(u, t, speaker=(s or "") if self.speakers else "") for u, t, s in zip(utts, texts, spk)]
         for chunk in length_sorted_batches(results, self.token_ids(list(texts), utts), batch_size, on_done):
             t0 = time.perf_counter()
             try:
-                outs = self.synthesize_ids([x for _, x in chunk], speed=speed, seed=seed)
+                outs = self.synthesize_ids([x for _, x in chunk], speed=speed, seed=seed,
+                                           speakers=[r.speaker or None for r, _ in chunk])
             except SpeechkdError as e:  # too many frames: the batch's utterances fail, the others go on
                 for r, _ in chunk:
                     r.error = str(e)
