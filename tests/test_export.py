@@ -19,7 +19,7 @@ pytest.importorskip("onnxscript", reason="onnxscript (the dynamo exporter's) is 
 
 from speechkd.cli import main  # noqa: E402
 from speechkd.errors import SpeechkdError  # noqa: E402
-from speechkd.export.onnx import compare, export_onnx, quantize_int8  # noqa: E402
+from speechkd.export.onnx import compare, quantize_int8  # noqa: E402
 from speechkd.runtime import bundle  # noqa: E402
 from speechkd.runtime.dsp import istft, periodic_window  # noqa: E402
 from speechkd.runtime.synth import OnnxSynthesizer  # noqa: E402
