@@ -19,7 +19,7 @@ pytest.importorskip("onnxscript", reason="onnxscript (the dynamo exporter's) is 
 
 from speechkd.cli import main  # noqa: E402
 from speechkd.errors import SpeechkdError  # noqa: E402
-from speechkd.export.onnx import compare, quantize_int8  # noqa: E402
+from speechkd.export.onnx import compare, quantize_int8, snr_db  # noqa: E402
 from speechkd.runtime import bundle  # noqa: E402
 from speechkd.runtime.dsp import istft, periodic_window  # noqa: E402
 from speechkd.runtime.synth import OnnxSynthesizer  # noqa: E402
@@ -144,6 +144,10 @@ def test_bench_export_reports_rtf_and_mcd(exported, tmp_path):
     assert "RTF" in " ".join(b["extra"]) and b["extra"]["durations"] == "4 frames per token"
     mcd = float(b["extra"]["onnx none: fs2_vocos vs pytorch"].split("MCD ")[1].split(" dB")[0])
     assert 0 <= mcd < 0.1  # the fp32 export speaks as PyTorch does
+    ttfa = json.loads(out.read_text())["benches"][1]
+    assert "time to first audio" in ttfa["title"]
+    assert [r["name"] for r in ttfa["results"]] == ["onnx none: fs2_vocos, whole sentence",
+                                                    "onnx none: fs2_vocos, chunks of 64 frames"]
 
 
 def test_multi_speaker_export_matches_pytorch_per_speaker(exported, tmp_path, capsys):
@@ -186,3 +190,32 @@ def test_multi_speaker_export_matches_pytorch_per_speaker(exported, tmp_path, ca
                  "-d", str(tmp_path / "out")]) == 0
     rows = (tmp_path / "out/manifest.tsv").read_text().splitlines()
     assert [r.split("\t")[-1] for r in rows[1:]] == ["awb", "bdl"]
+
+
+def test_chunked_vocoding_equals_whole(exported):
+    """Overlap-discard mel-chunk vocoding (streaming) against whole-utterance vocoding of a long mel:
+    equal within float rounding (the tolerance docs/deploy.md states), at several chunk sizes; without
+    enough context frames the chunk boundaries show (so the context is what makes them equal)."""
+    rt = OnnxSynthesizer(str(exported["fs2_vocos"]))
+    ids = [list(range(3, 30)) * 3]
+    log_mel, lens, _ = rt.acoustic(ids, durations=np.full((1, len(ids[0])), 4))  # 324 frames
+    whole = rt.vocode(log_mel, lens)[0, :(int(lens[0]) - 1) * rt.feature_config.hop_length]
+    mel = log_mel[0, :int(lens[0])]
+    for chunk in (1, 17, 64, 1000):
+        pieces = list(rt.vocode_chunks(mel, chunk))
+        got = np.concatenate(pieces)
+        assert len(got) == len(whole) and len(pieces) == -(-(int(lens[0]) - 1) // chunk)
+        err = np.abs(got - whole).max()
+        assert err <= 1e-5 * max(1.0, np.abs(whole).max()), (chunk, err)
+        assert snr_db(whole, got) >= 80
+    bare = np.concatenate(list(rt.vocode_chunks(mel, 17, context=1)))
+    assert np.abs(bare - whole).max() > 1e-3 * np.abs(whole).max()
+    # stream(): the same samples as synthesising each sentence whole, in more, smaller pieces
+    text = "the quick brown fox jumps over a lazy dog. why? yes."
+    assert len(list(rt.stream(text, chunk_frames=8))) > len(list(rt.stream(text))) == 3
+    np.testing.assert_allclose(np.concatenate(list(rt.stream(text, chunk_frames=8))),
+                               np.concatenate(list(rt.stream(text))), atol=1e-5)
+    gl = OnnxSynthesizer(str(exported["fs_gl"]))  # Griffin-Lim: each sentence whole
+    assert len(list(gl.stream(text, chunk_frames=8))) == 3
+    with pytest.raises(SpeechkdError, match="whole"):
+        next(gl.vocode_chunks(mel, 8))

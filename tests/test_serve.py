@@ -32,7 +32,8 @@ def server(exported):
     """``speechkd serve`` in its own process on a free loopback port (--port 0; the port it prints)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "speechkd.cli", "serve", "--model", str(exported["fs2_vocos"]),
-                             "--port", "0", "--max-chars", "200", "--max-body", "2000", "--workers", "2"],
+                             "--port", "0", "--max-chars", "200", "--max-body", "2000", "--workers", "2",
+                             "--stream-chunk", "16"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:  # type: ignore[union-attr]
@@ -95,8 +96,8 @@ def test_bad_requests_get_4xx_json(server, kwargs, status, words):
 
 
 def test_streamed_synthesis_sentence_by_sentence(server, exported):
-    """stream: the wav arrives sentence by sentence; its samples are those of each sentence synthesised
-    alone (PCM16, one LSB of rounding), and the header is one decoders read."""
+    """stream: the wav arrives sentence by sentence in 16-frame pieces; its samples are those of each
+    sentence synthesised alone (PCM16, one LSB of rounding), and the header is one decoders read."""
     import numpy as np
 
     from speechkd.runtime.synth import OnnxSynthesizer, split_sentences
@@ -110,6 +111,7 @@ def test_streamed_synthesis_sentence_by_sentence(server, exported):
     body = b"".join(chunks)
     rt = OnnxSynthesizer(str(exported["fs2_vocos"]))
     want = np.concatenate(list(rt.stream(text)))
+    assert np.abs(np.concatenate(list(rt.stream(text, chunk_frames=16))) - want).max() < 1e-5
     got = np.frombuffer(body[44:], "<i2")
     assert len(got) == len(want) and np.abs(got - np.round(want * 32767)).max() <= 1
     wav, sr = sf.read(io.BytesIO(body), dtype="int16")

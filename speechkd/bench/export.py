@@ -11,7 +11,9 @@ real-time factor (median time / seconds of audio) and, per exported dir, the MCD
 mel-cepstra, DTW; :mod:`speechkd.eval.mcd`) of its waveforms against the PyTorch ones and the max
 |log-mel difference| (when the lengths agree): the cost of quantisation in the model's own terms.
 ``--frames-per-token N`` fixes every duration at N frames (an untrained model predicts ~1 frame per
-token, which makes its audio unrealistically short); 0 uses the predicted durations.
+token, which makes its audio unrealistically short); 0 uses the predicted durations. A second table
+times each exported dir's time to first audio on the first sentence (from text, predicted
+durations): vocoding the sentence whole vs streaming it in ``--stream-chunk``-frame pieces.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fix every duration at N frames (0: the predicted durations)")
     p.add_argument("--threads", type=av.int_range(1, av.MAX_JOBS), default=1,
                    help="torch and onnxruntime intra-op threads (default %(default)s)")
+    p.add_argument("--stream-chunk", type=av.int_range(1, 100_000), default=64,
+                   help="time to first audio: mel frames per streamed piece (as speechkd serve; default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> list[Bench]:
@@ -108,4 +112,20 @@ def run(args: argparse.Namespace) -> list[Bench]:
         mel = max(float(np.abs(a - b).max()) for (_, a), (_, b) in zip(ref, outs)) if same_len else float("nan")
         bench.extra[f"{name} vs pytorch"] = (f"MCD {mcd:.3f} dB, max |log-mel diff| {mel:.2e}"
                                              + ("" if same_len else " (other durations: lengths differ)"))
-    return [bench]
+    return [bench, first_audio(args, texts[0], rts)]
+
+
+def first_audio(args: argparse.Namespace, text: str, rts: dict) -> Bench:
+    """Time to first audio of one sentence from its text (frontend included, predicted durations):
+    PyTorch-free runtime vocoding the sentence whole vs in ``--stream-chunk``-frame pieces
+    (:meth:`speechkd.runtime.synth.OnnxSynthesizer.stream`)."""
+    bench = Bench(f"time to first audio: {text!r} (text -> first samples, predicted durations)",
+                  repeats=args.repeats, warmup=args.warmup, unit="ms")
+    for name, rt in rts.items():
+        bench.add(f"{name}, whole sentence", lambda rt=rt: next(rt.stream(text)), note=f"{args.threads} thread(s)")
+        if rt.chunkable:
+            bench.add(f"{name}, chunks of {args.stream_chunk} frames",
+                      lambda rt=rt: next(rt.stream(text, chunk_frames=args.stream_chunk)),
+                      note=f"{args.threads} thread(s)")
+    bench.run()
+    return bench

@@ -215,7 +215,9 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
         _export(VocoderGraph(gen), (torch.randn(2, 12, fc.n_mels),), j(bundle.VOCODER), ["log_mel"], ["spec"],
                 {"log_mel": {0: batch, 1: torch.export.Dim("voc_frames", min=2, max=1 << 20)}})
         files.append(bundle.VOCODER)
-        voc_info = {"kind": "vocos", "n_fft": int(gen.n_fft)}
+        # receptive half-width in frames: the embedding conv and each block's depthwise conv see k // 2 either side
+        voc_info = {"kind": "vocos", "n_fft": int(gen.n_fft),
+                    "receptive_frames": (len(gen.blocks) + 1) * (int(gen.cfg.kernel_size) // 2)}
     else:
         inv = np.linalg.pinv(np.asarray(mel_basis(fc), np.float64)).astype(np.float32)
         with atomic_open(j(bundle.GRIFFIN_LIM), "wb") as f:

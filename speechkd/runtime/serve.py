@@ -4,8 +4,10 @@
     POST /synthesize   JSON {"text": "...", "speed": 1.0, "stream": false, "speaker": "ID"} or a
                        text/plain body (speaker, speed, stream as query parameters)
                        -> audio/wav (16-bit PCM); with "stream": true (or ?stream=1) the wav is sent
-                       sentence by sentence as each is synthesised (a streamed wav header: sizes
-                       0xFFFFFFFF), so the first audio arrives after the first sentence
+                       sentence by sentence, each in pieces of ``stream_chunk`` mel frames vocoded
+                       as soon as the sentence's mel exists (a streamed wav header: sizes
+                       0xFFFFFFFF), so the first audio arrives after the first sentence's acoustic
+                       model and one chunk of vocoding
 
 Limits, each a 4xx JSON error ``{"error": "...", "status": N}`` before any synthesis:
 413 for a body over ``max_body_bytes`` or a text over ``max_chars``; 400 for malformed JSON, a
@@ -45,6 +47,7 @@ class Limits:
     max_body_bytes: int = 64 << 10  # bytes of request body
     max_pending: int = 16          # requests in flight (running + waiting) before 503
     workers: int = 1               # syntheses running at once (threads)
+    stream_chunk: int = 64         # streamed responses: mel frames vocoded per piece (0: each sentence whole)
 
 
 class HTTPError(Exception):
@@ -175,12 +178,21 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
             raise HTTPError(400, str(ids))
         return wav_bytes(speak(ids, speed, speaker), synth.sample_rate)
 
+    def pieces(ids: list[int], speed: float, speaker: str | None):
+        try:
+            yield from synth.stream_ids(ids, speed=speed, speaker=speaker, chunk_frames=limits.stream_chunk)
+        except SpeechkdError as e:
+            raise HTTPError(400, str(e)) from None
+
     async def sentences(ids: list[list[int]], speed: float, speaker: str | None):
-        """The streamed body: the header, then each sentence's samples as soon as they exist."""
+        """The streamed body: the header, then each sentence's samples as soon as they exist (one
+        worker slot per piece, so concurrent streams interleave)."""
         try:
             yield streamed_wav_header(synth.sample_rate)
             for x in ids:
-                yield pcm16(await anyio.to_thread.run_sync(speak, x, speed, speaker, limiter=workers))
+                gen = pieces(x, speed, speaker)
+                while (piece := await anyio.to_thread.run_sync(next, gen, None, limiter=workers)) is not None:
+                    yield pcm16(piece)
         finally:
             state["pending"] -= 1
 

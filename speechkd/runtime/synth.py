@@ -299,13 +299,66 @@ class OnnxSynthesizer:
             out.append(x)
         return out
 
-    def stream(self, text: str, *, speed: float = 1.0, seed: int | None = None,
-               speaker: str | None = None) -> Iterator[np.ndarray]:
+    # ---- streaming ----------------------------------------------------------------------------
+    @property
+    def chunkable(self) -> bool:
+        """Whether the vocoder can run on mel chunks (Vocos: a finite receptive field; Griffin-Lim's
+        phase estimate is global, so it vocodes each sentence whole)."""
+        return self.voc["kind"] == "vocos"
+
+    def vocoder_context(self) -> int:
+        """Frames of context each side of a chunk that make chunked vocoding equal whole vocoding:
+        the vocoder network's receptive half-width (``receptive_frames``, from the export) plus the
+        frames whose iSTFT windows reach into the chunk (n_fft / hop, which covers the HiFi-GAN
+        framing's delay too), plus one."""
+        rf = int(self.voc.get("receptive_frames", 32))  # exports that predate the field: Vocos' default 27, rounded up
+        return rf + -(-self.n_fft // self.feature_config.hop_length) + 1
+
+    def vocode_chunks(self, log_mel: np.ndarray, chunk_frames: int,
+                      context: int | None = None) -> Iterator[np.ndarray]:
+        """The waveform of one raw log-mel ``[T, n_mels]`` in pieces of ``chunk_frames * hop`` samples
+        (the last one shorter), by overlap-discard: chunk ``[a, b)`` is vocoded with ``context`` frames
+        either side (default :meth:`vocoder_context`) and only its own samples ``[a*hop, b*hop)`` are
+        kept, so the pieces joined are whole-utterance vocoding up to float rounding (a test measures
+        it). The first piece costs one chunk of vocoding, not the whole utterance."""
+        if not self.chunkable:
+            raise SpeechkdError("Griffin-Lim vocodes a sentence whole (its phase estimate is global)",
+                                path=self.path, field="chunk_frames", hint="chunk_frames=0")
+        if chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be >= 1, got {chunk_frames}", field="chunk_frames")
+        t, hop = log_mel.shape[0], self.feature_config.hop_length
+        c = self.vocoder_context() if context is None else context
+        if c < 1:  # T frames vocode to (T - 1) * hop samples: a chunk needs the next frame to end
+            raise ConfigError(f"context must be >= 1 frame, got {c}", field="context")
+        for a in range(0, t, chunk_frames):
+            b = min(a + chunk_frames, t)
+            lo, hi = max(0, a - c), min(t, b + c)
+            wav = self.vocode(log_mel[None, lo:hi], np.array([hi - lo], np.int64))[0]
+            piece = wav[(a - lo) * hop:(b - lo) * hop if b < t else len(wav)]
+            if len(piece):
+                yield piece
+
+    def stream_ids(self, ids: list[int], *, speed: float = 1.0, seed: int | None = None,
+                   speaker: str | None = None, chunk_frames: int = 0) -> Iterator[np.ndarray]:
+        """One sentence's waveform: whole (``chunk_frames`` 0, or Griffin-Lim), or in pieces of
+        ``chunk_frames`` mel frames vocoded as soon as the acoustic model has run (Vocos). Pieces are
+        clipped to [-1, 1] where the whole waveform would be scaled down: the peak is not known yet."""
+        if chunk_frames <= 0 or not self.chunkable:
+            yield self.synthesize_ids([ids], speed=speed, seed=seed, speakers=[speaker])[0][0]
+            return
+        self.check_controls(speed, 1.0, 1.0)
+        log_mel, mel_lens, _ = self.acoustic([ids], speed, speakers=[speaker])
+        for piece in self.vocode_chunks(log_mel[0, :int(mel_lens[0])], chunk_frames):
+            yield np.clip(piece, -1.0, 1.0).astype(np.float32)
+
+    def stream(self, text: str, *, speed: float = 1.0, seed: int | None = None, speaker: str | None = None,
+               chunk_frames: int = 0) -> Iterator[np.ndarray]:
         """Waveforms of ``text`` sentence by sentence, each yielded as soon as it is synthesised (the
-        text and speaker are checked whole first, so a bad sentence fails before any audio)."""
+        text and speaker are checked whole first, so a bad sentence fails before any audio); with
+        ``chunk_frames`` > 0 each sentence in pieces of that many mel frames (:meth:`stream_ids`)."""
         self.check_speakers([speaker])
         for ids in self.sentence_ids(text):
-            yield self.synthesize_ids([ids], speed=speed, seed=seed, speakers=[speaker])[0][0]
+            yield from self.stream_ids(ids, speed=speed, seed=seed, speaker=speaker, chunk_frames=chunk_frames)
 
     def batch(self, texts: Sequence[str], utts: Sequence[str] | None = None, *, batch_size: int = 1,
               speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
