@@ -61,3 +61,33 @@ def export_all(root: Path) -> dict[str, Path]:
     out["fs_gl"] = root / "out/fs_gl"
     assert main(["export", "--model", str(exps["fastspeech"]), "--format", "onnx", "--out", str(out["fs_gl"])]) == 0
     return out
+
+
+def make_diffusion_exp(root: Path, steps: int = 2) -> Path:
+    """``root/exp/diffusion_<steps>``: a k-step diffusion student (FastSpeech 2 condition + denoiser) as
+    ``speechkd train`` / ``speechkd distill progressive`` write it; random weights, the denoiser's
+    zero-initialised output layer made random too so that the sampler's every step shows in the mel."""
+    import test_synth
+    from speechkd.features.stats import Stats
+    from speechkd.train.config import train_config_from_dict
+    from speechkd.train.module import TTSTask
+
+    make_exp(root, "fastspeech")  # writes the token list and frontend the student shares
+    tl_path = root / "data/token_list/char/tokens.txt"
+    from speechkd.text.tokens import TokenList
+
+    tl = TokenList.load(tl_path)
+    cfg = train_config_from_dict({"model": "diffusion", "model_conf": {
+        "steps": steps, "denoiser": {"residual_layers": 2, "residual_channels": 8, "dilation_cycle": 2},
+        "condition": test_synth.TINY_CONFS["fastspeech2"]}, "data": {"token_list": str(tl_path)}})
+    n = FEATS.n_mels
+    stats = Stats(np.full(n, -4.0, np.float32), np.ones(n, np.float32), 5.0, 0.3, 4.3, 6.0, 1.0, 0.5, 0.0, 3.0,
+                  10, 1000, 500)
+    torch.manual_seed(0)
+    task = TTSTask(cfg, tl, FEATS, stats)
+    torch.nn.init.normal_(task.model.denoiser.out_proj.weight, std=0.3)
+    exp = root / "exp" / f"diffusion_{steps}"
+    (exp / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": task.state_dict(), "speechkd": task.meta, "global_step": 0},
+               exp / "checkpoints" / "last.ckpt")
+    return exp

@@ -1,11 +1,12 @@
-"""Export a trained FastSpeech / FastSpeech 2 student and its vocoder to ONNX (an exported dir,
+"""Export a trained FastSpeech / FastSpeech 2 / k-step diffusion student and its vocoder to ONNX (an exported dir,
 :mod:`speechkd.runtime.bundle`), which :class:`speechkd.runtime.synth.OnnxSynthesizer` runs without torch.
 
 Graphs, all with dynamic batch and length axes:
 
 - ``encoder.onnx``: embedding + FFT encoder + variance adaptor (durations, and FastSpeech 2's
   pitch/energy embeddings at the default scales 1.0) -> ``h``, ``log_durations``;
-- ``decoder.onnx``: FFT decoder + mel projection (+ post-net) on the length-regulated frames;
+- ``decoder.onnx``: FFT decoder + mel projection (+ post-net) on the length-regulated frames; for a
+  diffusion student, its k-step DDIM sampler unrolled on them, from the noise given as an input;
 - ``vocoder.onnx``: the Vocos-like generator up to its complex spectrum.
 
 Why two acoustic graphs: the length regulator's output length is data-dependent
@@ -45,6 +46,8 @@ from speechkd.errors import SpeechkdError
 from speechkd.features.mel import mel_basis
 from speechkd.infer.synthesize import resolve_frontend
 from speechkd.config import dump_config
+from speechkd.models.diffusion_sampling import ddim_step, sampling_grid
+from speechkd.models.layers import length_mask
 from speechkd.models.vocoders.griffin_lim import GriffinLim
 from speechkd.models.vocoders.vocos import Vocos
 from speechkd.runtime import bundle
@@ -53,8 +56,9 @@ from speechkd.utils.outputs import claim_output_dir
 
 logger = logging.getLogger(__name__)
 
-EXPORTABLE = ("fastspeech", "fastspeech2")
+EXPORTABLE = ("fastspeech", "fastspeech2", "diffusion")
 MEL_TOLERANCE = 1e-3  # fp32 export: max |ONNX - PyTorch| of the normalised mel
+MAX_DIFFUSION_FRAMES = 1 << 16  # frames a diffusion export accepts (its denoiser is convolutional)
 
 
 class EncoderGraph(nn.Module):
@@ -87,6 +91,35 @@ class DecoderGraph(nn.Module):
 
     def forward(self, frames: torch.Tensor, mel_lens: torch.Tensor) -> torch.Tensor:
         return self.model.decode(frames, mel_lens)[1]
+
+
+class DiffusionDecoderGraph(nn.Module):
+    """Condition frames, mel_lens, noise x_T -> mel: the model's k-step DDIM sampler unrolled
+    (k = the model's own step count, fixed for a progressive student; Song et al. 2021 eq. 12 in x0
+    form, :func:`speechkd.models.diffusion_sampling.ddim_step`). The noise levels of the grid are
+    constants of the graph, computed in float64 as the PyTorch sampler does; the noise is an input so
+    that the runtime draws it (numpy, seeded) and a test can feed both sides the same."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        n = model.cfg.steps
+        grid = sampling_grid(n, n)
+        ab = model.schedule.alpha_bar(torch.tensor(grid, dtype=torch.float64) / n)
+        a, sigma = ab.sqrt(), (1.0 - ab).clamp_min(0.0).sqrt()
+        # (tau_t, a_t, sigma_t, a_s, sigma_s, s == 0) per step, as Python floats (graph constants)
+        self.steps = [(grid[i] / n, float(a[i]), float(sigma[i]), float(a[i + 1]), float(sigma[i + 1]),
+                       grid[i + 1] == 0) for i in range(len(grid) - 1)]
+
+    def forward(self, frames: torch.Tensor, mel_lens: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        mask = length_mask(mel_lens, frames.size(1))
+        m = mask[..., None].to(noise.dtype)
+        x = noise * m
+        for tau, a_t, sig_t, a_s, sig_s, last in self.steps:
+            x0 = self.model.denoise(x, x.new_full((x.size(0),), tau), frames, mask)
+            x = x0 if last else ddim_step(x, x0, a_t, sig_t, a_s, sig_s)  # both samplers end on x0^
+            x = x * m
+        return self.model.denormalize(x) * m
 
 
 class VocoderGraph(nn.Module):
@@ -185,8 +218,14 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
                 "quantize": quantize}
     claim_output_dir(out, settings, verb="export", overwrite=overwrite)
     j = lambda name: os.path.join(out, name)  # noqa: E731
-    m, fc = lm.model.eval(), lm.feature_config
-    max_tokens, max_frames = int(m.encoder.pe.pe.size(0)), int(m.decoder.pe.pe.size(0))
+    fc = lm.feature_config
+    diffusion = lm.name == "diffusion"
+    # a diffusion model's encoder + variance adaptor is its FastSpeech 2 condition; its denoiser has no
+    # positional table, so only the encoder's bounds the lengths
+    top = lm.model.eval()
+    m = top.condition if diffusion else top
+    max_tokens = int(m.encoder.pe.pe.size(0))
+    max_frames = MAX_DIFFUSION_FRAMES if diffusion else int(m.decoder.pe.pe.size(0))
 
     # dynamic axes (torch.export Dims): batch and lengths; the PE tables bound the lengths
     batch = torch.export.Dim("batch", min=1, max=4096)
@@ -200,15 +239,21 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
     spk_args = tuple(spk_in[k] for k in ("spk", "spk_emb") if k in spk_in)
     with torch.no_grad():
         h, log_d = enc(tokens, lens, *spk_args)
-        dur = lm.model.inference(tokens, lens, **spk_in)["durations"]
+        dur = m.encode_condition(tokens, lens, **spk_in)[2]["durations"]
         frames = torch.zeros(len(lens), int(dur.sum(1).max()), h.size(2))
     logger.info("exporting %s (%s, step %d) to %s", lm.path, lm.name, lm.step, out)
     # positional dynamic shapes, one per parameter: the speaker inputs are the encoder's varargs (a tuple)
     _export(enc, (tokens, lens, *spk_args), j(bundle.ENCODER), ["tokens", "token_lens", *spk_in],
             ["h", "log_durations"], ({0: batch, 1: s_dim}, {0: batch})
             + ((tuple({0: batch} for _ in spk_args),) if spk_args else ()))
-    _export(DecoderGraph(m), (frames, dur.sum(1)), j(bundle.DECODER), ["frames", "mel_lens"], ["mel"],
-            {"frames": {0: batch, 1: t_dim}, "mel_lens": {0: batch}})
+    if diffusion:
+        noise = torch.randn(frames.size(0), frames.size(1), top.n_mels)
+        _export(DiffusionDecoderGraph(top), (frames, dur.sum(1), noise), j(bundle.DECODER),
+                ["frames", "mel_lens", "noise"], ["mel"],
+                {"frames": {0: batch, 1: t_dim}, "mel_lens": {0: batch}, "noise": {0: batch, 1: t_dim}})
+    else:
+        _export(DecoderGraph(m), (frames, dur.sum(1)), j(bundle.DECODER), ["frames", "mel_lens"], ["mel"],
+                {"frames": {0: batch, 1: t_dim}, "mel_lens": {0: batch}})
     files = [bundle.ENCODER, bundle.DECODER]
     if isinstance(voc, Vocos):
         gen = voc.generator.eval()
@@ -246,8 +291,13 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
         "exported_by": {"speechkd": speechkd.__version__, "torch": torch.__version__},
         "files": {name: {"what": bundle.DESCRIPTIONS[name], "bytes": os.path.getsize(j(name))} for name in files},
     }
-    if known:  # the encoder's speaker inputs and what the runtime feeds them
+    if diffusion:  # the decoder takes x_T; the runtime draws it per utterance (numpy, seeded)
+        manifest["diffusion"] = {"steps": int(top.cfg.steps), "sampler": "ddim", "schedule": top.cfg.schedule,
+                                 "noise": "numpy default_rng(seed).standard_normal((frames, n_mels)) per utterance"}
+        manifest["controls"] = ["speed", "seed"]
+    if known or diffusion:
         manifest["format_version"] = bundle.FORMAT_VERSION
+    if known:  # the encoder's speaker inputs and what the runtime feeds them
         manifest["speaker_inputs"] = {
             "table": "spk" in spk_in, "embed_dim": sp.embed_dim if "spk_emb" in spk_in else 0,
             # spk row of each speaker; spk_emb: its mean training embedding (fed raw, normalised in the graph)
@@ -257,8 +307,8 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
             # encoder graph, indexed by spk there; recorded for the reader
             "variance_stats": {s: sp.variance_stats[s] for s in known if s in sp.variance_stats}
             if getattr(m, "spk_pitch_stats", None) is not None else {}}
-    else:
-        manifest["format_version"] = 1  # readable by runtimes that predate speaker inputs
+    if not (known or diffusion):
+        manifest["format_version"] = 1  # readable by runtimes that predate speaker and noise inputs
     atomic_write_json(j(bundle.MANIFEST), manifest)
     umask = os.umask(0)
     os.umask(umask)
@@ -293,11 +343,21 @@ def compare(out: str, lm: LoadedModel, voc: Any, lengths: list[int], seed: int =
     rt = OnnxSynthesizer(out)
     tokens, lens = _example_tokens(len(lm.token_list), lengths, seed)
     spk = list(speakers) if speakers else [None] * len(lengths)
+    noise = None
     with torch.no_grad():
-        ref = lm.model.inference(tokens, lens, **lm.speaker_inputs(spk))
+        if lm.name == "diffusion":  # the PyTorch DDIM sampler from the noise the runtime draws
+            cond, mel_lens, pred = lm.model.encode(tokens, lens, **lm.speaker_inputs(spk))
+            noise = rt.noise(mel_lens.numpy(), seed)
+            mask = length_mask(mel_lens, cond.size(1))
+            x = lm.model.sample_mel(cond, mask, steps=lm.model.cfg.steps, sampler="ddim",
+                                    x_T=torch.from_numpy(noise))
+            ref = {"mel": lm.model.denormalize(x) * mask[..., None], "mel_lens": mel_lens,
+                   "durations": pred["durations"]}
+        else:
+            ref = lm.model.inference(tokens, lens, **lm.speaker_inputs(spk))
     ids = [tokens[b, :n].tolist() for b, n in enumerate(lengths)]
     dur = ref["durations"].numpy()
-    log_mel, mel_lens, _ = rt.acoustic(ids, durations=dur, speakers=spk)
+    log_mel, mel_lens, _ = rt.acoustic(ids, durations=dur, speakers=spk, seed=seed)
     _, _, rt_dur = rt.acoustic(ids, speakers=spk)
     ref_log_mel = lm.denormalize(ref["mel"]).numpy()
     mask = (np.arange(log_mel.shape[1])[None, :] < mel_lens[:, None])[..., None]

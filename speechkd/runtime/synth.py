@@ -7,6 +7,9 @@ The same pipeline as :class:`speechkd.infer.synthesize.Synthesizer`, without tor
          -> length regulator: h_s repeated d_s times (numpy)               (FastSpeech sec. 3.2)
          -> decoder.onnx -> mel -> denormalise -> vocoder.onnx + inverse STFT (or Griffin-Lim)
 
+A diffusion student's decoder.onnx is its k-step DDIM sampler unrolled; it takes the noise x_T,
+drawn here per utterance from ``numpy.random.default_rng(seed)`` (``--seed``, default 0).
+
 Importing this module imports neither torch nor Lightning (a test checks it), so a cold
 ``speechkd synth --model DIR`` pays only for numpy, onnxruntime and the frontend.
 """
@@ -96,6 +99,7 @@ class OnnxSynthesizer:
         self.max_tokens, self.max_frames = int(man["max_tokens"]), int(man["max_frames"])
         self.max_token_frames = int(man["max_token_frames"])
         self.controls = set(man.get("controls", ["speed"]))
+        self.diffusion = dict(man.get("diffusion") or {})  # a diffusion student: its decoder takes x_T
         self.token_list = TokenList.load(j(bundle.TOKENS))
         self.frontend = load_config(Frontend, j(bundle.FRONTEND))
         self.feature_config = FeatureConfig.load(j(bundle.FEATURES))
@@ -195,11 +199,22 @@ class OnnxSynthesizer:
         mask = np.arange(log_d.shape[1])[None, :] < lens[:, None]
         return np.clip(d, 1, self.max_token_frames).astype(np.int64) * mask
 
+    def noise(self, mel_lens: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """A diffusion student's x_T ``[B, T, n_mels]``: each utterance's own standard normal draw of its
+        length from ``numpy.random.default_rng(seed)`` (so its audio does not depend on the batch), zero
+        past it."""
+        out = np.zeros((len(mel_lens), int(mel_lens.max()), self.feature_config.n_mels), np.float32)
+        for b, n in enumerate(mel_lens):
+            out[b, :n] = np.random.default_rng(seed or 0).standard_normal((int(n), out.shape[2]), np.float32)
+        return out
+
     def acoustic(self, ids: list[list[int]], speed: float = 1.0, durations: np.ndarray | None = None,
-                 speakers: Sequence[str | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 speakers: Sequence[str | None] | None = None, seed: int | None = None,
+                 noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw log-mel ``[B, T, n_mels]`` (denormalised, zero past each length), ``mel_lens [B]`` and the
         durations ``[B, S]`` of a batch of id sequences (``durations`` given: used instead of predicted;
-        ``speakers``: the voice of each, multi-speaker models)."""
+        ``speakers``: the voice of each, multi-speaker models; a diffusion student samples from
+        ``noise``, by default :meth:`noise` of ``seed``)."""
         lens = np.array([len(x) for x in ids], np.int64)
         tokens = np.zeros((len(ids), int(lens.max())), np.int64)
         for b, x in enumerate(ids):
@@ -217,7 +232,10 @@ class OnnxSynthesizer:
         for b in range(len(ids)):  # the length regulator
             n = int(lens[b])
             frames[b, :mel_lens[b]] = np.repeat(h[b, :n], d[b, :n], axis=0)
-        (mel,) = self.decoder.run(None, {"frames": frames, "mel_lens": mel_lens})
+        feeds = {"frames": frames, "mel_lens": mel_lens}
+        if self.diffusion:
+            feeds["noise"] = self.noise(mel_lens, seed) if noise is None else np.asarray(noise, np.float32)
+        (mel,) = self.decoder.run(None, feeds)
         if self.feature_config.normalization == "global":
             mask = (np.arange(t_max)[None, :] < mel_lens[:, None])[..., None]
             mel = (mel * self.mel_std + self.mel_mean) * mask
@@ -264,7 +282,7 @@ class OnnxSynthesizer:
         """Waveforms of a batch of id sequences: ``(wav float32, frames, True)`` each; ``speakers``:
         the voice of each (multi-speaker models)."""
         self.check_controls(speed, pitch_scale, energy_scale)
-        log_mel, mel_lens, _ = self.acoustic(ids, speed, speakers=speakers)
+        log_mel, mel_lens, _ = self.acoustic(ids, speed, speakers=speakers, seed=seed)
         wav = self.vocode(log_mel, mel_lens, seed or 0)
         hop, res = self.feature_config.hop_length, []
         for b in range(len(ids)):
@@ -347,7 +365,7 @@ class OnnxSynthesizer:
             yield self.synthesize_ids([ids], speed=speed, seed=seed, speakers=[speaker])[0][0]
             return
         self.check_controls(speed, 1.0, 1.0)
-        log_mel, mel_lens, _ = self.acoustic([ids], speed, speakers=[speaker])
+        log_mel, mel_lens, _ = self.acoustic([ids], speed, speakers=[speaker], seed=seed)
         for piece in self.vocode_chunks(log_mel[0, :int(mel_lens[0])], chunk_frames):
             yield np.clip(piece, -1.0, 1.0).astype(np.float32)
 
