@@ -4,7 +4,8 @@
     DIR/encoder.onnx         tokens [B, S] int64, token_lens [B] int64 [, spk [B] int64]
                              [, spk_emb [B, D] float32] -> h [B, S, d] (after the variance adaptor),
                              log_durations [B, S] (log(d + 1), FastSpeech sec. 3.3)
-    DIR/decoder.onnx         frames [B, T, d], mel_lens [B] int64 -> mel [B, T, n_mels] (normalised)
+    DIR/decoder.onnx         frames [B, T, d], mel_lens [B] int64 [, noise [B, T, n_mels]: a diffusion
+                             student's x_T, its k-step sampler unrolled] -> mel [B, T, n_mels] (normalised)
     DIR/vocoder.onnx         (Vocos-like vocoder) log_mel [B, T, n_mels] -> spec [B, n_fft/2+1, T, 2]
                              (real, imaginary); the inverse STFT runs in numpy (runtime/dsp.py)
     DIR/griffin_lim.npz      (Griffin-Lim) the pseudo-inverse of the mel filter bank
@@ -17,7 +18,8 @@ A multi-speaker export (format version 2) lists its voices in ``speakers`` and, 
 ``speaker_inputs``, what the encoder takes: ``table`` (``spk``: the row of each voice, ``rows``)
 and ``embed_dim`` (``spk_emb``: each voice's mean training embedding, ``embeddings``), with
 FastSpeech 2's per-speaker pitch/energy statistics (``variance_stats``, inside the graph).
-Single-speaker exports are written as version 1.
+A diffusion student (version 2) has ``diffusion: {steps, sampler, schedule}``. Other exports are
+written as version 1.
 
 The length regulator runs between the two acoustic graphs (in numpy, :mod:`speechkd.runtime.synth`),
 because its output length is data-dependent. Nothing here imports torch.
@@ -43,8 +45,8 @@ DESCRIPTIONS = {
     ENCODER: "ONNX: tokens [B,S] int64, token_lens [B] int64 [, spk [B] int64, spk_emb [B,D] float32: "
              "multi-speaker, see speaker_inputs] -> h [B,S,d] (encoder + variance adaptor), log_durations [B,S] "
              "(log(d+1))",
-    DECODER: "ONNX: frames [B,T,d] float32 (h repeated d times per token), mel_lens [B] int64 -> mel [B,T,n_mels] "
-             "(normalised log-mel)",
+    DECODER: "ONNX: frames [B,T,d] float32 (h repeated d times per token), mel_lens [B] int64 [, noise [B,T,n_mels] "
+             "float32: a diffusion student's x_T, see diffusion] -> mel [B,T,n_mels] (normalised log-mel)",
     VOCODER: "ONNX: log_mel [B,T,n_mels] float32 (raw) -> spec [B,n_fft/2+1,T,2] (real, imag); inverse STFT "
              "outside the graph",
     GRIFFIN_LIM: "numpy: inv_basis [n_fft/2+1, n_mels], pseudo-inverse of the mel filter bank",
