@@ -214,3 +214,23 @@ def test_speaker_field_of_a_multi_speaker_bundle(exported):
                         ({"text": "hi.", "speaker": 3}, "speaker must be a string")):
         r = client.post("/synthesize", json=body)
         assert r.status_code == 400 and words in r.json()["error"], r.text
+
+
+def test_bench_serve_load_test(exported, tmp_path, capsys):
+    """``speechkd bench serve``: the server in a subprocess, 2 clients x 3 requests; every figure is
+    there and plausible; a request the server refuses stops the run with one line."""
+    import json
+
+    from speechkd.cli import main
+
+    out = tmp_path / "load.json"
+    assert main(["bench", "serve", "--model", str(exported["fs2_vocos"]), "--clients", "2", "--requests", "3",
+                 "--baseline", "2", "--workers", "2", "--json", str(out)]) == 0
+    f = json.loads(out.read_text())["benches"][0]["facts"]
+    assert f["requests"] == 6 and f["errors"] == 0 and f["clients"] == 2
+    assert 0 < f["p50_ms"] <= f["p95_ms"] <= f["max_ms"] and f["requests_per_s"] > 0 and f["audio_s"] > 0
+    assert f["ttfb_ms"] > 0 and f["single_p50_ms"] > 0 and f["rss_start_mib"] > 10 and f["rss_end_mib"] > 10
+    assert "p95 / single-client p50" in capsys.readouterr().out
+    assert main(["bench", "serve", "--model", str(exported["fs2_multi"]), "--clients", "1", "--requests", "1",
+                 "--baseline", "1"]) == 2
+    assert "needs a speaker" in capsys.readouterr().err
