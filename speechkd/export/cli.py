@@ -23,7 +23,7 @@ from speechkd.utils import args as av
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=av.existing_path, required=True,
-                   help="a trained FastSpeech / FastSpeech 2 exp dir (or .ckpt)")
+                   help="a trained FastSpeech / FastSpeech 2 / diffusion student exp dir (or .ckpt)")
     p.add_argument("--vocoder", type=av.nonempty_str, default="griffin_lim",
                    help="griffin_lim (numpy at run time) or a trained Vocos-like vocoder's exp dir (default %(default)s)")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default %(default)s)")

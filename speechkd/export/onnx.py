@@ -1,11 +1,12 @@
-"""Export a trained FastSpeech / FastSpeech 2 student and its vocoder to ONNX (an exported dir,
+"""Export a trained FastSpeech / FastSpeech 2 / k-step diffusion student and its vocoder to ONNX (an exported dir,
 :mod:`speechkd.runtime.bundle`), which :class:`speechkd.runtime.synth.OnnxSynthesizer` runs without torch.
 
 Graphs, all with dynamic batch and length axes:
 
 - ``encoder.onnx``: embedding + FFT encoder + variance adaptor (durations, and FastSpeech 2's
   pitch/energy embeddings at the default scales 1.0) -> ``h``, ``log_durations``;
-- ``decoder.onnx``: FFT decoder + mel projection (+ post-net) on the length-regulated frames;
+- ``decoder.onnx``: FFT decoder + mel projection (+ post-net) on the length-regulated frames; for a
+  diffusion student, its k-step DDIM sampler unrolled on them, from the noise given as an input;
 - ``vocoder.onnx``: the Vocos-like generator up to its complex spectrum.
 
 Why two acoustic graphs: the length regulator's output length is data-dependent
@@ -45,6 +46,8 @@ from speechkd.errors import SpeechkdError
 from speechkd.features.mel import mel_basis
 from speechkd.infer.synthesize import resolve_frontend
 from speechkd.config import dump_config
+from speechkd.models.diffusion_sampling import ddim_step, sampling_grid
+from speechkd.models.layers import length_mask
 from speechkd.models.vocoders.griffin_lim import GriffinLim
 from speechkd.models.vocoders.vocos import Vocos
 from speechkd.runtime import bundle
@@ -53,20 +56,29 @@ from speechkd.utils.outputs import claim_output_dir
 
 logger = logging.getLogger(__name__)
 
-EXPORTABLE = ("fastspeech", "fastspeech2")
+EXPORTABLE = ("fastspeech", "fastspeech2", "diffusion")
 MEL_TOLERANCE = 1e-3  # fp32 export: max |ONNX - PyTorch| of the normalised mel
+MAX_DIFFUSION_FRAMES = 1 << 16  # frames a diffusion export accepts (its denoiser is convolutional)
 
 
 class EncoderGraph(nn.Module):
-    """tokens, token_lens -> token states after the variance adaptor, log(d + 1)."""
+    """tokens, token_lens [, spk] [, spk_emb] -> token states after the variance adaptor, log(d + 1).
 
-    def __init__(self, model: nn.Module):
+    A multi-speaker model takes its speaker inputs after the lengths, in that order: ``spk [B]``
+    (table rows) when it has a table, ``spk_emb [B, D]`` (an external embedding, normalised inside
+    the graph as in :mod:`speechkd.models.speaker`) when it was trained with one. FastSpeech 2's
+    per-speaker pitch/energy statistics are buffers indexed by ``spk`` inside the graph."""
+
+    def __init__(self, model: nn.Module, table: bool = False, embedding: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.table, self.embedding = model, table, embedding
 
-    def forward(self, tokens: torch.Tensor, token_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, tmask = self.model.encode(tokens, token_lens)
-        h, _, pred = self.model.adapt(h, tmask, None, 1.0)
+    def forward(self, tokens: torch.Tensor, token_lens: torch.Tensor,
+                *speaker: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        spk = speaker[0] if self.table else None
+        spk_emb = speaker[-1] if self.embedding else None
+        h, tmask = self.model.encode(tokens, token_lens, spk, spk_emb)
+        h, _, pred = self.model.adapt(h, tmask, None, 1.0, spk=spk)
         return h, pred["log_durations"]
 
 
@@ -81,6 +93,35 @@ class DecoderGraph(nn.Module):
         return self.model.decode(frames, mel_lens)[1]
 
 
+class DiffusionDecoderGraph(nn.Module):
+    """Condition frames, mel_lens, noise x_T -> mel: the model's k-step DDIM sampler unrolled
+    (k = the model's own step count, fixed for a progressive student; Song et al. 2021 eq. 12 in x0
+    form, :func:`speechkd.models.diffusion_sampling.ddim_step`). The noise levels of the grid are
+    constants of the graph, computed in float64 as the PyTorch sampler does; the noise is an input so
+    that the runtime draws it (numpy, seeded) and a test can feed both sides the same."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        n = model.cfg.steps
+        grid = sampling_grid(n, n)
+        ab = model.schedule.alpha_bar(torch.tensor(grid, dtype=torch.float64) / n)
+        a, sigma = ab.sqrt(), (1.0 - ab).clamp_min(0.0).sqrt()
+        # (tau_t, a_t, sigma_t, a_s, sigma_s, s == 0) per step, as Python floats (graph constants)
+        self.steps = [(grid[i] / n, float(a[i]), float(sigma[i]), float(a[i + 1]), float(sigma[i + 1]),
+                       grid[i + 1] == 0) for i in range(len(grid) - 1)]
+
+    def forward(self, frames: torch.Tensor, mel_lens: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        mask = length_mask(mel_lens, frames.size(1))
+        m = mask[..., None].to(noise.dtype)
+        x = noise * m
+        for tau, a_t, sig_t, a_s, sig_s, last in self.steps:
+            x0 = self.model.denoise(x, x.new_full((x.size(0),), tau), frames, mask)
+            x = x0 if last else ddim_step(x, x0, a_t, sig_t, a_s, sig_s)  # both samplers end on x0^
+            x = x * m
+        return self.model.denormalize(x) * m
+
+
 class VocoderGraph(nn.Module):
     """Raw log-mel -> STFT coefficients as (real, imag) in a last axis of 2 (ONNX has no complex type)."""
 
@@ -93,7 +134,7 @@ class VocoderGraph(nn.Module):
 
 
 def _export(module: nn.Module, args: tuple, path: str, inputs: list[str], outputs: list[str],
-            dynamic: dict[str, dict[int, Any]]) -> None:
+            dynamic: dict[str, dict[int, Any]] | tuple) -> None:
     """One graph through the dynamo exporter into ``path`` (atomically; weights inside the file)."""
     tmp = path + ".tmp"
     log = io.StringIO()
@@ -162,9 +203,6 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
     (with ``check``: the measured parity under ``"check"``)."""
     require_exporter()
     lm = load_model(model, "cpu")
-    if lm.multi_speaker:
-        raise SpeechkdError(f"multi-speaker model ({len(lm.speakers.ids)} speakers): export does not take "
-                            "a speaker input yet", path=lm.path, hint="export a single-speaker model")
     if lm.name not in EXPORTABLE:
         raise SpeechkdError(f"model {lm.name!r} cannot be exported to ONNX (exportable: {', '.join(EXPORTABLE)})",
                             path=lm.path, field="--model")
@@ -180,30 +218,51 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
                 "quantize": quantize}
     claim_output_dir(out, settings, verb="export", overwrite=overwrite)
     j = lambda name: os.path.join(out, name)  # noqa: E731
-    m, fc = lm.model.eval(), lm.feature_config
-    max_tokens, max_frames = int(m.encoder.pe.pe.size(0)), int(m.decoder.pe.pe.size(0))
+    fc = lm.feature_config
+    diffusion = lm.name == "diffusion"
+    # a diffusion model's encoder + variance adaptor is its FastSpeech 2 condition; its denoiser has no
+    # positional table, so only the encoder's bounds the lengths
+    top = lm.model.eval()
+    m = top.condition if diffusion else top
+    max_tokens = int(m.encoder.pe.pe.size(0))
+    max_frames = MAX_DIFFUSION_FRAMES if diffusion else int(m.decoder.pe.pe.size(0))
 
     # dynamic axes (torch.export Dims): batch and lengths; the PE tables bound the lengths
     batch = torch.export.Dim("batch", min=1, max=4096)
     s_dim = torch.export.Dim("tokens", min=1, max=max_tokens)
     t_dim = torch.export.Dim("frames", min=1, max=max_frames)
     tokens, lens = _example_tokens(len(lm.token_list), [9, 6, 4])
+    sp = lm.speakers
+    known = sp.known if sp.conditioned else []
+    spk_in = lm.speaker_inputs([known[i % len(known)] for i in range(len(lens))]) if known else {}
+    enc = EncoderGraph(m, "spk" in spk_in, "spk_emb" in spk_in)
+    spk_args = tuple(spk_in[k] for k in ("spk", "spk_emb") if k in spk_in)
     with torch.no_grad():
-        h, log_d = EncoderGraph(m)(tokens, lens)
-        dur = lm.model.inference(tokens, lens)["durations"]
+        h, log_d = enc(tokens, lens, *spk_args)
+        dur = m.encode_condition(tokens, lens, **spk_in)[2]["durations"]
         frames = torch.zeros(len(lens), int(dur.sum(1).max()), h.size(2))
     logger.info("exporting %s (%s, step %d) to %s", lm.path, lm.name, lm.step, out)
-    _export(EncoderGraph(m), (tokens, lens), j(bundle.ENCODER), ["tokens", "token_lens"], ["h", "log_durations"],
-            {"tokens": {0: batch, 1: s_dim}, "token_lens": {0: batch}})
-    _export(DecoderGraph(m), (frames, dur.sum(1)), j(bundle.DECODER), ["frames", "mel_lens"], ["mel"],
-            {"frames": {0: batch, 1: t_dim}, "mel_lens": {0: batch}})
+    # positional dynamic shapes, one per parameter: the speaker inputs are the encoder's varargs (a tuple)
+    _export(enc, (tokens, lens, *spk_args), j(bundle.ENCODER), ["tokens", "token_lens", *spk_in],
+            ["h", "log_durations"], ({0: batch, 1: s_dim}, {0: batch})
+            + ((tuple({0: batch} for _ in spk_args),) if spk_args else ()))
+    if diffusion:
+        noise = torch.randn(frames.size(0), frames.size(1), top.n_mels)
+        _export(DiffusionDecoderGraph(top), (frames, dur.sum(1), noise), j(bundle.DECODER),
+                ["frames", "mel_lens", "noise"], ["mel"],
+                {"frames": {0: batch, 1: t_dim}, "mel_lens": {0: batch}, "noise": {0: batch, 1: t_dim}})
+    else:
+        _export(DecoderGraph(m), (frames, dur.sum(1)), j(bundle.DECODER), ["frames", "mel_lens"], ["mel"],
+                {"frames": {0: batch, 1: t_dim}, "mel_lens": {0: batch}})
     files = [bundle.ENCODER, bundle.DECODER]
     if isinstance(voc, Vocos):
         gen = voc.generator.eval()
         _export(VocoderGraph(gen), (torch.randn(2, 12, fc.n_mels),), j(bundle.VOCODER), ["log_mel"], ["spec"],
                 {"log_mel": {0: batch, 1: torch.export.Dim("voc_frames", min=2, max=1 << 20)}})
         files.append(bundle.VOCODER)
-        voc_info = {"kind": "vocos", "n_fft": int(gen.n_fft)}
+        # receptive half-width in frames: the embedding conv and each block's depthwise conv see k // 2 either side
+        voc_info = {"kind": "vocos", "n_fft": int(gen.n_fft),
+                    "receptive_frames": (len(gen.blocks) + 1) * (int(gen.cfg.kernel_size) // 2)}
     else:
         inv = np.linalg.pinv(np.asarray(mel_basis(fc), np.float64)).astype(np.float32)
         with atomic_open(j(bundle.GRIFFIN_LIM), "wb") as f:
@@ -223,7 +282,7 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
     files += [bundle.TOKENS, bundle.FRONTEND, bundle.FEATURES, bundle.MEL_STATS]
     manifest = {
         "format": bundle.FORMAT, "format_version": bundle.FORMAT_VERSION,
-        "model": lm.name, "sample_rate": fc.sample_rate, "speakers": [],
+        "model": lm.name, "sample_rate": fc.sample_rate, "speakers": known,
         "controls": ["speed"],  # pitch/energy scales are traced at 1.0
         "quantize": quantize, "vocoder": voc_info,
         "max_tokens": max_tokens, "max_frames": max_frames, "max_token_frames": int(m.cfg.max_token_frames),
@@ -232,6 +291,24 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
         "exported_by": {"speechkd": speechkd.__version__, "torch": torch.__version__},
         "files": {name: {"what": bundle.DESCRIPTIONS[name], "bytes": os.path.getsize(j(name))} for name in files},
     }
+    if diffusion:  # the decoder takes x_T; the runtime draws it per utterance (numpy, seeded)
+        manifest["diffusion"] = {"steps": int(top.cfg.steps), "sampler": "ddim", "schedule": top.cfg.schedule,
+                                 "noise": "numpy default_rng(seed).standard_normal((frames, n_mels)) per utterance"}
+        manifest["controls"] = ["speed", "seed"]
+    if known or diffusion:
+        manifest["format_version"] = bundle.FORMAT_VERSION
+    if known:  # the encoder's speaker inputs and what the runtime feeds them
+        manifest["speaker_inputs"] = {
+            "table": "spk" in spk_in, "embed_dim": sp.embed_dim if "spk_emb" in spk_in else 0,
+            # spk row of each speaker; spk_emb: its mean training embedding (fed raw, normalised in the graph)
+            "rows": {s: i for i, s in enumerate(sp.ids)} if "spk" in spk_in else {},
+            "embeddings": {s: sp.embeddings[s] for s in known} if "spk_emb" in spk_in else {},
+            # FastSpeech 2's per-speaker pitch/energy statistics (speaker_variance_norm): buffers of the
+            # encoder graph, indexed by spk there; recorded for the reader
+            "variance_stats": {s: sp.variance_stats[s] for s in known if s in sp.variance_stats}
+            if getattr(m, "spk_pitch_stats", None) is not None else {}}
+    if not (known or diffusion):
+        manifest["format_version"] = 1  # readable by runtimes that predate speaker and noise inputs
     atomic_write_json(j(bundle.MANIFEST), manifest)
     umask = os.umask(0)
     os.umask(umask)
@@ -255,20 +332,33 @@ def snr_db(ref: np.ndarray, est: np.ndarray) -> float:
     return float("inf") if err == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / err)
 
 
-def compare(out: str, lm: LoadedModel, voc: Any, lengths: list[int], seed: int = 1) -> dict[str, float]:
+def compare(out: str, lm: LoadedModel, voc: Any, lengths: list[int], seed: int = 1,
+            speakers: list[str] | None = None) -> dict[str, float]:
     """The exported dir on onnxruntime vs the PyTorch model on random token sequences of ``lengths``
-    (one batch): max |mel diff| (normalised mel, with the PyTorch durations), whether the
-    durations agree, and the vocoder's waveform SNR on the PyTorch mel."""
+    (one batch; ``speakers``: the voice of each, multi-speaker models): max |mel diff| (normalised
+    mel, with the PyTorch durations), whether the durations agree, and the vocoder's waveform SNR
+    on the PyTorch mel."""
     from speechkd.runtime.synth import OnnxSynthesizer  # why: onnxruntime is an optional package
 
     rt = OnnxSynthesizer(out)
     tokens, lens = _example_tokens(len(lm.token_list), lengths, seed)
+    spk = list(speakers) if speakers else [None] * len(lengths)
+    noise = None
     with torch.no_grad():
-        ref = lm.model.inference(tokens, lens)
+        if lm.name == "diffusion":  # the PyTorch DDIM sampler from the noise the runtime draws
+            cond, mel_lens, pred = lm.model.encode(tokens, lens, **lm.speaker_inputs(spk))
+            noise = rt.noise(mel_lens.numpy(), seed)
+            mask = length_mask(mel_lens, cond.size(1))
+            x = lm.model.sample_mel(cond, mask, steps=lm.model.cfg.steps, sampler="ddim",
+                                    x_T=torch.from_numpy(noise))
+            ref = {"mel": lm.model.denormalize(x) * mask[..., None], "mel_lens": mel_lens,
+                   "durations": pred["durations"]}
+        else:
+            ref = lm.model.inference(tokens, lens, **lm.speaker_inputs(spk))
     ids = [tokens[b, :n].tolist() for b, n in enumerate(lengths)]
     dur = ref["durations"].numpy()
-    log_mel, mel_lens, _ = rt.acoustic(ids, durations=dur)
-    _, _, rt_dur = rt.acoustic(ids)
+    log_mel, mel_lens, _ = rt.acoustic(ids, durations=dur, speakers=spk, seed=seed)
+    _, _, rt_dur = rt.acoustic(ids, speakers=spk)
     ref_log_mel = lm.denormalize(ref["mel"]).numpy()
     mask = (np.arange(log_mel.shape[1])[None, :] < mel_lens[:, None])[..., None]
     res = {"mel_max_abs_diff": float(np.abs((log_mel - ref_log_mel * mask) / np.where(
@@ -283,4 +373,6 @@ def compare(out: str, lm: LoadedModel, voc: Any, lengths: list[int], seed: int =
 
 
 def check_export(out: str, lm: LoadedModel, voc: Any) -> dict[str, float]:
-    return compare(out, lm, voc, [23, 7, 2])
+    known = lm.speakers.known if lm.multi_speaker else []
+    # a multi-speaker model: the first and last voice in one batch (rows and embeddings differ per item)
+    return compare(out, lm, voc, [23, 7, 2], speakers=[known[0], known[-1], known[0]] if known else None)

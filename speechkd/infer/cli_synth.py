@@ -404,6 +404,15 @@ def synth_exported(args: argparse.Namespace) -> int:
                                 "fixed at export)", field=flag, path=args.model, hint=f"leave out {flag}")
     if args.device.startswith("cuda"):
         raise SpeechkdError("an exported dir runs on the CPU (onnxruntime)", field="--device", hint="--device cpu")
+    if args.list_speakers:
+        from speechkd.runtime.bundle import read_manifest as read_bundle
+
+        speakers = read_bundle(args.model)["speakers"]
+        if not speakers:
+            print(f"{args.model}: a single-speaker model (no --speaker needed)", file=sys.stderr)
+        else:
+            print("\n".join(speakers))
+        return 0
     items = collect_inputs(args)
     check_writable(args, len(items))
     bad_ids = [(u, n) for u, _, n in items if id_problem(u)]
@@ -417,7 +426,8 @@ def synth_exported(args: argparse.Namespace) -> int:
                 time.perf_counter() - t_load)
     write = wav_writer(args, out_dir, synth.sample_rate)
 
+    speakers = speakers_of(args, items) if synth.speakers else None
     results = synth.batch([t for _, t, _ in items], [u for u, _, _ in items], batch_size=args.batch_size,
                           speed=args.speed, pitch_scale=args.pitch_scale, energy_scale=args.energy_scale,
-                          seed=args.seed, on_done=write)
+                          seed=args.seed, on_done=write, speakers=speakers)
     return report(args, results, synth.sample_rate, {u: n for u, _, n in items}, out_dir)

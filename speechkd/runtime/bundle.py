@@ -1,9 +1,11 @@
 """The exported-model directory (``speechkd export --format onnx``): its files and its manifest.
 
     DIR/manifest.json        format name and version, what each file is, the model, speakers, limits
-    DIR/encoder.onnx         tokens [B, S] int64, token_lens [B] int64 -> h [B, S, d] (after the
-                             variance adaptor), log_durations [B, S] (log(d + 1), FastSpeech sec. 3.3)
-    DIR/decoder.onnx         frames [B, T, d], mel_lens [B] int64 -> mel [B, T, n_mels] (normalised)
+    DIR/encoder.onnx         tokens [B, S] int64, token_lens [B] int64 [, spk [B] int64]
+                             [, spk_emb [B, D] float32] -> h [B, S, d] (after the variance adaptor),
+                             log_durations [B, S] (log(d + 1), FastSpeech sec. 3.3)
+    DIR/decoder.onnx         frames [B, T, d], mel_lens [B] int64 [, noise [B, T, n_mels]: a diffusion
+                             student's x_T, its k-step sampler unrolled] -> mel [B, T, n_mels] (normalised)
     DIR/vocoder.onnx         (Vocos-like vocoder) log_mel [B, T, n_mels] -> spec [B, n_fft/2+1, T, 2]
                              (real, imaginary); the inverse STFT runs in numpy (runtime/dsp.py)
     DIR/griffin_lim.npz      (Griffin-Lim) the pseudo-inverse of the mel filter bank
@@ -11,6 +13,13 @@
     DIR/frontend.yaml        the text frontend settings the model was trained with
     DIR/feature_config.yaml  the FeatureConfig of its mels
     DIR/mel_stats.npz        mel_mean, mel_std (the models' normalisation; used when it is global)
+
+A multi-speaker export (format version 2) lists its voices in ``speakers`` and, under
+``speaker_inputs``, what the encoder takes: ``table`` (``spk``: the row of each voice, ``rows``)
+and ``embed_dim`` (``spk_emb``: each voice's mean training embedding, ``embeddings``), with
+FastSpeech 2's per-speaker pitch/energy statistics (``variance_stats``, inside the graph).
+A diffusion student (version 2) has ``diffusion: {steps, sampler, schedule}``. Other exports are
+written as version 1.
 
 The length regulator runs between the two acoustic graphs (in numpy, :mod:`speechkd.runtime.synth`),
 because its output length is data-dependent. Nothing here imports torch.
@@ -25,7 +34,7 @@ from typing import Any
 from speechkd.errors import SpeechkdError
 
 FORMAT = "speechkd-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: speaker inputs
 MANIFEST = "manifest.json"
 ENCODER, DECODER, VOCODER = "encoder.onnx", "decoder.onnx", "vocoder.onnx"
 GRIFFIN_LIM = "griffin_lim.npz"
@@ -33,10 +42,11 @@ TOKENS, FRONTEND, FEATURES, MEL_STATS = "tokens.txt", "frontend.yaml", "feature_
 
 # what each file is (written into the manifest)
 DESCRIPTIONS = {
-    ENCODER: "ONNX: tokens [B,S] int64, token_lens [B] int64 -> h [B,S,d] (encoder + variance adaptor), "
-             "log_durations [B,S] (log(d+1))",
-    DECODER: "ONNX: frames [B,T,d] float32 (h repeated d times per token), mel_lens [B] int64 -> mel [B,T,n_mels] "
-             "(normalised log-mel)",
+    ENCODER: "ONNX: tokens [B,S] int64, token_lens [B] int64 [, spk [B] int64, spk_emb [B,D] float32: "
+             "multi-speaker, see speaker_inputs] -> h [B,S,d] (encoder + variance adaptor), log_durations [B,S] "
+             "(log(d+1))",
+    DECODER: "ONNX: frames [B,T,d] float32 (h repeated d times per token), mel_lens [B] int64 [, noise [B,T,n_mels] "
+             "float32: a diffusion student's x_T, see diffusion] -> mel [B,T,n_mels] (normalised log-mel)",
     VOCODER: "ONNX: log_mel [B,T,n_mels] float32 (raw) -> spec [B,n_fft/2+1,T,2] (real, imag); inverse STFT "
              "outside the graph",
     GRIFFIN_LIM: "numpy: inv_basis [n_fft/2+1, n_mels], pseudo-inverse of the mel filter bank",
@@ -82,4 +92,13 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     for key in ("model", "vocoder", "speakers", "max_tokens", "max_frames", "max_token_frames"):
         if key not in man:
             raise SpeechkdError(f"manifest has no {key!r}", path=mpath, field=key)
+    if man["speakers"]:
+        si = man.get("speaker_inputs")
+        if not isinstance(si, dict) or not (si.get("table") or si.get("embed_dim")):
+            raise SpeechkdError("a multi-speaker manifest without speaker_inputs", path=mpath, field="speaker_inputs",
+                                hint="export the model again")
+        for s in man["speakers"]:
+            if (si.get("table") and s not in si.get("rows", {})) or (si.get("embed_dim")
+                                                                     and s not in si.get("embeddings", {})):
+                raise SpeechkdError(f"speaker {s!r} has no row or embedding", path=mpath, field="speaker_inputs")
     return man

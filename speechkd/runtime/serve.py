@@ -1,14 +1,18 @@
 """An HTTP server for an exported model (``speechkd serve``): Starlette on uvicorn, no torch.
 
     GET  /health       {"status": "ok", "model", "vocoder", "sample_rate", "speakers", "busy", "limits"}
-    POST /synthesize   JSON {"text": "...", "speed": 1.0, "stream": false} or a text/plain body
+    POST /synthesize   JSON {"text": "...", "speed": 1.0, "stream": false, "speaker": "ID"} or a
+                       text/plain body (speaker, speed, stream as query parameters)
                        -> audio/wav (16-bit PCM); with "stream": true (or ?stream=1) the wav is sent
-                       sentence by sentence as each is synthesised (a streamed wav header: sizes
-                       0xFFFFFFFF), so the first audio arrives after the first sentence
+                       sentence by sentence, each in pieces of ``stream_chunk`` mel frames vocoded
+                       as soon as the sentence's mel exists (a streamed wav header: sizes
+                       0xFFFFFFFF), so the first audio arrives after the first sentence's acoustic
+                       model and one chunk of vocoding
 
 Limits, each a 4xx JSON error ``{"error": "...", "status": N}`` before any synthesis:
 413 for a body over ``max_body_bytes`` or a text over ``max_chars``; 400 for malformed JSON, a
-missing/empty text, a bad speed or a text the model cannot speak (unknown symbols); 415 for
+missing/empty text, a bad speed, a missing or unknown speaker of a multi-speaker model or a text
+the model cannot speak (unknown symbols); 415 for
 another content type; 503 (with Retry-After) when ``max_pending`` requests are already in flight;
 404/405 for other paths and methods. Synthesis runs in worker threads (``workers`` at a time;
 onnxruntime releases the GIL during a graph run); the text frontend runs under a lock, since
@@ -43,6 +47,7 @@ class Limits:
     max_body_bytes: int = 64 << 10  # bytes of request body
     max_pending: int = 16          # requests in flight (running + waiting) before 503
     workers: int = 1               # syntheses running at once (threads)
+    stream_chunk: int = 64         # streamed responses: mel frames vocoded per piece (0: each sentence whole)
 
 
 class HTTPError(Exception):
@@ -107,7 +112,7 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
                 raise HTTPError(413, f"request body over {limits.max_body_bytes} bytes")
         return bytes(body)
 
-    def parse(request: Request, body: bytes) -> tuple[str, float, bool]:
+    def parse(request: Request, body: bytes) -> tuple[str, float, bool, str | None]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             raw = body.decode("utf-8")
@@ -115,17 +120,20 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
             raise HTTPError(400, "the body is not UTF-8") from None
         speed: object = request.query_params.get("speed", "1.0")
         stream: object = request.query_params.get("stream", "0") in ("1", "true")
+        speaker: object = request.query_params.get("speaker")
         if ctype == "application/json":
             try:
                 data = json.loads(raw)
             except (ValueError, RecursionError):
                 raise HTTPError(400, "malformed JSON") from None
             if not isinstance(data, dict) or not isinstance(data.get("text"), str):
-                raise HTTPError(400, 'expected a JSON object {"text": "...", "speed": 1.0, "stream": false}')
-            unknown = sorted(set(data) - {"text", "speed", "stream"})
+                raise HTTPError(400, 'expected a JSON object {"text": "...", "speed": 1.0, "stream": false, '
+                                     '"speaker": "ID"}')
+            unknown = sorted(set(data) - {"text", "speed", "stream", "speaker"})
             if unknown:
-                raise HTTPError(400, f"unknown field(s) {', '.join(unknown)} (known: text, speed, stream)")
+                raise HTTPError(400, f"unknown field(s) {', '.join(unknown)} (known: text, speed, stream, speaker)")
             text, speed, stream = data["text"], data.get("speed", 1.0), data.get("stream", stream)
+            speaker = data.get("speaker", speaker)
         elif ctype in ("text/plain", ""):
             text = raw
         else:
@@ -138,11 +146,17 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
             raise HTTPError(400, f"speed must be a number, got {speed!r}") from None
         if isinstance(speed, bool) or not math.isfinite(speed) or not 0.1 <= speed <= 10:
             raise HTTPError(400, f"speed must be in [0.1, 10], got {speed}")
+        if speaker is not None and not isinstance(speaker, str):
+            raise HTTPError(400, f"speaker must be a string, got {speaker!r}")
+        try:
+            synth.check_speakers([speaker or None])
+        except SpeechkdError as e:
+            raise HTTPError(400, str(e)) from None
         if not text.strip():
             raise HTTPError(400, "empty text")
         if len(text) > limits.max_chars:
             raise HTTPError(413, f"text of {len(text)} characters, over the limit of {limits.max_chars}")
-        return text, speed, stream
+        return text, speed, stream, (speaker or None) if synth.speakers else None
 
     def sentence_ids(text: str) -> list[list[int]]:
         with frontend_lock:
@@ -151,25 +165,34 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
             except SpeechkdError as e:
                 raise HTTPError(400, str(e)) from None
 
-    def speak(ids: list[int], speed: float) -> np.ndarray:
+    def speak(ids: list[int], speed: float, speaker: str | None) -> np.ndarray:
         try:
-            return synth.synthesize_ids([ids], speed=speed)[0][0]
+            return synth.synthesize_ids([ids], speed=speed, speakers=[speaker])[0][0]
         except SpeechkdError as e:
             raise HTTPError(400, str(e)) from None
 
-    def run(text: str, speed: float) -> bytes:
+    def run(text: str, speed: float, speaker: str | None) -> bytes:
         with frontend_lock:
             ids = synth.token_ids([text], ["request"])[0]
         if isinstance(ids, SpeechkdError):
             raise HTTPError(400, str(ids))
-        return wav_bytes(speak(ids, speed), synth.sample_rate)
+        return wav_bytes(speak(ids, speed, speaker), synth.sample_rate)
 
-    async def sentences(ids: list[list[int]], speed: float):
-        """The streamed body: the header, then each sentence's samples as soon as they exist."""
+    def pieces(ids: list[int], speed: float, speaker: str | None):
+        try:
+            yield from synth.stream_ids(ids, speed=speed, speaker=speaker, chunk_frames=limits.stream_chunk)
+        except SpeechkdError as e:
+            raise HTTPError(400, str(e)) from None
+
+    async def sentences(ids: list[list[int]], speed: float, speaker: str | None):
+        """The streamed body: the header, then each sentence's samples as soon as they exist (one
+        worker slot per piece, so concurrent streams interleave)."""
         try:
             yield streamed_wav_header(synth.sample_rate)
             for x in ids:
-                yield pcm16(await anyio.to_thread.run_sync(speak, x, speed, limiter=workers))
+                gen = pieces(x, speed, speaker)
+                while (piece := await anyio.to_thread.run_sync(next, gen, None, limiter=workers)) is not None:
+                    yield pcm16(piece)
         finally:
             state["pending"] -= 1
 
@@ -179,12 +202,12 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
         state["pending"] += 1  # one event loop: no lock needed
         handed_over = False  # a streamed body releases its slot when it ends
         try:
-            text, speed, stream = parse(request, await read_body(request))
+            text, speed, stream, speaker = parse(request, await read_body(request))
             if stream:
                 ids = await anyio.to_thread.run_sync(sentence_ids, text, limiter=workers)
                 handed_over = True
-                return StreamingResponse(sentences(ids, speed), media_type="audio/wav")
-            audio = await anyio.to_thread.run_sync(run, text, speed, limiter=workers)
+                return StreamingResponse(sentences(ids, speed, speaker), media_type="audio/wav")
+            audio = await anyio.to_thread.run_sync(run, text, speed, speaker, limiter=workers)
             return Response(audio, media_type="audio/wav")
         except HTTPError as e:
             return error(e.status, e.message, e.headers)

@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body", type=av.int_range(1, 1 << 30), default=None,
                    help="largest request body accepted, in bytes (default 65536 for text, 16777216 for the "
                         "audio of an SE model)")
+    p.add_argument("--stream-chunk", type=av.int_range(0, 100_000), default=64,
+                   help="streamed responses: mel frames vocoded per piece, with overlap so that the pieces join "
+                        "seamlessly (Vocos; 0: each sentence whole) (default %(default)s)")
     p.add_argument("--max-pending", type=av.int_range(1, 100_000), default=16,
                    help="requests in flight (running and waiting) before answering 503 (default %(default)s)")
 
@@ -52,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
         raise SpeechkdError(f"must be at most {64 << 20} bytes for text, got {args.max_body}", field="--max-body")
     serve(args.model, host=args.host, port=args.port, threads=args.threads,
           limits=Limits(max_chars=args.max_chars, max_body_bytes=args.max_body, max_pending=args.max_pending,
-                        workers=args.workers))
+                        workers=args.workers, stream_chunk=args.stream_chunk))
     return 0
 
 

@@ -7,6 +7,9 @@ The same pipeline as :class:`speechkd.infer.synthesize.Synthesizer`, without tor
          -> length regulator: h_s repeated d_s times (numpy)               (FastSpeech sec. 3.2)
          -> decoder.onnx -> mel -> denormalise -> vocoder.onnx + inverse STFT (or Griffin-Lim)
 
+A diffusion student's decoder.onnx is its k-step DDIM sampler unrolled; it takes the noise x_T,
+drawn here per utterance from ``numpy.random.default_rng(seed)`` (``--seed``, default 0).
+
 Importing this module imports neither torch nor Lightning (a test checks it), so a cold
 ``speechkd synth --model DIR`` pays only for numpy, onnxruntime and the frontend.
 """
@@ -24,6 +27,7 @@ from typing import Callable, Iterator, Literal, Sequence
 import numpy as np
 
 from speechkd.config import load_config
+from speechkd.data.speakers import unknown_speaker
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import FeatureConfig
 from speechkd.runtime import bundle
@@ -49,6 +53,7 @@ class Utterance:
     stopped: bool = True
     error: str | None = None
     path: str = ""
+    speaker: str = ""  # the voice it was spoken with (multi-speaker models)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -89,10 +94,12 @@ class OnnxSynthesizer:
         man = self.manifest = bundle.read_manifest(self.path)
         j = lambda name: os.path.join(self.path, name)  # noqa: E731
         self.name, self.step = str(man["model"]), int(man.get("source", {}).get("step", 0))
-        self.speakers = list(man["speakers"])
+        self.speakers = list(man["speakers"])  # [] for a single-speaker model
+        self.speaker_inputs_info = dict(man.get("speaker_inputs") or {})
         self.max_tokens, self.max_frames = int(man["max_tokens"]), int(man["max_frames"])
         self.max_token_frames = int(man["max_token_frames"])
         self.controls = set(man.get("controls", ["speed"]))
+        self.diffusion = dict(man.get("diffusion") or {})  # a diffusion student: its decoder takes x_T
         self.token_list = TokenList.load(j(bundle.TOKENS))
         self.frontend = load_config(Frontend, j(bundle.FRONTEND))
         self.feature_config = FeatureConfig.load(j(bundle.FEATURES))
@@ -147,6 +154,34 @@ class OnnxSynthesizer:
                 out[i] = ids
         return out
 
+    # ---- speakers -----------------------------------------------------------------------------
+    def check_speakers(self, names: Sequence[str | None], utts: Sequence[str] | None = None) -> None:
+        """Refuse an unknown speaker, or none for a multi-speaker model, before any work (the
+        messages of :meth:`speechkd.checkpoints.LoadedModel.speaker_inputs`)."""
+        if not self.speakers:
+            return
+        known = self.speakers
+        for i, name in enumerate(names):
+            if name is None or name == "":
+                raise SpeechkdError(f"a multi-speaker model needs a speaker; it knows: {', '.join(known[:20])}"
+                                    + (" ..." if len(known) > 20 else ""), utt=utts[i] if utts else None,
+                                    path=self.path, field="speaker",
+                                    hint="speechkd synth --speaker ID (or --utt2spk FILE); Python: speaker=ID")
+            if name not in known:
+                raise unknown_speaker(name, known, utt=utts[i] if utts else None, path=self.path)
+
+    def speaker_feeds(self, names: Sequence[str | None]) -> dict[str, np.ndarray]:
+        """The encoder's speaker inputs for one voice per utterance ({} for a single-speaker model)."""
+        if not self.speakers:
+            return {}
+        self.check_speakers(names)
+        si, out = self.speaker_inputs_info, {}
+        if si.get("table"):
+            out["spk"] = np.array([si["rows"][n] for n in names], np.int64)
+        if si.get("embed_dim"):
+            out["spk_emb"] = np.array([si["embeddings"][n] for n in names], np.float32)
+        return out
+
     # ---- synthesis ----------------------------------------------------------------------------
     def check_controls(self, speed: float, pitch_scale: float, energy_scale: float) -> None:
         for flag, value in (("--speed", speed), ("--pitch-scale", pitch_scale), ("--energy-scale", energy_scale)):
@@ -164,15 +199,29 @@ class OnnxSynthesizer:
         mask = np.arange(log_d.shape[1])[None, :] < lens[:, None]
         return np.clip(d, 1, self.max_token_frames).astype(np.int64) * mask
 
-    def acoustic(self, ids: list[list[int]], speed: float = 1.0,
-                 durations: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def noise(self, mel_lens: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """A diffusion student's x_T ``[B, T, n_mels]``: each utterance's own standard normal draw of its
+        length from ``numpy.random.default_rng(seed)`` (so its audio does not depend on the batch), zero
+        past it."""
+        out = np.zeros((len(mel_lens), int(mel_lens.max()), self.feature_config.n_mels), np.float32)
+        for b, n in enumerate(mel_lens):
+            out[b, :n] = np.random.default_rng(seed or 0).standard_normal((int(n), out.shape[2]), np.float32)
+        return out
+
+    def acoustic(self, ids: list[list[int]], speed: float = 1.0, durations: np.ndarray | None = None,
+                 speakers: Sequence[str | None] | None = None, seed: int | None = None,
+                 noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Raw log-mel ``[B, T, n_mels]`` (denormalised, zero past each length), ``mel_lens [B]`` and the
-        durations ``[B, S]`` of a batch of id sequences (``durations`` given: used instead of predicted)."""
+        durations ``[B, S]`` of a batch of id sequences (``durations`` given: used instead of predicted;
+        ``speakers``: the voice of each, multi-speaker models; a diffusion student samples from
+        ``noise``, by default :meth:`noise` of ``seed``)."""
         lens = np.array([len(x) for x in ids], np.int64)
         tokens = np.zeros((len(ids), int(lens.max())), np.int64)
         for b, x in enumerate(ids):
             tokens[b, :len(x)] = x
-        h, log_d = self.encoder.run(None, {"tokens": tokens, "token_lens": lens})
+        feeds = {"tokens": tokens, "token_lens": lens,
+                 **self.speaker_feeds(list(speakers) if speakers is not None else [None] * len(ids))}
+        h, log_d = self.encoder.run(None, feeds)
         d = self.durations(log_d, lens, speed) if durations is None else np.asarray(durations, np.int64)
         mel_lens = d.sum(1)
         t_max = int(mel_lens.max())
@@ -183,7 +232,10 @@ class OnnxSynthesizer:
         for b in range(len(ids)):  # the length regulator
             n = int(lens[b])
             frames[b, :mel_lens[b]] = np.repeat(h[b, :n], d[b, :n], axis=0)
-        (mel,) = self.decoder.run(None, {"frames": frames, "mel_lens": mel_lens})
+        feeds = {"frames": frames, "mel_lens": mel_lens}
+        if self.diffusion:
+            feeds["noise"] = self.noise(mel_lens, seed) if noise is None else np.asarray(noise, np.float32)
+        (mel,) = self.decoder.run(None, feeds)
         if self.feature_config.normalization == "global":
             mask = (np.arange(t_max)[None, :] < mel_lens[:, None])[..., None]
             mel = (mel * self.mel_std + self.mel_mean) * mask
@@ -225,10 +277,12 @@ class OnnxSynthesizer:
         return wav
 
     def synthesize_ids(self, ids: list[list[int]], *, speed: float = 1.0, pitch_scale: float = 1.0,
-                       energy_scale: float = 1.0, seed: int | None = None) -> list[tuple[np.ndarray, int, bool]]:
-        """Waveforms of a batch of id sequences: ``(wav float32, frames, True)`` each."""
+                       energy_scale: float = 1.0, seed: int | None = None,
+                       speakers: Sequence[str | None] | None = None) -> list[tuple[np.ndarray, int, bool]]:
+        """Waveforms of a batch of id sequences: ``(wav float32, frames, True)`` each; ``speakers``:
+        the voice of each (multi-speaker models)."""
         self.check_controls(speed, pitch_scale, energy_scale)
-        log_mel, mel_lens, _ = self.acoustic(ids, speed)
+        log_mel, mel_lens, _ = self.acoustic(ids, speed, speakers=speakers, seed=seed)
         wav = self.vocode(log_mel, mel_lens, seed or 0)
         hop, res = self.feature_config.hop_length, []
         for b in range(len(ids)):
@@ -241,13 +295,15 @@ class OnnxSynthesizer:
         return res
 
     def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
-                 seed: int | None = None) -> tuple[np.ndarray, int]:
-        """``(wav float32 in [-1, 1], sample rate)`` of one text; a bad text raises SpeechkdError."""
+                 seed: int | None = None, speaker: str | None = None) -> tuple[np.ndarray, int]:
+        """``(wav float32 in [-1, 1], sample rate)`` of one text, spoken by ``speaker`` (one of
+        :attr:`speakers`; multi-speaker models); a bad text or speaker raises SpeechkdError."""
+        self.check_speakers([speaker])
         ids = self.token_ids([text], ["<text>"])[0]
         if isinstance(ids, SpeechkdError):
             raise ids
         return self.synthesize_ids([ids], speed=speed, pitch_scale=pitch_scale, energy_scale=energy_scale,
-                                   seed=seed)[0][0], self.sample_rate
+                                   seed=seed, speakers=[speaker])[0][0], self.sample_rate
 
     def sentence_ids(self, text: str) -> list[list[int]]:
         """Ids of each sentence of ``text`` (:func:`split_sentences`); the first bad one raises."""
@@ -261,26 +317,88 @@ class OnnxSynthesizer:
             out.append(x)
         return out
 
-    def stream(self, text: str, *, speed: float = 1.0, seed: int | None = None) -> Iterator[np.ndarray]:
+    # ---- streaming ----------------------------------------------------------------------------
+    @property
+    def chunkable(self) -> bool:
+        """Whether the vocoder can run on mel chunks (Vocos: a finite receptive field; Griffin-Lim's
+        phase estimate is global, so it vocodes each sentence whole)."""
+        return self.voc["kind"] == "vocos"
+
+    def vocoder_context(self) -> int:
+        """Frames of context each side of a chunk that make chunked vocoding equal whole vocoding:
+        the vocoder network's receptive half-width (``receptive_frames``, from the export) plus the
+        frames whose iSTFT windows reach into the chunk (n_fft / hop, which covers the HiFi-GAN
+        framing's delay too), plus one."""
+        rf = int(self.voc.get("receptive_frames", 32))  # exports that predate the field: Vocos' default 27, rounded up
+        return rf + -(-self.n_fft // self.feature_config.hop_length) + 1
+
+    def vocode_chunks(self, log_mel: np.ndarray, chunk_frames: int,
+                      context: int | None = None) -> Iterator[np.ndarray]:
+        """The waveform of one raw log-mel ``[T, n_mels]`` in pieces of ``chunk_frames * hop`` samples
+        (the last one shorter), by overlap-discard: chunk ``[a, b)`` is vocoded with ``context`` frames
+        either side (default :meth:`vocoder_context`) and only its own samples ``[a*hop, b*hop)`` are
+        kept, so the pieces joined are whole-utterance vocoding up to float rounding (a test measures
+        it). The first piece costs one chunk of vocoding, not the whole utterance."""
+        if not self.chunkable:
+            raise SpeechkdError("Griffin-Lim vocodes a sentence whole (its phase estimate is global)",
+                                path=self.path, field="chunk_frames", hint="chunk_frames=0")
+        if chunk_frames < 1:
+            raise ConfigError(f"chunk_frames must be >= 1, got {chunk_frames}", field="chunk_frames")
+        t, hop = log_mel.shape[0], self.feature_config.hop_length
+        c = self.vocoder_context() if context is None else context
+        if c < 1:  # T frames vocode to (T - 1) * hop samples: a chunk needs the next frame to end
+            raise ConfigError(f"context must be >= 1 frame, got {c}", field="context")
+        for a in range(0, t, chunk_frames):
+            b = min(a + chunk_frames, t)
+            lo, hi = max(0, a - c), min(t, b + c)
+            wav = self.vocode(log_mel[None, lo:hi], np.array([hi - lo], np.int64))[0]
+            piece = wav[(a - lo) * hop:(b - lo) * hop if b < t else len(wav)]
+            if len(piece):
+                yield piece
+
+    def stream_ids(self, ids: list[int], *, speed: float = 1.0, seed: int | None = None,
+                   speaker: str | None = None, chunk_frames: int = 0) -> Iterator[np.ndarray]:
+        """One sentence's waveform: whole (``chunk_frames`` 0, or Griffin-Lim), or in pieces of
+        ``chunk_frames`` mel frames vocoded as soon as the acoustic model has run (Vocos). Pieces are
+        clipped to [-1, 1] where the whole waveform would be scaled down: the peak is not known yet."""
+        if chunk_frames <= 0 or not self.chunkable:
+            yield self.synthesize_ids([ids], speed=speed, seed=seed, speakers=[speaker])[0][0]
+            return
+        self.check_controls(speed, 1.0, 1.0)
+        log_mel, mel_lens, _ = self.acoustic([ids], speed, speakers=[speaker], seed=seed)
+        for piece in self.vocode_chunks(log_mel[0, :int(mel_lens[0])], chunk_frames):
+            yield np.clip(piece, -1.0, 1.0).astype(np.float32)
+
+    def stream(self, text: str, *, speed: float = 1.0, seed: int | None = None, speaker: str | None = None,
+               chunk_frames: int = 0) -> Iterator[np.ndarray]:
         """Waveforms of ``text`` sentence by sentence, each yielded as soon as it is synthesised (the
-        text is checked whole first, so a bad sentence fails before any audio)."""
+        text and speaker are checked whole first, so a bad sentence fails before any audio); with
+        ``chunk_frames`` > 0 each sentence in pieces of that many mel frames (:meth:`stream_ids`)."""
+        self.check_speakers([speaker])
         for ids in self.sentence_ids(text):
-            yield self.synthesize_ids([ids], speed=speed, seed=seed)[0][0]
+            yield from self.stream_ids(ids, speed=speed, seed=seed, speaker=speaker, chunk_frames=chunk_frames)
 
     def batch(self, texts: Sequence[str], utts: Sequence[str] | None = None, *, batch_size: int = 1,
               speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
-              seed: int | None = None, on_done: Callable[[Utterance], None] | None = None) -> list[Utterance]:
+              seed: int | None = None, on_done: Callable[[Utterance], None] | None = None,
+              speakers: str | Sequence[str | None] | None = None) -> list[Utterance]:
         """Many texts, ``batch_size`` at a time (sorted by length); a bad text carries its error instead
-        of a wav and does not stop the others (the torch Synthesizer's contract)."""
+        of a wav and does not stop the others (the torch Synthesizer's contract). ``speakers``: one
+        voice for all, or one per text (multi-speaker models)."""
         if batch_size < 1:
             raise ConfigError(f"--batch-size must be >= 1, got {batch_size}", field="--batch-size")
         self.check_controls(speed, pitch_scale, energy_scale)
         utts = list(utts) if utts is not None else [f"utt{i + 1:04d}" for i in range(len(texts))]
-        results = [Utterance(u, t) for u, t in zip(utts, texts)]
+        spk = [speakers] * len(texts) if speakers is None or isinstance(speakers, str) else list(speakers)
+        if len(spk) != len(texts):
+            raise ConfigError(f"{len(spk)} speakers for {len(texts)} texts", field="speakers")
+        self.check_speakers(spk, utts)
+        results = [Utterance(u, t, speaker=(s or "") if self.speakers else "") for u, t, s in zip(utts, texts, spk)]
         for chunk in length_sorted_batches(results, self.token_ids(list(texts), utts), batch_size, on_done):
             t0 = time.perf_counter()
             try:
-                outs = self.synthesize_ids([x for _, x in chunk], speed=speed, seed=seed)
+                outs = self.synthesize_ids([x for _, x in chunk], speed=speed, seed=seed,
+                                           speakers=[r.speaker or None for r, _ in chunk])
             except SpeechkdError as e:  # too many frames: the batch's utterances fail, the others go on
                 for r, _ in chunk:
                     r.error = str(e)
