@@ -32,11 +32,12 @@ demo: install
 	@echo "  ./run.sh --stage 7 --stop_stage 8   diffusion teacher + progressive distillation"
 	@echo "  ./run.sh --stage 9 --stop_stage 9   neural vocoder (Vocos-like), then ./run.sh --stage 10 --force true"
 
+# two workers (pytest-xdist; one per core here), each test module whole on one of them
 test: install-espnet
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --dist loadgroup
 
 test-fast: install-espnet
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -n auto --dist loadgroup -m "not slow"
 
 clean-demo:
 	rm -rf egs/*/*/data egs/*/*/dump egs/*/*/exp

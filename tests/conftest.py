@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +53,24 @@ def exported(tmp_path_factory) -> dict[str, Path]:
     from export_fixtures import export_all  # imports torch: only for the tests that use it
 
     return export_all(tmp_path_factory.mktemp("export"))
+
+
+# Under pytest-xdist (`make test` runs `pytest -n auto --dist loadgroup`): each module goes whole to
+# one worker, so its module-scoped fixtures are made once; the export and serve modules share a
+# worker, as they share the session's export above.
+SHARED_WORKER = {"test_serve": "test_export"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(module, module)))
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # two workers on two cores: one torch thread each (and in the CLIs they start), not two each
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+
+        torch.set_num_threads(1)
