@@ -43,7 +43,7 @@ class SeenUtts(Callback):
             f.write(f"{trainer.current_epoch} {trainer.global_step} {' '.join(utts)}\n")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        total = sum(float(p.double().abs().sum()) for p in pl_module.parameters())
+        total = sum(float(p.detach().double().abs().sum()) for p in pl_module.parameters())
         with open(os.path.join(self.exp, f"params.rank{trainer.global_rank}.txt"), "w") as f:
             f.write(f"{total!r}\n")
 

@@ -206,8 +206,9 @@ def test_time_budget_stops_every_rank_at_the_same_step():
 
 
 def test_se_batches_differ_by_rank(tmp_path, monkeypatch):
-    """SE and vocoder data are endless random draws seeded by the config: under DDP each rank must
-    draw its own (rank 0 keeps the one-process stream), or every rank would train on the same batches."""
+    """SE data are endless random draws seeded by the config: under DDP each rank must draw its own,
+    or every rank would train on the same batches, and the ranks together use every utterance once
+    per epoch."""
     from se_fixtures import make_corpora
     from speechkd.enhance.config import load_se_config
     from speechkd.enhance.data import SEBatches
@@ -220,13 +221,21 @@ def test_se_batches_differ_by_rank(tmp_path, monkeypatch):
                                 f"data.dev_dir={se}/dev_noisy", f"data.extra_noise_dir={se}/extra_noise",
                                 "data.segment_seconds=0.25", "data.batch_size=2"])
     batches = SEBatches(cfg)
+    n = len(batches.utts)
 
-    def first(rank):
+    def first(rank, count=1):
         if rank is not None:
             monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
             monkeypatch.setattr(torch.distributed, "get_rank", lambda: rank)
-        return next(iter(batches))
+            monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+        it = iter(batches)
+        out = [next(it) for _ in range(count)]
+        return out[0] if count == 1 else out
 
-    plain, r0, r1 = first(None), first(0), first(1)
-    assert all(torch.equal(plain[k], r0[k]) for k in plain)
-    assert not all(torch.equal(r0[k], r1[k]) for k in r0)
+    r0, r1 = first(0), first(1)
+    assert not torch.equal(r0["snr"], r1["snr"]) and not torch.equal(r0["extra"], r1["extra"])
+    # 4 utterances, 2 ranks, batches of 2: each step the ranks take one epoch between them
+    steps = 3
+    b0, b1 = first(0, steps), first(1, steps)
+    for a, b in zip(b0, b1):
+        assert sorted(a["index"].tolist() + b["index"].tolist()) == list(range(n))
