@@ -19,6 +19,10 @@
 #      ~25 CPU minutes): ./run.sh --stage 7 --stop_stage 8 runs them (see $diffusion)
 #   9  neural vocoder (Vocos-like, conf/vocoder_vocos_<preset>.yaml) -> exp/vocoder_vocos; left out
 #      of the demo preset's full run (~20 CPU minutes): ./run.sh --stage 9 --stop_stage 9 (see $vocoder)
+#      With --vocoder_teacher (off by default), vocoder distillation too: the teacher vocoder's
+#      waveforms for the training and dev mels (speechkd vocode -> dump/vocoder_teacher/<teacher>_<mels>),
+#      then each of $vocoder_students trained on them (conf/vocoder_<s>_kd_<preset>.yaml)
+#      -> exp/vocoder_<s>_kd, a vocoder of stages 10-12 like exp/vocoder_vocos
 #   10 synthesis of the test set by every system: copy synthesis of ground-truth mels by
 #      Griffin-Lim and by each trained vocoder exp/vocoder_<v> (-> exp/resynth_<v>), WORLD
 #      resynthesis of the test audio (exp/resynth_world), and `speechkd synth` of
@@ -72,6 +76,11 @@ progressive_opts=""     # extra `speechkd distill progressive` arguments of stag
 vocoder=auto            # stage 9: auto = with --preset tiny|quality, or when --stage is 9; true | false
 vocoder_config=""       # neural vocoder YAML; default conf/vocoder_vocos_<preset>.yaml, else recipes/conf/
 vocoder_opts=""         # extra `speechkd train-vocoder` arguments (e.g. "trainer.max_minutes=40")
+vocoder_teacher=""      # stage 9 vocoder distillation from this teacher vocoder ("" = off): hifigan_universal |
+                        # hifigan_ljspeech (22.05 kHz features of conf/feats_22k.yaml) | a trained vocoder's exp dir
+vocoder_students="vocos hifigan"  # students distilled from $vocoder_teacher: conf/vocoder_<s>_kd_<preset>.yaml
+vocoder_kd_feats=""     # their input mels: "" = the ground-truth dump ($dumpdir/feats); or the root of a dump of an
+                        # acoustic model's predicted mels with <train_set>/ and <dev_set>/ (exp dirs get its name)
 num_eval_utts=50        # test utterances synthesized and evaluated
 num_listen_utts=10      # test utterances on the listening page
 speaker_eval_models="teacher_ar fastspeech2"  # stage 11, multi-speaker test sets: `speechkd eval speakers`
@@ -209,6 +218,22 @@ stage_vocoder() {
     --data data --exp "$expdir/vocoder_vocos" data.train_set="$train_set" data.dev_set="$dev_set" $vocoder_opts
 }
 
+# Vocoder distillation (stage 9 with --vocoder_teacher): the teacher runs once over the training and
+# dev mels; each student then learns the teacher's waveforms for those mels.
+stage_vocoder_kd() {
+  local feats=${vocoder_kd_feats:-$dumpdir/feats} tag="" teacher s
+  [ -z "$vocoder_kd_feats" ] || tag=_$(basename "$vocoder_kd_feats")
+  teacher=$dumpdir/vocoder_teacher/$(basename "$vocoder_teacher")_$(basename "$feats")
+  for s in "$train_set" "$dev_set"; do
+    speechkd vocode --feats "$feats/$s" --vocoder "$vocoder_teacher" --out "$teacher/$s"
+  done
+  for s in $vocoder_students; do
+    # shellcheck disable=SC2086
+    speechkd train-vocoder --config "$(conf_file "vocoder_${s}_kd")" --feats "$feats" --teacher-audio "$teacher" \
+      --exp "$expdir/vocoder_${s}_kd$tag" data.train_set="$train_set" data.dev_set="$dev_set" $vocoder_opts
+  done
+}
+
 # The systems of stages 10-12 (speechkd.infer.systems): what exp/ holds decides them; stage 10
 # lists them into $expdir/systems.tsv, stages 11 and 12 read it.
 stage_synthesis() {
@@ -266,6 +291,7 @@ elif [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stage 9 (neural vocoder training) is not part of the demo preset's full run (~20 CPU minutes):" \
     "./run.sh --stage 9 --stop_stage 9"
 fi
+[ -z "$vocoder_teacher" ] || run_stage 9 vocoder_kd stage_vocoder_kd
 run_stage 10 synthesis stage_synthesis
 run_stage 11 eval stage_eval
 run_stage 12 listen stage_listen
