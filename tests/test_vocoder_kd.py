@@ -142,3 +142,40 @@ def test_epoch_shards_use_every_utterance_once_per_epoch(n, world):
     assert np.array_equal(np.concatenate([s.take(0, 2), s.take(2, 3)]), s.take(0, 5))
     if n > 3:
         assert any(not np.array_equal(s.permutation(0), s.permutation(e)) for e in range(1, 4))
+
+
+def test_predicted_mels_of_a_student_as_vocoder_distillation_input(tmp_path, capsys):
+    """`speechkd predict-mels`: a FastSpeech 2 student's teacher-forced mels of each split as a feature
+    dump (the recordings' frame counts), vocoded by the teacher, then a student vocoder trained on them."""
+    from fake_dump import make_fake_dump
+    from test_train_students import make_teacher_dump, student_cfg
+    from speechkd.features.dump import read_feats_scp
+    from speechkd.train.trainer import run_training
+
+    paths = make_fake_dump(tmp_path, n_train=4, n_dev=2)
+    make_teacher_dump(paths)
+    exp = tmp_path / "fs2"
+    run_training(student_cfg("fastspeech2", paths), str(exp), progress_bar=False)
+    pred = tmp_path / "pred"
+    for split in ("train", "dev"):
+        assert main(["predict-mels", "--model", str(exp), "--split", split, "--out", str(pred / split),
+                     "--device", "cpu"]) == 0
+        got, gt = read_feats_scp(str(pred / split)), read_feats_scp(str(paths["dump"] / "feats" / split))
+        assert list(got) == list(gt) and all(got[u][1] == gt[u][1] for u in gt)  # teacher_forced: same frames
+        for u, (npz, frames) in got.items():
+            m, g = np.load(npz)["mel"], np.load(gt[u][0])["mel"][:frames]
+            assert m.shape == g.shape and np.isfinite(m).all() and not np.allclose(m, g, atol=0.1)
+        assert (pred / split / "stats.npz").exists() and (pred / split / "feature_config.yaml").exists()
+    capsys.readouterr()
+    assert main(["predict-mels", "--model", str(exp), "--split", "dev", "--out", str(pred / "dev")]) == 0
+    assert "(0 predicted now)" in capsys.readouterr().out  # a rerun resumes
+    assert main(["predict-mels", "--model", str(exp), "--split", "dev", "--out", str(pred / "dev"),
+                 "--data", str(paths["dump"])]) == 0  # the same dump given explicitly: the same settings
+    assert main(["predict-mels", "--model", str(exp), "--split", "train", "--out", str(pred / "dev")]) == 2
+    assert "other settings" in capsys.readouterr().err  # another split into the dev dump: refused
+    teacher = tmp_path / "teacher"
+    for split in ("train", "dev"):
+        assert main(["vocode", "--feats", str(pred / split), "--vocoder", "griffin_lim", "--out", str(teacher / split),
+                     "--device", "cpu", "n_iter=2"]) == 0
+    assert main(["train-vocoder", "--config", os.path.join(CONF, "vocoder_vocos_kd_tiny.yaml"), "--feats", str(pred),
+                 "--teacher-audio", str(teacher), "--exp", str(tmp_path / "voc"), "--max-steps", "2"]) == 0
