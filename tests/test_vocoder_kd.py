@@ -177,5 +177,13 @@ def test_predicted_mels_of_a_student_as_vocoder_distillation_input(tmp_path, cap
     for split in ("train", "dev"):
         assert main(["vocode", "--feats", str(pred / split), "--vocoder", "griffin_lim", "--out", str(teacher / split),
                      "--device", "cpu", "n_iter=2"]) == 0
-    assert main(["train-vocoder", "--config", os.path.join(CONF, "vocoder_vocos_kd_tiny.yaml"), "--feats", str(pred),
-                 "--teacher-audio", str(teacher), "--exp", str(tmp_path / "voc"), "--max-steps", "2"]) == 0
+    for student in ("vocos", "hifigan"):
+        assert main(["train-vocoder", "--config", os.path.join(CONF, f"vocoder_{student}_kd_tiny.yaml"), "--feats",
+                     str(pred), "--teacher-audio", str(teacher), "--exp", str(tmp_path / student),
+                     "--max-steps", "2"]) == 0
+    # ONNX export takes the Vocos-like student (spectrum + iSTFT) and refuses the HiFi-GAN one in one line
+    capsys.readouterr()
+    frontend = os.path.join(os.path.dirname(__file__), "..", "egs", "mini_en", "tts1", "conf", "frontend.yaml")
+    assert main(["export", "--model", str(exp), "--vocoder", str(tmp_path / "hifigan"), "--out",
+                 str(tmp_path / "onnx"), "--frontend", frontend]) == 2
+    assert "cannot be exported" in capsys.readouterr().err
