@@ -13,7 +13,9 @@ not the recording but a teacher vocoder's output for that same mel, written once
 ``speechkd vocode --feats <feats>/<split> --vocoder hifigan_universal --out <teacher_dir>/<split>``
 (a dump: the teacher runs once, not every epoch). The student then learns the teacher's mapping,
 also on mels no recording matches (an acoustic model's predicted mels: give their dump as
-``--feats``). The dump's recorded settings must name these very mels.
+``--feats``). The dump's recorded settings must name these very mels. Validation (``val/mel_l1``)
+compares the student's output with its input mels in either mode, so runs on recordings and on a
+teacher's waveforms read on one scale.
 
 Losses per step, with ŷ = G(mel) (HiFi-GAN's total losses summed over sub-discriminators; Vocos
 uses the same terms with the hinge loss):
