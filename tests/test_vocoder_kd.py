@@ -105,7 +105,7 @@ def test_teacher_audio_of_other_mels_or_incomplete_is_refused(tmp_path, kd_roots
 def test_small_hifigan_student_shape():
     fc = FeatureConfig.load(os.path.join(CONF, "feats_22k.yaml"))
     n = sum(p.numel() for p in HiFiGANStudent(HiFiGANStudentConfig(), fc).parameters())
-    assert 1.0e6 <= n <= 2.0e6, n  # a tenth of the V1 teacher's 13.9 M
+    assert 0.9e6 <= n <= 0.95e6, n  # the paper's V2: 0.92 M, against the V1 teacher's 13.9 M
     g = HiFiGANStudent(HiFiGANStudentConfig(upsample_initial_channel=16, resblock_kernel_sizes=[3],
                                             resblock_dilation_sizes=[[1]]), fc)
     mel = torch.randn(2, 12, fc.n_mels)

@@ -1,10 +1,11 @@
 """A small trainable HiFi-GAN generator (Kong, Kim & Bae 2020, sec. 2.1 and Table 1): the V1
 architecture of :class:`speechkd.models.vocoders.hifigan.HiFiGANGenerator` (upsampling
 8, 8, 2, 2 with kernels 16, 16, 4, 4; MRF kernels 3, 7, 11 with dilations 1, 3, 5) with fewer
-channels. ``upsample_initial_channel`` h_u sets the size: 128 is the paper's V2 (0.93 M
-parameters), the default 160 gives 1.42 M, the released V1 teacher has 512 (13.9 M): the
-student of vocoder distillation from that teacher (``speechkd train-vocoder`` with
-``generator: hifigan``).
+channels. ``upsample_initial_channel`` h_u sets the size: the default 128 is the paper's V2
+(0.93 M parameters), the released V1 teacher has 512 (13.9 M): the student of vocoder
+distillation from that teacher (``speechkd train-vocoder`` with ``generator: hifigan``). On a CPU
+the speed does not follow the parameter count alone: channel counts that are not powers of two
+(h_u 160: 80, 40, 20 after the upsamplings) fall off the fastest convolution kernels.
 
 Contract of a trainable generator (``GENERATORS``): ``forward(log_mel [B, T, n_mels]) ->
 wav [B, (T - 1) * hop]``. HiFi-GAN emits hop samples per frame, ``T * hop`` in all; with
@@ -32,8 +33,8 @@ from speechkd.models.vocoders.hifigan import HiFiGANConfig, HiFiGANGenerator
 
 @dataclass
 class HiFiGANStudentConfig:
-    upsample_initial_channel: int = field(160, gt=0, help="h_u, channels after conv_pre, halved per upsampling "
-                                                          "(V1 teacher: 512; V2: 128)")
+    upsample_initial_channel: int = field(128, gt=0, help="h_u, channels after conv_pre, halved per upsampling "
+                                                          "(V2: 128; V1 teacher: 512)")
     upsample_rates: list = field(default_factory=(lambda: [8, 8, 2, 2]),
                                  help="stride of each transposed conv; their product must be the hop length")
     upsample_kernel_sizes: list = field(default_factory=(lambda: [16, 16, 4, 4]),
