@@ -19,6 +19,10 @@
 #      ~25 CPU minutes): ./run.sh --stage 7 --stop_stage 8 runs them (see $diffusion)
 #   9  neural vocoder (Vocos-like, conf/vocoder_vocos_<preset>.yaml) -> exp/vocoder_vocos; left out
 #      of the demo preset's full run (~20 CPU minutes): ./run.sh --stage 9 --stop_stage 9 (see $vocoder)
+#      With --vocoder_teacher (off by default), vocoder distillation too: the teacher vocoder's
+#      waveforms for the training and dev mels, ground truth or an acoustic model's predicted ones
+#      (--vocoder_kd_mels), then each of $vocoder_students trained on them
+#      (conf/vocoder_<s>_kd_<preset>.yaml) -> exp/vocoder_<s>_kd[_<model>], a vocoder of stages 10-12
 #   10 synthesis of the test set by every system: copy synthesis of ground-truth mels by
 #      Griffin-Lim and by each trained vocoder exp/vocoder_<v> (-> exp/resynth_<v>), WORLD
 #      resynthesis of the test audio (exp/resynth_world), and `speechkd synth` of
@@ -72,6 +76,12 @@ progressive_opts=""     # extra `speechkd distill progressive` arguments of stag
 vocoder=auto            # stage 9: auto = with --preset tiny|quality, or when --stage is 9; true | false
 vocoder_config=""       # neural vocoder YAML; default conf/vocoder_vocos_<preset>.yaml, else recipes/conf/
 vocoder_opts=""         # extra `speechkd train-vocoder` arguments (e.g. "trainer.max_minutes=40")
+vocoder_teacher=""      # stage 9 vocoder distillation from this teacher vocoder ("" = off): hifigan_universal |
+                        # hifigan_ljspeech (22.05 kHz features of conf/feats_22k.yaml) | a trained vocoder's exp dir
+vocoder_students="vocos hifigan"  # students distilled from $vocoder_teacher: conf/vocoder_<s>_kd_<preset>.yaml
+vocoder_kd_mels=""      # their input mels: "" = ground truth ($dumpdir/feats); or a trained acoustic model of exp/
+                        # (e.g. fastspeech2) whose teacher-forced mels (speechkd predict-mels -> dump/pred_<model>)
+                        # the teacher vocodes: exp/vocoder_<s>_kd_<model>
 num_eval_utts=50        # test utterances synthesized and evaluated
 mcd=world               # stage 11 MCD definition: world (speechkd's) | espnet (ESPnet2's evaluate_mcd.py,
                         # comparable with ESPnet's tables; needs bash tools/install_espnet.sh)
@@ -211,6 +221,27 @@ stage_vocoder() {
     --data data --exp "$expdir/vocoder_vocos" data.train_set="$train_set" data.dev_set="$dev_set" $vocoder_opts
 }
 
+# Vocoder distillation (stage 9 with --vocoder_teacher): the teacher runs once over the training and
+# dev mels; each student then learns the teacher's waveforms for those mels.
+stage_vocoder_kd() {
+  local feats=$dumpdir/feats tag="" teacher s
+  if [ -n "$vocoder_kd_mels" ]; then  # the acoustic model's teacher-forced mels of each split
+    feats=$dumpdir/pred_$vocoder_kd_mels tag=_$vocoder_kd_mels
+    for s in "$train_set" "$dev_set"; do
+      speechkd predict-mels --model "$expdir/$vocoder_kd_mels" --split "$s" --out "$feats/$s"
+    done
+  fi
+  teacher=$dumpdir/vocoder_teacher/$(basename "$vocoder_teacher")_$(basename "$feats")
+  for s in "$train_set" "$dev_set"; do
+    speechkd vocode --feats "$feats/$s" --vocoder "$vocoder_teacher" --out "$teacher/$s"
+  done
+  for s in $vocoder_students; do
+    # shellcheck disable=SC2086
+    speechkd train-vocoder --config "$(conf_file "vocoder_${s}_kd")" --feats "$feats" --teacher-audio "$teacher" \
+      --exp "$expdir/vocoder_${s}_kd$tag" data.train_set="$train_set" data.dev_set="$dev_set" $vocoder_opts
+  done
+}
+
 # The systems of stages 10-12 (speechkd.infer.systems): what exp/ holds decides them; stage 10
 # lists them into $expdir/systems.tsv, stages 11 and 12 read it.
 stage_synthesis() {
@@ -268,6 +299,7 @@ elif [ "$stage" -le 9 ] && [ "$stop_stage" -ge 9 ]; then
   log "Stage 9 (neural vocoder training) is not part of the demo preset's full run (~20 CPU minutes):" \
     "./run.sh --stage 9 --stop_stage 9"
 fi
+[ -z "$vocoder_teacher" ] || run_stage 9 "vocoder_kd${vocoder_kd_mels:+_$vocoder_kd_mels}" stage_vocoder_kd
 run_stage 10 synthesis stage_synthesis
 run_stage 11 eval stage_eval
 run_stage 12 listen stage_listen

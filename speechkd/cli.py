@@ -29,6 +29,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("speechkd.train.cli", "train an acoustic model in an exp dir (Lightning; resumes after a kill)"),
     "teacher-dump": ("speechkd.distill.teacher_dump_cli",
                      "durations, focus rates and free-running mels of a trained AR teacher (KD targets)"),
+    "predict-mels": ("speechkd.distill.predicted_mels_cli",
+                     "an acoustic model's teacher-forced mels of a split as a feature dump (vocoder distillation)"),
     "espnet": ("speechkd.distill.espnet_cli",
                "ESPnet2 interop: import dump/raw data dirs and teacher decodes, export durations"),
     "distill": ("speechkd.distill.cli", "distillation algorithms on a trained teacher: progressive (diffusion step halving)"),

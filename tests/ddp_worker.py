@@ -1,9 +1,12 @@
-"""Train the tiny acoustic model under DDP for tests/test_ddp.py (a script: Lightning's DDP launcher
-re-executes it once per extra rank). Usage: ``python ddp_worker.py EXP KEY=VALUE ...``.
+"""Train the tiny acoustic model (or, with ``--vocoder``, the tiny vocoder) under DDP for
+tests/test_ddp.py (a script: Lightning's DDP launcher re-executes it once per extra rank).
+Usage: ``python ddp_worker.py [--vocoder] EXP KEY=VALUE ...``.
 
 Besides training it records, per rank, what the test checks and the exp dir cannot show:
-``seen.rank<R>.txt`` (epoch and utterance ids of every training batch) and ``writes.rank<R>.txt``
-(every checkpoint file this rank wrote)."""
+``seen.rank<R>.txt`` (epoch and utterance ids of every training batch; the vocoder: step and
+utterance indices), ``params.rank<R>.txt`` (a checksum of the final weights: synchronised
+gradients keep the ranks' weights equal) and ``writes.rank<R>.txt`` (every checkpoint file this
+rank wrote)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,10 @@ from fake_dump import TINY  # noqa: E402
 from speechkd.train import exp as exp_module  # noqa: E402
 from speechkd.train.config import load_train_config  # noqa: E402
 from speechkd.train.trainer import run_training  # noqa: E402
+from speechkd.train.vocoder import load_vocoder_config, run_vocoder_training  # noqa: E402
+
+TINY_VOCODER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes", "conf",
+                            "vocoder_vocos_tiny.yaml")
 
 
 def _rank() -> int:
@@ -31,12 +38,19 @@ class SeenUtts(Callback):
         self.exp = exp
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        utts = batch["utts"] if "utts" in batch else [str(int(i)) for i in batch["index"]]
         with open(os.path.join(self.exp, f"seen.rank{trainer.global_rank}.txt"), "a") as f:
-            f.write(f"{trainer.current_epoch} {trainer.global_step} {' '.join(batch['utts'])}\n")
+            f.write(f"{trainer.current_epoch} {trainer.global_step} {' '.join(utts)}\n")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = sum(float(p.detach().double().abs().sum()) for p in pl_module.parameters())
+        with open(os.path.join(self.exp, f"params.rank{trainer.global_rank}.txt"), "w") as f:
+            f.write(f"{total!r}\n")
 
 
 def main() -> None:
-    exp, overrides = sys.argv[1], sys.argv[2:]
+    vocoder = sys.argv[1] == "--vocoder"
+    exp, overrides = sys.argv[1 + vocoder], sys.argv[2 + vocoder:]
     save = exp_module.AtomicCheckpointIO.save_checkpoint
 
     def recorded_save(self, checkpoint, path, storage_options=None):
@@ -45,7 +59,11 @@ def main() -> None:
         save(self, checkpoint, path, storage_options)
 
     exp_module.AtomicCheckpointIO.save_checkpoint = recorded_save
-    run_training(load_train_config(TINY, overrides), exp, progress_bar=False, callbacks=[SeenUtts(exp)])
+    if vocoder:
+        run_vocoder_training(load_vocoder_config(TINY_VOCODER, overrides), exp, progress_bar=False,
+                             callbacks=[SeenUtts(exp)])
+    else:
+        run_training(load_train_config(TINY, overrides), exp, progress_bar=False, callbacks=[SeenUtts(exp)])
 
 
 if __name__ == "__main__":

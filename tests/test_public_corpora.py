@@ -255,6 +255,16 @@ def test_tts_recipe_on_replica(reps, tmp_path, name, rate, n_mels, opts, full):
         assert (d / "dump/tokens" / split / "tokens").is_file()
     cfg = (d / "dump/feats/train/feature_config.yaml").read_text()
     assert f"sample_rate: {rate}" in cfg
+    if name == "ljspeech":  # stage 9's vocoder distillation (off by default), Griffin-Lim standing in for the teacher
+        r = _run(d, "--preset", "tiny", "--nj", "1", "--stage", "9", "--stop_stage", "9", "--force", "true",
+                 "--vocoder", "false", "--vocoder_teacher", "griffin_lim", "--vocoder_students", "hifigan")
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+        for split in ("train", "dev"):
+            assert len(list((d / "dump/vocoder_teacher/griffin_lim_feats" / split).glob("*.wav"))) == \
+                len(read_table(d / "data" / split / "utt2spk"))
+        assert "teacher_dir: dump/vocoder_teacher/griffin_lim_feats" in \
+            (d / "exp/vocoder_hifigan_kd/config.yaml").read_text()
+        assert (d / "exp/vocoder_hifigan_kd/checkpoints/last.ckpt").exists()
     if not full:
         return
     # every model and vocoder at the corpus rate: the students and the diffusion students speak the

@@ -91,10 +91,11 @@ def test_train_resume_load_and_vocode(tmp_path, roots):
 
 def test_load_vocoder_errors(tmp_path):
     fc = FeatureConfig()
-    with pytest.raises(SpeechkdError, match="unknown vocoder 'hifigan'"):
-        load_vocoder("hifigan", fc)
-    with pytest.raises(SpeechkdError, match="trainable vocoder"):
-        load_vocoder("vocos", fc)
+    with pytest.raises(SpeechkdError, match="unknown vocoder 'melgan'"):
+        load_vocoder("melgan", fc)
+    for name in ("vocos", "hifigan"):
+        with pytest.raises(SpeechkdError, match="trainable vocoder"):
+            load_vocoder(name, fc)
     with pytest.raises(SpeechkdError, match="has no checkpoint"):
         load_vocoder(str(tmp_path), fc)
     (tmp_path / "x.ckpt").write_bytes(b"not a checkpoint")

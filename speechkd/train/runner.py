@@ -80,6 +80,10 @@ class Job:
         ``train_dataloaders=``); ``step`` is the resumed step (0 for a fresh run)."""
         raise NotImplementedError
 
+    def strategy(self, name: str) -> Any:
+        """The Lightning strategy for ``trainer.strategy`` (a family may need another flavour of it)."""
+        return name
+
     def trainer_args(self, task: L.LightningModule) -> dict[str, Any]:
         """Family-specific ``L.Trainer`` arguments (gradient clipping, validation batches)."""
         return {}
@@ -280,7 +284,7 @@ def run(job: Job, exp_dir: str, *, progress_bar: bool | None = None, callbacks: 
         if not task.automatic_optimization:  # step checkpoints hold the state after the step: what a resume wants
             warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
         trainer = L.Trainer(
-            accelerator=t.accelerator, devices=_devices(t.devices), num_nodes=t.num_nodes, strategy=t.strategy,
+            accelerator=t.accelerator, devices=_devices(t.devices), num_nodes=t.num_nodes, strategy=job.strategy(t.strategy),
             precision=t.precision, max_steps=t.max_steps, max_epochs=-1, val_check_interval=t.val_every_steps,
             check_val_every_n_epoch=None, num_sanity_val_steps=0, log_every_n_steps=t.log_every_steps,
             accumulate_grad_batches=t.accumulate_grad_batches, logger=metrics, callbacks=cbs,

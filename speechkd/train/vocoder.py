@@ -4,14 +4,28 @@ Data: random segments of ``segment_frames`` mel frames from a feature dump
 (``<feats>/<split>/feats.scp``) with the matching audio from the data dir
 (``<data>/<split>/wav.scp``): frame t of a centred STFT is centred on sample t·hop, so frames
 t0..t0+S-1 pair with samples [t0·hop, (t0+S-1)·hop), which is what the iSTFT head returns.
+Each segment comes from the next utterance of an epoch-wise shuffled order
+(:class:`speechkd.data.shards.EpochShards`): every utterance once per epoch, across the ranks
+under DDP (``--devices N --strategy ddp``), at a random offset drawn per rank.
+
+Teacher targets (vocoder distillation, ``data.teacher_dir``): the target waveform y of a mel is
+not the recording but a teacher vocoder's output for that same mel, written once by
+``speechkd vocode --feats <feats>/<split> --vocoder hifigan_universal --out <teacher_dir>/<split>``
+(a dump: the teacher runs once, not every epoch). The student then learns the teacher's mapping,
+also on mels no recording matches (an acoustic model's predicted mels: give their dump as
+``--feats``). The dump's recorded settings must name these very mels. Validation (``val/mel_l1``)
+compares the student's output with its input mels in either mode, so runs on recordings and on a
+teacher's waveforms read on one scale.
 
 Losses per step, with ŷ = G(mel) (HiFi-GAN's total losses summed over sub-discriminators; Vocos
 uses the same terms with the hinge loss):
 
     L_D = Σ_k adv_D(D_k(y), D_k(ŷ))                                (hinge or least squares)
-    L_G = λ_adv Σ_k adv_G(D_k(ŷ)) + λ_fm L_FM + λ_mel ‖logmel(y) − logmel(ŷ)‖₁
+    L_G = λ_adv Σ_k adv_G(D_k(ŷ)) + λ_fm L_FM + λ_mel ‖logmel(y) − logmel(ŷ)‖₁ + λ_stft L_stft(ŷ, y)
 
-``logmel`` is THE feature definition (:func:`speechkd.features.mel.log_mel`). Before
+``L_stft`` is the multi-resolution STFT loss (:mod:`speechkd.models.vocoders.stft_loss`; off at
+λ_stft = 0); with teacher targets L_FM matches the discriminator's features of the teacher's
+waveform. ``logmel`` is THE feature definition (:func:`speechkd.features.mel.log_mel`). Before
 ``loss.disc_start_step`` the generator trains on the mel loss alone and no discriminator
 runs: a mel-only step costs a fraction of a GAN step, so on a CPU budget the mel phase does
 most of the work.
@@ -40,6 +54,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from speechkd.audio import load_audio
 from speechkd.config import field, from_dict, load_typed, to_dict
 from speechkd.data.kaldi import read_datadir
+from speechkd.data.shards import EpochShards, rank_world
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.features.dump import read_feats_scp
@@ -48,11 +63,14 @@ from speechkd.features.stats import Stats
 from speechkd.models.vocoders import GENERATORS
 from speechkd.models.vocoders.discriminators import (DiscriminatorConfig, Discriminators, discriminator_loss,
                                                      feature_matching_loss, generator_adv_loss)
+from speechkd.models.vocoders.stft_loss import DEFAULT_RESOLUTIONS, stft_loss
 from speechkd.train.config import TrainerConfig
 from speechkd.train.exp import code_version
 from speechkd.train.plots import plot_curves
 from speechkd.train.runner import Job, run
 from speechkd.utils.io import atomic_write_wav
+from speechkd.utils.outputs import read_settings
+from speechkd.utils.paths import safe_child
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +80,11 @@ RESUMABLE = ("data.max_dev_utts",)
 @dataclass
 class VocoderDataConfig:
     feats_dir: str = field("", help="feature dump root holding <split>/feats.scp (`--feats` sets it)")
-    data_dir: str = field("", help="data root holding <split>/wav.scp, the audio of the dump (`--data` sets it)")
+    data_dir: str = field("", help="data root holding <split>/wav.scp, the audio of the dump (`--data` sets it); "
+                                   "unused with teacher_dir")
+    teacher_dir: str = field("", help="teacher targets: root holding <split>/<utt>.wav, a teacher vocoder's output "
+                                      "for the dump's mels (speechkd vocode --feats <feats_dir>/<split> --out "
+                                      "<teacher_dir>/<split>; `--teacher-audio` sets it); \"\" = the recordings")
     train_set: str = field("train", help="training split")
     dev_set: str = field("dev", help="validation split")
     segment_frames: int = field(32, help="mel frames per training segment ((S-1)·hop samples of audio)")
@@ -79,6 +101,10 @@ class VocoderLossConfig:
     adv_weight: float = field(1.0, help="λ_adv on the generator's adversarial loss")
     disc_start_step: int = field(0, help="generator steps trained on the mel loss alone before the "
                                          "discriminators start")
+    stft_weight: float = field(0.0, ge=0.0, help="λ_stft on the multi-resolution STFT loss (Parallel WaveGAN); "
+                                                 "0 = off")
+    stft_resolutions: list[list[int]] = field(default_factory=lambda: [list(r) for r in DEFAULT_RESOLUTIONS],
+                                              help="(n_fft, hop, win) of each STFT loss resolution")
 
 
 @dataclass
@@ -123,24 +149,53 @@ def load_vocoder_config(path: str | None, overrides: list[str] | None = None) ->
 
 
 # ---- data ------------------------------------------------------------------------------------------
-def load_pairs(feats_root: str, data_root: str, split: str, fc: FeatureConfig,
-               max_utts: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(utt, log-mel [T, n_mels], wav [N]) of every utterance in both the dump and the data dir."""
+def teacher_audio(teacher_root: str, feats_dir: str) -> tuple[str, dict]:
+    """The dir of a teacher's waveforms for the mels of ``feats_dir`` (``<teacher_root>/<split>``) and
+    its recorded ``speechkd vocode`` settings, which must name ``feats_dir`` itself: a teacher's
+    output for other mels (another split, a stale dump) is not a target for these."""
+    split_dir = os.path.join(teacher_root, os.path.basename(os.path.normpath(feats_dir)))
+    settings = read_settings(split_dir)
+    hint = (f"write it with: speechkd vocode --feats {feats_dir} --vocoder hifigan_universal "
+            f"--out {split_dir}")
+    if not settings or "feats" not in settings:
+        raise SpeechkdError("not the output of `speechkd vocode` (no recorded settings)", path=split_dir, hint=hint)
+    if os.path.realpath(str(settings["feats"])) != os.path.realpath(feats_dir):
+        raise SpeechkdError(f"the teacher vocoded {settings['feats']}, not {os.path.abspath(feats_dir)}",
+                            path=split_dir, field="data.teacher_dir", hint=hint)
+    return split_dir, settings
+
+
+def load_pairs(feats_root: str, data_root: str, split: str, fc: FeatureConfig, max_utts: int = 0,
+               teacher_root: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(utt, log-mel [T, n_mels], wav [N]) of every utterance of the dump, the wav from the data dir
+    or, with ``teacher_root``, the teacher's ``<teacher_root>/<split>/<utt>.wav``."""
 
     index = [(u, p, T) for u, (p, T) in read_feats_scp(os.path.join(feats_root, split)).items()]
-    dd = read_datadir(os.path.join(data_root, split))
-    missing = [u for u, _, _ in index if u not in dd.utt2spk]
+    if teacher_root:
+        tdir, settings = teacher_audio(teacher_root, os.path.join(feats_root, split))
+        paths = {u: safe_child(tdir, u, ".wav") for u, _, _ in index}
+        missing = [u for u, p in paths.items() if not os.path.isfile(p)]
+        where, hint = tdir, (f"the teacher's output is incomplete: rerun speechkd vocode --feats "
+                             f"{os.path.join(feats_root, split)} --vocoder {settings.get('vocoder')} --out {tdir}")
+    else:
+        dd = read_datadir(os.path.join(data_root, split))
+        missing = [u for u, _, _ in index if u not in dd.utt2spk]
+        where = os.path.join(data_root, split)
+        hint = "--feats and --data must be the same corpus (stage 2 dumps stage 0's data)"
     if missing:
-        raise SpeechkdError(f"{len(missing)} dumped utterance(s) are not in the data dir, e.g. {missing[0]}",
-                            path=os.path.join(data_root, split), utt=missing[0],
-                            hint="--feats and --data must be the same corpus (stage 2 dumps stage 0's data)")
+        raise SpeechkdError(f"{len(missing)} dumped utterance(s) have no target audio, e.g. {missing[0]}",
+                            path=where, utt=missing[0], hint=hint)
     out = []
     for utt, npz, frames in index[:max_utts] if max_utts > 0 else index:
-        entry, seg = dd.audio(utt)
-        wav = load_audio(entry, sample_rate=fc.sample_rate, utt=utt, segment=seg)[0]
+        if teacher_root:
+            wav = load_audio(paths[utt], sample_rate=fc.sample_rate, utt=utt)[0]
+        else:
+            entry, seg = dd.audio(utt)
+            wav = load_audio(entry, sample_rate=fc.sample_rate, utt=utt, segment=seg)[0]
         if fc.num_frames(len(wav)) != frames:
             raise SpeechkdError(f"{len(wav)} samples give {fc.num_frames(len(wav))} frames, the dump has {frames}",
-                                path=npz, utt=utt, hint="the dump is stale: rerun speechkd features")
+                                path=npz, utt=utt, hint="the dump is stale: rerun speechkd features"
+                                + (" and speechkd vocode" if teacher_root else ""))
         with np.load(npz) as z:
             out.append((utt, z["mel"][:frames].astype(np.float32), wav))
     if not out:
@@ -149,7 +204,8 @@ def load_pairs(feats_root: str, data_root: str, split: str, fc: FeatureConfig,
 
 
 class SegmentBatches(IterableDataset):
-    """Endless batches ``{"mel" [B, S, n_mels], "wav" [B, (S-1)·hop]}`` of random segments."""
+    """Endless batches ``{"mel" [B, S, n_mels], "wav" [B, (S-1)·hop], "index" [B]}``: one random segment
+    of each utterance of the rank's epoch order (``index`` into ``pairs``)."""
 
     def __init__(self, pairs: list[tuple[str, np.ndarray, np.ndarray]], fc: FeatureConfig, segment_frames: int,
                  batch_size: int, seed: int, start_step: int = 0):
@@ -169,13 +225,16 @@ class SegmentBatches(IterableDataset):
         return m, np.pad(w, (0, (S - 1) * hop - len(w)))
 
     def __iter__(self):
-        dist = torch.distributed.is_available() and torch.distributed.is_initialized()
-        rank = torch.distributed.get_rank() if dist else 0  # DDP: each rank draws its own segments
-        rng = np.random.default_rng([self.seed, self.start_step, rank])
+        rank, world = rank_world()
+        order = EpochShards(len(self.pairs), self.seed, rank, world)
+        rng = np.random.default_rng([self.seed, self.start_step, rank])  # DDP: each rank its own offsets
+        k = self.start_step * self.bs  # a resumed run continues the order where it stopped
         while True:
-            segs = [self.segment(int(i), rng) for i in rng.integers(len(self.pairs), size=self.bs)]
+            picks = order.take(k, self.bs)
+            k += self.bs
+            segs = [self.segment(int(i), rng) for i in picks]
             yield {"mel": torch.from_numpy(np.stack([s[0] for s in segs])),
-                   "wav": torch.from_numpy(np.stack([s[1] for s in segs]))}
+                   "wav": torch.from_numpy(np.stack([s[1] for s in segs])), "index": torch.from_numpy(picks)}
 
 
 # ---- the Lightning module --------------------------------------------------------------------------
@@ -216,6 +275,10 @@ class VocoderTask(L.LightningModule):
             logs["loss_d"] = loss_d.detach()
         mel_l1 = F.l1_loss(log_mel(y_hat, self.fc), log_mel(y, self.fc))
         loss_g = c.mel_weight * mel_l1
+        if c.stft_weight > 0:
+            stft = stft_loss(y_hat, y, c.stft_resolutions)
+            loss_g = loss_g + c.stft_weight * stft
+            logs["stft"] = stft.detach()
         if adversarial:
             _, real_feats = self.discriminator(y)
             fake, fake_feats = self.discriminator(y_hat)
@@ -278,9 +341,9 @@ class VocoderJob(Job):
 
     def prepare(self, exp_dir: str) -> None:
         d = self.config.data
-        if not d.feats_dir or not d.data_dir:
-            raise ConfigError("data.feats_dir and data.data_dir must be set",
-                              hint="pass --feats DUMP/feats --data DATA")
+        if not d.feats_dir or not (d.data_dir or d.teacher_dir):
+            raise ConfigError("data.feats_dir and data.data_dir (or data.teacher_dir) must be set",
+                              hint="pass --feats DUMP/feats --data DATA (or --teacher-audio DIR)")
         self.fc = FeatureConfig.load(os.path.join(d.feats_dir, d.train_set, "feature_config.yaml"))
         check_compatible(self.fc, FeatureConfig.load(os.path.join(d.feats_dir, d.dev_set, "feature_config.yaml")),
                          f"{d.train_set} dump", f"{d.dev_set} dump", only=MEL_FIELDS)
@@ -295,8 +358,12 @@ class VocoderJob(Job):
     def build(self, exp_dir: str, step: int) -> tuple[VocoderTask, dict[str, Any]]:
         cfg, d, fc = self.config, self.config.data, self.fc
         stats = Stats.load(os.path.join(d.feats_dir, d.train_set, "stats.npz"))
-        train = load_pairs(d.feats_dir, d.data_dir, d.train_set, fc)
-        dev = load_pairs(d.feats_dir, d.data_dir, d.dev_set, fc, d.max_dev_utts)
+        train = load_pairs(d.feats_dir, d.data_dir, d.train_set, fc, teacher_root=d.teacher_dir)
+        dev = load_pairs(d.feats_dir, d.data_dir, d.dev_set, fc, d.max_dev_utts, teacher_root=d.teacher_dir)
+        if d.teacher_dir:
+            teacher = read_settings(os.path.join(d.teacher_dir, d.train_set)) or {}
+            logger.info("targets: the waveforms of teacher %s for the dump's mels (%s)", teacher.get("vocoder"),
+                        d.teacher_dir)
         task = VocoderTask(cfg, fc, stats.mel_mean, stats.mel_std, dev, exp_dir=exp_dir)
         logger.info("%s: %.3f M generator parameters, %.3f M discriminator; %d training utterances (%.1f min)",
                     cfg.generator, sum(p.numel() for p in task.generator.parameters()) / 1e6,
@@ -305,9 +372,14 @@ class VocoderJob(Job):
         batches = SegmentBatches(train, fc, d.segment_frames, d.batch_size, cfg.trainer.seed, start_step=step)
         return task, {"train_dataloaders": DataLoader(batches, batch_size=None)}
 
+    def strategy(self, name: str) -> str:
+        # A GAN step is two backward passes, and before loss.disc_start_step the discriminators get
+        # no gradient: plain DDP expects every parameter in every backward, so it must look for unused ones.
+        return "ddp_find_unused_parameters_true" if name == "ddp" else name
+
     def finish(self, trainer, task, metrics, exp_dir: str) -> None:
         plot_curves(metrics.rows, os.path.join(exp_dir, "plots", "curves.png"),
-                    ["train/mel_l1", "val/mel_l1", "train/loss_d", "train/adv_g", "train/fm"])
+                    ["train/mel_l1", "val/mel_l1", "train/loss_d", "train/adv_g", "train/fm", "train/stft"])
 
 
 def run_vocoder_training(cfg: VocoderTrainConfig, exp_dir: str, *, progress_bar: bool | None = None,

@@ -21,8 +21,9 @@ from speechkd.config import dump_config
 from speechkd.errors import ConfigError
 from speechkd.train.vocoder import load_vocoder_config, run_vocoder_training
 
-FLAGS = {"feats": "data.feats_dir", "data": "data.data_dir", "max_minutes": "trainer.max_minutes",
-         "max_steps": "trainer.max_steps", "accelerator": "trainer.accelerator", "devices": "trainer.devices"}
+FLAGS = {"feats": "data.feats_dir", "data": "data.data_dir", "teacher_audio": "data.teacher_dir",
+         "max_minutes": "trainer.max_minutes", "max_steps": "trainer.max_steps", "accelerator": "trainer.accelerator",
+         "devices": "trainer.devices", "num_nodes": "trainer.num_nodes", "strategy": "trainer.strategy"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,11 +32,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=av.text_file, help="YAML (e.g. conf/vocoder_vocos_demo.yaml)")
     p.add_argument("--exp", type=av.output_dir, help="experiment dir (e.g. exp/vocoder_vocos)")
     p.add_argument("--feats", type=av.existing_dir, help="feature dump root with <split>/feats.scp (e.g. dump/feats)")
-    p.add_argument("--data", type=av.existing_dir, help="data root with <split>/wav.scp (e.g. data)")
+    p.add_argument("--data", type=av.existing_dir, help="data root with <split>/wav.scp (e.g. data): the "
+                   "recordings as targets")
+    p.add_argument("--teacher-audio", type=av.existing_dir,
+                   help="vocoder distillation: root with <split>/<utt>.wav, a teacher vocoder's output for the "
+                        "--feats mels (speechkd vocode --feats FEATS/<split> --vocoder hifigan_universal --out "
+                        "DIR/<split>), the targets instead of the recordings")
     p.add_argument("--max-minutes", type=av.positive_float, help="training time limit in minutes (over resumes)")
     p.add_argument("--max-steps", type=av.positive_int, help="generator step limit")
     p.add_argument("--accelerator", type=av.accelerator, help="auto, cpu, gpu")
-    p.add_argument("--devices", type=av.devices, help="devices: auto, N, or a list 0,1")
+    p.add_argument("--devices", type=av.devices, help="devices per node: auto, N, or a list 0,1")
+    p.add_argument("--num-nodes", type=av.positive_int, help="machines for multi-node DDP")
+    p.add_argument("--strategy", type=av.nonempty_str, help="Lightning strategy (auto, ddp, ...)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 

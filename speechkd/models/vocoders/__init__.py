@@ -20,6 +20,7 @@ from speechkd.errors import ConfigError
 from speechkd.features.config import FeatureConfig
 from speechkd.models.vocoders.griffin_lim import GriffinLim, GriffinLimConfig
 from speechkd.models.vocoders.hifigan import PretrainedHiFiGAN
+from speechkd.models.vocoders.hifigan_student import HiFiGANStudent, HiFiGANStudentConfig
 from speechkd.models.vocoders.vocos import VocosConfig, VocosGenerator
 from speechkd.models.vocoders.world import World, WorldConfig
 
@@ -44,6 +45,7 @@ VOCODERS: dict[str, tuple[type, type]] = {
 
 GENERATORS: dict[str, tuple[type, type]] = {
     "vocos": (VocosGenerator, VocosConfig),
+    "hifigan": (HiFiGANStudent, HiFiGANStudentConfig),  # a small V1-architecture generator
 }
 
 

@@ -176,6 +176,7 @@ class PretrainedHiFiGAN:
     """Vocoder: log-mel ``[B, T, 80]`` of :data:`HIFIGAN_FEATURES` -> waveform ``[B, T * 256]``."""
 
     needs_training = False
+    needs_wav = False
 
     def __init__(self, name: str, feats: FeatureConfig, device: str = "cpu"):
         self.feature_config = HIFIGAN_FEATURES
