@@ -90,7 +90,8 @@ def main(args: argparse.Namespace) -> int:
                        refine=RefineConfig(iters=args.refine_iters, attn_weight=args.refine_attn_weight,
                                            acoustic_weight=args.refine_acoustic_weight))
     if args.espnet_model:
-        from speechkd.distill.espnet_teacher import espnet_teacher_dump  # why: ESPnet (an optional extra)
+        # why: ESPnet is an optional extra
+        from speechkd.distill.espnet_teacher import espnet_teacher_dump
 
         reports = espnet_teacher_dump(args.espnet_config, args.espnet_model, args.data, args.split, args.out,
                                       args.kd_mode, opts, device=args.device, overwrite=args.overwrite)

@@ -405,7 +405,8 @@ def synth_exported(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda"):
         raise SpeechkdError("an exported dir runs on the CPU (onnxruntime)", field="--device", hint="--device cpu")
     if args.list_speakers:
-        from speechkd.runtime.bundle import read_manifest as read_bundle  # why: the runtime path stays torch-free
+        # why: the runtime path stays torch-free
+        from speechkd.runtime.bundle import read_manifest as read_bundle
 
         speakers = read_bundle(args.model)["speakers"]
         if not speakers:
