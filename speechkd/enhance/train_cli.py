@@ -5,6 +5,7 @@
         data.estimates_dir=exp/teacher_nytt/estimates/train_noisy
     speechkd se-train --config conf/teacher_nytt.yaml --exp exp/teacher_nytt_more \
         --continue-from exp/teacher_nytt --extra-steps 600       # same-compute control
+    speechkd se-train --config conf/teacher_nytt.yaml --exp exp/teacher_nytt --devices 2 --strategy ddp
     speechkd se-train --config conf/teacher_nytt.yaml --print-config
 
 ``method`` in the config picks the pairs: nytt | clean | remix_noisy | remix_enhanced | remixit
@@ -40,12 +41,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-steps", type=av.positive_int, default=None,
                         help="with --continue-from: train until the starting checkpoint's step plus these "
                              "(sets trainer.max_steps; a budget that does not depend on how busy the machine is)")
+    parser.add_argument("--devices", type=av.devices, help="devices per node: auto, N, or a list 0,1 "
+                                                           "(sets trainer.devices)")
+    parser.add_argument("--num-nodes", type=av.positive_int, help="machines for multi-node DDP (trainer.num_nodes)")
+    parser.add_argument("--strategy", type=av.nonempty_str, help="Lightning strategy: auto, ddp, ... "
+                                                                 "(trainer.strategy)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_minutes=15")
 
 
 def main(args: argparse.Namespace) -> int:
-    cfg = load_se_config(args.config, args.overrides)
+    flags = [f"trainer.{key}={getattr(args, key)}" for key in ("devices", "num_nodes", "strategy")
+             if getattr(args, key) is not None]
+    cfg = load_se_config(args.config, list(args.overrides) + flags)
     if args.extra_minutes is not None and args.extra_steps is not None:
         raise SpeechkdError("give --extra-minutes or --extra-steps, not both", field="--extra-steps")
     if args.extra_minutes is not None or args.extra_steps is not None:
