@@ -215,8 +215,8 @@ def _distill_cases(bench: Bench, args: argparse.Namespace, wav: np.ndarray, sr: 
     """The ``distill`` group (module docstring): teacher and students on the signal at 22.05 kHz."""
     import torch
 
-    from speechkd.corpora.common import resample
-    from speechkd.models.vocoders.hifigan import HIFIGAN_FEATURES
+    from speechkd.corpora.common import resample  # why: only the distill group resamples
+    from speechkd.models.vocoders.hifigan import HIFIGAN_FEATURES  # why: only it needs the HiFi-GAN setting
 
     fc = HIFIGAN_FEATURES
     mel = log_mel(torch.from_numpy(resample(wav, sr, fc.sample_rate).astype(np.float32)), fc)[None].to(device)
