@@ -198,6 +198,10 @@ def test_export_refusals_and_damaged_manifest(se, tmp_path, capsys):
     (bad / se_rt.MASK).unlink()
     assert main(["enhance", "--model", str(bad), "-i", str(se["wav"]), "-o", str(tmp_path / "y.wav")]) == 2
     assert "mask.onnx is missing" in capsys.readouterr().err
+    # an SE export given to the TTS synthesiser: one line that says which command takes it
+    assert main(["synth", "--model", str(se["x_crn"]), "hello", "-o", str(tmp_path / "s.wav")]) == 2
+    err = capsys.readouterr().err
+    assert "speech enhancement model" in err and "speechkd enhance --model" in err and "Traceback" not in err
 
 
 def test_exported_dir_without_torch_and_through_pipes(se, tmp_path, capsys):

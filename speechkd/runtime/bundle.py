@@ -75,6 +75,9 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
                             hint="make one with `speechkd export --model exp/<model> --format onnx --out DIR`") from None
     except (ValueError, RecursionError) as e:
         raise SpeechkdError(f"manifest is not valid JSON ({e})", path=mpath, hint="export the model again") from None
+    if isinstance(man, dict) and man.get("format") == "speechkd-se-onnx":  # speechkd.runtime.se.FORMAT
+        raise SpeechkdError("this exported dir is a speech enhancement model, not a TTS one", path=root,
+                            field="--model", hint=f"speechkd enhance --model {root} -i noisy.wav -o enhanced.wav")
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise SpeechkdError(f"manifest format is not {FORMAT!r}", path=mpath, field="format")
     version = man.get("format_version")
