@@ -27,6 +27,17 @@ def write_wav(path: Path, *, seconds: float = 0.25, sr: int = SR, channels: int 
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine a second thread only spins (~30x slower)."""
+    import torch  # imports torch: only for the modules that use it
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def tiny_datadir(tmp_path: Path) -> Path:
     """A valid data dir ``tmp_path/data`` of 6 utterances (0.25 s each at 16 kHz, alternating
     sine and noise) by speakers spkA and spkB; the wavs live in ``tmp_path/wav``."""

@@ -26,13 +26,7 @@ from speechkd.enhance.train import run_se_training
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine a second thread only spins (~30x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _overrides(se: Path, method: str = "nytt", model: str = "subband_gru", steps: int = 4) -> list[str]:

@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from se_fixtures import make_corpora
 from speechkd.data.kaldi import read_datadir, read_table
@@ -20,13 +19,7 @@ from speechkd.enhance.mixing import mix_int16, snr_db
 from speechkd.enhance.prepare import MixPlan, prepare_se_data
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine a second thread only spins (~30x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from speechkd.eval.se_metrics import si_sdr
 TINY = {"crn": {"channels": [4, 8], "rnn_hidden": 16}, "subband_gru": {"bands": 24, "full_bins": 8, "hidden": 16}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine a second thread only spins (~30x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _snr(s: torch.Tensor, n: torch.Tensor) -> torch.Tensor:

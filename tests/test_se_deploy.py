@@ -30,12 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-4  # max |difference| of enhanced waveforms (full scale 1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -62,19 +62,25 @@ def is_exported_dir(path: str | os.PathLike | None) -> bool:
     return bool(path) and os.path.isfile(os.path.join(os.fspath(path), MANIFEST))  # type: ignore[arg-type]
 
 
+def load_manifest_json(root: str, model: str) -> tuple[Any, str]:
+    """The parsed ``manifest.json`` of an exported dir and its path, or one clear line when it is
+    absent or not JSON (``model``: what to export, in the hint)."""
+    mpath = os.path.join(root, MANIFEST)
+    try:
+        with open(mpath, encoding="utf-8") as f:
+            return json.load(f), mpath
+    except FileNotFoundError:
+        raise SpeechkdError("not an exported model dir (no manifest.json)", path=root,
+                            hint=f"make one with `speechkd export --model {model} --format onnx --out DIR`") from None
+    except (ValueError, RecursionError) as e:
+        raise SpeechkdError(f"manifest is not valid JSON ({e})", path=mpath, hint="export the model again") from None
+
+
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The checked manifest of an exported dir: right format, a version this code reads, every file
     it names present and inside the dir."""
     root = os.fspath(path)
-    mpath = os.path.join(root, MANIFEST)
-    try:
-        with open(mpath, encoding="utf-8") as f:
-            man = json.load(f)
-    except FileNotFoundError:
-        raise SpeechkdError("not an exported model dir (no manifest.json)", path=root,
-                            hint="make one with `speechkd export --model exp/<model> --format onnx --out DIR`") from None
-    except (ValueError, RecursionError) as e:
-        raise SpeechkdError(f"manifest is not valid JSON ({e})", path=mpath, hint="export the model again") from None
+    man, mpath = load_manifest_json(root, "exp/<model>")
     if isinstance(man, dict) and man.get("format") == "speechkd-se-onnx":  # speechkd.runtime.se.FORMAT
         raise SpeechkdError("this exported dir is a speech enhancement model, not a TTS one", path=root,
                             field="--model", hint=f"speechkd enhance --model {root} -i noisy.wav -o enhanced.wav")

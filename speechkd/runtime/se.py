@@ -31,6 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from speechkd.errors import AudioError, SpeechkdError
+from speechkd.runtime.bundle import load_manifest_json
 from speechkd.runtime.dsp import istft, periodic_window, stft
 from speechkd.runtime.synth import _session, require_onnxruntime
 
@@ -68,15 +69,7 @@ def is_se_dir(path: str | os.PathLike | None) -> bool:
 def read_se_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The checked manifest of an exported SE dir."""
     root = os.fspath(path)
-    mpath = os.path.join(root, MANIFEST)
-    try:
-        with open(mpath, encoding="utf-8") as f:
-            man = json.load(f)
-    except FileNotFoundError:
-        raise SpeechkdError("not an exported model dir (no manifest.json)", path=root,
-                            hint="make one with `speechkd export --model exp/<se model> --format onnx --out DIR`") from None
-    except (ValueError, RecursionError) as e:
-        raise SpeechkdError(f"manifest is not valid JSON ({e})", path=mpath, hint="export the model again") from None
+    man, mpath = load_manifest_json(root, "exp/<se model>")
     if not isinstance(man, dict) or man.get("format") != FORMAT:
         raise SpeechkdError(f"manifest format is not {FORMAT!r}", path=mpath, field="format")
     version = man.get("format_version")
