@@ -45,8 +45,8 @@ students="student_remix student_small"   # conf/<name>_<preset>.yaml each, train
                             # add student_remix_ema for EMA-teacher rounds (RemixIT)
 baselines="hpf80 rnnoise"   # untrained systems on every test set (rnnoise: the pyrnnoise wheel, se-peers extra)
 dnsmos=auto                 # DNSMOS P.835 in the evaluation: auto (when speechmos is installed) | on | off
-dnsmos_utts=30              # DNSMOS of that many utterances of each test set (spread over it; 0: all): its
-                            # network costs far more than PESQ/STOI
+dnsmos_utts=                # DNSMOS of that many utterances of each test set (spread over it; 0: all): its
+                            # network costs far more than PESQ/STOI (default: 30; tiny preset 1)
 upper_bound=true            # train the same network on clean targets (reads the eval-only clean speech)
 control=true                # train the teacher on for the students' extra minutes
 average=3                   # enhance with the average of the last N checkpoints of each model
@@ -61,6 +61,7 @@ expdir=exp
 . "$recipes/utils/parse_options.sh"
 . "$recipes/lib.sh"
 [ -n "$spread" ] || { [ "$preset" = tiny ] && spread=1 || spread=3; }
+[ -n "$dnsmos_utts" ] || { [ "$preset" = tiny ] && dnsmos_utts=1 || dnsmos_utts=30; }
 [ -f ./path.sh ] && . ./path.sh
 [ -f ./cmd.sh ] && . ./cmd.sh
 markers=$expdir/.done
@@ -112,20 +113,22 @@ stage_estimates() {
   done
 }
 
-# trainer_key CONFIG KEY: a trainer budget of a resolved config (max_steps, max_minutes, or model).
-trainer_key() { speechkd se-train --config "$1" --print-config | awk -v k="$2" '$1 == k":" {print $2; exit}'; }
+# trainer_key RESOLVED KEY: a trainer budget (max_steps, max_minutes) or the model of a resolved
+# config (the output of speechkd se-train --print-config, read once per config: each call starts torch).
+trainer_key() { awk -v k="$2" '$1 == k":" {print $2; exit}' <<< "$1"; }
 
 stage_students() {
-  local s conf minutes=0 steps=0 teacher_model
-  teacher_model=$(trainer_key "$(conf_file teacher_nytt)" model)
+  local s conf resolved minutes=0 steps=0 teacher_model
+  teacher_model=$(trainer_key "$(speechkd se-train --config "$(conf_file teacher_nytt)" --print-config)" model)
   for s in $students; do
     conf=$(conf_file "$s")
     # the config names the teacher's estimates (and, for the teacher's own architecture, init_from)
     speechkd se-train --config "$conf" --exp "$expdir/$s"
-    minutes=$(awk -v a="$minutes" -v b="$(trainer_key "$conf" max_minutes)" 'BEGIN {print (b > a) ? b : a}')
+    resolved=$(speechkd se-train --config "$conf" --print-config)
+    minutes=$(awk -v a="$minutes" -v b="$(trainer_key "$resolved" max_minutes)" 'BEGIN {print (b > a) ? b : a}')
     # steps count as compute only for the teacher's own network
-    if [ "$(trainer_key "$conf" model)" = "$teacher_model" ]; then
-      steps=$(awk -v a="$steps" -v b="$(trainer_key "$conf" max_steps)" 'BEGIN {print (b > a) ? b : a}')
+    if [ "$(trainer_key "$resolved" model)" = "$teacher_model" ]; then
+      steps=$(awk -v a="$steps" -v b="$(trainer_key "$resolved" max_steps)" 'BEGIN {print (b > a) ? b : a}')
     fi
   done
   if [ "$control" = true ]; then

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from speechkd.config import from_dict
-from speechkd.data.speakers import Speakers, unknown_speaker
+from speechkd.data.speakers import Speakers, check_speaker_names
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.models import AcousticModel, get_model_class
@@ -174,15 +174,7 @@ class LoadedModel:
         if not sp.conditioned:
             return {}
         out: dict[str, torch.Tensor] = {}
-        known = sp.known
-        for i, name in enumerate(names):
-            if name is None or name == "":
-                raise SpeechkdError(f"a multi-speaker model needs a speaker; it knows: {', '.join(known[:20])}"
-                                    + (" ..." if len(known) > 20 else ""), utt=utts[i] if utts else None,
-                                    path=self.path, field="speaker",
-                                    hint="speechkd synth --speaker ID (or --utt2spk FILE); Python: speaker=ID")
-            if name not in known:
-                raise unknown_speaker(name, known, utt=utts[i] if utts else None, path=self.path)
+        check_speaker_names(names, sp.known, utts=utts, path=self.path)
         if sp.n_table:
             out["spk"] = torch.tensor([sp.ids.index(n) for n in names], dtype=torch.long, device=device)
         if sp.embed_dim:

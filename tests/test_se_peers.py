@@ -5,6 +5,7 @@ and removed; both in `speechkd eval se` / the SE systems. Skipped without the se
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -130,14 +131,26 @@ def test_eval_se_reports_dnsmos_and_the_summary_shows_it(one_utt):
                 str(t / "eval/set/half/results.json"), "--out", str(t / "eval")]) == 0
     md = (t / "eval/results.md").read_text()
     assert "| DNSMOS SIG | DNSMOS BAK | DNSMOS OVRL |" in md and "| half | 1 |" in md
-    # --noisy-results: the noisy input's DNSMOS is read from its own row, not computed again
+    # --noisy-results: the noisy input's scores are read from its own row, not computed again: DNSMOS
+    # for the same noisy audio, PESQ/STOI/SI-SDR only against the same clean reference
     tampered = json.loads((t / "eval/set/noisy/results.json").read_text())
-    tampered["utts"][0]["dnsmos_ovrl"] = 4.5
+    tampered["utts"][0].update(dnsmos_ovrl=4.5, si_sdr=-99.0, pesq=1.01)
     (t / "noisy.json").write_text(json.dumps(tampered))
-    assert cli(["eval", "se", "--ref-dir", str(t / "ref"), "--enh-dir", str(t / "enh"), "--noisy-dir", str(t / "noisy"),
-                "--out", str(t / "eval2"), "--noisy-results", str(t / "noisy.json")]) == 0
+    shutil.copytree(t / "ref", t / "ref2")
+    for ref, out in (("ref", "eval2"), ("ref2", "eval3")):
+        assert cli(["eval", "se", "--ref-dir", str(t / ref), "--enh-dir", str(t / "enh"), "--noisy-dir",
+                    str(t / "noisy"), "--out", str(t / out), "--noisy-results", str(t / "noisy.json")]) == 0
     again = json.loads((t / "eval2/results.json").read_text())["utts"][0]
     assert again["dnsmos_ovrl_noisy"] == 4.5 and again["dnsmos_ovrl"] == pytest.approx(row["dnsmos_ovrl"])
+    assert again["si_sdr_noisy"] == -99.0 and again["si_sdr_delta"] == pytest.approx(row["si_sdr"] + 99.0)
+    assert again["pesq_noisy"] == 1.01 and again["stoi_noisy"] == row["stoi_noisy"]
+    other_ref = json.loads((t / "eval3/results.json").read_text())["utts"][0]
+    assert other_ref["dnsmos_ovrl_noisy"] == 4.5 and other_ref["si_sdr_noisy"] == pytest.approx(row["si_sdr_noisy"])
+    # the results of other audio are not reused at all
+    assert cli(["eval", "se", "--ref-dir", str(t / "ref"), "--enh-dir", str(t / "noisy"), "--noisy-dir", str(t / "enh"),
+                "--out", str(t / "eval4"), "--noisy-results", str(t / "noisy.json"), "--dnsmos", "off"]) == 0
+    swapped = json.loads((t / "eval4/results.json").read_text())["utts"][0]
+    assert swapped["si_sdr_noisy"] == pytest.approx(row["si_sdr"]) and swapped["pesq_noisy"] == pytest.approx(row["pesq"])
 
 
 def test_eval_se_dnsmos_off_and_missing(one_utt, monkeypatch, capsys):

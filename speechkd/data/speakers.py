@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -86,6 +87,20 @@ def unknown_speaker(spk: str, known: list[str], *, utt: str | None = None, path:
     return SpeechkdError(f"unknown speaker '{spk}'; the model knows: {shown or 'no speakers (single-speaker)'}",
                          utt=utt, path=path, field="speaker",
                          hint="pick one of those (`speechkd synth --model M --list-speakers`)")
+
+
+def check_speaker_names(names: Sequence[str | None], known: list[str], *, utts: Sequence[str] | None = None,
+                        path: str | None = None) -> None:
+    """Refuse, before any work, a missing speaker (for a multi-speaker model) or an unknown one: the
+    one message of every synthesis path (PyTorch and exported)."""
+    for i, name in enumerate(names):
+        utt = utts[i] if utts else None
+        if name is None or name == "":
+            raise SpeechkdError(f"a multi-speaker model needs a speaker; it knows: {', '.join(known[:20])}"
+                                + (" ..." if len(known) > 20 else ""), utt=utt, path=path, field="speaker",
+                                hint="speechkd synth --speaker ID (or --utt2spk FILE); Python: speaker=ID")
+        if name not in known:
+            raise unknown_speaker(name, known, utt=utt, path=path)
 
 
 def speaker_list(utt2spk: dict[str, str]) -> list[str]:

@@ -20,9 +20,6 @@ import math
 
 from speechkd.config import dump_config
 from speechkd.enhance.config import load_se_config
-from speechkd.checkpoints import read_checkpoint
-from speechkd.enhance.exp import resolve_checkpoint
-from speechkd.enhance.train import run_se_training
 from speechkd.errors import SpeechkdError
 from speechkd.utils import args as av
 
@@ -60,6 +57,9 @@ def main(args: argparse.Namespace) -> int:
         flag = "--extra-minutes" if args.extra_minutes is not None else "--extra-steps"
         if not args.continue_from:
             raise SpeechkdError(f"{flag} counts from the --continue-from checkpoint: give both", field=flag)
+        from speechkd.checkpoints import read_checkpoint  # why: torch; --print-config (recipes) stays light
+        from speechkd.enhance.exp import resolve_checkpoint  # why: the same
+
         ckpt = read_checkpoint(resolve_checkpoint(args.continue_from), "se")
         if args.extra_steps is not None:
             cfg.trainer.max_steps = int(ckpt.get("global_step", 0)) + args.extra_steps
@@ -81,6 +81,8 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.exp:
         raise SpeechkdError("--exp is required to train", field="--exp")
+    from speechkd.enhance.train import run_se_training  # why: torch and Lightning, not needed to print a config
+
     last = run_se_training(cfg, args.exp, continue_from=args.continue_from or "")
     print(f"-> {last}")
     return 0

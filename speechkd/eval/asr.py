@@ -64,4 +64,6 @@ def _recognize_job(job: _Job) -> tuple[str, str]:
 
 def recognize_many(jobs: list[tuple[str, str, tuple[float, float] | None]], nj: int = 1) -> dict[str, str]:
     """{utt: hypothesis} for (utt, wav.scp entry, segment) triples, over ``nj`` processes."""
+    if nj > 1 and len(jobs) > 1:
+        _get_decoder()  # load the models once here: the forked workers inherit them instead of each loading
     return dict(process_map(_recognize_job, [_Job(*j) for j in jobs], nj))

@@ -55,6 +55,15 @@ from speechkd.utils import args as av
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 
 
+def add_dnsmos_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dnsmos", choices=DNSMOS_MODES, default="auto",
+                   help="DNSMOS P.835 SIG/BAK/OVRL (reference-free; speechmos + onnxruntime): on, off, or auto "
+                        "(when installed; default)")
+    p.add_argument("--dnsmos-utts", type=av.nonneg_int, default=0, metavar="N",
+                   help="DNSMOS of N evenly spaced utterances only (its network costs far more than the other "
+                        "measures); 0 = all (default)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="WHAT")
     sub.required = True
@@ -158,12 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--title", type=av.nonempty_str, default="Speech enhancement: objective evaluation", help="title of the summary")
     p.add_argument("--paired-against", type=av.nonempty_str, default=None,
                    help="system (e.g. teacher_nytt) to compare every system with, utterance by utterance")
-    p.add_argument("--dnsmos", choices=DNSMOS_MODES, default="auto",
-                   help="DNSMOS P.835 SIG/BAK/OVRL (reference-free; speechmos + onnxruntime): on, off, or auto "
-                        "(when installed; default)")
-    p.add_argument("--dnsmos-utts", type=av.nonneg_int, default=0, metavar="N",
-                   help="DNSMOS of N evenly spaced utterances only (its network costs far more than the other "
-                        "measures); 0 = all (default)")
+    add_dnsmos_arguments(p)
 
     p = sub.add_parser("se", help="PESQ-wb, STOI, ESTOI, SI-SDR (and improvements) of enhanced audio")
     p.epilog = av.RUNS_PIPES
@@ -179,14 +183,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--nj", type=av.jobs, default=1, help="parallel processes")
     p.add_argument("--allow-missing", action="store_true", help="record missing audio instead of failing")
     p.add_argument("--noisy-results", type=av.existing_file, default=None,
-                   help="results.json of eval se on the noisy input itself: its DNSMOS scores of the noisy "
-                        "input are reused instead of computed again")
-    p.add_argument("--dnsmos", choices=DNSMOS_MODES, default="auto",
-                   help="DNSMOS P.835 SIG/BAK/OVRL (reference-free; speechmos + onnxruntime): on, off, or auto "
-                        "(when installed; default)")
-    p.add_argument("--dnsmos-utts", type=av.nonneg_int, default=0, metavar="N",
-                   help="DNSMOS of N evenly spaced utterances only (its network costs far more than the other "
-                        "measures); 0 = all (default)")
+                   help="results.json of eval se on the noisy input itself (--enh-dir the noisy dir): its "
+                        "scores of the noisy input are reused instead of computed again (PESQ, STOI, SI-SDR "
+                        "when it had the same --ref-dir; DNSMOS)")
+    add_dnsmos_arguments(p)
     p.add_argument("--title", type=av.nonempty_str, default=None)
 
     p = sub.add_parser("durations", help="phone-boundary error of teacher durations vs flite's own phone timings")
@@ -281,8 +281,8 @@ def _main_se_systems(args: argparse.Namespace) -> int:
         if up_to_date(j):
             print(f"{j.out}: up to date with {j.enh_dir}, not evaluated again")
             continue
-        # the noisy input's DNSMOS is computed once per test set (its own row, run first) and reused;
-        # single checkpoints (the spread columns: SI-SDRi, PESQ) get none
+        # the noisy input is scored once per test set (its own row, run first) and its scores reused;
+        # single checkpoints (the spread columns: SI-SDRi, PESQ) get no DNSMOS
         noisy = os.path.join(os.path.dirname(j.out), NOISY, "results.json")
         reuse = ["--noisy-results", noisy] if j.system != NOISY and os.path.isfile(noisy) else []
         _main_se(_parse("se", "--ref-dir", j.ref_dir, "--enh-dir", j.enh_dir, "--noisy-dir", j.noisy_dir,

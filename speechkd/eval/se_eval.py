@@ -117,13 +117,17 @@ def _eval_job(job: tuple) -> dict:
     row = {"utt": utt, "seconds": len(ref) / sr, "sample_rate": sr}
     row.update(score(enh, ref, sr, dnsmos))
     if noisy_loc is not None:
+        known = noisy_known or {}
         if noisy_loc == enh_loc:  # the noisy input's own row: its scores, not computed twice
             n = {k: v for k, v in row.items() if k not in ("utt", "seconds", "sample_rate")}
             n.update({"_pesq_s": 0.0, "_stoi_s": 0.0, "_dnsmos_s": 0.0})
+        elif all(k in known for k in BASE) and (not dnsmos or all(k in known for k in dnsmos_p835.KEYS)):
+            n = {k: v for k, v in known.items() if k in metric_keys(dnsmos) or k.endswith("_error")}
+            n.update({"_pesq_s": 0.0, "_stoi_s": 0.0, "_dnsmos_s": 0.0})
         else:
             noisy = _match(_load(noisy_loc, utt, sr)[0], ref, utt, noisy_loc[0])
-            n = score(noisy, ref, sr, dnsmos and not noisy_known)
-            n.update(noisy_known or {})
+            n = score(noisy, ref, sr, dnsmos and not all(k in known for k in dnsmos_p835.KEYS))
+            n.update({k: known[k] for k in dnsmos_p835.KEYS if dnsmos and k in known})
         for t in ("_pesq_s", "_stoi_s", "_dnsmos_s"):
             row[t] += n.pop(t)
         row.update({f"{k}_noisy": v for k, v in n.items()})
@@ -151,14 +155,25 @@ def use_dnsmos(mode: str) -> bool:
     return False
 
 
-def noisy_dnsmos(path: str) -> dict[str, dict[str, float]]:
-    """{utt: DNSMOS of the noisy input} from the results.json of ``eval se`` run on the noisy input
-    itself (as its enhanced audio), to be reused rather than recomputed for every system."""
+def noisy_scores(path: str, ref_dir: str, noisy_dir: str) -> dict[str, dict[str, float]]:
+    """{utt: scores of the noisy input} from the results.json of ``eval se`` run on the noisy input
+    itself (as its enhanced audio), to be reused rather than recomputed for every system: its
+    reference-free DNSMOS when it scored the same noisy audio, and its PESQ, STOI, ESTOI and SI-SDR
+    too when it also had the same clean reference ({} for the results of other audio)."""
+    res = read_results(path)
+    same = (lambda a, b: isinstance(a, str) and os.path.realpath(a) == os.path.realpath(b))
+    if not same(res.get("system"), noisy_dir):
+        log.warning("%s scored %s, not the noisy input %s: not reused", path, res.get("system"), noisy_dir)
+        return {}
+    keys = dnsmos_p835.KEYS + (BASE if same(res.get("reference"), ref_dir) else ())
     out = {}
-    for r in read_results(path).get("utts", []):
-        vals = {k: r.get(k) for k in dnsmos_p835.KEYS}
-        if "utt" in r and all(isinstance(v, (int, float)) for v in vals.values()):
-            out[str(r["utt"])] = {k: float(v) for k, v in vals.items()}
+    for r in res.get("utts", []):
+        if "utt" not in r:
+            continue
+        vals = {k: float(r[k]) for k in keys if isinstance(r.get(k), (int, float))}
+        if "pesq" in vals:  # a NaN PESQ/STOI comes with the reason, reused with it
+            vals.update({k: r[k] for k in ("pesq_error", "stoi_error") if isinstance(r.get(k), str)})
+        out[str(r["utt"])] = vals
     return out
 
 
@@ -183,12 +198,12 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
                 noisy_results: str | None = None, dnsmos_utts: int = 0) -> dict:
     """Evaluate the enhanced set against the clean reference set (and the noisy set, when given);
     ``dnsmos``: one of :data:`DNSMOS_MODES` (:func:`use_dnsmos`); ``noisy_results``: the noisy
-    input's own results.json, whose DNSMOS scores are reused (:func:`noisy_dnsmos`).
+    input's own results.json, whose scores are reused (:func:`noisy_scores`).
 
     Utterances are those of the reference set (the first ``num_utts`` in C order
     when > 0). Returns {"summary", "timing", "missing", "utts"}."""
     with_dnsmos = use_dnsmos(dnsmos)
-    known = noisy_dnsmos(noisy_results) if (with_dnsmos and noisy_results and noisy_dir) else {}
+    known = noisy_scores(noisy_results, ref_dir, noisy_dir) if (noisy_results and noisy_dir) else {}
     ref_set, enh_set = AudioSet(ref_dir, "clean reference"), AudioSet(enh_dir, "enhanced audio")
     noisy_set = AudioSet(noisy_dir, "noisy input") if noisy_dir else None
     utts = ref_set.utts()
@@ -210,8 +225,7 @@ def evaluate_se(ref_dir: str, enh_dir: str, noisy_dir: str | None = None, *, num
             log.warning("%s: %s missing: %s", utt, s.role, path)
             missing.append({"utt": utt, "path": path})
             continue
-        jobs.append((utt, ref_set.locate(utt), enh, noisy, utt in with_dns,
-                     known.get(utt) if utt in with_dns else None))
+        jobs.append((utt, ref_set.locate(utt), enh, noisy, utt in with_dns, known.get(utt)))
     if not jobs:
         raise SpeechkdError("no enhanced audio to evaluate", path=enh_dir)
     t0 = time.perf_counter()

@@ -41,6 +41,7 @@ from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import MEL_FIELDS, check_compatible
 from speechkd.models.diffusion_sampling import sampling_grid
 from speechkd.models.vocoders import Vocoder
+from speechkd.runtime.dsp import utterance_waves
 from speechkd.text.frontend import Frontend
 from speechkd.text.tokens import TokenList
 from speechkd.utils.batching import length_sorted_batches
@@ -206,16 +207,8 @@ class Synthesizer:
         wav = self.vocoder(log_mel, mel_lens)
         wav = wav.float().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav, np.float32)
         stopped = out.get("stopped")
-        hop = self.feature_config.hop_length
-        res = []
-        for b in range(len(ids)):
-            n = int(mel_lens[b])
-            w = wav[b, :min(n * hop, wav.shape[1])].astype(np.float32)
-            peak = float(np.abs(w).max()) if len(w) else 0.0
-            if peak > 1.0:  # never clip: scale down
-                w = w * (0.99 / peak)
-            res.append((w, n, True if stopped is None else bool(stopped[b])))
-        return res
+        waves = utterance_waves(wav, mel_lens, self.feature_config.hop_length)
+        return [(w, int(mel_lens[b]), True if stopped is None else bool(stopped[b])) for b, w in enumerate(waves)]
 
     def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
                  seed: int | None = None, speaker: str | None = None) -> tuple[np.ndarray, int]:

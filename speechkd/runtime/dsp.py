@@ -81,3 +81,14 @@ def griffin_lim(mag: np.ndarray, n_fft: int, hop: int, window: np.ndarray, cente
         angles = np.where(a > 0, t / np.where(a > 0, a, 1.0), 0.0)  # sgn(z), 0 at z = 0
         prev = rebuilt
     return istft(mag * angles, n_fft, hop, window, center, length)
+
+
+def utterance_waves(wav: np.ndarray, mel_lens, hop: int) -> list[np.ndarray]:
+    """Each utterance's samples of a padded vocoder batch ``wav`` [B, N] (its ``mel_lens[b] * hop``
+    samples, float32), scaled down to a 0.99 peak where it exceeds 1: never clipped."""
+    out = []
+    for b in range(len(wav)):
+        w = wav[b, :min(int(mel_lens[b]) * hop, wav.shape[1])].astype(np.float32)
+        peak = float(np.abs(w).max()) if len(w) else 0.0
+        out.append(w * (0.99 / peak) if peak > 1.0 else w)
+    return out

@@ -85,6 +85,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def json_error(status: int, message: str, headers: dict[str, str] | None = None):
+    """Every refusal's body: ``{"error": message, "status": status}``."""
+    from starlette.responses import JSONResponse  # why: the serve extra is optional; imported when answering
+
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+
+async def read_body(request, max_bytes: int) -> bytes:
+    """The request body, refused (413) as soon as its declared or received size passes ``max_bytes``:
+    a client cannot make the server hold more than that."""
+    size = request.headers.get("content-length")
+    if size is not None and (not size.isdigit() or int(size) > max_bytes):
+        raise HTTPError(413, f"request body over {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise HTTPError(413, f"request body over {max_bytes} bytes")
+    return bytes(body)
+
+
 def make_app(synth: OnnxSynthesizer, limits: Limits):
     """The Starlette application serving ``synth`` under ``limits``."""
     import anyio  # why: the serve extra (starlette, uvicorn) is optional; imported when a server is made
@@ -97,20 +118,6 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
     state = {"pending": 0}
     workers = anyio.CapacityLimiter(limits.workers)
     frontend_lock = threading.Lock()
-
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
-
-    async def read_body(request: Request) -> bytes:
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
-            raise HTTPError(413, f"request body over {limits.max_body_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.max_body_bytes:
-                raise HTTPError(413, f"request body over {limits.max_body_bytes} bytes")
-        return bytes(body)
 
     def parse(request: Request, body: bytes) -> tuple[str, float, bool, str | None]:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -198,11 +205,11 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
 
     async def synthesize(request: Request) -> Response:
         if state["pending"] >= limits.max_pending:
-            return error(503, f"busy: {limits.max_pending} requests in flight", {"Retry-After": "1"})
+            return json_error(503, f"busy: {limits.max_pending} requests in flight", {"Retry-After": "1"})
         state["pending"] += 1  # one event loop: no lock needed
         handed_over = False  # a streamed body releases its slot when it ends
         try:
-            text, speed, stream, speaker = parse(request, await read_body(request))
+            text, speed, stream, speaker = parse(request, await read_body(request, limits.max_body_bytes))
             if stream:
                 ids = await anyio.to_thread.run_sync(sentence_ids, text, limiter=workers)
                 handed_over = True
@@ -210,7 +217,7 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
             audio = await anyio.to_thread.run_sync(run, text, speed, speaker, limiter=workers)
             return Response(audio, media_type="audio/wav")
         except HTTPError as e:
-            return error(e.status, e.message, e.headers)
+            return json_error(e.status, e.message, e.headers)
         finally:
             if not handed_over:
                 state["pending"] -= 1
@@ -221,7 +228,7 @@ def make_app(synth: OnnxSynthesizer, limits: Limits):
                              "limits": vars(limits)})
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return error(exc.status_code, exc.detail or "error")
+        return json_error(exc.status_code, exc.detail or "error")
 
     routes = [Route("/health", health, methods=["GET"]), Route("/synthesize", synthesize, methods=["POST"])]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -21,7 +21,7 @@ import numpy as np
 
 from speechkd.errors import SpeechkdError
 from speechkd.runtime.se import OnnxEnhancer
-from speechkd.runtime.serve import HTTPError, Limits, is_loopback, listen_socket, wav_bytes
+from speechkd.runtime.serve import HTTPError, Limits, is_loopback, json_error, listen_socket, read_body, wav_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -62,20 +62,6 @@ def make_se_app(enh: OnnxEnhancer, limits: Limits):
     state = {"pending": 0}
     workers = anyio.CapacityLimiter(limits.workers)
 
-    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
-
-    async def read_body(request: Request) -> bytes:
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limits.max_body_bytes):
-            raise HTTPError(413, f"request body over {limits.max_body_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.max_body_bytes:
-                raise HTTPError(413, f"request body over {limits.max_body_bytes} bytes")
-        return bytes(body)
-
     def run(body: bytes) -> bytes:
         wav = decode_wav(body, enh.sample_rate, enh.n_fft // 2 + 1)
         try:
@@ -85,16 +71,16 @@ def make_se_app(enh: OnnxEnhancer, limits: Limits):
 
     async def enhance(request: Request) -> Response:
         if state["pending"] >= limits.max_pending:
-            return error(503, f"busy: {limits.max_pending} requests in flight", {"Retry-After": "1"})
+            return json_error(503, f"busy: {limits.max_pending} requests in flight", {"Retry-After": "1"})
         state["pending"] += 1  # one event loop: no lock needed
         try:
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in AUDIO_TYPES:
                 raise HTTPError(415, f"content type {ctype!r}: send audio/wav")
-            body = await read_body(request)
+            body = await read_body(request, limits.max_body_bytes)
             return Response(await anyio.to_thread.run_sync(run, body, limiter=workers), media_type="audio/wav")
         except HTTPError as e:
-            return error(e.status, e.message, e.headers)
+            return json_error(e.status, e.message, e.headers)
         finally:
             state["pending"] -= 1
 
@@ -104,7 +90,7 @@ def make_se_app(enh: OnnxEnhancer, limits: Limits):
                              "limits": {k: v for k, v in vars(limits).items() if k != "max_chars"}})
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return error(exc.status_code, exc.detail or "error")
+        return json_error(exc.status_code, exc.detail or "error")
 
     routes = [Route("/health", health, methods=["GET"]), Route("/enhance", enhance, methods=["POST"])]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -27,11 +27,11 @@ from typing import Callable, Iterator, Literal, Sequence
 import numpy as np
 
 from speechkd.config import load_config
-from speechkd.data.speakers import unknown_speaker
+from speechkd.data.speakers import check_speaker_names
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import FeatureConfig
 from speechkd.runtime import bundle
-from speechkd.runtime.dsp import griffin_lim, istft, periodic_window
+from speechkd.runtime.dsp import griffin_lim, istft, periodic_window, utterance_waves
 from speechkd.text.frontend import Frontend, normalize_text
 from speechkd.text.tokens import TokenList
 from speechkd.utils.batching import length_sorted_batches
@@ -160,15 +160,7 @@ class OnnxSynthesizer:
         messages of :meth:`speechkd.checkpoints.LoadedModel.speaker_inputs`)."""
         if not self.speakers:
             return
-        known = self.speakers
-        for i, name in enumerate(names):
-            if name is None or name == "":
-                raise SpeechkdError(f"a multi-speaker model needs a speaker; it knows: {', '.join(known[:20])}"
-                                    + (" ..." if len(known) > 20 else ""), utt=utts[i] if utts else None,
-                                    path=self.path, field="speaker",
-                                    hint="speechkd synth --speaker ID (or --utt2spk FILE); Python: speaker=ID")
-            if name not in known:
-                raise unknown_speaker(name, known, utt=utts[i] if utts else None, path=self.path)
+        check_speaker_names(names, self.speakers, utts=utts, path=self.path)
 
     def speaker_feeds(self, names: Sequence[str | None]) -> dict[str, np.ndarray]:
         """The encoder's speaker inputs for one voice per utterance ({} for a single-speaker model)."""
@@ -284,15 +276,8 @@ class OnnxSynthesizer:
         self.check_controls(speed, pitch_scale, energy_scale)
         log_mel, mel_lens, _ = self.acoustic(ids, speed, speakers=speakers, seed=seed)
         wav = self.vocode(log_mel, mel_lens, seed or 0)
-        hop, res = self.feature_config.hop_length, []
-        for b in range(len(ids)):
-            n = int(mel_lens[b])
-            w = wav[b, :min(n * hop, wav.shape[1])].astype(np.float32)
-            peak = float(np.abs(w).max()) if len(w) else 0.0
-            if peak > 1.0:  # never clip: scale down (as the torch Synthesizer)
-                w = w * (0.99 / peak)
-            res.append((w, n, True))
-        return res
+        waves = utterance_waves(wav, mel_lens, self.feature_config.hop_length)
+        return [(w, int(n), True) for w, n in zip(waves, mel_lens)]
 
     def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
                  seed: int | None = None, speaker: str | None = None) -> tuple[np.ndarray, int]:
