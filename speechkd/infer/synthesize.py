@@ -42,7 +42,7 @@ from speechkd.features.config import MEL_FIELDS, check_compatible
 from speechkd.models.diffusion_sampling import sampling_grid
 from speechkd.models.vocoders import Vocoder
 from speechkd.runtime.dsp import utterance_waves
-from speechkd.text.frontend import Frontend
+from speechkd.text.frontend import Frontend, encode_texts
 from speechkd.text.tokens import TokenList
 from speechkd.utils.batching import length_sorted_batches
 
@@ -135,25 +135,7 @@ class Synthesizer:
     # ---- text ---------------------------------------------------------------------------------
     def token_ids(self, texts: Sequence[str], utts: Sequence[str]) -> list[list[int] | SpeechkdError]:
         """Ids of each text, or the error that text causes (empty, no tokens, unknown symbols)."""
-        out: list[list[int] | SpeechkdError] = [SpeechkdError("empty text", utt=u, field="text",
-                                                              hint="give a sentence; drop empty lines")
-                                                if not t.strip() else [] for t, u in zip(texts, utts)]
-        live = [i for i, t in enumerate(texts) if t.strip()]
-        try:  # one phonemizer call for all (much faster than one per text) ...
-            toks = dict(zip(live, self.frontend.batch([texts[i] for i in live], [utts[i] for i in live])))
-        except SpeechkdError:  # ... and one at a time to find the text that fails
-            toks = {}
-            for i in live:
-                try:
-                    toks[i] = self.frontend.text_to_tokens(texts[i], utts[i])
-                except SpeechkdError as e:
-                    out[i] = e
-        for i, tk in toks.items():
-            try:
-                out[i] = self.loaded.token_list.encode(tk, utt=utts[i], on_unknown=self.on_unknown)
-            except SpeechkdError as e:
-                out[i] = e
-        return out
+        return encode_texts(self.frontend, self.loaded.token_list, texts, utts, self.on_unknown)
 
     # ---- speakers -----------------------------------------------------------------------------
     @property

@@ -253,21 +253,25 @@ def listen_socket(host: str, port: int):
     return sock
 
 
-def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          threads: int = 1) -> None:
-    """Load ``model`` and serve it until SIGINT/SIGTERM (requests in flight finish first)."""
+def run_server(app, host: str, port: int, banner: str) -> None:
+    """Serve ``app`` on uvicorn until SIGINT/SIGTERM (requests in flight finish first); ``banner``
+    (its ``{url}`` replaced by the bound address) is printed once listening."""
     try:
         import uvicorn  # why: the optional serve extra
     except ImportError:
         raise SpeechkdError("uvicorn is not installed", hint="pip install 'speechkd[serve]'") from None
-    limits = limits or Limits()
-    synth = OnnxSynthesizer(model, threads=threads)
-    app = make_app(synth, limits)
     sock = listen_socket(host, port)  # bound here, so that a taken port is one error line
     if not is_loopback(host):
         logger.warning("serving on %s: reachable from other machines, with no authentication", host)
-    bound = sock.getsockname()[1]
-    print(f"serving {model} ({synth.name} + {synth.voc['kind']}) on http://{host}:{bound}/ "
-          "(POST /synthesize, GET /health; Ctrl-C to stop)", flush=True)
+    print(banner.replace("{url}", f"http://{host}:{sock.getsockname()[1]}/"), flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
     server.run(sockets=[sock])
+
+
+def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
+          threads: int = 1) -> None:
+    """Load ``model`` and serve it until SIGINT/SIGTERM (requests in flight finish first)."""
+    synth = OnnxSynthesizer(model, threads=threads)
+    run_server(make_app(synth, limits or Limits()), host, port,
+               f"serving {model} ({synth.name} + {synth.voc['kind']}) on {{url}} "
+               "(POST /synthesize, GET /health; Ctrl-C to stop)")

@@ -21,7 +21,7 @@ import numpy as np
 
 from speechkd.errors import SpeechkdError
 from speechkd.runtime.se import OnnxEnhancer
-from speechkd.runtime.serve import HTTPError, Limits, is_loopback, json_error, listen_socket, read_body, wav_bytes
+from speechkd.runtime.serve import HTTPError, Limits, json_error, read_body, run_server, wav_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -99,18 +99,7 @@ def make_se_app(enh: OnnxEnhancer, limits: Limits):
 def serve_se(model: str, *, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
              threads: int = 1) -> None:
     """Load the exported SE dir ``model`` and serve it until SIGINT/SIGTERM (requests in flight finish first)."""
-    try:
-        import uvicorn  # why: the optional serve extra
-    except ImportError:
-        raise SpeechkdError("uvicorn is not installed", hint="pip install 'speechkd[serve]'") from None
-    limits = limits or Limits(max_body_bytes=DEFAULT_MAX_BODY)
     enh = OnnxEnhancer(model, threads=threads)
-    app = make_se_app(enh, limits)
-    sock = listen_socket(host, port)  # bound here, so that a taken port is one error line
-    if not is_loopback(host):
-        logger.warning("serving on %s: reachable from other machines, with no authentication", host)
-    bound = sock.getsockname()[1]
-    print(f"serving {model} ({enh.name}, speech enhancement at {enh.sample_rate} Hz) on http://{host}:{bound}/ "
-          "(POST /enhance, GET /health; Ctrl-C to stop)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
-    server.run(sockets=[sock])
+    run_server(make_se_app(enh, limits or Limits(max_body_bytes=DEFAULT_MAX_BODY)), host, port,
+               f"serving {model} ({enh.name}, speech enhancement at {enh.sample_rate} Hz) on {{url}} "
+               "(POST /enhance, GET /health; Ctrl-C to stop)")

@@ -32,7 +32,7 @@ from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import FeatureConfig
 from speechkd.runtime import bundle
 from speechkd.runtime.dsp import griffin_lim, istft, periodic_window, utterance_waves
-from speechkd.text.frontend import Frontend, normalize_text
+from speechkd.text.frontend import Frontend, encode_texts, normalize_text
 from speechkd.text.tokens import TokenList
 from speechkd.utils.batching import length_sorted_batches
 
@@ -128,30 +128,11 @@ class OnnxSynthesizer:
     # ---- text ---------------------------------------------------------------------------------
     def token_ids(self, texts: Sequence[str], utts: Sequence[str]) -> list[list[int] | SpeechkdError]:
         """Ids of each text, or the error that text causes (empty, no tokens, unknown symbols, too long)."""
-        out: list[list[int] | SpeechkdError] = [SpeechkdError("empty text", utt=u, field="text",
-                                                              hint="give a sentence; drop empty lines")
-                                                if not t.strip() else [] for t, u in zip(texts, utts)]
-        live = [i for i, t in enumerate(texts) if t.strip()]
-        try:  # one phonemizer call for all, then one at a time to find the text that fails
-            toks = dict(zip(live, self.frontend.batch([texts[i] for i in live], [utts[i] for i in live])))
-        except SpeechkdError:
-            toks = {}
-            for i in live:
-                try:
-                    toks[i] = self.frontend.text_to_tokens(texts[i], utts[i])
-                except SpeechkdError as e:
-                    out[i] = e
-        for i, tk in toks.items():
-            try:
-                ids = self.token_list.encode(tk, utt=utts[i], on_unknown=self.on_unknown)
-            except SpeechkdError as e:
-                out[i] = e
-                continue
-            if len(ids) > self.max_tokens:
+        out = encode_texts(self.frontend, self.token_list, texts, utts, self.on_unknown)
+        for i, ids in enumerate(out):
+            if not isinstance(ids, SpeechkdError) and len(ids) > self.max_tokens:
                 out[i] = SpeechkdError(f"{len(ids)} tokens, more than the exported graph's {self.max_tokens}",
                                        utt=utts[i], field="text", hint="split the text into sentences")
-            else:
-                out[i] = ids
         return out
 
     # ---- speakers -----------------------------------------------------------------------------

@@ -212,3 +212,27 @@ def number_words(n: int) -> str:
 def text_to_tokens(text: str, utt: str | None = None, frontend: Frontend | None = None) -> list[str]:
     """Tokens of one text with ``frontend`` (default: English phonemes with stress)."""
     return (frontend or Frontend()).text_to_tokens(text, utt)
+
+
+def encode_texts(frontend: Frontend, token_list, texts, utts, on_unknown: str = "error") -> list:
+    """Token ids of each text through ``frontend`` and ``token_list`` (a :class:`TokenList`), or the
+    SpeechkdError that text causes (empty, no tokens, unknown symbols): one bad text never stops
+    the others. Every synthesizer's text path (PyTorch and exported)."""
+    out: list = [SpeechkdError("empty text", utt=u, field="text", hint="give a sentence; drop empty lines")
+                 if not t.strip() else [] for t, u in zip(texts, utts)]
+    live = [i for i, t in enumerate(texts) if t.strip()]
+    try:  # one phonemizer call for all (much faster than one per text) ...
+        toks = dict(zip(live, frontend.batch([texts[i] for i in live], [utts[i] for i in live])))
+    except SpeechkdError:  # ... and one at a time to find the text that fails
+        toks = {}
+        for i in live:
+            try:
+                toks[i] = frontend.text_to_tokens(texts[i], utts[i])
+            except SpeechkdError as e:
+                out[i] = e
+    for i, tk in toks.items():
+        try:
+            out[i] = token_list.encode(tk, utt=utts[i], on_unknown=on_unknown)
+        except SpeechkdError as e:
+            out[i] = e
+    return out
