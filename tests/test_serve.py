@@ -130,6 +130,30 @@ def test_unknown_paths_and_methods_are_json(server):
     assert r.status_code == 405 and r.json()["status"] == 405
 
 
+def test_concurrent_requests_each_sound_as_alone(server, exported):
+    """Requests arriving together (different texts, lengths and speeds) on two workers: each answer
+    is the samples of its text synthesised alone (PCM16 rounding)."""
+    import concurrent.futures
+
+    import numpy as np
+
+    from speechkd.runtime.synth import OnnxSynthesizer
+
+    url, proc = server
+    rt = OnnxSynthesizer(str(exported["fs2_vocos"]))
+    reqs = [(t, sp) for t in ("the quick brown fox.", "a lazy dog sleeps here.", "why not?", "yes, the fox jumps.")
+            for sp in (1.0, 1.5)] * 2
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda r: httpx.post(url + "/synthesize", json={"text": r[0], "speed": r[1]},
+                                                     timeout=60), reqs))
+    for (text, speed), r in zip(reqs, answers):
+        assert r.status_code == 200, r.text
+        got = sf.read(io.BytesIO(r.content), dtype="int16")[0].astype(np.int32)
+        want = np.round(rt(text, speed=speed)[0] * 32767)
+        assert len(got) == len(want) and np.abs(got - want).max() <= 2, (text, speed)
+    assert proc.poll() is None and httpx.get(url + "/health").json()["busy"] == 0
+
+
 def test_concurrent_requests_and_graceful_shutdown(server):
     """Requests from several clients at once all succeed; SIGTERM then stops the server cleanly."""
     import concurrent.futures
