@@ -118,16 +118,17 @@ def _eval_job(job: tuple) -> dict:
     row.update(score(enh, ref, sr, dnsmos))
     if noisy_loc is not None:
         known = noisy_known or {}
+        dns_known = dnsmos and all(k in known for k in dnsmos_p835.KEYS)
         if noisy_loc == enh_loc:  # the noisy input's own row: its scores, not computed twice
             n = {k: v for k, v in row.items() if k not in ("utt", "seconds", "sample_rate")}
             n.update({"_pesq_s": 0.0, "_stoi_s": 0.0, "_dnsmos_s": 0.0})
-        elif all(k in known for k in BASE) and (not dnsmos or all(k in known for k in dnsmos_p835.KEYS)):
+        elif all(k in known for k in BASE) and (dns_known or not dnsmos):  # all reused (noisy_scores)
             n = {k: v for k, v in known.items() if k in metric_keys(dnsmos) or k.endswith("_error")}
             n.update({"_pesq_s": 0.0, "_stoi_s": 0.0, "_dnsmos_s": 0.0})
-        else:
+        else:  # scored here; DNSMOS, the costly one, still reused when known
             noisy = _match(_load(noisy_loc, utt, sr)[0], ref, utt, noisy_loc[0])
-            n = score(noisy, ref, sr, dnsmos and not all(k in known for k in dnsmos_p835.KEYS))
-            n.update({k: known[k] for k in dnsmos_p835.KEYS if dnsmos and k in known})
+            n = score(noisy, ref, sr, dnsmos and not dns_known)
+            n.update({k: known[k] for k in dnsmos_p835.KEYS} if dns_known else {})
         for t in ("_pesq_s", "_stoi_s", "_dnsmos_s"):
             row[t] += n.pop(t)
         row.update({f"{k}_noisy": v for k, v in n.items()})

@@ -253,9 +253,9 @@ def listen_socket(host: str, port: int):
     return sock
 
 
-def run_server(app, host: str, port: int, banner: str) -> None:
-    """Serve ``app`` on uvicorn until SIGINT/SIGTERM (requests in flight finish first); ``banner``
-    (its ``{url}`` replaced by the bound address) is printed once listening."""
+def run_server(app, host: str, port: int, what: str, routes: str) -> None:
+    """Serve ``app`` on uvicorn until SIGINT/SIGTERM (requests in flight finish first), saying once
+    listening what it serves, at which address, and its ``routes``."""
     try:
         import uvicorn  # why: the optional serve extra
     except ImportError:
@@ -263,7 +263,7 @@ def run_server(app, host: str, port: int, banner: str) -> None:
     sock = listen_socket(host, port)  # bound here, so that a taken port is one error line
     if not is_loopback(host):
         logger.warning("serving on %s: reachable from other machines, with no authentication", host)
-    print(banner.replace("{url}", f"http://{host}:{sock.getsockname()[1]}/"), flush=True)
+    print(f"serving {what} on http://{host}:{sock.getsockname()[1]}/ ({routes}; Ctrl-C to stop)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=30))
     server.run(sockets=[sock])
 
@@ -272,6 +272,5 @@ def serve(model: str, *, host: str = "127.0.0.1", port: int = 8000, limits: Limi
           threads: int = 1) -> None:
     """Load ``model`` and serve it until SIGINT/SIGTERM (requests in flight finish first)."""
     synth = OnnxSynthesizer(model, threads=threads)
-    run_server(make_app(synth, limits or Limits()), host, port,
-               f"serving {model} ({synth.name} + {synth.voc['kind']}) on {{url}} "
-               "(POST /synthesize, GET /health; Ctrl-C to stop)")
+    run_server(make_app(synth, limits or Limits()), host, port, f"{model} ({synth.name} + {synth.voc['kind']})",
+               "POST /synthesize, GET /health")

@@ -101,5 +101,4 @@ def serve_se(model: str, *, host: str = "127.0.0.1", port: int = 8000, limits: L
     """Load the exported SE dir ``model`` and serve it until SIGINT/SIGTERM (requests in flight finish first)."""
     enh = OnnxEnhancer(model, threads=threads)
     run_server(make_se_app(enh, limits or Limits(max_body_bytes=DEFAULT_MAX_BODY)), host, port,
-               f"serving {model} ({enh.name}, speech enhancement at {enh.sample_rate} Hz) on {{url}} "
-               "(POST /enhance, GET /health; Ctrl-C to stop)")
+               f"{model} ({enh.name}, speech enhancement at {enh.sample_rate} Hz)", "POST /enhance, GET /health")
