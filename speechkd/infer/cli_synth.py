@@ -70,8 +70,9 @@ FAILURES = "failures.tsv"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("text", nargs="*", metavar="TEXT", help="utterances to speak, one per argument (quote them)")
-    p.add_argument("--model", type=av.existing_path,
-                   help="acoustic model exp dir (exp/teacher_ar, exp/fastspeech2, ...) or a .ckpt")
+    p.add_argument("--model", type=av.model_ref,
+                   help="acoustic model exp dir (exp/teacher_ar, exp/fastspeech2, ...), a .ckpt, an exported dir, "
+                        "or builtin:piper (the Piper peer, when installed)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("-i", "--input", type=av.text_file,
                      metavar="FILE", help="text file, one utterance per non-empty line; - = stdin")
@@ -233,6 +234,14 @@ def wav_writer(args: argparse.Namespace, out_dir: str, sample_rate: int) -> Call
     return write
 
 
+def check_ids(args: argparse.Namespace, items: list[tuple[str, str, int]]) -> None:
+    """With ``-d DIR`` every id names ``DIR/<id>.wav``: one that cannot (a path, '..', ...) is an error."""
+    bad_ids = [(u, n) for u, _, n in items if id_problem(u)]
+    if bad_ids and not args.output:
+        raise SpeechkdError("utterance id(s) cannot name a file: " + "; ".join(
+            f"line {n}: {u!r} ({id_problem(u)})" for u, n in bad_ids[:5]), path=args.list, hint="rename them")
+
+
 def _tsv(rows: list[list[str]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
@@ -249,11 +258,42 @@ def main(args: argparse.Namespace) -> int:
     if not args.model:
         raise SpeechkdError("no model given", field="--model",
                             hint="--model exp/<model> (a trained exp dir), or --systems FILE for a manifest")
+    if args.model.startswith("builtin:"):
+        return synth_builtin(args)
     if is_exported_dir(args.model):  # `speechkd export` output: onnxruntime and numpy, torch never imported
         return synth_exported(args)
     if args.list_speakers:
         return list_speakers(args.model)
     return synth_model(args)
+
+
+def synth_builtin(args: argparse.Namespace) -> int:
+    """Text -> wavs with a peer system (``builtin:piper``), for scoring it beside the students."""
+    # why: the peer is optional and torch-free; loaded only when asked for
+    from speechkd.runtime.piper import NAME, require_piper
+
+    if args.model != NAME:
+        raise SpeechkdError(f"unknown built-in model '{args.model}'", field="--model", hint=f"the built-in is {NAME}")
+    for flag, value, default in (("--steps", args.steps, 0), ("--average", args.average, 1),
+                                 ("--frontend", args.frontend, None), ("--vocoder", args.vocoder, "griffin_lim"),
+                                 ("--speed", args.speed, 1.0), ("--pitch-scale", args.pitch_scale, 1.0),
+                                 ("--energy-scale", args.energy_scale, 1.0), ("--speaker", args.speaker, None),
+                                 ("--utt2spk", args.utt2spk, None), ("--batch-size", args.batch_size, 1)):
+        if value != default:
+            raise SpeechkdError(f"{flag} does not apply to {NAME} (its voice, frontend and vocoder are its own)",
+                                field=flag, hint=f"leave out {flag}")
+    if args.list_speakers:
+        print(f"{NAME}: a single-speaker voice (no --speaker needed)", file=sys.stderr)
+        return 0
+    items = collect_inputs(args)
+    check_writable(args, len(items))
+    check_ids(args, items)
+    peer = require_piper(args.threads)
+    logger.info("%s: %s", NAME, peer.describe())
+    out_dir = args.out_dir or ""
+    results = peer.batch([t for _, t, _ in items], [u for u, _, _ in items],
+                         on_done=wav_writer(args, out_dir, peer.sample_rate))
+    return report(args, results, peer.sample_rate, {u: n for u, _, n in items}, out_dir)
 
 
 def list_speakers(model: str) -> int:
@@ -338,10 +378,7 @@ def synth_model(args: argparse.Namespace) -> int:
 
     items = collect_inputs(args)
     check_writable(args, len(items))
-    bad_ids = [(u, n) for u, _, n in items if id_problem(u)]
-    if bad_ids and not args.output:
-        raise SpeechkdError("utterance id(s) cannot name a file: " + "; ".join(
-            f"line {n}: {u!r} ({id_problem(u)})" for u, n in bad_ids[:5]), path=args.list, hint="rename them")
+    check_ids(args, items)
     out_dir = args.out_dir or ""  # as given: manifest paths relative when it is
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -416,10 +453,7 @@ def synth_exported(args: argparse.Namespace) -> int:
         return 0
     items = collect_inputs(args)
     check_writable(args, len(items))
-    bad_ids = [(u, n) for u, _, n in items if id_problem(u)]
-    if bad_ids and not args.output:
-        raise SpeechkdError("utterance id(s) cannot name a file: " + "; ".join(
-            f"line {n}: {u!r} ({id_problem(u)})" for u, n in bad_ids[:5]), path=args.list, hint="rename them")
+    check_ids(args, items)
     out_dir = args.out_dir or ""
     t_load = time.perf_counter()
     synth = OnnxSynthesizer(args.model, threads=args.threads, on_unknown=args.on_unknown)
