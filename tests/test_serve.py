@@ -254,7 +254,19 @@ def test_bench_serve_load_test(exported, tmp_path, capsys):
     assert f["requests"] == 6 and f["errors"] == 0 and f["clients"] == 2
     assert 0 < f["p50_ms"] <= f["p95_ms"] <= f["max_ms"] and f["requests_per_s"] > 0 and f["audio_s"] > 0
     assert f["ttfb_ms"] > 0 and f["single_p50_ms"] > 0 and f["rss_start_mib"] > 10 and f["rss_end_mib"] > 10
-    assert "p95 / single-client p50" in capsys.readouterr().out
+    assert f["mean_ms"] > 0 and f["mean_over_single_p50"] > 0
+    assert f["queueing_floor"] == 2 / min(2, 2, max(1, (os.cpu_count() or 1) // 1))
+    out_md = capsys.readouterr().out
+    assert "p95 / single-client p50" in out_md and "queueing floor of that ratio" in out_md
     assert main(["bench", "serve", "--model", str(exported["fs2_multi"]), "--clients", "1", "--requests", "1",
                  "--baseline", "1"]) == 2
     assert "needs a speaker" in capsys.readouterr().err
+
+
+def test_queueing_floor_is_littles_law():
+    from speechkd.bench.serve import queueing_floor
+
+    assert queueing_floor(8, 2, 1, 2) == 4.0  # 8 clients, two 1-thread workers on 2 cores: 4x
+    assert queueing_floor(8, 4, 1, 2) == 4.0  # more workers than cores serve no more at once
+    assert queueing_floor(8, 2, 2, 2) == 8.0  # 2-thread workers: one request at a time on 2 cores
+    assert queueing_floor(1, 2, 1, 2) == 1.0  # one client never queues

@@ -89,12 +89,25 @@ class LoadTable:
                  f"{f['single_p50_ms']:.1f} ms ({f['audio_s']:.2f} s of audio per request)",
                  f"- warm time to first audio byte (streamed, first byte past the wav header), median of "
                  f"{f['baseline_requests']}: {f['ttfb_ms']:.1f} ms (min {f['ttfb_min_ms']:.1f})",
+                 f"- mean latency {f['mean_ms']:.1f} ms = {f['mean_over_single_p50']:.2f} x the single-client p50; "
+                 f"queueing floor of that ratio {f['queueing_floor']:.2f} (clients / requests served at once: "
+                 "without batching no server gets below it, and its p95 sits above its mean)",
                  f"- load: {f['load_seconds']:.1f} s" + (f"; errors by kind: {f['error_kinds']}" if f["errors"] else ""),
                  ""]
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "facts": self.facts, "environment": self.env}
+
+
+def queueing_floor(clients: int, workers: int, threads: int, cores: int) -> float:
+    """The least mean latency under load, in units of one request's latency alone. C closed-loop
+    clients (no pause between requests) keep C requests in the system, so by Little's law the mean
+    latency is C / throughput; with at most m = min(C, workers, cores // threads) requests served at
+    once, each as fast as alone, throughput is at most m / latency-alone, hence the floor C / m. Only
+    a server that does less work per request under load (batching) beats it."""
+    served = max(1, min(clients, workers, max(1, cores // max(1, threads))))
+    return clients / served
 
 
 def rss_bytes(pid: int) -> int:
@@ -232,6 +245,8 @@ def run(args: argparse.Namespace) -> list[LoadTable]:
              "audio_s": audio_s, "audio_s_per_s": len(latencies) * audio_s / wall,
              "baseline_requests": args.baseline, "single_p50_ms": single_p50,
              "p95_over_single_p50": float(np.percentile(lat, 95)) / single_p50,
+             "mean_ms": float(np.mean(lat)), "mean_over_single_p50": float(np.mean(lat)) / single_p50,
+             "queueing_floor": queueing_floor(args.clients, args.workers, args.threads, os.cpu_count() or 1),
              "ttfb_ms": float(np.median(ttfb)) * 1e3 if ttfb else float("nan"),
              "ttfb_min_ms": float(np.min(ttfb)) * 1e3 if ttfb else float("nan"),
              "rss_start_mib": rss_start / 2 ** 20, "rss_end_mib": rss_end / 2 ** 20,
