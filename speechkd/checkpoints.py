@@ -145,7 +145,7 @@ def checkpoints_to_load(exp_or_ckpt: str, average: int, kind: str | None = None,
 class LoadedModel:
     """A trained acoustic model with everything needed to use it consistently. ``meta`` is the
     checkpoint's raw ``"speechkd"`` entry (``meta["config"]``: the training config as a dict; the
-    trainers type it with :func:`speechkd.train.exp.loaded_train_config`)."""
+    trainers type it with :func:`speechkd.train.config.loaded_train_config`)."""
 
     model: AcousticModel
     name: str

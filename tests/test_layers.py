@@ -171,11 +171,22 @@ def test_registered_classes_satisfy_their_protocols():
         assert isinstance(cls(fc, cfg_cls()), Vocoder), name
 
 
+# The verbs that train (Lightning's Trainer) or build a Lightning data module; every other verb's
+# module starts without importing Lightning (it costs seconds at every recipe stage).
+TRAINING_VERBS = {"train", "train-vocoder", "distill", "predict-mels"}
+
+
 def test_inference_imports_no_lightning():
-    """Importing every inference entry point leaves Lightning out of sys.modules."""
+    """Importing every inference entry point, and the module of every verb that does not train,
+    leaves Lightning out of sys.modules."""
+    from speechkd.cli import VERBS
+
+    light = sorted(module for verb, (module, _) in VERBS.items() if verb not in TRAINING_VERBS)
+    assert "speechkd.eval.cli" in light and "speechkd.distill.teacher_dump_cli" in light
     code = ("import sys\n"
             "import speechkd.infer.cli_synth, speechkd.infer.synthesize, speechkd.infer.cli_vocode, "
-            "speechkd.infer.vocode, speechkd.checkpoints, speechkd.enhance.enhance_cli, speechkd.enhance.infer\n"
+            "speechkd.infer.vocode, speechkd.checkpoints, speechkd.enhance.enhance_cli, speechkd.enhance.infer, "
+            + ", ".join(light) + "\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning'))\n"
             "print(','.join(bad))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}

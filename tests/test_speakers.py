@@ -17,7 +17,7 @@ from speechkd.data.speakers import Speakers, read_embeddings
 from speechkd.errors import SpeechkdError
 from speechkd.models import MODELS
 from speechkd.train.config import load_train_config
-from speechkd.train.data import TTSDataModule
+from speechkd.train.datamodule import TTSDataModule
 from speechkd.train.trainer import run_training
 
 CONF = Path(__file__).resolve().parents[1] / "recipes/conf"

@@ -18,8 +18,8 @@ from speechkd.features.average import token_energy, token_pitch
 from speechkd.features.config import FeatureConfig
 from speechkd.features.stats import Stats
 from speechkd.train.config import load_train_config
-from speechkd.train.data import TTSDataModule
-from speechkd.train.exp import loaded_train_config
+from speechkd.train.datamodule import TTSDataModule
+from speechkd.train.config import loaded_train_config
 from speechkd.train.trainer import run_training
 
 CONF = Path(__file__).resolve().parents[1] / "recipes/conf"

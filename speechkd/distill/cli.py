@@ -32,8 +32,8 @@ from speechkd.distill.progressive import ProgressiveConfig, run_progressive
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.features.config import check_compatible
 from speechkd.models.diffusion import DiffusionTTS
-from speechkd.train.data import TTSDataModule
-from speechkd.train.exp import loaded_train_config
+from speechkd.train.datamodule import TTSDataModule
+from speechkd.train.config import loaded_train_config
 from speechkd.utils.io import atomic_write_json, atomic_write_text
 from speechkd.utils import args as av
 

@@ -37,8 +37,9 @@ from speechkd.checkpoints import load_model, resolve_device
 from speechkd.data.kaldi import write_table
 from speechkd.errors import SpeechkdError
 from speechkd.features.config import check_compatible
-from speechkd.train.data import TTSDataModule, split_paths
-from speechkd.train.exp import loaded_train_config
+from speechkd.train.data import split_paths
+from speechkd.train.datamodule import TTSDataModule
+from speechkd.train.config import loaded_train_config
 from speechkd.train.module import SPEAKER_KEYS
 from speechkd.utils.io import atomic_open, atomic_write_json
 from speechkd.utils.outputs import claim_output_dir

@@ -55,7 +55,7 @@ from speechkd.models.diffusion import DiffusionTTS, _fit_frames, masked_l1
 from speechkd.models.diffusion_sampling import ddim_step, distill_target, q_sample
 from speechkd.models.layers import length_mask
 from speechkd.train.config import OptimConfig, TrainConfig, TrainerConfig
-from speechkd.train.exp import loaded_train_config
+from speechkd.train.config import loaded_train_config
 from speechkd.train.module import TTSTask
 from speechkd.train.trainer import run_training
 from speechkd.utils.io import atomic_write_json, atomic_write_text

@@ -77,7 +77,8 @@ from speechkd.features.config import MEL_FIELDS, FeatureConfig, check_compatible
 from speechkd.models.transformer_tts import TransformerTTS, expand_to_frames
 from speechkd.text.tokens import TokenList
 from speechkd.train.data import FrameBatchSampler, UtteranceDataset, collate, read_feature_config, read_split
-from speechkd.train.exp import code_version, loaded_train_config
+from speechkd.train.config import loaded_train_config
+from speechkd.utils.version import code_version
 from speechkd.train.plots import plot_alignment, plot_histogram
 from speechkd.utils.io import atomic_open, atomic_write_json, atomic_write_text
 from speechkd.utils.paths import safe_child

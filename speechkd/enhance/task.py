@@ -34,7 +34,7 @@ from speechkd.enhance.models import build_se_model
 from speechkd.enhance.nytt import noisy_target_pair
 from speechkd.enhance.remix import current_round, ema_update, remix_pairs, remixit_loss, teacher_estimates
 from speechkd.errors import ConfigError
-from speechkd.train.exp import code_version
+from speechkd.utils.version import code_version
 
 logger = logging.getLogger(__name__)
 

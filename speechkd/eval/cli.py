@@ -39,7 +39,6 @@ import os
 
 from speechkd.audio import audio_info
 from speechkd.data.kaldi import read_datadir
-from speechkd.distill import cli as distill_cli
 from speechkd.enhance import systems as se_systems
 from speechkd.eval.durations import durations_markdown, evaluate_dump
 from speechkd.eval.intelligibility import asr_markdown, evaluate_asr
@@ -48,7 +47,6 @@ from speechkd.eval.se_summary import summarize_se
 from speechkd.eval.se_systems import NOISY, eval_jobs, up_to_date
 from speechkd.eval.stats import json_safe
 from speechkd.eval.summary import summarize_systems
-from speechkd.eval.speaker_identity import speaker_identity
 from speechkd.eval.tts_eval import TtsEvalConfig, evaluate_tts, per_speaker, speaker_markdown, tts_markdown
 from speechkd.infer.systems import diffusion_chain, pairs, read_manifest
 from speechkd.utils import args as av
@@ -210,6 +208,8 @@ def main(args: argparse.Namespace) -> int:
     if args.what == "durations":
         return _main_durations(args)
     if args.what == "speakers":
+        from speechkd.eval.speaker_identity import speaker_identity  # why: imports torch (synthesis)
+
         res = speaker_identity(args.model, args.data_dir, args.out, vocoder=args.vocoder, per_speaker=args.per_speaker,
                                nj=args.nj, device=args.device, seed=args.seed, average=args.average)
         print(open(os.path.join(args.out, "results.md"), encoding="utf-8").read())
@@ -266,6 +266,8 @@ def _main_systems(args: argparse.Namespace) -> int:
     # ground-truth durations): distance to the teacher's N-step sample, GV ratio.
     chain = diffusion_chain(systems)
     if args.compare_split and len(chain) > 1:
+        from speechkd.distill import cli as distill_cli  # why: imports Lightning; only for a diffusion chain
+
         p = argparse.ArgumentParser(prog="speechkd distill")
         distill_cli.add_arguments(p)
         distill_cli.main(p.parse_args(["compare", "--exps", *chain, "--split", args.compare_split,

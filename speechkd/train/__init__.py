@@ -6,6 +6,8 @@
 - :mod:`speechkd.train.config`  TrainConfig: model name + its typed Config, data, optim, and the one
   TrainerConfig every family uses
 - :mod:`speechkd.train.data`    (tokens, feats) pairs joined by utterance id, frame-bucketed batches
+                                (torch only: the teacher dump reads splits without Lightning)
+- :mod:`speechkd.train.datamodule` TTSDataModule: those splits as Lightning's dataloaders
 - :mod:`speechkd.train.module`  TTSTask: losses, Noam schedule, validation metrics and plots
 - :mod:`speechkd.train.exp`     exp dirs: metrics.csv, train.log, atomic checkpoints (the writer side;
                                 reading them back is :mod:`speechkd.checkpoints`, without Lightning)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from speechkd.config import field, from_dict, load_typed
 from speechkd.errors import ConfigError
 from speechkd.models import get_model_class
+
+if TYPE_CHECKING:
+    from speechkd.checkpoints import LoadedModel
 
 
 @dataclass
@@ -132,3 +135,8 @@ def require_data(cfg: TrainConfig) -> None:
     if not cfg.data.dump_dir or not cfg.data.token_list:
         raise ConfigError("data.dump_dir and data.token_list must be set",
                           hint="pass --data DUMP_ROOT --token-list TOKENS_TXT (or set them in the YAML)")
+
+
+def loaded_train_config(lm: LoadedModel) -> TrainConfig:
+    """The typed training config a loaded acoustic model was trained with (its checkpoint's)."""
+    return train_config_from_dict(lm.meta["config"], source=f"{lm.path} (embedded config)")

@@ -23,7 +23,6 @@ import csv
 import io
 import logging
 import os
-import subprocess
 from typing import Any
 
 import torch
@@ -31,28 +30,9 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-import speechkd
-from speechkd.checkpoints import LoadedModel
-from speechkd.train.config import TrainConfig, train_config_from_dict
 from speechkd.utils.io import atomic_open, atomic_write_text
 
 logger = logging.getLogger(__name__)
-
-
-def code_version() -> dict[str, str]:
-    """speechkd's version and, in a git checkout, the commit (with ``-dirty`` for local changes)."""
-    out = {"speechkd": speechkd.__version__, "git_commit": ""}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(speechkd.__file__)))
-    try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        if commit:
-            dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
-            out["git_commit"] = commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -127,8 +107,3 @@ def attach_log_file(exp_dir: str) -> logging.Handler:
     if root.level > logging.INFO or root.level == logging.NOTSET:
         root.setLevel(logging.INFO)
     return h
-
-
-def loaded_train_config(lm: LoadedModel) -> TrainConfig:
-    """The typed training config a loaded acoustic model was trained with (its checkpoint's)."""
-    return train_config_from_dict(lm.meta["config"], source=f"{lm.path} (embedded config)")

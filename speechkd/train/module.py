@@ -30,7 +30,7 @@ from speechkd.features.stats import Stats
 from speechkd.models import get_model_class
 from speechkd.text.tokens import TokenList
 from speechkd.train.config import OptimConfig, TrainConfig
-from speechkd.train.exp import code_version
+from speechkd.utils.version import code_version
 from speechkd.train.plots import plot_matrices
 
 logger = logging.getLogger(__name__)

@@ -42,7 +42,8 @@ from speechkd.config import config_changes, dump_config, from_dict
 from speechkd.errors import ConfigError, SpeechkdError
 from speechkd.train.checks import check_loss_fell
 from speechkd.train.config import TrainerConfig
-from speechkd.train.exp import AtomicCheckpointIO, CSVMetricsLogger, attach_log_file, code_version
+from speechkd.train.exp import AtomicCheckpointIO, CSVMetricsLogger, attach_log_file
+from speechkd.utils.version import code_version
 from speechkd.utils.io import atomic_write_text
 from speechkd.utils.threads import training_threads
 

@@ -19,7 +19,7 @@ from speechkd.errors import SpeechkdError
 from speechkd.features.config import FeatureConfig, check_compatible
 from speechkd.models import get_model_class
 from speechkd.train.config import TrainConfig, require_data, train_config_from_dict
-from speechkd.train.data import TTSDataModule
+from speechkd.train.datamodule import TTSDataModule
 from speechkd.train.module import TTSTask
 from speechkd.train.plots import plot_curves
 from speechkd.train.runner import Job, run

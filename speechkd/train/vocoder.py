@@ -65,7 +65,7 @@ from speechkd.models.vocoders.discriminators import (DiscriminatorConfig, Discri
                                                      feature_matching_loss, generator_adv_loss)
 from speechkd.models.vocoders.stft_loss import DEFAULT_RESOLUTIONS, stft_loss
 from speechkd.train.config import TrainerConfig
-from speechkd.train.exp import code_version
+from speechkd.utils.version import code_version
 from speechkd.train.plots import plot_curves
 from speechkd.train.runner import Job, run
 from speechkd.utils.io import atomic_write_wav
