@@ -15,7 +15,9 @@ sentence (``--text``, default ten words) back to back. In order:
    latency p50/p95/max of the successful ones, throughput (requests and audio seconds per second),
    errors (a status other than 200, or a transport error) by kind;
 4. the server's resident memory (``/proc/PID/status`` VmRSS) after the warm-up and after the load,
-   and its growth in percent.
+   and its growth in percent. The warm-up ends with a few rounds of min(clients, workers) requests
+   at once, so that memory each concurrent request needs once (onnxruntime's arena) is in the start
+   figure and the growth measures what the load adds.
 
 ``--repeats``/``--warmup`` of ``speechkd bench`` do not apply. Run it on an otherwise quiet machine:
 the clients share the cores with the server.
@@ -157,6 +159,20 @@ def start_server(args: argparse.Namespace, httpx: Any) -> tuple[subprocess.Popen
         time.sleep(0.05)
 
 
+def warm_concurrent(httpx: Any, url: str, body: dict, n: int, timeout: float, rounds: int = 3) -> None:
+    """``rounds`` times, ``n`` requests at once (one connection each), so that every worker has run."""
+    def one() -> None:
+        with httpx.Client(timeout=timeout) as c:
+            c.post(url + "/synthesize", json=body)
+
+    for _ in range(rounds if n > 1 else 0):
+        threads = [threading.Thread(target=one) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
 def stop_server(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)  # graceful: requests in flight finish
@@ -199,6 +215,9 @@ def run(args: argparse.Namespace) -> list[LoadTable]:
                             first = time.perf_counter() - t0
                     if r.status_code == 200 and first is not None:
                         ttfb.append(first)
+        # warm at the load's concurrency: each request in flight at once holds its own buffers (onnxruntime's
+        # arena grows to fit them once), so memory measured after single requests would count that as growth
+        warm_concurrent(httpx, url, body, min(args.clients, args.workers), args.timeout)
         rss_start = rss_bytes(proc.pid)
         latencies: list[float] = []
         errors: Counter = Counter()
