@@ -3,7 +3,8 @@
 - no tracked file points outside the repository to the design notes a clone does not have;
 - every ``egs/*/*/RESULTS.md`` fits on one page (at most 200 lines);
 - the README opens with the two commands, ``make demo`` and ``make test``;
-- every local link of the README and of ``docs/*.md`` names a file that exists.
+- every local link of the README and of ``docs/*.md`` names a file that exists;
+- nothing generated is tracked (audio, arrays, checkpoints, exported graphs).
 
 The patterns are assembled from pieces so that this file does not match itself.
 """
@@ -51,6 +52,15 @@ def test_no_file_points_outside_the_repository():
                 bad.append(f"{rel}:{n}: {line.strip()[:100]}")
     assert not bad, ("files refer to design notes outside the repository (point to docs/ instead):\n"
                      + "\n".join(bad))
+
+
+# what recipes, training and export write: made at run time, never committed
+GENERATED = re.compile(r"\.(wav|flac|mp3|g722|ogg|npy|npz|pt|pth|ckpt|onnx)$", re.IGNORECASE)
+
+
+def test_nothing_generated_is_tracked():
+    bad = [rel for rel in tracked_files() if GENERATED.search(rel)]
+    assert not bad, "generated files are tracked (git rm --cached them; .gitignore covers them):\n" + "\n".join(bad[:20])
 
 
 def test_results_pages_fit_on_a_page():
