@@ -29,7 +29,6 @@ import inspect
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
 import numpy as np
@@ -42,6 +41,7 @@ from speechkd.features.config import MEL_FIELDS, check_compatible
 from speechkd.models.diffusion_sampling import sampling_grid
 from speechkd.models.vocoders import Vocoder
 from speechkd.runtime.dsp import utterance_waves
+from speechkd.runtime.synth import TextSynthesizer, Utterance
 from speechkd.text.frontend import Frontend, encode_texts
 from speechkd.text.tokens import TokenList
 from speechkd.utils.batching import length_sorted_batches
@@ -51,22 +51,6 @@ logger = logging.getLogger(__name__)
 FRONTEND_FILE = "frontend.yaml"
 # Prosody controls: keyword of model.inference -> the CLI option that sets it.
 CONTROLS = {"speed": "--speed", "pitch_scale": "--pitch-scale", "energy_scale": "--energy-scale"}
-
-
-@dataclass
-class Utterance:
-    """One synthesized utterance (``wav`` is None and ``error`` set when it failed)."""
-
-    utt: str
-    text: str
-    wav: np.ndarray | None = None
-    frames: int = 0
-    synth_seconds: float = 0.0  # wall time of the batch that produced it (batch_size 1: of this utterance)
-    batch_size: int = 1
-    stopped: bool = True  # False: an autoregressive model hit its maximum length without a stop token
-    error: str | None = None
-    path: str = ""  # where a caller wrote it (the CLI's manifest)
-    speaker: str = ""  # the voice it was spoken with (multi-speaker models)
 
 
 def resolve_frontend(loaded: LoadedModel, exp_dir: str, frontend: str | Frontend | None = None) -> Frontend:
@@ -94,7 +78,7 @@ def resolve_frontend(loaded: LoadedModel, exp_dir: str, frontend: str | Frontend
                         hint="pass the frontend.yaml the token list was built with (--frontend FILE)")
 
 
-class Synthesizer:
+class Synthesizer(TextSynthesizer):
     """Text -> (waveform, sample rate); see the module docstring."""
 
     def __init__(self, loaded: LoadedModel, vocoder: Vocoder, frontend: Frontend, *, device: str = "cpu",
@@ -148,7 +132,7 @@ class Synthesizer:
         self.loaded.speaker_inputs(list(speakers), utts)
 
     # ---- synthesis ----------------------------------------------------------------------------
-    def _controls(self, speed: float, pitch_scale: float, energy_scale: float) -> dict[str, float]:
+    def check_controls(self, speed: float, pitch_scale: float, energy_scale: float) -> dict[str, float]:
         """The prosody keywords for model.inference; a non-default control the model lacks is an error."""
         kw = {}
         # pitch/energy only where the model says it has a variance adaptor (FastSpeech shares
@@ -173,7 +157,7 @@ class Synthesizer:
                        speakers: Sequence[str | None] | None = None) -> list[tuple[np.ndarray, int, bool]]:
         """Waveforms of a batch of id sequences: ``(wav float32, frames, stopped)`` each;
         ``speakers``: the voice of each (multi-speaker models)."""
-        kw = {**self._controls(speed, pitch_scale, energy_scale), **self.model_options,
+        kw = {**self.check_controls(speed, pitch_scale, energy_scale), **self.model_options,
               **self.loaded.speaker_inputs(list(speakers or [None] * len(ids)), device=self.device)}
         if seed is not None:
             torch.manual_seed(seed)
@@ -192,18 +176,6 @@ class Synthesizer:
         waves = utterance_waves(wav, mel_lens, self.feature_config.hop_length)
         return [(w, int(mel_lens[b]), True if stopped is None else bool(stopped[b])) for b, w in enumerate(waves)]
 
-    def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
-                 seed: int | None = None, speaker: str | None = None) -> tuple[np.ndarray, int]:
-        """``(wav float32 in [-1, 1], sample rate)`` of one text, spoken by ``speaker`` (one of
-        :attr:`speakers`; multi-speaker models); a bad text or speaker raises SpeechkdError."""
-        self.check_speakers([speaker])
-        ids = self.token_ids([text], ["<text>"])[0]
-        if isinstance(ids, SpeechkdError):
-            raise ids
-        wav = self.synthesize_ids([ids], speed=speed, pitch_scale=pitch_scale, energy_scale=energy_scale,
-                                  seed=seed, speakers=[speaker])[0][0]
-        return wav, self.sample_rate
-
     def batch(self, texts: Sequence[str], utts: Sequence[str] | None = None, *, batch_size: int = 1,
               speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
               seed: int | None = None, on_done: Callable[[Utterance], None] | None = None,
@@ -214,16 +186,9 @@ class Synthesizer:
         before it (with batch_size 1, not on the others at all). ``on_done`` sees each result as it
         is ready (the CLI writes wavs there). ``speakers``: one voice for all, or one per text
         (multi-speaker models)."""
-        if batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}", field="--batch-size")
-        self._controls(speed, pitch_scale, energy_scale)  # refuse bad controls before any work
-        utts = list(utts) if utts is not None else [f"utt{i + 1:04d}" for i in range(len(texts))]
-        spk = [speakers] * len(texts) if speakers is None or isinstance(speakers, str) else list(speakers)
-        if len(spk) != len(texts):
-            raise ConfigError(f"{len(spk)} speakers for {len(texts)} texts", field="speakers")
-        self.check_speakers(spk, utts)
-        results = [Utterance(u, t, speaker=(s or "") if self.speakers else "") for u, t, s in zip(utts, texts, spk)]
-        for chunk in length_sorted_batches(results, self.token_ids(list(texts), utts), batch_size, on_done):
+        results = self.open_batch(texts, utts, speakers, batch_size, speed, pitch_scale, energy_scale)
+        for chunk in length_sorted_batches(results, self.token_ids(list(texts), [r.utt for r in results]),
+                                           batch_size, on_done):
             t0 = time.perf_counter()
             outs = self.synthesize_ids([x for _, x in chunk], speed=speed, pitch_scale=pitch_scale,
                                        energy_scale=energy_scale, seed=seed,

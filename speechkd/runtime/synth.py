@@ -41,18 +41,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Utterance:
-    """One synthesized utterance (``wav`` None and ``error`` set when it failed); the fields of
-    :class:`speechkd.infer.synthesize.Utterance`."""
+    """One synthesized utterance of either synthesizer (``wav`` None and ``error`` set when it failed)."""
 
     utt: str
     text: str
     wav: np.ndarray | None = None
     frames: int = 0
-    synth_seconds: float = 0.0
+    synth_seconds: float = 0.0  # wall time of the batch that produced it (batch_size 1: of this utterance)
     batch_size: int = 1
-    stopped: bool = True
+    stopped: bool = True  # False: an autoregressive model hit its maximum length without a stop token
     error: str | None = None
-    path: str = ""
+    path: str = ""  # where a caller wrote it (the CLI's manifest)
     speaker: str = ""  # the voice it was spoken with (multi-speaker models)
 
 
@@ -84,7 +83,42 @@ def require_onnxruntime() -> None:
         raise SpeechkdError("onnxruntime is not installed", hint="pip install 'speechkd[runtime]'") from None
 
 
-class OnnxSynthesizer:
+class TextSynthesizer:
+    """What the PyTorch :class:`speechkd.infer.synthesize.Synthesizer` and :class:`OnnxSynthesizer`
+    share above their models: one text -> ``(wav, sr)``, and the checks that open a batch. A subclass
+    gives ``speakers``, ``sample_rate``, ``check_controls``, ``check_speakers``, ``token_ids`` (ids,
+    or the SpeechkdError of a bad text) and ``synthesize_ids``."""
+
+    speakers: list[str]
+    sample_rate: int
+
+    def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
+                 seed: int | None = None, speaker: str | None = None) -> tuple[np.ndarray, int]:
+        """``(wav float32 in [-1, 1], sample rate)`` of one text, spoken by ``speaker`` (one of
+        :attr:`speakers`; multi-speaker models); a bad text or speaker raises SpeechkdError."""
+        self.check_speakers([speaker])
+        ids = self.token_ids([text], ["<text>"])[0]
+        if isinstance(ids, SpeechkdError):
+            raise ids
+        return self.synthesize_ids([ids], speed=speed, pitch_scale=pitch_scale, energy_scale=energy_scale,
+                                   seed=seed, speakers=[speaker])[0][0], self.sample_rate
+
+    def open_batch(self, texts: Sequence[str], utts: Sequence[str] | None, speakers: str | Sequence[str | None] | None,
+                   batch_size: int, speed: float, pitch_scale: float, energy_scale: float) -> list[Utterance]:
+        """An :class:`Utterance` per text (ids utt0001, ... when none are given), each with its voice;
+        bad settings, controls or speakers refused before any work."""
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}", field="--batch-size")
+        self.check_controls(speed, pitch_scale, energy_scale)
+        utts = list(utts) if utts is not None else [f"utt{i + 1:04d}" for i in range(len(texts))]
+        spk = [speakers] * len(texts) if speakers is None or isinstance(speakers, str) else list(speakers)
+        if len(spk) != len(texts):
+            raise ConfigError(f"{len(spk)} speakers for {len(texts)} texts", field="speakers")
+        self.check_speakers(spk, utts)
+        return [Utterance(u, t, speaker=(s or "") if self.speakers else "") for u, t, s in zip(utts, texts, spk)]
+
+
+class OnnxSynthesizer(TextSynthesizer):
     """An exported model: ``synth(text) -> (wav, sr)``, :meth:`batch` as the torch Synthesizer."""
 
     def __init__(self, path: str, *, threads: int = 0, on_unknown: Literal["error", "map"] = "error",
@@ -260,17 +294,6 @@ class OnnxSynthesizer:
         waves = utterance_waves(wav, mel_lens, self.feature_config.hop_length)
         return [(w, int(n), True) for w, n in zip(waves, mel_lens)]
 
-    def __call__(self, text: str, *, speed: float = 1.0, pitch_scale: float = 1.0, energy_scale: float = 1.0,
-                 seed: int | None = None, speaker: str | None = None) -> tuple[np.ndarray, int]:
-        """``(wav float32 in [-1, 1], sample rate)`` of one text, spoken by ``speaker`` (one of
-        :attr:`speakers`; multi-speaker models); a bad text or speaker raises SpeechkdError."""
-        self.check_speakers([speaker])
-        ids = self.token_ids([text], ["<text>"])[0]
-        if isinstance(ids, SpeechkdError):
-            raise ids
-        return self.synthesize_ids([ids], speed=speed, pitch_scale=pitch_scale, energy_scale=energy_scale,
-                                   seed=seed, speakers=[speaker])[0][0], self.sample_rate
-
     def sentence_ids(self, text: str) -> list[list[int]]:
         """Ids of each sentence of ``text`` (:func:`split_sentences`); the first bad one raises."""
         sentences = split_sentences(text)
@@ -351,16 +374,9 @@ class OnnxSynthesizer:
         """Many texts, ``batch_size`` at a time (sorted by length); a bad text carries its error instead
         of a wav and does not stop the others (the torch Synthesizer's contract). ``speakers``: one
         voice for all, or one per text (multi-speaker models)."""
-        if batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {batch_size}", field="--batch-size")
-        self.check_controls(speed, pitch_scale, energy_scale)
-        utts = list(utts) if utts is not None else [f"utt{i + 1:04d}" for i in range(len(texts))]
-        spk = [speakers] * len(texts) if speakers is None or isinstance(speakers, str) else list(speakers)
-        if len(spk) != len(texts):
-            raise ConfigError(f"{len(spk)} speakers for {len(texts)} texts", field="speakers")
-        self.check_speakers(spk, utts)
-        results = [Utterance(u, t, speaker=(s or "") if self.speakers else "") for u, t, s in zip(utts, texts, spk)]
-        for chunk in length_sorted_batches(results, self.token_ids(list(texts), utts), batch_size, on_done):
+        results = self.open_batch(texts, utts, speakers, batch_size, speed, pitch_scale, energy_scale)
+        for chunk in length_sorted_batches(results, self.token_ids(list(texts), [r.utt for r in results]),
+                                           batch_size, on_done):
             t0 = time.perf_counter()
             try:
                 outs = self.synthesize_ids([x for _, x in chunk], speed=speed, seed=seed,
