@@ -99,6 +99,12 @@ def test_export_refusals(exported, tmp_path, capsys):
     rc = main(["export", "--model", str(exported["fastspeech2"]), "--out", str(exported["fs_gl"])])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert json.loads((exported["fs_gl"] / bundle.MANIFEST).read_text())["model"] == "fastspeech"
+    # synth on an exported dir refuses the options fixed at export, one line each
+    for flag, value in (("--steps", "2"), ("--vocoder", "hifigan_universal"), ("--average", "3")):
+        assert main(["synth", "--model", str(exported["fs2_vocos"]), flag, value, "hi", "-o", str(tmp_path / "x.wav")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{flag} does not apply to an exported dir" in err[0]
+    assert not (tmp_path / "x.wav").exists()
 
 
 def test_int8_quantisation_runs_close_to_fp32(exported, tmp_path):

@@ -270,3 +270,35 @@ def test_queueing_floor_is_littles_law():
     assert queueing_floor(8, 4, 1, 2) == 4.0  # more workers than cores serve no more at once
     assert queueing_floor(8, 2, 2, 2) == 8.0  # 2-thread workers: one request at a time on 2 cores
     assert queueing_floor(1, 2, 1, 2) == 1.0  # one client never queues
+
+
+def test_warm_up_at_full_concurrency_stops_on_a_refusal():
+    """Every warm-up request is sent (n at once, each round), and a refused one stops the run with one line."""
+    import threading
+    import types
+
+    from speechkd.bench.serve import warm_concurrent
+    from speechkd.errors import SpeechkdError
+
+    sent, lock = [], threading.Lock()
+
+    class Client:
+        def __init__(self, timeout):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def post(self, url, json):
+            with lock:
+                sent.append(url)
+            return types.SimpleNamespace(status_code=503 if json.get("refuse") else 200, text="busy")
+
+    fake = types.SimpleNamespace(Client=Client, HTTPError=OSError)
+    warm_concurrent(fake, "http://x", {"text": "hi"}, 2, 1.0, rounds=3)
+    assert sent == ["http://x/synthesize"] * 6
+    with pytest.raises(SpeechkdError, match="2 requests at once failed during the warm-up \\(status 503"):
+        warm_concurrent(fake, "http://x", {"refuse": True}, 2, 1.0)

@@ -160,10 +160,18 @@ def start_server(args: argparse.Namespace, httpx: Any) -> tuple[subprocess.Popen
 
 
 def warm_concurrent(httpx: Any, url: str, body: dict, n: int, timeout: float, rounds: int = 3) -> None:
-    """``rounds`` times, ``n`` requests at once (one connection each), so that every worker has run."""
+    """``rounds`` times, ``n`` requests at once (one connection each), so that every worker has run;
+    a failed one stops the run with one line (the single-client requests before it succeeded)."""
+    failed: list[str] = []
+
     def one() -> None:
-        with httpx.Client(timeout=timeout) as c:
-            c.post(url + "/synthesize", json=body)
+        try:
+            with httpx.Client(timeout=timeout) as c:
+                r = c.post(url + "/synthesize", json=body)
+            if r.status_code != 200:
+                failed.append(f"status {r.status_code}: {r.text[:200]}")
+        except httpx.HTTPError as e:
+            failed.append(f"{type(e).__name__}: {e}")
 
     for _ in range(rounds if n > 1 else 0):
         threads = [threading.Thread(target=one) for _ in range(n)]
@@ -171,6 +179,9 @@ def warm_concurrent(httpx: Any, url: str, body: dict, n: int, timeout: float, ro
             t.start()
         for t in threads:
             t.join()
+        if failed:
+            raise SpeechkdError(f"{n} requests at once failed during the warm-up ({failed[0]})",
+                                hint="check the server's --max-pending and its log")
 
 
 def stop_server(proc: subprocess.Popen) -> None:

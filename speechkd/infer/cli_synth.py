@@ -242,6 +242,17 @@ def check_ids(args: argparse.Namespace, items: list[tuple[str, str, int]]) -> No
             f"line {n}: {u!r} ({id_problem(u)})" for u, n in bad_ids[:5]), path=args.list, hint="rename them")
 
 
+def refuse_options(args: argparse.Namespace, flags: tuple[str, ...], what: str, path: str | None = None) -> None:
+    """One error line for the first of ``flags`` given a value other than its default (that of
+    :func:`add_arguments`): it does not apply to ``what``."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for flag in flags:
+        dest = flag.lstrip("-").replace("-", "_")
+        if getattr(args, dest) != parser.get_default(dest):
+            raise SpeechkdError(f"{flag} does not apply to {what}", field=flag, path=path, hint=f"leave out {flag}")
+
+
 def _tsv(rows: list[list[str]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
@@ -274,14 +285,9 @@ def synth_builtin(args: argparse.Namespace) -> int:
 
     if args.model != NAME:
         raise SpeechkdError(f"unknown built-in model '{args.model}'", field="--model", hint=f"the built-in is {NAME}")
-    for flag, value, default in (("--steps", args.steps, 0), ("--average", args.average, 1),
-                                 ("--frontend", args.frontend, None), ("--vocoder", args.vocoder, "griffin_lim"),
-                                 ("--speed", args.speed, 1.0), ("--pitch-scale", args.pitch_scale, 1.0),
-                                 ("--energy-scale", args.energy_scale, 1.0), ("--speaker", args.speaker, None),
-                                 ("--utt2spk", args.utt2spk, None), ("--batch-size", args.batch_size, 1)):
-        if value != default:
-            raise SpeechkdError(f"{flag} does not apply to {NAME} (its voice, frontend and vocoder are its own)",
-                                field=flag, hint=f"leave out {flag}")
+    refuse_options(args, ("--steps", "--average", "--frontend", "--vocoder", "--speed", "--pitch-scale",
+                          "--energy-scale", "--speaker", "--utt2spk", "--batch-size"),
+                   f"{NAME} (its voice, frontend and vocoder are its own)")
     if args.list_speakers:
         print(f"{NAME}: a single-speaker voice (no --speaker needed)", file=sys.stderr)
         return 0
@@ -434,11 +440,8 @@ def synth_exported(args: argparse.Namespace) -> int:
     """Text -> wavs with an exported dir (``speechkd export``) on onnxruntime: no torch, no Lightning."""
     from speechkd.runtime.synth import OnnxSynthesizer  # why: onnxruntime is an optional package (runtime extra)
 
-    for flag, value, default in (("--steps", args.steps, 0), ("--average", args.average, 1),
-                                 ("--frontend", args.frontend, None), ("--vocoder", args.vocoder, "griffin_lim")):
-        if value != default:
-            raise SpeechkdError(f"{flag} does not apply to an exported dir (its graphs, frontend and vocoder are "
-                                "fixed at export)", field=flag, path=args.model, hint=f"leave out {flag}")
+    refuse_options(args, ("--steps", "--average", "--frontend", "--vocoder"),
+                   "an exported dir (its graphs, frontend and vocoder are fixed at export)", path=args.model)
     if args.device.startswith("cuda"):
         raise SpeechkdError("an exported dir runs on the CPU (onnxruntime)", field="--device", hint="--device cpu")
     if args.list_speakers:
