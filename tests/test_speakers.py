@@ -274,8 +274,26 @@ def test_eval_speakers_tables_and_the_diagonal_check(voiced, tmp_path, capsys):
     assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["speakers"] == ["awb", "slt"] and np.asarray(res["mcd"]).shape == (2, 2)
+    rmse = np.asarray(res["lf0_rmse_cents"])
+    assert rmse.shape == (2, 2) and res["diagonal_min_lf0_rmse"]["count"] == sum(res["diagonal_min_lf0_rmse"]["rows"])
+    from speechkd.eval.speaker_identity import _distances
+
+    mc = np.random.default_rng(0).standard_normal((20, 25))
+    f0 = np.r_[np.zeros(5), np.linspace(100.0, 140.0, 15)]
+    assert _distances(((mc, f0), (mc, f0))) == (0.0, 0.0)
+    assert _distances(((mc, f0), (mc, f0 * 2 ** (100 / 1200))))[1] == pytest.approx(100.0)  # a semitone up
     assert sorted(p.name for p in (out / "wav/slt").iterdir()) == ["awb_0.wav", "awb_1.wav", "slt_0.wav", "slt_1.wav"]
-    assert "identity preserved" in capsys.readouterr().out and "## MCD dB" in (out / "results.md").read_text()
+    printed = capsys.readouterr().out
+    assert "rows with their minimum on the diagonal: MCD" in printed and "log-F0 RMSE" in printed
+    assert "## log-F0 RMSE on the DTW path" in (out / "results.md").read_text()
+    # a rerun with the same checkpoint reuses the wavs; another checkpoint is refused, not scored stale
+    before = (out / "wav/slt/awb_0.wav").stat().st_mtime_ns
+    assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--out", str(out)]) == 0
+    assert (out / "wav/slt/awb_0.wav").stat().st_mtime_ns == before
+    stamp = json.loads((out / "wav/stamp.json").read_text())
+    (out / "wav/stamp.json").write_text(json.dumps({**stamp, "step": stamp["step"] + 1}))
+    assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--out", str(out)]) == 2
+    assert "not " in capsys.readouterr().err
     ok = _diagonal_rows(np.array([[1.0, 2.0], [3.0, 2.5]]))
     bad = _diagonal_rows(np.array([[1.0, 2.0], [1.5, 2.5]]))
     assert ok == {"rows": [True, True], "all": True, "count": 2} and bad["rows"] == [True, False] and not bad["all"]

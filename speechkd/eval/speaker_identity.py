@@ -7,16 +7,23 @@ utterance's own speaker j). For the voice i asked for and the recorded speaker j
     MCD[i, j]    = mean over the test utterances of j of MCD(synth(text_u, i), rec_u)
                    (WORLD mel-cepstra, exact DTW; :mod:`speechkd.eval.mcd`)
     dLF0[i, j]   = mean over the same utterances of |mean log-F0(synth) - mean log-F0(rec)|, in cents
-                   (voiced frames only)
+                   (voiced frames only): the register alone
+    RLF0[i, j]   = mean over the same utterances of the log-F0 RMSE in cents on the MCD's DTW path
+                   (frames voiced in both; :func:`speechkd.eval.f0.f0_metrics`): register and contour,
+                   the construction of MCD[i, j] applied to log-F0. Two voices of one register
+                   (two synthesizers of one human speaker) differ in their intonation, not their mean.
 
 Identity survives when every row i has its minimum on the diagonal (j = i): the synthesized voice
 i is closer to recordings of i than to those of any other speaker, even though the sentences of
 column j were spoken by j only (the same sentences where the split allows: column i and row i
-share their texts). Both tables and the per-row check go to ``results.json`` / ``results.md``.
+share their texts). The tables and the per-row checks go to ``results.json`` / ``results.md``.
+The synthesized wavs are kept under ``out/wav`` with a stamp of the checkpoint that made them: a rerun
+reuses them for the same checkpoint and refuses for another one (rather than scoring stale audio).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import asdict
@@ -25,6 +32,7 @@ import numpy as np
 
 from speechkd.data.kaldi import read_datadir
 from speechkd.errors import SpeechkdError
+from speechkd.eval.f0 import f0_metrics
 from speechkd.eval.mcd import mcd_dtw, world_features
 from speechkd.eval.stats import json_safe
 from speechkd.eval.tts_eval import TtsEvalConfig, load_for_eval
@@ -36,19 +44,41 @@ from speechkd.utils.paths import check_id, safe_child
 logger = logging.getLogger(__name__)
 
 
-def _features(job: tuple) -> tuple[str, np.ndarray, float]:
-    """(key, mel-cepstrum, mean voiced log-F0) of one recording or synthesized wav."""
+def _features(job: tuple) -> tuple[str, np.ndarray, np.ndarray, float]:
+    """(key, mel-cepstrum, F0 track, mean voiced log-F0) of one recording or synthesized wav."""
     key, entry, seg, cfg = job
     wav, _ = load_for_eval(entry, cfg.sample_rate, utt=key, segment=seg)
     f = world_features(wav, cfg.sample_rate, f0_method=cfg.f0_method, frame_period=cfg.frame_period,
                        f0_floor=cfg.f0_floor, f0_ceil=cfg.f0_ceil, order=cfg.order, alpha=cfg.alpha,
                        floor_db=cfg.floor_db)
     voiced = f.f0[f.f0 > 0]
-    return key, f.mcep, float(np.log(voiced).mean()) if voiced.size else float("nan")
+    return key, f.mcep, f.f0, float(np.log(voiced).mean()) if voiced.size else float("nan")
 
 
-def _mcd(job: tuple) -> float:
-    return mcd_dtw(job[0], job[1])[0]
+def _distances(job: tuple) -> tuple[float, float]:
+    """(MCD, log-F0 RMSE in cents on the same DTW path) of a (recording, synthesis) pair."""
+    (mc_rec, f0_rec), (mc_syn, f0_syn) = job
+    mcd, path = mcd_dtw(mc_rec, mc_syn)
+    return mcd, f0_metrics(f0_rec, f0_syn, path)["f0_rmse_cents"]
+
+
+def _check_stamp(wav_dir: str, stamp: dict) -> None:
+    """Keep ``wav_dir``'s audio tied to the checkpoint that made it (module docstring)."""
+    path = os.path.join(wav_dir, "stamp.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        if old != stamp:
+            raise SpeechkdError(f"its wavs were made by {old.get('checkpoint')} (step {old.get('step')}, vocoder "
+                                f"{old.get('vocoder')}), not {stamp['checkpoint']} (step {stamp['step']}, vocoder "
+                                f"{stamp['vocoder']})", path=wav_dir, field="--out",
+                                hint="give a new --out, or remove that dir to synthesize again")
+    elif os.path.isdir(wav_dir) and os.listdir(wav_dir):
+        raise SpeechkdError("holds wavs without a stamp of the checkpoint that made them", path=wav_dir,
+                            field="--out", hint="give a new --out, or remove that dir to synthesize again")
+    else:
+        os.makedirs(wav_dir, exist_ok=True)
+        atomic_write_json(path, stamp)
 
 
 def test_utterances(data_dir: str, speakers: list[str], per_speaker: int) -> dict[str, list[str]]:
@@ -76,6 +106,9 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
     voices = list(by_spk)
     utts = [u for s in voices for u in by_spk[s]]
     cfg = cfg or TtsEvalConfig()
+    _check_stamp(os.path.join(out, "wav"), {"checkpoint": os.path.abspath(synth.loaded.path),
+                                            "step": int(synth.loaded.step), "average": int(average),
+                                            "vocoder": vocoder, "seed": int(seed)})
     for v in voices:
         check_id(v, source=data_dir)
         vdir = os.path.join(out, "wav", v)
@@ -92,28 +125,30 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
         logger.info("voice %s: %d utterances synthesized (%d now)", v, len(utts), len(todo))
     jobs = [(f"rec/{u}", *dd.audio(u), cfg) for u in utts]
     jobs += [(f"{v}/{u}", safe_child(os.path.join(out, "wav", v), u, ".wav"), None, cfg) for v in voices for u in utts]
-    feats = {k: (mc, lf0) for k, mc, lf0 in process_map(_features, jobs, nj)}
+    feats = {k: (mc, f0, lf0) for k, mc, f0, lf0 in process_map(_features, jobs, nj)}
     pairs = [(v, u) for v in voices for u in utts]
-    mcds = process_map(_mcd, [(feats[f"rec/{u}"][0], feats[f"{v}/{u}"][0]) for v, u in pairs], nj)
+    dists = process_map(_distances, [(feats[f"rec/{u}"][:2], feats[f"{v}/{u}"][:2]) for v, u in pairs], nj)
     spk_of = {u: s for s, us in by_spk.items() for u in us}
     n = len(voices)
-    mcd, dlf0 = np.zeros((n, n)), np.zeros((n, n))
-    cells: dict[tuple[int, int], list[tuple[float, float]]] = {}
-    for (v, u), m in zip(pairs, mcds):
-        d = 1200.0 / np.log(2.0) * abs(feats[f"{v}/{u}"][1] - feats[f"rec/{u}"][1])
-        cells.setdefault((voices.index(v), voices.index(spk_of[u])), []).append((m, d))
+    mcd, dlf0, rlf0 = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
+    cells: dict[tuple[int, int], list[tuple[float, float, float]]] = {}
+    for (v, u), (m, r) in zip(pairs, dists):
+        d = 1200.0 / np.log(2.0) * abs(feats[f"{v}/{u}"][2] - feats[f"rec/{u}"][2])
+        cells.setdefault((voices.index(v), voices.index(spk_of[u])), []).append((m, d, r))
     for (i, j), vals in cells.items():
-        mcd[i, j] = float(np.mean([m for m, _ in vals]))
-        ds = [d for _, d in vals if np.isfinite(d)]
-        dlf0[i, j] = float(np.mean(ds)) if ds else float("nan")
+        mcd[i, j] = float(np.mean([m for m, _, _ in vals]))
+        for t, k in ((dlf0, 1), (rlf0, 2)):
+            xs = [x[k] for x in vals if np.isfinite(x[k])]
+            t[i, j] = float(np.mean(xs)) if xs else float("nan")
     # how far apart the recorded voices themselves are in mean log-F0 (the resolution of that table)
-    rec = {s: float(np.nanmean([feats[f"rec/{u}"][1] for u in by_spk[s]])) for s in voices}
+    rec = {s: float(np.nanmean([feats[f"rec/{u}"][2] for u in by_spk[s]])) for s in voices}
     rec_cents = [[1200.0 / np.log(2.0) * abs(rec[a] - rec[b]) for b in voices] for a in voices]
     res = {"model": model, "vocoder": vocoder, "data_dir": data_dir, "speakers": voices,
            "recording_f0_hz": {s: float(np.exp(v)) for s, v in rec.items()}, "recording_lf0_cents": rec_cents,
            "utterances_per_speaker": {s: len(u) for s, u in by_spk.items()}, "settings": asdict(cfg),
-           "mcd": mcd.tolist(), "lf0_diff_cents": dlf0.tolist(),
-           "diagonal_min_mcd": _diagonal_rows(mcd), "diagonal_min_lf0": _diagonal_rows(dlf0)}
+           "mcd": mcd.tolist(), "lf0_diff_cents": dlf0.tolist(), "lf0_rmse_cents": rlf0.tolist(),
+           "diagonal_min_mcd": _diagonal_rows(mcd), "diagonal_min_lf0": _diagonal_rows(dlf0),
+           "diagonal_min_lf0_rmse": _diagonal_rows(rlf0)}
     os.makedirs(out, exist_ok=True)
     atomic_write_json(os.path.join(out, "results.json"), json_safe(res))
     atomic_write_text(os.path.join(out, "results.md"), identity_markdown(res))
@@ -136,10 +171,14 @@ def identity_markdown(res: dict) -> str:
     lines = [f"# Speaker identity: {res['model']} ({res['vocoder']})", "",
              "Rows: the voice asked for; columns: the speaker of the recording compared with (its own sentences). "
              "Bold: the row's minimum.", ""]
-    for key, title, fmt in (("mcd", "MCD dB", "{:.2f}"), ("lf0_diff_cents", "|mean log-F0 difference| cents",
-                                                          "{:.0f}")):
+    tables = (("mcd", "diagonal_min_mcd", "MCD dB", "{:.2f}"),
+              ("lf0_diff_cents", "diagonal_min_lf0", "|mean log-F0 difference| cents", "{:.0f}"),
+              ("lf0_rmse_cents", "diagonal_min_lf0_rmse", "log-F0 RMSE on the DTW path, cents", "{:.0f}"))
+    for key, dkey, title, fmt in tables:
+        if key not in res:  # results written before that table existed
+            continue
         t = np.asarray(res[key])
-        diag = res["diagonal_min_mcd" if key == "mcd" else "diagonal_min_lf0"]
+        diag = res[dkey]
         lines += [f"## {title}: minimum on the diagonal in {diag['count']}/{len(v)} rows", "",
                   "| voice \\ recording | " + " | ".join(v) + " |", "|---|" + "---:|" * len(v)]
         for i, s in enumerate(v):
