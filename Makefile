@@ -32,7 +32,7 @@ demo: install
 	@echo "  ./run.sh --stage 7 --stop_stage 8   diffusion teacher + progressive distillation"
 	@echo "  ./run.sh --stage 9 --stop_stage 9   neural vocoder (Vocos-like), then ./run.sh --stage 10 --force true"
 
-# two workers (pytest-xdist; one per core here), each test module whole on one of them
+# two workers (pytest-xdist; one per core here), each test module whole on one of them (tests/conftest.py)
 test: install-espnet
 	$(VENV)/bin/pytest -q -n auto --dist loadgroup
 

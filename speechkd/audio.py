@@ -134,6 +134,20 @@ def load_audio(entry: str, *, sample_rate: int | None = None, utt: str | None = 
     return wav, sr
 
 
+def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """``librosa.resample(wav, orig_sr=..., target_sr=..., res_type="soxr_hq")``, sample for sample
+    (soxr's HQ filter, the length fixed to ceil(len · target / orig), the input dtype), without
+    importing librosa: a worker process that only resamples would spend seconds on that import."""
+    import soxr  # why: a compiled module, loaded by the callers that resample
+
+    if orig_sr == target_sr:
+        return wav
+    y = soxr.resample(wav, orig_sr, target_sr, quality="soxr_hq")
+    n = int(np.ceil(len(wav) * float(target_sr) / orig_sr))
+    y = y[:n] if len(y) >= n else np.pad(y, (0, n - len(y)))
+    return np.asarray(y, dtype=wav.dtype)
+
+
 def _read_error(e: Exception, name: str, utt: str | None) -> AudioError:
     if isinstance(e, FileNotFoundError):
         return AudioError("audio file does not exist", path=name, utt=utt,

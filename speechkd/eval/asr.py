@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from speechkd.audio import load_audio
+from speechkd.audio import load_audio, resample
 from speechkd.errors import SpeechkdError
 from speechkd.utils.parallel import process_map
 
@@ -38,9 +38,7 @@ def _get_decoder():
 def recognize(wav: np.ndarray, sr: int) -> str:
     """Transcribe float audio in [-1, 1]; resampled to 16 kHz when needed."""
     if sr != ASR_SAMPLE_RATE:
-        import librosa
-
-        wav = librosa.resample(wav.astype(np.float32), orig_sr=sr, target_sr=ASR_SAMPLE_RATE)
+        wav = resample(wav.astype(np.float32), sr, ASR_SAMPLE_RATE)
     pcm = (np.clip(wav, -1.0, 1.0) * 32767.0).astype("<i2")
     dec = _get_decoder()
     dec.start_utt()

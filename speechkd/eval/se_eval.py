@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from speechkd.audio import load_audio
+from speechkd.audio import load_audio, resample
 from speechkd.data.kaldi import read_datadir
 from speechkd.errors import AudioError, SpeechkdError
 from speechkd.eval import dnsmos as dnsmos_p835
@@ -76,10 +76,7 @@ def score(est: np.ndarray, ref: np.ndarray, sr: int, dnsmos: bool = False) -> di
     with pesq_error / stoi_error saying why a score is NaN; with ``dnsmos`` also the
     reference-free dnsmos_sig/bak/ovrl of ``est``."""
     if sr != PESQ_SAMPLE_RATE:
-        import librosa
-
-        r16 = librosa.resample(ref, orig_sr=sr, target_sr=PESQ_SAMPLE_RATE, res_type="soxr_hq")
-        e16 = librosa.resample(est, orig_sr=sr, target_sr=PESQ_SAMPLE_RATE, res_type="soxr_hq")
+        r16, e16 = resample(ref, sr, PESQ_SAMPLE_RATE), resample(est, sr, PESQ_SAMPLE_RATE)
     else:
         r16, e16 = ref, est
     t0 = time.perf_counter()

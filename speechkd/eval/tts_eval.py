@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from speechkd.audio import load_audio
+from speechkd.audio import load_audio, resample
 from speechkd.data.kaldi import DataDir
 from speechkd.errors import AudioError, ConfigError, SpeechkdError
 from speechkd.eval.f0 import f0_metrics
@@ -75,10 +75,8 @@ def load_for_eval(entry: str, sample_rate: int, *, utt: str,
         raise AudioError("audio is all zeros (silent)", path=entry, utt=utt,
                          hint="the synthesis or vocoder produced no signal")
     if sr != sample_rate:
-        import librosa
-
         log.debug("%s: resampling %s from %d to %d Hz", utt, entry, sr, sample_rate)
-        wav = librosa.resample(wav, orig_sr=sr, target_sr=sample_rate, res_type="soxr_hq")
+        wav = resample(wav, sr, sample_rate)
     return wav, sr
 
 
