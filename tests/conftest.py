@@ -79,10 +79,13 @@ SPREAD = {"test_public_corpora", "test_recipe_smoke", "test_se_recipe"}
 # schedules by; a marker added after it is never seen (every test would then be its own group)
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    def module(item) -> str:
+        return item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+
     for item in items:
-        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
-        if module not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(module, module)))
+        if module(item) not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(module(item), module(item))))
+    items.sort(key=lambda item: module(item) not in SPREAD)  # stable: the order within each part stays
 
 
 def pytest_collection_finish(session):
@@ -98,6 +101,8 @@ def pytest_collection_finish(session):
 
 
 def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False  # keep the order above (xdist's controller schedules by it)
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # two workers on two cores: one torch thread each (and in the CLIs they start), not two each
         os.environ.setdefault("OMP_NUM_THREADS", "1")
