@@ -259,8 +259,10 @@ stage_eval() {
     local m
     for m in $speaker_eval_models; do
       [ -d "$expdir/$m" ] || continue
+      # --overwrite: a retrained model's wavs replace the earlier ones (kept in wav/.backup/<n>/), as
+      # stage 10 re-synthesizes; the same checkpoint reuses them
       speechkd eval speakers --model "$expdir/$m" --data-dir "data/$test_set" --per-speaker "$speaker_eval_utts" \
-        --nj "$nj" --out "$expdir/eval/speakers_$m"
+        --nj "$nj" --out "$expdir/eval/speakers_$m" --overwrite
     done
   fi
 }

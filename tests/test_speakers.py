@@ -290,10 +290,13 @@ def test_eval_speakers_tables_and_the_diagonal_check(voiced, tmp_path, capsys):
     before = (out / "wav/slt/awb_0.wav").stat().st_mtime_ns
     assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--out", str(out)]) == 0
     assert (out / "wav/slt/awb_0.wav").stat().st_mtime_ns == before
-    stamp = json.loads((out / "wav/stamp.json").read_text())
-    (out / "wav/stamp.json").write_text(json.dumps({**stamp, "step": stamp["step"] + 1}))
+    stamp = json.loads((out / "wav/.speechkd_settings.json").read_text())
+    (out / "wav/.speechkd_settings.json").write_text(json.dumps({**stamp, "step": stamp["step"] + 1}))
     assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--out", str(out)]) == 2
-    assert "not " in capsys.readouterr().err
+    assert "step" in capsys.readouterr().err and (out / "wav/slt/awb_0.wav").stat().st_mtime_ns == before
+    assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--out", str(out),
+                "--overwrite"]) == 0
+    assert (out / "wav/.backup/1/slt/awb_0.wav").is_file() and (out / "wav/slt/awb_0.wav").is_file()
     ok = _diagonal_rows(np.array([[1.0, 2.0], [3.0, 2.5]]))
     bad = _diagonal_rows(np.array([[1.0, 2.0], [1.5, 2.5]]))
     assert ok == {"rows": [True, True], "all": True, "count": 2} and bad["rows"] == [True, False] and not bad["all"]

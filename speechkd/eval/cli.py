@@ -152,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=av.device, default="cpu", help="synthesis device")
     p.add_argument("--seed", type=av.seed, default=0, help="synthesis seed")
     p.add_argument("--average", type=av.positive_int, default=1, help="average the model's last N checkpoints")
+    p.add_argument("--overwrite", action="store_true",
+                   help="wavs under --out made by another checkpoint, vocoder or seed move into "
+                        "<out>/wav/.backup/<n>/ (without it they are refused, not reused)")
 
     p = sub.add_parser("se-systems", help="the noisy input and every system of an SE systems manifest on each test "
                                           "set (eval se each), then se-summary (recipe stage 6)")
@@ -211,7 +214,8 @@ def main(args: argparse.Namespace) -> int:
         from speechkd.eval.speaker_identity import speaker_identity  # why: imports torch (synthesis)
 
         res = speaker_identity(args.model, args.data_dir, args.out, vocoder=args.vocoder, per_speaker=args.per_speaker,
-                               nj=args.nj, device=args.device, seed=args.seed, average=args.average)
+                               nj=args.nj, device=args.device, seed=args.seed, average=args.average,
+                               overwrite=args.overwrite)
         print(open(os.path.join(args.out, "results.md"), encoding="utf-8").read())
         n = len(res["speakers"])
         print("rows with their minimum on the diagonal: " + ", ".join(

@@ -17,13 +17,13 @@ Identity survives when every row i has its minimum on the diagonal (j = i): the 
 i is closer to recordings of i than to those of any other speaker, even though the sentences of
 column j were spoken by j only (the same sentences where the split allows: column i and row i
 share their texts). The tables and the per-row checks go to ``results.json`` / ``results.md``.
-The synthesized wavs are kept under ``out/wav`` with a stamp of the checkpoint that made them: a rerun
-reuses them for the same checkpoint and refuses for another one (rather than scoring stale audio).
+The synthesized wavs are kept under ``out/wav``, which records the checkpoint, vocoder and seed that
+made them (:func:`speechkd.utils.outputs.claim_output_dir`): a rerun reuses them for the same
+checkpoint and refuses another one unless ``overwrite`` (rather than scoring stale audio).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict
@@ -38,6 +38,7 @@ from speechkd.eval.stats import json_safe
 from speechkd.eval.tts_eval import TtsEvalConfig, load_for_eval
 from speechkd.infer.synthesize import Synthesizer
 from speechkd.utils.io import atomic_write_json, atomic_write_text, atomic_write_wav
+from speechkd.utils.outputs import claim_output_dir
 from speechkd.utils.parallel import process_map
 from speechkd.utils.paths import check_id, safe_child
 
@@ -62,25 +63,6 @@ def _distances(job: tuple) -> tuple[float, float]:
     return mcd, f0_metrics(f0_rec, f0_syn, path)["f0_rmse_cents"]
 
 
-def _check_stamp(wav_dir: str, stamp: dict) -> None:
-    """Keep ``wav_dir``'s audio tied to the checkpoint that made it (module docstring)."""
-    path = os.path.join(wav_dir, "stamp.json")
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = json.load(f)
-        if old != stamp:
-            raise SpeechkdError(f"its wavs were made by {old.get('checkpoint')} (step {old.get('step')}, vocoder "
-                                f"{old.get('vocoder')}), not {stamp['checkpoint']} (step {stamp['step']}, vocoder "
-                                f"{stamp['vocoder']})", path=wav_dir, field="--out",
-                                hint="give a new --out, or remove that dir to synthesize again")
-    elif os.path.isdir(wav_dir) and os.listdir(wav_dir):
-        raise SpeechkdError("holds wavs without a stamp of the checkpoint that made them", path=wav_dir,
-                            field="--out", hint="give a new --out, or remove that dir to synthesize again")
-    else:
-        os.makedirs(wav_dir, exist_ok=True)
-        atomic_write_json(path, stamp)
-
-
 def test_utterances(data_dir: str, speakers: list[str], per_speaker: int) -> dict[str, list[str]]:
     """Test utterances of each shared speaker (C order, the first ``per_speaker``; 0 = all)."""
     dd = read_datadir(data_dir)
@@ -94,7 +76,7 @@ def test_utterances(data_dir: str, speakers: list[str], per_speaker: int) -> dic
 
 def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "griffin_lim", per_speaker: int = 0,
                      nj: int = 1, device: str = "cpu", seed: int = 0, average: int = 1,
-                     cfg: TtsEvalConfig | None = None) -> dict:
+                     cfg: TtsEvalConfig | None = None, overwrite: bool = False) -> dict:
     """Synthesize every test sentence with every shared voice (kept under ``out/wav/<voice>/``;
     a rerun reuses them), then the two speaker x speaker tables (module docstring)."""
     synth = Synthesizer.from_exp(model, vocoder=vocoder, device=device, on_unknown="map", average=average)
@@ -106,9 +88,10 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
     voices = list(by_spk)
     utts = [u for s in voices for u in by_spk[s]]
     cfg = cfg or TtsEvalConfig()
-    _check_stamp(os.path.join(out, "wav"), {"checkpoint": os.path.abspath(synth.loaded.path),
-                                            "step": int(synth.loaded.step), "average": int(average),
-                                            "vocoder": vocoder, "seed": int(seed)})
+    claim_output_dir(os.path.join(out, "wav"), {"checkpoint": os.path.abspath(synth.loaded.path),
+                                                 "step": int(synth.loaded.step), "average": int(average),
+                                                 "vocoder": vocoder, "seed": int(seed)},
+                     verb="eval speakers", overwrite=overwrite)
     for v in voices:
         check_id(v, source=data_dir)
         vdir = os.path.join(out, "wav", v)
