@@ -269,7 +269,7 @@ def load_trained_vocoder(exp_or_ckpt: str, feature_config: FeatureConfig | None,
     gen.load_state_dict(model_state(ckpt, "generator."))
     logger.info("loaded vocoder %s (%s, step %d, %.1f training minutes)", path, name,
                 int(ckpt.get("global_step", 0)), float(meta.get("train_minutes", 0.0)))
-    return Vocos(gen, fc, device=device, path=path)
+    return Vocos(gen, fc, device=device, path=path, step=int(ckpt.get("global_step", 0)))
 
 
 def is_exp_or_checkpoint(name: str) -> bool:

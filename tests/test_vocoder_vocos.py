@@ -84,9 +84,14 @@ def test_train_resume_load_and_vocode(tmp_path, roots):
     with pytest.raises(FeatureMismatchError, match="hop_length: 256 .* vs 200"):
         load_vocoder(str(exp), FeatureConfig(hop_length=200, win_length=800, n_fft=1024))
     synth = tmp_path / "synth"
-    assert main(["vocode", "--feats", str(feats / "dev"), "--vocoder", str(exp), "--out", str(synth),
-                 "--num-utts", "2"]) == 0
+    vocode = ["vocode", "--feats", str(feats / "dev"), "--vocoder", str(exp), "--out", str(synth), "--num-utts", "2"]
+    assert main(vocode) == 0
     assert len(list(synth.glob("*.wav"))) == 2
+    assert main(vocode) == 0  # the same checkpoint resumes
+    # trained on: the wavs of step 6 are not passed off as the new checkpoint's
+    assert main(args + ["--max-steps", "7"]) == 0
+    assert main(vocode) == 2
+    assert main(vocode + ["--overwrite"]) == 0 and len(list((synth / ".backup/1").glob("*.wav"))) == 2
 
 
 def test_load_vocoder_errors(tmp_path):

@@ -371,7 +371,10 @@ def synth_systems(args: argparse.Namespace) -> int:
             info = resynthesize_datadir(args.data_dir, s.wav_dir, s.vocoder, {}, feats=fc, num_utts=args.num_utts,
                                         device=args.device, nj=args.nj)
         else:
-            info = vocode_dump(args.feats, s.wav_dir, s.vocoder, {}, num_utts=args.num_utts, device=args.device)
+            # overwrite: wavs of a retrained vocoder move to .backup/<n>/ (logged), as a model system's
+            # wavs are synthesized anew above; the same checkpoint resumes
+            info = vocode_dump(args.feats, s.wav_dir, s.vocoder, {}, num_utts=args.num_utts, device=args.device,
+                               overwrite=True)
         print(f"{s.wav_dir}: {info['utterances']} utterances ({info['vocoded_now']} vocoded now, RTF {info['rtf']})")
     return 0
 

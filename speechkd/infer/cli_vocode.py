@@ -7,7 +7,8 @@
 
 Mel vocoders (griffin_lim, a trained vocoder's exp dir) read a feature dump's log-mels;
 WORLD analyses the waveforms of a data dir (it needs the audio, not the mel). Rerunning resumes;
-an --out vocoded with another vocoder, options or input is refused unless --overwrite.
+an --out vocoded with another vocoder, options, input or checkpoint of a trained vocoder is refused
+unless --overwrite.
 """
 
 from __future__ import annotations

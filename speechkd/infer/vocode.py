@@ -43,7 +43,8 @@ def _write(wav_path: str, wav: np.ndarray, sr: int, utt: str) -> None:
 def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options: dict | None = None, *,
                 num_utts: int = 0, device: str = "auto", overwrite: bool = False) -> dict:
     """Vocode the first ``num_utts`` (0: all) utterances of a dump into ``out/<utt>.wav``.
-    Wavs already there are kept (a killed run resumes); returns timing figures."""
+    Wavs already there are kept (a killed run resumes) when the same vocoder checkpoint made them;
+    returns timing figures."""
     feats = FeatureConfig.load(os.path.join(feats_dir, "feature_config.yaml"))
     index = list(read_feats_scp(feats_dir).items())
     if num_utts > 0:
@@ -53,8 +54,10 @@ def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options:
     if voc.needs_wav:
         raise SpeechkdError(f"{vocoder} resynthesises waveforms, not log-mels", field="--vocoder",
                             hint="give the data dir: speechkd vocode --vocoder world --data-dir data/<split>")
-    claim_output_dir(out, {"vocoder": vocoder, "options": options or {}, "feats": os.path.abspath(feats_dir)},
-                     verb="vocode", overwrite=overwrite)
+    settings = {"vocoder": vocoder, "options": options or {}, "feats": os.path.abspath(feats_dir)}
+    if getattr(voc, "path", ""):  # a trained vocoder: which checkpoint (retrained -> its wavs are stale)
+        settings.update(checkpoint=os.path.abspath(voc.path), step=int(voc.step))
+    claim_output_dir(out, settings, verb="vocode", overwrite=overwrite)
     done = seconds = audio_s = 0.0
     for utt, (path, frames) in index:
         wav_path = safe_child(out, utt, ".wav", source=os.path.join(feats_dir, "feats.scp"))

@@ -125,10 +125,10 @@ class Vocos:
     needs_wav = False
 
     def __init__(self, generator: VocosGenerator, feature_config: FeatureConfig, device: str = "cpu",
-                 path: str = ""):
+                 path: str = "", step: int = -1):
         self.generator = generator.to(device).eval()
         self.feature_config = feature_config
-        self.device, self.path = torch.device(device), path
+        self.device, self.path, self.step = torch.device(device), path, step  # step: of its checkpoint
 
     @torch.no_grad()
     def __call__(self, log_mel: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
