@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", type=av.device, default="auto",
                    help="auto (CUDA when present), cpu, cuda (world synthesis=harmonic: the CUDA kernel)")
     p.add_argument("--overwrite", action="store_true",
-                   help="an --out made with another vocoder, options, input or vocoder checkpoint is moved into <out>/.backup/<n>/ "
-                        "(without it such an --out is refused; the same command resumes)")
+                   help="an --out made with another vocoder, options, input or vocoder checkpoint is moved "
+                        "into <out>/.backup/<n>/ (without it such an --out is refused; the same command resumes)")
     p.add_argument("--nj", type=av.jobs, default=1,
                    help="world on the CPU: processes sharing the utterances (whole batches each)")
 
