@@ -78,7 +78,7 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
                      nj: int = 1, device: str = "cpu", seed: int = 0, average: int = 1,
                      cfg: TtsEvalConfig | None = None, overwrite: bool = False) -> dict:
     """Synthesize every test sentence with every shared voice (kept under ``out/wav/<voice>/``;
-    a rerun reuses them), then the two speaker x speaker tables (module docstring)."""
+    a rerun reuses them), then the three speaker x speaker tables (module docstring)."""
     synth = Synthesizer.from_exp(model, vocoder=vocoder, device=device, on_unknown="map", average=average)
     if not synth.speakers:
         raise SpeechkdError("a single-speaker model has no speaker table to check", path=model,
