@@ -88,18 +88,6 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: module(item) not in SPREAD)  # stable: the order within each part stays
 
 
-def pytest_collection_finish(session):
-    """Say so when loadgroup does not group (the pytest / pytest-xdist pairing of setup.cfg's pin)."""
-    if not (os.environ.get("PYTEST_XDIST_WORKER") == "gw0" and session.config.getvalue("loadgroup")):
-        return
-    grouped = [i for i in session.items if i.get_closest_marker("xdist_group")]
-    if grouped and not any("@" in i.nodeid for i in grouped):
-        import warnings
-
-        warnings.warn("pytest-xdist's loadgroup is not grouping with this pytest (pytest-xdist issue 1386): "
-                      "module fixtures are built on every worker; install the pytest of setup.cfg's dev pin")
-
-
 def pytest_configure(config):
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False  # keep the order above (xdist's controller schedules by it)
