@@ -359,3 +359,25 @@ def test_one_speaker_with_an_external_embedding(tmp_path):
     assert set(lm.speaker_inputs(["spk0"])) == {"spk_emb"} and not (exp / "spk2id").exists()
     with pytest.raises(SpeechkdError, match="unknown speaker 'x'; the model knows: spk0"):
         lm.speaker_inputs(["x"])
+
+
+@pytest.mark.parametrize("embedding", ["speaker", "global"])
+def test_fastspeech2_variance_embedding_sees_the_register_only_when_global(embedding):
+    from types import SimpleNamespace
+
+    from speechkd.models.fastspeech2 import FastSpeech2, FastSpeech2Config
+    m = FastSpeech2(FastSpeech2Config(d_model=32, n_heads=2, enc_layers=1, dec_layers=1, conv_filter=32,
+                                      predictor_channels=16, variance_embedding=embedding), 10, 8, n_speakers=2)
+    m.set_stats(SimpleNamespace(lf0_mean=5.0, lf0_std=0.4, lf0_min=4.0, lf0_max=6.2, energy_mean=1.0,
+                                energy_std=0.5, energy_min=0.0, energy_max=3.0))
+    # two voices an octave apart (log 2 = 0.69), same spread
+    m.set_speaker_stats([[4.6, 0.1, 4.3, 4.9, 1.0, 0.5, 0.0, 3.0], [5.3, 0.1, 5.0, 5.6, 1.0, 0.5, 0.0, 3.0]])
+    same = torch.full((2, 3), 5.0)  # one absolute log-F0, asked of both voices
+    spk = torch.tensor([0, 1])
+    seen = m._embedded(m._normalise(same, "pitch", spk), "pitch", spk)
+    if embedding == "global":  # one pitch, one bucket, whoever speaks; the buckets span the global range
+        assert torch.allclose(seen[0], seen[1], atol=1e-5) and torch.allclose(seen, torch.zeros(2, 3), atol=1e-5)
+        assert m.pitch_stats[2:].tolist() == pytest.approx([-2.5, 3.0])
+    else:  # the speaker-normalised value: 4 std above one voice's mean, 3 below the other's
+        assert seen[0].tolist() == pytest.approx([4.0] * 3, abs=1e-4) and seen[1].tolist() == pytest.approx([-3.0] * 3, abs=1e-4)
+        assert m.pitch_stats[2:].tolist() == pytest.approx([-3.0, 3.0], abs=1e-4)

@@ -25,8 +25,12 @@ Inference controls (act on the denormalised values, so they mean the same for ev
 
 A multi-speaker model (``speaker_variance_norm``) standardises pitch and energy with each
 speaker's own training mean and standard deviation, so the predictors learn a contour and the
-speaker's statistics restore its register at synthesis; the buckets span the speaker-normalised
-range of all speakers.
+speaker's statistics restore its register at synthesis. What the bucket embeddings see is
+``variance_embedding``: ``speaker`` embeds the speaker-normalised value (buckets over the
+speaker-normalised range of all speakers), so the decoder has to add the register from the speaker
+vector; ``global`` embeds the denormalised value standardised with the global statistics (buckets
+over the global range), so the decoder is told the absolute F0 and energy, as in the single-speaker
+model, and one bucket means one pitch for every voice.
 
 The statistics live in model buffers (set by :meth:`FastSpeech2.set_stats` before training), so a
 checkpoint carries them and :func:`speechkd.checkpoints.load_model` restores them.
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -52,6 +57,10 @@ class FastSpeech2Config(FastSpeechConfig):
     speaker_variance_norm: bool = field(True, help="multi-speaker models: standardise pitch and energy with each "
                                                    "speaker's own training statistics (the predictors learn the "
                                                    "contour, the speaker supplies the register)")
+    variance_embedding: Literal["speaker", "global"] = field(
+        "speaker", help="multi-speaker models with speaker_variance_norm: what the pitch/energy embeddings see: "
+                        "speaker (the speaker-normalised value) or global (the absolute value, standardised "
+                        "with the global statistics: the decoder is told the register)")
     pitch_loss_weight: float = field(1.0, help="weight of the token pitch MSE (normalised log-F0)")
     energy_loss_weight: float = field(1.0, help="weight of the token energy MSE (normalised energy)")
 
@@ -102,6 +111,7 @@ class FastSpeech2(FastSpeech):
         of the speaker-normalised values over all speakers."""
         if self.spk_pitch_stats is None:
             return
+        speaker_range = self.cfg.variance_embedding == "speaker"  # else the buckets keep the global range
         st = torch.tensor(rows, dtype=torch.float32)
         for buf, glob, cols in ((self.spk_pitch_stats, self.pitch_stats, slice(0, 4)),
                                 (self.spk_energy_stats, self.energy_stats, slice(4, 8))):
@@ -109,7 +119,7 @@ class FastSpeech2(FastSpeech):
             std = std.clamp_min(1e-5)
             buf.copy_(torch.stack([mean, std], 1))
             lo_n, hi_n = float(((lo - mean) / std).min()), float(((hi - mean) / std).max())
-            if hi_n > lo_n:
+            if speaker_range and hi_n > lo_n:
                 glob[2:].copy_(torch.tensor([lo_n, hi_n]))
 
     def _mean_std(self, name: str, spk: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,6 +138,15 @@ class FastSpeech2(FastSpeech):
     def _denormalise(self, x: torch.Tensor, name: str, spk: torch.Tensor | None = None) -> torch.Tensor:
         mean, std = self._mean_std(name, spk)
         return x * std + mean
+
+    def _embedded(self, x: torch.Tensor, name: str, spk: torch.Tensor | None) -> torch.Tensor:
+        """The value the bucket embedding sees for the normalised ``x``: ``x`` itself, or with
+        ``variance_embedding: global`` in a speaker-normalised model the absolute value standardised
+        with the global statistics."""
+        if self.spk_pitch_stats is None or spk is None or self.cfg.variance_embedding == "speaker":
+            return x
+        st = self.pitch_stats if name == "pitch" else self.energy_stats
+        return (self._denormalise(x, name, spk) - st[0]) / st[1]
 
     def _bucket_embed(self, values: torch.Tensor, st: torch.Tensor, emb: nn.Embedding) -> torch.Tensor:
         """E[bucket(v)]: n_bins buckets, n_bins - 1 boundaries evenly between the normalised min and max."""
@@ -153,14 +172,14 @@ class FastSpeech2(FastSpeech):
             p = p_hat + math.log(pitch_scale) / self._mean_std("pitch", spk)[1]
         else:
             p = self._normalise(pitch.to(h.dtype), "pitch", spk)
-        h = h + self._bucket_embed(p, self.pitch_stats, self.pitch_embed) * m[..., None]
+        h = h + self._bucket_embed(self._embedded(p, "pitch", spk), self.pitch_stats, self.pitch_embed) * m[..., None]
         e_hat = self.energy_predictor(h, tmask)
         if energy is None:
             # energy is a norm (>= 0): clamp before scaling, so that a scale > 1 always means louder
             e = self._normalise(self._denormalise(e_hat, "energy", spk).clamp(min=0.0) * energy_scale, "energy", spk)
         else:
             e = self._normalise(energy.to(h.dtype), "energy", spk)
-        h = h + self._bucket_embed(e, self.energy_stats, self.energy_embed) * m[..., None]
+        h = h + self._bucket_embed(self._embedded(e, "energy", spk), self.energy_stats, self.energy_embed) * m[..., None]
         pred = {"log_durations": log_d, "pitch": p_hat, "energy": e_hat,
                 "pitch_used": self._denormalise(p, "pitch", spk) * m,
                 "energy_used": self._denormalise(e, "energy", spk) * m}
