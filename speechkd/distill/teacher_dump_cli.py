@@ -13,6 +13,12 @@ the utterances reach the focus threshold, naming the share and the remedy. Durat
 as ``durations_attn``. Rerunning on a finished dump redoes only the refinement. The output format is described in
 :mod:`speechkd.distill.teacher_dump`. Rerunning resumes; ``--overwrite`` starts over.
 
+A dump made on other features (another sample rate or hop) moves onto ``--data``'s frames without
+running a teacher (:mod:`speechkd.distill.regrid`)::
+
+    speechkd teacher-dump --from-dump dump/teacher/train/teacher_forced --data dump22 --split train \
+        --out dump22/teacher/train --kd-mode teacher_forced
+
 An ESPnet2 Transformer-TTS or Tacotron 2 is the teacher instead of ``--exp`` with (needs the
 ESPnet extra; :mod:`speechkd.distill.espnet_teacher`)::
 
@@ -23,10 +29,13 @@ ESPnet extra; :mod:`speechkd.distill.espnet_teacher`)::
 from __future__ import annotations
 
 import argparse
+import os
 
 from speechkd.align.refine import RefineConfig
+from speechkd.distill.regrid import regrid_teacher_dump
 from speechkd.distill.teacher_dump import DEFAULT_THRESHOLD, DumpOptions, _fmt, teacher_dump
 from speechkd.errors import SpeechkdError
+from speechkd.train.data import split_paths
 from speechkd.utils import args as av
 
 
@@ -38,6 +47,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "as the teacher, instead of --exp; needs --espnet-config and the ESPnet extra")
     p.add_argument("--espnet-config", type=av.text_file,
                    help="that model's ESPnet config.yaml (model, token list, feature settings)")
+    p.add_argument("--from-dump", type=av.existing_dir, metavar="DIR",
+                   help="no teacher run: move this teacher_forced dump (e.g. dump/teacher/train/teacher_forced, made "
+                        "on other features) onto the frames of --data's features (another sample rate or hop; "
+                        "speechkd.distill.regrid); instead of --exp")
     p.add_argument("--data", type=av.existing_dir,
                    required=True, metavar="DUMP", help="dump root with tokens/<split> and feats/<split>")
     p.add_argument("--split", type=av.name, default="train", help="split to dump (default train)")
@@ -78,7 +91,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="discard an earlier dump in --out")
 
 
+def from_dump(args: argparse.Namespace) -> int:
+    """``--from-dump``: the source dump's durations on the frames of ``--data``'s features."""
+    if args.exp or args.espnet_model:
+        raise SpeechkdError("--from-dump moves an existing dump; it runs no teacher (leave out --exp and "
+                            "--espnet-model)", field="--from-dump")
+    if args.kd_mode != "teacher_forced":
+        raise SpeechkdError(f"--from-dump writes teacher_forced durations, not {args.kd_mode}: free-running mels "
+                            "lie on the old features", field="--kd-mode", hint="--kd-mode teacher_forced")
+    out = os.path.join(args.out, "teacher_forced")
+    rep = regrid_teacher_dump(args.from_dump, split_paths(args.data, args.split)[1], out, overwrite=args.overwrite)
+    print(f"{out}: {rep['num_utts']} utterances from {args.from_dump} ({rep['filtered']} filtered, {rep['missing']} of them without durations there), boundaries "
+          f"moved by at most {rep['max_shift_ms']:.1f} ms")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.from_dump:
+        return from_dump(args)
     if (args.exp is None) == (args.espnet_model is None):
         raise SpeechkdError("give the teacher as --exp (speechkd) or as --espnet-model (ESPnet2), one of them",
                             field="--exp")

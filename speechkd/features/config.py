@@ -73,6 +73,17 @@ class FeatureConfig:
     def frame_shift_s(self) -> float:
         return self.hop_length / self.sample_rate
 
+    def frame_edge_seconds(self, frames: float) -> float:
+        """Time (s) of the edge before frame ``frames``, half a hop before its centre; frame t is
+        centred on sample ``t * hop`` (centred STFT) or ``t * hop + n_fft/2 - pad``."""
+        offset = 0.0 if self.center else self.n_fft / 2 - self.pad
+        return ((frames - 0.5) * self.hop_length + offset) / self.sample_rate
+
+    def frames_at_seconds(self, seconds: float) -> float:
+        """The inverse of :meth:`frame_edge_seconds`: the (fractional) frame edge at ``seconds``."""
+        offset = 0.0 if self.center else self.n_fft / 2 - self.pad
+        return (seconds * self.sample_rate - offset) / self.hop_length + 0.5
+
     def num_frames(self, num_samples: int) -> int:
         """Frames of a signal of ``num_samples`` samples (as torch.stft gives)."""
         if self.center:
