@@ -306,6 +306,34 @@ def test_eval_speakers_tables_and_the_diagonal_check(voiced, tmp_path, capsys):
     assert cli(["eval", "speakers", "--model", str(voiced), "--data-dir", str(one), "--out", str(tmp_path / "x")]) == 2
 
 
+def test_eval_speakers_against_the_recordings_own_mels_through_the_vocoder(voiced, tmp_path, capsys):
+    import json
+
+    from speechkd.cli import main as cli
+    from speechkd.config import to_dict
+
+    data, feats = _test_set(tmp_path), tmp_path / "feats"
+    fc = load_model(str(voiced)).feature_config
+    assert cli(["features", "--data-dir", str(data), "--out", str(feats),
+                *[f"{k}={v}" for k, v in to_dict(fc).items()]]) == 0
+    out = tmp_path / "ident"
+    args = ["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--out", str(out)]
+    assert cli([*args, "--reference-feats", str(feats)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["reference"] == f"{feats} through griffin_lim" and "Reference: not the recordings" in \
+        (out / "results.md").read_text()
+    assert sorted(p.name for p in (out / "reference").glob("*.wav")) == ["awb_0.wav", "awb_1.wav", "slt_0.wav",
+                                                                        "slt_1.wav"]
+    # the references differ from the recordings, so the tables do too
+    assert cli([*args[:-1], str(tmp_path / "rec")]) == 0
+    rec = json.loads((tmp_path / "rec" / "results.json").read_text())
+    assert rec["reference"] == "recordings" and not np.allclose(rec["mcd"], res["mcd"])
+    capsys.readouterr()
+    (feats / "feats.scp").write_text((feats / "feats.scp").read_text().splitlines()[0] + "\n")
+    assert cli([*args[:-1], str(tmp_path / "short"), "--reference-feats", str(feats)]) == 2
+    assert "not in the feature dump" in capsys.readouterr().err
+
+
 def test_eval_tts_reports_each_speaker(tmp_path):
     from speechkd.eval.tts_eval import per_speaker, speaker_markdown
 

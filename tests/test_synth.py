@@ -32,7 +32,7 @@ TINY_CONFS = {
     "fastspeech": {"d_model": 16, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "conv_filter": 32,
                    "predictor_channels": 16},
     "fastspeech2": {"d_model": 16, "n_heads": 2, "enc_layers": 1, "dec_layers": 1, "conv_filter": 32,
-                    "predictor_channels": 16, "n_bins": 8},
+                    "predictor_channels": 16, "n_bins": 8, "variance_embedding": "global"},
 }
 FEATS = FeatureConfig(n_mels=20, n_fft=256, win_length=256, hop_length=64, fmax=4000.0)
 

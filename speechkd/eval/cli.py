@@ -155,6 +155,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="wavs under --out made by another checkpoint, vocoder or seed move into "
                         "<out>/wav/.backup/<n>/ (without it they are refused, not reused)")
+    p.add_argument("--reference-feats", type=av.existing_dir, metavar="DUMP",
+                   help="compare with the recordings' own mels through the same vocoder (the test set's feature "
+                        "dump, e.g. dump/feats/test; kept in <out>/reference) instead of the recordings: the "
+                        "vocoder's error is then on both sides")
 
     p = sub.add_parser("se-systems", help="the noisy input and every system of an SE systems manifest on each test "
                                           "set (eval se each), then se-summary (recipe stage 6)")
@@ -215,7 +219,7 @@ def main(args: argparse.Namespace) -> int:
 
         res = speaker_identity(args.model, args.data_dir, args.out, vocoder=args.vocoder, per_speaker=args.per_speaker,
                                nj=args.nj, device=args.device, seed=args.seed, average=args.average,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, reference_feats=args.reference_feats)
         print(open(os.path.join(args.out, "results.md"), encoding="utf-8").read())
         n = len(res["speakers"])
         print("rows with their minimum on the diagonal: " + ", ".join(

@@ -17,6 +17,10 @@ Identity survives when every row i has its minimum on the diagonal (j = i): the 
 i is closer to recordings of i than to those of any other speaker, even though the sentences of
 column j were spoken by j only (the same sentences where the split allows: column i and row i
 share their texts). The tables and the per-row checks go to ``results.json`` / ``results.md``.
+With ``reference_feats`` (the test set's feature dump) each recording is replaced by its own
+dumped mel through the same vocoder (kept under ``out/reference``): the vocoder's own error, e.g.
+the register shift Griffin-Lim gives some voices, is then on both sides of every cell, so the
+tables measure the acoustic model alone (the "ground-truth mel + vocoder" reference of TTS papers).
 The synthesized wavs are kept under ``out/wav``, which records the checkpoint, vocoder and seed that
 made them (:func:`speechkd.utils.outputs.claim_output_dir`): a rerun reuses them for the same
 checkpoint and refuses another one unless ``overwrite`` (rather than scoring stale audio).
@@ -37,6 +41,7 @@ from speechkd.eval.mcd import mcd_dtw, world_features
 from speechkd.eval.stats import json_safe
 from speechkd.eval.tts_eval import TtsEvalConfig, load_for_eval
 from speechkd.infer.synthesize import Synthesizer
+from speechkd.infer.vocode import vocode_dump
 from speechkd.utils.io import atomic_write_json, atomic_write_text, atomic_write_wav
 from speechkd.utils.outputs import claim_output_dir
 from speechkd.utils.parallel import process_map
@@ -76,9 +81,11 @@ def test_utterances(data_dir: str, speakers: list[str], per_speaker: int) -> dic
 
 def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "griffin_lim", per_speaker: int = 0,
                      nj: int = 1, device: str = "cpu", seed: int = 0, average: int = 1,
-                     cfg: TtsEvalConfig | None = None, overwrite: bool = False) -> dict:
+                     cfg: TtsEvalConfig | None = None, overwrite: bool = False,
+                     reference_feats: str | None = None) -> dict:
     """Synthesize every test sentence with every shared voice (kept under ``out/wav/<voice>/``;
-    a rerun reuses them), then the three speaker x speaker tables (module docstring)."""
+    a rerun reuses them), then the three speaker x speaker tables (module docstring), against
+    the recordings or, with ``reference_feats``, against their dumped mels through ``vocoder``."""
     synth = Synthesizer.from_exp(model, vocoder=vocoder, device=device, on_unknown="map", average=average)
     if not synth.speakers:
         raise SpeechkdError("a single-speaker model has no speaker table to check", path=model,
@@ -106,7 +113,16 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
 
             synth.batch([dd.text[u] for u in todo], todo, speakers=v, seed=seed, on_done=write)
         logger.info("voice %s: %d utterances synthesized (%d now)", v, len(utts), len(todo))
-    jobs = [(f"rec/{u}", *dd.audio(u), cfg) for u in utts]
+    if reference_feats:  # the recordings' own mels through the same vocoder (module docstring)
+        ref_dir = os.path.join(out, "reference")
+        vocode_dump(reference_feats, ref_dir, vocoder, device=device, overwrite=overwrite)
+        missing = [u for u in utts if not os.path.exists(safe_child(ref_dir, u, ".wav"))]
+        if missing:
+            raise SpeechkdError(f"{len(missing)} test utterance(s) are not in the feature dump: {', '.join(missing[:5])}",
+                                path=reference_feats, utt=missing[0], hint="give the dump of --data-dir's split")
+        jobs = [(f"rec/{u}", safe_child(ref_dir, u, ".wav"), None, cfg) for u in utts]
+    else:
+        jobs = [(f"rec/{u}", *dd.audio(u), cfg) for u in utts]
     jobs += [(f"{v}/{u}", safe_child(os.path.join(out, "wav", v), u, ".wav"), None, cfg) for v in voices for u in utts]
     feats = {k: (mc, f0, lf0) for k, mc, f0, lf0 in process_map(_features, jobs, nj)}
     pairs = [(v, u) for v in voices for u in utts]
@@ -127,6 +143,7 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
     rec = {s: float(np.nanmean([feats[f"rec/{u}"][2] for u in by_spk[s]])) for s in voices}
     rec_cents = [[1200.0 / np.log(2.0) * abs(rec[a] - rec[b]) for b in voices] for a in voices]
     res = {"model": model, "vocoder": vocoder, "data_dir": data_dir, "speakers": voices,
+           "reference": f"{reference_feats} through {vocoder}" if reference_feats else "recordings",
            "recording_f0_hz": {s: float(np.exp(v)) for s, v in rec.items()}, "recording_lf0_cents": rec_cents,
            "utterances_per_speaker": {s: len(u) for s, u in by_spk.items()}, "settings": asdict(cfg),
            "mcd": mcd.tolist(), "lf0_diff_cents": dlf0.tolist(), "lf0_rmse_cents": rlf0.tolist(),
@@ -154,6 +171,9 @@ def identity_markdown(res: dict) -> str:
     lines = [f"# Speaker identity: {res['model']} ({res['vocoder']})", "",
              "Rows: the voice asked for; columns: the speaker of the recording compared with (its own sentences). "
              "Bold: the row's minimum.", ""]
+    if res.get("reference", "recordings") != "recordings":
+        lines += [f"Reference: not the recordings but their dumped mels, {res['reference']} (the vocoder's own "
+                  "error on both sides).", ""]
     tables = (("mcd", "diagonal_min_mcd", "MCD dB", "{:.2f}"),
               ("lf0_diff_cents", "diagonal_min_lf0", "|mean log-F0 difference| cents", "{:.0f}"),
               ("lf0_rmse_cents", "diagonal_min_lf0_rmse", "log-F0 RMSE on the DTW path, cents", "{:.0f}"))
@@ -170,7 +190,8 @@ def identity_markdown(res: dict) -> str:
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
         lines.append("")
     if "recording_f0_hz" in res:
-        lines += ["## The recordings' own mean F0 (resolution of the log-F0 table)", "",
+        what = "The recordings'" if res.get("reference", "recordings") == "recordings" else "The references'"
+        lines += [f"## {what} own mean F0 (resolution of the log-F0 table)", "",
                   "| recording \\ recording | Hz | " + " | ".join(v) + " |", "|---|---:|" + "---:|" * len(v)]
         for i, s in enumerate(v):
             lines.append(f"| {s} | {res['recording_f0_hz'][s]:.1f} | "
