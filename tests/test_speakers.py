@@ -137,6 +137,12 @@ def test_diffusion_and_its_progressive_students_take_speakers(multi, tmp_path):
     lm = load_model(student)
     assert lm.speakers.ids == ["spk0", "spk1", "spk2"] and lm.model.cfg.steps == 4
     assert lm.model.inference(torch.tensor([[3, 4]]), torch.tensor([2]), **lm.speaker_inputs(["spk2"]))["mel"].numel()
+    # and the step comparison (recipe stage 11) runs each dev utterance with its own voice
+    from speechkd.cli import main as cli
+
+    assert cli(["distill", "compare", "--exps", str(exp), student, "--split", "dev",
+                "--out", str(tmp_path / "compare")]) == 0
+    assert (tmp_path / "compare/results.json").is_file()
 
 
 def test_external_embeddings(multi, tmp_path):

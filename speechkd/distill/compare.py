@@ -35,6 +35,7 @@ import torch
 from speechkd.distill.progressive import distillation_loss
 from speechkd.errors import SpeechkdError
 from speechkd.models.layers import length_mask
+from speechkd.train.module import SPEAKER_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,11 @@ def systems_of(models: dict[int, torch.nn.Module]) -> list[System]:
     return out
 
 
+def _speaker(batch: dict) -> dict:
+    """Each utterance's own voice, for a multi-speaker model (the batch's speaker rows/embeddings)."""
+    return {k: batch[k] for k in SPEAKER_KEYS if k in batch}
+
+
 @torch.no_grad()
 def evaluate(systems: list[System], batches, seed: int = 0,
              to_logmel: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> dict[str, dict[str, list[float]]]:
@@ -88,7 +94,7 @@ def evaluate(systems: list[System], batches, seed: int = 0,
         ref = None
         for s in systems:
             cond, cond_lens, _ = s.model.encode(batch["tokens"], batch["token_lens"], durations=batch["durations"],
-                                                pitch=batch["pitch"], energy=batch["energy"])
+                                                pitch=batch["pitch"], energy=batch["energy"], **_speaker(batch))
             if not torch.equal(cond_lens.cpu(), lens.cpu()):
                 raise SpeechkdError(f"durations sum to {cond_lens.tolist()}, the mels have {lens.tolist()} frames",
                                     utt=batch["utts"][0], hint="the teacher dump is stale: rerun stage 4")
@@ -112,7 +118,7 @@ def distillation_l1(rounds: list[tuple[str, torch.nn.Module, torch.nn.Module]], 
     g = torch.Generator().manual_seed(seed)
     res: dict[str, dict[str, list[float]]] = {name: {} for name, _, _ in rounds}
     for batch in batches:
-        extra = {k: batch[k] for k in ("durations", "pitch", "energy")}
+        extra = {**{k: batch[k] for k in ("durations", "pitch", "energy")}, **_speaker(batch)}
         b = batch["mels"].size(0)
         for name, student, teacher in rounds:
             for j in range(1, student.cfg.steps + 1):
