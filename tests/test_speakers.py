@@ -413,5 +413,6 @@ def test_fastspeech2_variance_embedding_sees_the_register_only_when_global(embed
         assert torch.allclose(seen[0], seen[1], atol=1e-5) and torch.allclose(seen, torch.zeros(2, 3), atol=1e-5)
         assert m.pitch_stats[2:].tolist() == pytest.approx([-2.5, 3.0])
     else:  # the speaker-normalised value: 4 std above one voice's mean, 3 below the other's
-        assert seen[0].tolist() == pytest.approx([4.0] * 3, abs=1e-4) and seen[1].tolist() == pytest.approx([-3.0] * 3, abs=1e-4)
+        assert seen[0].tolist() == pytest.approx([4.0] * 3, abs=1e-4)
+        assert seen[1].tolist() == pytest.approx([-3.0] * 3, abs=1e-4)
         assert m.pitch_stats[2:].tolist() == pytest.approx([-3.0, 3.0], abs=1e-4)

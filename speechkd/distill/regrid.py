@@ -81,8 +81,9 @@ def _read_source(src_dir: str) -> tuple[dict, FeatureConfig, dict[str, str]]:
 def regrid_teacher_dump(src_dir: str, feats_dir: str, out: str, *, overwrite: bool = False) -> dict:
     """Write the ``teacher_forced`` dump ``src_dir`` re-gridded onto the frames of the feature
     dump ``feats_dir`` into ``out``. Utterances of the source that the feature dump lacks are
-    left out, and those of the features the source lacks are listed as filtered (both logged). Returns ``{"num_utts", "filtered", "max_shift_ms"}``: ``max_shift_ms`` is the
-    largest move of a boundary in time, over all utterances (rounding, and merged tokens)."""
+    left out, and those of the features the source lacks are listed as filtered (both logged).
+    Returns ``{"num_utts", "filtered", "missing", "max_shift_ms"}``: ``max_shift_ms`` is the largest
+    move of a boundary in time over all utterances (rounding, and merged tokens)."""
     info, src_fc, index = _read_source(src_dir)
     feats = read_feats_scp(feats_dir)
     dst_fc = FeatureConfig.load(os.path.join(feats_dir, "feature_config.yaml"))

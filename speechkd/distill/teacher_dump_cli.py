@@ -101,8 +101,9 @@ def from_dump(args: argparse.Namespace) -> int:
                             "lie on the old features", field="--kd-mode", hint="--kd-mode teacher_forced")
     out = os.path.join(args.out, "teacher_forced")
     rep = regrid_teacher_dump(args.from_dump, split_paths(args.data, args.split)[1], out, overwrite=args.overwrite)
-    print(f"{out}: {rep['num_utts']} utterances from {args.from_dump} ({rep['filtered']} filtered, {rep['missing']} of them without durations there), boundaries "
-          f"moved by at most {rep['max_shift_ms']:.1f} ms")
+    print(f"{out}: {rep['num_utts']} utterances from {args.from_dump} ({rep['filtered']} filtered, "
+          f"{rep['missing']} of them without durations there), boundaries moved by at most "
+          f"{rep['max_shift_ms']:.1f} ms")
     return 0
 
 

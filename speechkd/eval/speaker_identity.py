@@ -118,7 +118,8 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
         vocode_dump(reference_feats, ref_dir, vocoder, device=device, overwrite=overwrite)
         missing = [u for u in utts if not os.path.exists(safe_child(ref_dir, u, ".wav"))]
         if missing:
-            raise SpeechkdError(f"{len(missing)} test utterance(s) are not in the feature dump: {', '.join(missing[:5])}",
+            raise SpeechkdError(f"{len(missing)} test utterance(s) are not in the feature dump: "
+                                f"{', '.join(missing[:5])}",
                                 path=reference_feats, utt=missing[0], hint="give the dump of --data-dir's split")
         jobs = [(f"rec/{u}", safe_child(ref_dir, u, ".wav"), None, cfg) for u in utts]
     else:

@@ -179,7 +179,8 @@ class FastSpeech2(FastSpeech):
             e = self._normalise(self._denormalise(e_hat, "energy", spk).clamp(min=0.0) * energy_scale, "energy", spk)
         else:
             e = self._normalise(energy.to(h.dtype), "energy", spk)
-        h = h + self._bucket_embed(self._embedded(e, "energy", spk), self.energy_stats, self.energy_embed) * m[..., None]
+        e_seen = self._embedded(e, "energy", spk)
+        h = h + self._bucket_embed(e_seen, self.energy_stats, self.energy_embed) * m[..., None]
         pred = {"log_durations": log_d, "pitch": p_hat, "energy": e_hat,
                 "pitch_used": self._denormalise(p, "pitch", spk) * m,
                 "energy_used": self._denormalise(e, "energy", spk) * m}
