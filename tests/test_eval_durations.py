@@ -3,6 +3,7 @@ baseline, the lag scan, and one-line errors for bad inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,6 +15,7 @@ from speechkd.eval.durations import align_phones, evaluate_dump, evaluate_uttera
 from speechkd.features.config import FeatureConfig
 
 HOP, SR = 160, 16000  # 10 ms frames, centred: the edge before frame c lies at (c - 0.5) * 10 ms
+FC = FeatureConfig(sample_rate=SR, hop_length=HOP, n_fft=320, win_length=320)
 TOKENS = ["h", "ə", "<space>", "l", "ˈ", "oʊ", "."]
 # flite: internal boundaries hh|ax at 155 ms, ax|l at 205 ms, l|ow at 285 ms; 0.5 s -> 51 frames
 PHONES = [("pau", 0.105), ("hh", 0.05), ("ax", 0.05), ("l", 0.08), ("ow", 0.12), ("pau", 0.095)]
@@ -30,17 +32,19 @@ def test_joiners_and_phone_alignment():
 
 
 def test_known_answer_lag_and_even_split():
-    r = evaluate_utterance(TOKENS, np.array(EXACT), PHONES, HOP, SR)
+    r = evaluate_utterance(TOKENS, np.array(EXACT), PHONES, FC)
     assert r["teacher"].tolist() == pytest.approx([0.0, 0.0, 0.0], abs=1e-9)
     late = np.array(EXACT) + np.array([1, 0, 0, 0, 0, 0, -1])  # every internal boundary one frame later
-    assert evaluate_utterance(TOKENS, late, PHONES, HOP, SR)["teacher"].tolist() == pytest.approx([10.0] * 3)
+    assert evaluate_utterance(TOKENS, late, PHONES, FC)["teacher"].tolist() == pytest.approx([10.0] * 3)
     # even split of 51 frames over 7 tokens: 8 8 7 7 7 7 7 (largest remainder, ties to the lower index)
     assert even_split(7, 51).tolist() == [8, 8, 7, 7, 7, 7, 7]
     assert r["even_split"].tolist() == pytest.approx([-80.0, -15.0, 45.0])
     assert r["joiner_ms"] == [20.0, 20.0, 100.0] and len(r["phone_ms"]) == 4
-    # without centring the frame edges move by n_fft / 2
-    off = evaluate_utterance(TOKENS, np.array(EXACT), PHONES, HOP, SR, n_fft=320, center=False)["teacher"]
+    # without centring the frame edges move by n_fft / 2 - pad
+    off = evaluate_utterance(TOKENS, np.array(EXACT), PHONES, dataclasses.replace(FC, center=False))["teacher"]
     assert off.tolist() == pytest.approx([10.0] * 3)
+    padded = dataclasses.replace(FC, center=False, n_fft=480, win_length=480, pad=80)  # HiFi-GAN-style framing
+    assert evaluate_utterance(TOKENS, np.array(EXACT), PHONES, padded)["teacher"].tolist() == pytest.approx([10.0] * 3)
 
 
 def write_dump(root, durations: dict[str, list[int]], phones: dict[str, list], tokens: dict[str, list[str]],

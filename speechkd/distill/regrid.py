@@ -55,8 +55,9 @@ def regrid_durations(d: np.ndarray, src: FeatureConfig, dst: FeatureConfig, dst_
     d = np.asarray(d, dtype=np.int64).reshape(-1)
     inner = np.cumsum(d)[:-1]  # boundaries between tokens, in source frames
     b = np.rint(dst.frames_at_seconds(src.frame_edge_seconds(inner.astype(np.float64))))
+    # an increasing map of nondecreasing boundaries, rounded and clipped: still nondecreasing
     edges = np.concatenate([[0], np.clip(b, 0, dst_frames).astype(np.int64), [dst_frames]])
-    return fix_durations(np.diff(np.maximum.accumulate(edges)), dst_frames).astype(np.int32)
+    return fix_durations(np.diff(edges), dst_frames).astype(np.int32)
 
 
 def _read_source(src_dir: str) -> tuple[dict, FeatureConfig, dict[str, str]]:

@@ -22,8 +22,9 @@ segmentation. We therefore align the two PHONE strings monotonically:
    absorb flite's leading and trailing ``pau`` whatever the teacher does.
 
 Frame c of a centred STFT (``center: true``) is centred on sample ``c * hop``, so the edge
-between frames c-1 and c lies at ``(c - 0.5) * hop`` samples (``+ n_fft / 2`` without
-centring); a duration boundary after c frames is converted with that formula.
+between frames c-1 and c lies at ``(c - 0.5) * hop`` samples (``+ n_fft / 2 - pad`` without
+centring); a duration boundary after c frames is converted with that formula
+(:meth:`speechkd.features.config.FeatureConfig.frame_edge_seconds`, the dump's own framing).
 
 Reported per system (the teacher's durations, and an even split of each utterance's frames
 over its tokens as the baseline): mean absolute boundary error in ms, the mean signed lag
@@ -171,11 +172,6 @@ def align_phones(ours: list[str], flite: list[str]) -> list[tuple[int, int, int]
     return pairs[::-1]
 
 
-def frame_edge_seconds(frames: np.ndarray | int, hop: int, sr: int, n_fft: int, center: bool) -> np.ndarray:
-    """Time (s) of the edge before frame ``frames``: ``(c - 0.5) * hop`` samples, centred STFT."""
-    return ((np.asarray(frames, dtype=np.float64) - 0.5) * hop + (0 if center else n_fft / 2)) / sr
-
-
 def boundaries(tokens: list[str], starts_s: np.ndarray, ends_s: np.ndarray,
                phones: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
     """(system, flite) times in seconds of the comparable boundaries of one utterance.
@@ -201,28 +197,27 @@ def even_split(num_tokens: int, num_frames: int) -> np.ndarray:
     return fix_durations(np.ones(num_tokens, dtype=np.int64), num_frames)
 
 
-def _spans(d: np.ndarray, hop: int, sr: int, n_fft: int, center: bool) -> tuple[np.ndarray, np.ndarray]:
-    c = np.concatenate([[0], np.cumsum(d)])
-    t = frame_edge_seconds(c, hop, sr, n_fft, center)
+def _spans(d: np.ndarray, fc: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) seconds of each token: the frame edges before its first and after its last frame."""
+    t = fc.frame_edge_seconds(np.concatenate([[0], np.cumsum(d)]).astype(np.float64))
     return t[:-1], t[1:]
 
 
 SHIFTS = tuple(range(-6, 7))  # frames, for the lag scan
 
 
-def evaluate_utterance(tokens: list[str], durations: np.ndarray, phones: list[tuple[str, float]], hop: int,
-                       sr: int, n_fft: int = 1024, center: bool = True,
-                       attn_durations: np.ndarray | None = None) -> dict:
-    """Boundary errors (ms) of the system's durations and of the even split for one utterance
-    (and of the attention-only durations of a refined dump, as ``teacher_attention``)."""
+def evaluate_utterance(tokens: list[str], durations: np.ndarray, phones: list[tuple[str, float]],
+                       fc: FeatureConfig, attn_durations: np.ndarray | None = None) -> dict:
+    """Boundary errors (ms) of the system's durations (frames of ``fc``) and of the even split for
+    one utterance (and of the attention-only durations of a refined dump, as ``teacher_attention``)."""
     d = np.asarray(durations, dtype=np.int64)
-    ms_per_frame = 1000.0 * hop / sr
+    ms_per_frame = 1000.0 * fc.frame_shift_s
     out = {}
     systems = [("teacher", d), ("even_split", even_split(len(tokens), int(d.sum())))]
     if attn_durations is not None:
         systems.append(("teacher_attention", np.asarray(attn_durations, dtype=np.int64)))
     for name, dur in systems:
-        s, e = _spans(dur, hop, sr, n_fft, center)
+        s, e = _spans(dur, fc)
         sys_b, ref_b = boundaries(tokens, s, e, phones)
         out[name] = 1000.0 * (sys_b - ref_b)
     joiner = [k for k, t in enumerate(tokens) if is_joiner(t)]
@@ -305,7 +300,7 @@ def evaluate_dump(dump: str, data_dir: str, tokens_path: str | None = None, min_
             skipped.append({"utt": u, "focus_rate": rate})
             continue
         # HiFi-GAN's pad p frames like a window of n_fft - 2p without it (frame edges move back by p)
-        r = evaluate_utterance(tokens[u], d, phones, hop, sr, fc.n_fft - 2 * fc.pad, fc.center, attn_durations=d_attn)
+        r = evaluate_utterance(tokens[u], d, phones, fc, attn_durations=d_attn)
         if d_attn is not None:
             errs.setdefault("teacher_attention", [])
         for k in errs:
