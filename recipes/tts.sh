@@ -34,7 +34,7 @@
 #      each k-step student against the teacher sampled with k steps; per-speaker tables, and with
 #      several voices in the test set `speechkd eval speakers` of $speaker_eval_models ->
 #      exp/eval/speakers_<model> (does each voice asked for sound like that speaker?), and against the
-#      recordings' own mels through the same vocoder -> exp/eval/speakers_<model>_vocoded
+#      recordings' own mels through the same vocoder -> exp/eval/speakers_<model>/results_vocoded.md
 #   12 listening-test site -> exp/listen/index.html
 # The whole script is one { ... } block: bash reads all of it before running any of it, so
 # editing the recipe while a run is going cannot derail that run.
@@ -264,9 +264,9 @@ stage_eval() {
       # stage 10 re-synthesizes; the same checkpoint reuses them
       speechkd eval speakers --model "$expdir/$m" --data-dir "data/$test_set" --per-speaker "$speaker_eval_utts" \
         --nj "$nj" --out "$expdir/eval/speakers_$m" --overwrite
-      # the same against the recordings' own mels through the same vocoder (its error on both sides)
+      # the same wavs against the recordings' own mels through the same vocoder (its error on both sides)
       speechkd eval speakers --model "$expdir/$m" --data-dir "data/$test_set" --per-speaker "$speaker_eval_utts" \
-        --nj "$nj" --out "$expdir/eval/speakers_${m}_vocoded" --overwrite --reference-feats "$dumpdir/feats/$test_set"
+        --nj "$nj" --out "$expdir/eval/speakers_$m" --reference-feats "$dumpdir/feats/$test_set"
     done
   fi
 }

@@ -137,7 +137,7 @@ def test_multi_speaker_recipe_tiny(tmp_path):
     assert sorted(report["per_speaker"]) == speakers
     res = json.loads((d / "exp/eval/speakers_fastspeech2/results.json").read_text())
     assert len(res["mcd"]) == len(res["speakers"]) >= 2
-    voc = json.loads((d / "exp/eval/speakers_fastspeech2_vocoded/results.json").read_text())
+    voc = json.loads((d / "exp/eval/speakers_fastspeech2/results_vocoded.json").read_text())
     assert voc["speakers"] == res["speakers"] and voc["reference"].endswith("through griffin_lim")
     assert "## Per speaker" in (d / "exp/eval/fastspeech2/results.md").read_text()
 

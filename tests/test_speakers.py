@@ -323,20 +323,22 @@ def test_eval_speakers_against_the_recordings_own_mels_through_the_vocoder(voice
     assert cli(["features", "--data-dir", str(data), "--out", str(feats),
                 *[f"{k}={v}" for k, v in to_dict(fc).items()]]) == 0
     out = tmp_path / "ident"
-    args = ["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--out", str(out)]
-    assert cli([*args, "--reference-feats", str(feats)]) == 0
-    res = json.loads((out / "results.json").read_text())
+    args = ["eval", "speakers", "--model", str(voiced), "--data-dir", str(data), "--per-speaker", "1", "--out"]
+    assert cli([*args, str(out)]) == 0
+    before = (out / "wav/slt/awb_0.wav").stat().st_mtime_ns
+    assert cli([*args, str(out), "--reference-feats", str(feats)]) == 0
+    assert (out / "wav/slt/awb_0.wav").stat().st_mtime_ns == before  # the same wavs, not synthesized again
+    rec = json.loads((out / "results.json").read_text())
+    res = json.loads((out / "results_vocoded.json").read_text())
     assert res["reference"] == f"{feats} through griffin_lim" and "Reference: not the recordings" in \
-        (out / "results.md").read_text()
-    assert sorted(p.name for p in (out / "reference").glob("*.wav")) == ["awb_0.wav", "awb_1.wav", "slt_0.wav",
-                                                                        "slt_1.wav"]
+        (out / "results_vocoded.md").read_text()
+    # only the test utterances used (the first of each speaker) are vocoded
+    assert sorted(p.name for p in (out / "reference").glob("*.wav")) == ["awb_0.wav", "slt_0.wav"]
     # the references differ from the recordings, so the tables do too
-    assert cli([*args[:-1], str(tmp_path / "rec")]) == 0
-    rec = json.loads((tmp_path / "rec" / "results.json").read_text())
     assert rec["reference"] == "recordings" and not np.allclose(rec["mcd"], res["mcd"])
     capsys.readouterr()
-    (feats / "feats.scp").write_text((feats / "feats.scp").read_text().splitlines()[0] + "\n")
-    assert cli([*args[:-1], str(tmp_path / "short"), "--reference-feats", str(feats)]) == 2
+    (feats / "feats.scp").write_text((feats / "feats.scp").read_text().splitlines()[-1] + "\n")
+    assert cli([*args, str(tmp_path / "short"), "--reference-feats", str(feats)]) == 2
     assert "not in the feature dump" in capsys.readouterr().err
 
 

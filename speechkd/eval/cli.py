@@ -158,7 +158,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-feats", type=av.existing_dir, metavar="DUMP",
                    help="compare with the recordings' own mels through the same vocoder (the test set's feature "
                         "dump, e.g. dump/feats/test; kept in <out>/reference) instead of the recordings: the "
-                        "vocoder's error is then on both sides")
+                        "vocoder's error is then on both sides; tables in <out>/results_vocoded.{json,md}, "
+                        "the synthesized wavs of an earlier run reused")
 
     p = sub.add_parser("se-systems", help="the noisy input and every system of an SE systems manifest on each test "
                                           "set (eval se each), then se-summary (recipe stage 6)")
@@ -215,12 +216,12 @@ def main(args: argparse.Namespace) -> int:
     if args.what == "durations":
         return _main_durations(args)
     if args.what == "speakers":
-        from speechkd.eval.speaker_identity import speaker_identity  # why: imports torch (synthesis)
+        from speechkd.eval.speaker_identity import results_name, speaker_identity  # why: imports torch (synthesis)
 
         res = speaker_identity(args.model, args.data_dir, args.out, vocoder=args.vocoder, per_speaker=args.per_speaker,
                                nj=args.nj, device=args.device, seed=args.seed, average=args.average,
                                overwrite=args.overwrite, reference_feats=args.reference_feats)
-        print(open(os.path.join(args.out, "results.md"), encoding="utf-8").read())
+        print(open(os.path.join(args.out, results_name(args.reference_feats) + ".md"), encoding="utf-8").read())
         n = len(res["speakers"])
         print("rows with their minimum on the diagonal: " + ", ".join(
             f"{name} {res[k]['count']}/{n}" for name, k in (("MCD", "diagonal_min_mcd"),

@@ -18,7 +18,8 @@ i is closer to recordings of i than to those of any other speaker, even though t
 column j were spoken by j only (the same sentences where the split allows: column i and row i
 share their texts). The tables and the per-row checks go to ``results.json`` / ``results.md``.
 With ``reference_feats`` (the test set's feature dump) each recording is replaced by its own
-dumped mel through the same vocoder (kept under ``out/reference``): the vocoder's own error, e.g.
+dumped mel through the same vocoder (kept under ``out/reference``; the tables go to
+``results_vocoded.{json,md}`` beside the others, and the synthesized wavs are reused): the vocoder's own error, e.g.
 the register shift Griffin-Lim gives some voices, is then on both sides of every cell, so the
 tables measure the acoustic model alone (the "ground-truth mel + vocoder" reference of TTS papers).
 The synthesized wavs are kept under ``out/wav``, which records the checkpoint, vocoder and seed that
@@ -115,7 +116,7 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
         logger.info("voice %s: %d utterances synthesized (%d now)", v, len(utts), len(todo))
     if reference_feats:  # the recordings' own mels through the same vocoder (module docstring)
         ref_dir = os.path.join(out, "reference")
-        vocode_dump(reference_feats, ref_dir, vocoder, device=device, overwrite=overwrite)
+        vocode_dump(reference_feats, ref_dir, vocoder, device=device, overwrite=overwrite, utts=set(utts))
         missing = [u for u in utts if not os.path.exists(safe_child(ref_dir, u, ".wav"))]
         if missing:
             raise SpeechkdError(f"{len(missing)} test utterance(s) are not in the feature dump: "
@@ -151,9 +152,16 @@ def speaker_identity(model: str, data_dir: str, out: str, *, vocoder: str = "gri
            "diagonal_min_mcd": _diagonal_rows(mcd), "diagonal_min_lf0": _diagonal_rows(dlf0),
            "diagonal_min_lf0_rmse": _diagonal_rows(rlf0)}
     os.makedirs(out, exist_ok=True)
-    atomic_write_json(os.path.join(out, "results.json"), json_safe(res))
-    atomic_write_text(os.path.join(out, "results.md"), identity_markdown(res))
+    name = results_name(reference_feats)
+    atomic_write_json(os.path.join(out, f"{name}.json"), json_safe(res))
+    atomic_write_text(os.path.join(out, f"{name}.md"), identity_markdown(res))
     return res
+
+
+def results_name(reference_feats: str | None) -> str:
+    """``results`` (against the recordings) or ``results_vocoded``: both live beside the one set of
+    synthesized wavs, so a second run with the other reference synthesizes nothing."""
+    return "results_vocoded" if reference_feats else "results"
 
 
 def _row_min(row: np.ndarray) -> int:

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from typing import Collection
 
 import numpy as np
 import torch
@@ -41,12 +42,13 @@ def _write(wav_path: str, wav: np.ndarray, sr: int, utt: str) -> None:
 
 
 def vocode_dump(feats_dir: str, out: str, vocoder: str = "griffin_lim", options: dict | None = None, *,
-                num_utts: int = 0, device: str = "auto", overwrite: bool = False) -> dict:
-    """Vocode the first ``num_utts`` (0: all) utterances of a dump into ``out/<utt>.wav``.
-    Wavs already there are kept (a killed run resumes) when the same vocoder checkpoint made them;
-    returns timing figures."""
+                num_utts: int = 0, device: str = "auto", overwrite: bool = False,
+                utts: Collection[str] | None = None) -> dict:
+    """Vocode the first ``num_utts`` (0: all) utterances of a dump (only those in ``utts`` when
+    given) into ``out/<utt>.wav``. Wavs already there are kept (a killed run resumes) when the same
+    vocoder checkpoint made them; returns timing figures."""
     feats = FeatureConfig.load(os.path.join(feats_dir, "feature_config.yaml"))
-    index = list(read_feats_scp(feats_dir).items())
+    index = [(u, v) for u, v in read_feats_scp(feats_dir).items() if utts is None or u in utts]
     if num_utts > 0:
         index = index[:num_utts]
     device = resolve_device(device)
