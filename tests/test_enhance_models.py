@@ -114,6 +114,25 @@ def test_remix_targets_and_mixture_consistency():
     assert loss["loss"] < -100  # a perfect student: both SI-SDRs huge
 
 
+def test_rehearsal_rows_take_the_extra_noise():
+    torch.manual_seed(2)
+    y, extra = torch.randn(4, 800), torch.randn(4, 800)
+    s_hat = 0.5 * y
+    perm = torch.from_numpy(derangement(4, np.random.default_rng(1)))
+    snr = torch.tensor([0.0, 3.0, -2.0, 8.0])
+    use = torch.tensor([True, False, True, False])
+    for mode, base in (("remix_noisy", y), ("remix_enhanced", s_hat)):
+        p = remix_pairs(mode, y, s_hat, perm, snr, extra, use)
+        torch.testing.assert_close(_snr(base, p["noise_target"]), snr, atol=1e-3, rtol=0)
+        for i in range(4):  # rehearsal rows: a rescaled n'; the others: another utterance's n^
+            src = extra[i] if use[i] else noise_estimate(y, s_hat)[perm[i]]
+            ratio = p["noise_target"][i] / src
+            assert torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-4)
+        torch.testing.assert_close(p["input"], base + p["noise_target"])
+    with pytest.raises(ValueError, match="rehearsal"):
+        remix_pairs("remixit", y, s_hat, perm, None, extra, use)
+
+
 @pytest.mark.parametrize("n", [2, 3, 8, 17])
 def test_derangement(n):
     for seed in range(20):

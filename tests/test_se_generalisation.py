@@ -164,3 +164,26 @@ def test_augmentation_settings_are_checked(grid):
     with pytest.raises(ConfigError, match="un-augmented"):
         _cfg(grid, "remix_noisy", **{"remix.teacher": str(grid), "remix.ema_decay": "0.9", "remix.rounds": "2",
                                      "trainer.max_steps": "4", "data.gain_db": "[-6.0, 0.0]"})
+
+
+def test_rehearsal_draws_its_rows_last_and_refuses_where_it_means_nothing(grid):
+    import numpy as np
+    import torch
+
+    from speechkd.enhance.data import SEBatches
+    from speechkd.errors import ConfigError
+
+    online = {"remix.teacher": str(grid)}  # the batches never load the teacher
+    plain = SEBatches(_cfg(grid, "remix_noisy", **online)).batch(np.random.default_rng(3))
+    ds = SEBatches(_cfg(grid, "remix_noisy", **online, **{"remix.extra_noise": "0.5", "data.batch_size": "64"}))
+    b = ds.batch(np.random.default_rng(3))
+    assert b["extra"].shape == b["y"].shape and b["use_extra"].dtype == torch.bool
+    assert 10 < int(b["use_extra"].sum()) < 54  # about half of 64 rows
+    again = SEBatches(_cfg(grid, "remix_noisy", **online, **{"remix.extra_noise": "0.5"})).batch(
+        np.random.default_rng(3))
+    for k in ("y", "offset", "snr", "perm"):  # rehearsal leaves the remix run's other draws unchanged
+        assert np.array_equal(again[k].numpy(), plain[k].numpy()), k
+    assert "use_extra" not in plain and "extra" not in plain
+    for method, extra, match in (("remixit", "0.5", "takes no extra noise"), ("remix_noisy", "1.5", "must lie")):
+        with pytest.raises(ConfigError, match=match):
+            _cfg(grid, method, **online, **{"remix.extra_noise": extra})

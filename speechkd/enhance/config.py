@@ -83,6 +83,10 @@ class RemixConfig:
                                 "the (EMA) teacher's estimates s^ of the whole training set are regenerated; "
                                 "the student and its optimizer carry on. 1: estimates_dir, or online with "
                                 "remix.teacher")
+    extra_noise: float = field(0.0, help="remix_noisy / remix_enhanced: the fraction of each batch's crops whose "
+                                         "added noise is NyTT's extra noise n' (data.extra_noise_dir) instead of "
+                                         "another crop's noise estimate n^_π, so the student keeps rehearsing its "
+                                         "teacher's task; 0: every crop remixed, 1: the teacher's own pairs")
 
 
 @dataclass
@@ -149,6 +153,11 @@ def check_config(cfg: SETrainConfig, source: str = "<config>") -> SETrainConfig:
     if cfg.remix.ema_decay and not cfg.remix.teacher:
         raise ConfigError("remix.ema_decay needs an online teacher (remix.teacher)", path=source,
                           field="remix.ema_decay")
+    if not 0.0 <= r.extra_noise <= 1.0:
+        raise ConfigError(f"must lie in [0, 1], got {r.extra_noise}", path=source, field="remix.extra_noise")
+    if r.extra_noise and cfg.method not in ("remix_noisy", "remix_enhanced"):
+        raise ConfigError(f"method {cfg.method} takes no extra noise in its pairs", path=source,
+                          field="remix.extra_noise", hint="use it with remix_noisy or remix_enhanced")
     if not 0.0 <= cfg.remix.ema_decay < 1.0:
         raise ConfigError(f"must lie in [0, 1), got {cfg.remix.ema_decay}", path=source, field="remix.ema_decay")
     if d.batch_size < 2 and cfg.method in REMIX:

@@ -75,7 +75,7 @@ def speed(x: np.ndarray, factor: float, n: int) -> np.ndarray:
 
 class SEBatches(IterableDataset):
     """Endless batches {"y", "index" (of ``utts``), "offset" (of the crop), and per method "extra" |
-    "clean" | "s_hat", "snr", "perm"} as tensors."""
+    "clean" | "s_hat", "snr", "perm", "use_extra"} as tensors."""
 
     def __init__(self, cfg: SETrainConfig, start_step: int = 0):
         super().__init__()
@@ -85,7 +85,7 @@ class SEBatches(IterableDataset):
         self.noisy = load_datadir_audio(d.train_dir, d.sample_rate)
         self.utts = sorted(self.noisy, key=str.encode)
         self.extra = list(load_datadir_audio(d.extra_noise_dir, d.sample_rate).values()) \
-            if cfg.method == "nytt" else []
+            if cfg.method == "nytt" or cfg.remix.extra_noise > 0 else []
         self.paired: dict[str, np.ndarray] = {}
         if cfg.method == "clean":
             self.paired = load_datadir_audio(d.clean_dir, d.sample_rate)
@@ -122,15 +122,21 @@ class SEBatches(IterableDataset):
                "offset": torch.tensor(offsets, dtype=torch.int64)}
         if self.paired:
             out["clean" if self.cfg.method == "clean" else "s_hat"] = torch.from_numpy(np.stack(paired))
-        if self.extra:
-            clips = rng.integers(len(self.extra), size=bs)
-            out["extra"] = torch.from_numpy(np.stack(
-                [fit_noise(self.extra[int(c)], n, rng) for c in clips]).astype(np.float32))
+        if self.cfg.method == "nytt":
+            out["extra"] = self.extra_crops(rng, bs, n)
         if self.cfg.method != "clean":
             out["snr"] = torch.from_numpy(rng.uniform(d.snr_range[0], d.snr_range[1], size=bs).astype(np.float32))
         if self.cfg.method in REMIX:
             out["perm"] = torch.from_numpy(derangement(bs, rng))
+        if self.cfg.method in REMIX and self.cfg.remix.extra_noise > 0:  # drawn last: the remix draws stay as they were
+            out["extra"] = self.extra_crops(rng, bs, n)
+            out["use_extra"] = torch.from_numpy(rng.random(bs) < self.cfg.remix.extra_noise)
         return out
+
+    def extra_crops(self, rng: np.random.Generator, bs: int, n: int) -> torch.Tensor:
+        """(bs, n) crops of randomly drawn extra-noise clips n'."""
+        clips = rng.integers(len(self.extra), size=bs)
+        return torch.from_numpy(np.stack([fit_noise(self.extra[int(c)], n, rng) for c in clips]).astype(np.float32))
 
     def __iter__(self):
         rank, world = rank_world()

@@ -11,7 +11,12 @@ another utterance's noise):
   m = s^ + n^_π (g = 1), the student's speech estimate s~ = S(m) and noise estimate
   n~ = m − s~ (mixture consistency), loss −SI-SDR(s~, s^) − SI-SDR(n~, n^_π).
 
-g sets SNR(base : g·n^_π) to a drawn value (``snr``; None keeps g = 1). An EMA
+g sets SNR(base : g·n^_π) to a drawn value (``snr``; None keeps g = 1). Rehearsal
+(``remix.extra_noise``): in a drawn fraction of the rows the added noise is NyTT's extra
+noise n' instead of n^_π. n^ is whatever the teacher removed: its training voices' speech
+where it over-suppresses, and only the training set's noise types; a student trained on n^_π
+alone learns to remove that speech and forgets other noises, while the n' rows keep it on the
+teacher's own task (for remix_noisy they are exactly the teacher's NyTT pairs). An EMA
 teacher (RemixIT's sequentially updated teacher) follows the student:
 θ_T ← d·θ_T + (1 − d)·θ_S after each step. In EMA-teacher rounds the teacher's
 estimates of the whole training set are regenerated at the start of each round
@@ -48,11 +53,17 @@ def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def remix_pairs(mode: str, y: torch.Tensor, s_hat: torch.Tensor, perm: torch.Tensor,
-                snr_db: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """{"input", "target", "noise_target"} of a batch of noisy crops y and estimates s^ (B, N)."""
+                snr_db: torch.Tensor | None, extra: torch.Tensor | None = None,
+                use_extra: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """{"input", "target", "noise_target"} of a batch of noisy crops y and estimates s^ (B, N);
+    rows where ``use_extra`` (B,) is true take the extra noise crop ``extra`` (B, N) instead of n^_π."""
     if mode not in MODES:
         raise ValueError(f"unknown remix mode {mode!r}; known: {', '.join(MODES)}")
     n_pi = noise_estimate(y, s_hat)[perm]
+    if use_extra is not None:
+        if extra is None or mode == "remixit":
+            raise ValueError("rehearsal rows need the extra noise crops and a remix_noisy/remix_enhanced mode")
+        n_pi = torch.where(use_extra[:, None], extra, n_pi)
     base = y if mode == "remix_noisy" else s_hat
     noise = n_pi if snr_db is None else scale_to_snr(base, n_pi, snr_db)
     return {"input": base + noise, "target": base, "noise_target": noise}

@@ -80,7 +80,8 @@ class SETask(L.LightningModule):
                 s_hat = self.teacher(y)
         else:
             s_hat = batch["s_hat"]
-        return remix_pairs(m, y, s_hat, batch["perm"], None if m == "remixit" else batch["snr"])
+        return remix_pairs(m, y, s_hat, batch["perm"], None if m == "remixit" else batch["snr"],
+                           batch.get("extra"), batch.get("use_extra"))
 
     def step_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         p = self.pairs(batch)
