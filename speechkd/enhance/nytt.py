@@ -2,7 +2,8 @@
 
 The network never sees clean speech. From noisy speech y and extra noise n'
 (clips in no training mixture) it builds x = y + g·n' with the gain g chosen so
-that SNR(y : g·n') = 10 log10(Σy² / Σ(g·n')²) ~ U[−5, 5] dB, and learns
+that SNR(y : g·n') = 10 log10(Σy² / Σ(g·n')²) ~ U[−5, 5] dB (the paper's range; the
+recipes' presets draw from U[−5, 10], ``data.snr_range``), and learns
 f(x) ≈ y: removing the added noise teaches it to remove noise, so at test
 time f(y) estimates the clean speech.
 """
