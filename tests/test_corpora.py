@@ -231,6 +231,12 @@ def test_noise_is_highpassed_and_labelled(tmp_path):
             low = power[np.fft.rfftfreq(len(wav), 1 / sr) < 80].sum() / power.sum()
             assert low < 0.01, (utt, low)
     assert "100 Hz" in m["processing"]
+    # Babble talkers: espeak-ng voices at 16 kHz, none of them a voice any speech corpus here uses.
+    talkers = sorted((out / "wav" / "speech").glob("*.wav"))
+    assert {p.name.rsplit("_", 1)[0] for p in talkers} == set(noise.BABBLE_VOICES)
+    assert all(sf.info(str(p)).samplerate == 16000 for p in talkers)
+    assert not set(noise.BABBLE_VOICES) & (set(synth.FLITE_VOICES) | set(synth.FESTIVAL_VOICES)
+                                            | set(mini_multi.VOICES))
     # Same seed, same clip: regenerate a few clips and compare bytes.
     stem = "ambi_drone"
     flac = f"{noise.SOURCES['sonicpi'][0]}/{stem}.flac"

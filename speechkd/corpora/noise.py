@@ -2,13 +2,16 @@
 
 docs/data-formats.md, "Built-in corpora". ``in_domain/``: seeded white, pink (1/f),
 brown (1/f^2) and speech-shaped noise (white noise shaped by the long-term
-average spectrum of held-out flite speech), babble (4-6 held-out flite voices
-``awb``/``rms``/``kal16`` -- not mini_en's ``slt`` -- saying held-out WordNet
-sentences that no speech corpus uses), and freely licensed recordings from
+average spectrum of the babble speech), babble (4-6 of six espeak-ng voices saying
+held-out WordNet sentences that no speech corpus uses), and freely licensed recordings from
 Debian ``sonic-pi-samples`` (CC0, MIT) and ``lmms-common`` (GPL-2+). ``extraneous/``:
 event sounds of ``sound-theme-freedesktop`` (mismatched test noise; its spoken
 ``audio-channel-*`` files are left out). Licences come from each package's
 ``debian/copyright``; files under other licences are skipped.
+
+Why espeak-ng for babble: no speech corpus here uses its voices, so a babble talker
+is never a voice an enhancer is asked to keep (a training voice) or a test voice;
+babble of flite voices put the test talker ``rms`` into its own noise.
 
 Every clip (4-10 s, 16 kHz) is high-passed at 100 Hz (6th-order Butterworth,
 run forwards and backwards by ``sosfiltfilt``: zero phase, 12th-order
@@ -39,7 +42,7 @@ from scipy import signal
 from speechkd.corpora import wordnet
 from speechkd.corpora.common import (SR, Utt, load_mono, prepare_out, require_path, run_jobs,
                                      safe_id, write_manifest, write_splits, write_wav)
-from speechkd.corpora.synth import SynthJob, check_voice, synthesize
+from speechkd.corpora.synth import ESPEAK_VOICES, SynthJob, check_voice, synthesize
 from speechkd.errors import SpeechkdError
 
 logger = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ DEFAULT_CLIPS = 20          # per generated type (white, pink, brown, speech_sha
 CLIP_SECONDS = (4.0, 10.0)
 HIGHPASS_HZ, HIGHPASS_ORDER = 100.0, 6
 PEAK = 0.9
-BABBLE_VOICES = ("awb", "rms", "kal16")
+BABBLE_ENGINE, BABBLE_VOICES = "espeak", tuple(ESPEAK_VOICES)
 BABBLE_PER_VOICE = 16
 MIN_SOURCE_SECONDS = 1.0    # shorter in-domain recordings (single drum hits) are left out
 FREE_LICENSES = re.compile(r"^(CC0|CC-BY(-SA)?-[\d.]+|GPL-[23]\+?|LGPL-[\d.]+\+?|BSD-\d-clause|Expat|MIT|"
@@ -207,14 +210,14 @@ def build(out: str, *, num_utts: int | None = None, seed: int = 1, nj: int = 1,
     started = time.time()
     clips = num_utts or DEFAULT_CLIPS
     for v in BABBLE_VOICES:
-        check_voice("flite", v)
+        check_voice(BABBLE_ENGINE, v)
     sources = {k: source_files(k) for k in SOURCES}
     texts = wordnet.heldout_sentences(len(BABBLE_VOICES) * BABBLE_PER_VOICE, seed)
     outp = prepare_out(out, NAME, seed)
 
     # Held-out speech for babble and the speech-shaped spectrum.
     voices = [BABBLE_VOICES[i % len(BABBLE_VOICES)] for i in range(len(texts))]
-    speech = [SynthJob("flite", v, t, str(outp / "wav" / "speech" / f"{v}_{i:03d}.wav"))
+    speech = [SynthJob(BABBLE_ENGINE, v, t, str(outp / "wav" / "speech" / f"{v}_{i:03d}.wav"))
               for i, (v, t) in enumerate(zip(voices, texts))]
     run_jobs(synthesize, speech, lambda j: Path(j.wav).exists(), nj, desc="noise: babble speech")
     psd = tuple(float(v) for v in ltass([load_mono(j.wav) for j in speech]))
@@ -227,7 +230,7 @@ def build(out: str, *, num_utts: int | None = None, seed: int = 1, nj: int = 1,
             wav = outp / "wav" / f"{uid}.wav"
             src = tuple(j.wav for j in speech) if kind == "babble" else ()
             jobs.append(ClipJob(kind, i, seed, str(wav), src, psd if kind == "speech_shaped" else ()))
-            lic = "CC0 (generated)" if kind != "babble" else "flite voices (free); WordNet text"
+            lic = "CC0 (generated)" if kind != "babble" else "espeak-ng voices (GPL-3+); WordNet text"
             utts["in_domain"].append(Utt(uid, kind, kind, wav, {"utt2license": lic}))
     for kind, files in sources.items():
         for p, lic in files:

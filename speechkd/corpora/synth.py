@@ -1,10 +1,13 @@
-"""Synthesis with Debian ``flite`` and ``festival`` voices, one wav per call.
+"""Synthesis with Debian ``flite``, ``festival`` and ``espeak-ng`` voices, one wav per call.
 
 flite: ``flite -voice V -psdur -t TEXT -o out.wav`` writes 16 kHz audio
 (``kal`` is 8 kHz and not used) and, with ``-psdur``, prints every phone with
 its end time (``pau:0.184 dh:0.241 ...``) in the same call, at no extra cost.
 festival: ``text2wave -eval "(voice_X)"`` reads the text on stdin; the HTS
-voice writes 32 kHz, which is resampled explicitly to 16 kHz. Festival's
+voice writes 32 kHz, which is resampled explicitly to 16 kHz. espeak-ng:
+``espeak-ng -v VARIANT -w out.wav TEXT`` (formant synthesis, 22.05 kHz, resampled);
+its voices sound like no flite or festival voice, which is why the noise corpus's
+babble uses them (a babble talker is never a target voice). Festival's
 ``kal_diphone`` is left out: it is the diphone set flite's ``kal16`` is built
 from, so the two would be one speaker under two ids.
 """
@@ -31,10 +34,16 @@ FESTIVAL_VOICES = {
                "festvox-us-slt-hts"),
 }
 
+# speaker id -> espeak-ng voice (language + variant): three male, three female, four accents
+ESPEAK_VOICES = {
+    "es_us_m3": "en-us+m3", "es_us_f2": "en-us+f2", "es_gb_m1": "en-gb+m1",
+    "es_sc_f4": "en-gb-scotland+f4", "es_ca_m7": "en-029+m7", "es_rp_f5": "en-gb-x-rp+f5",
+}
+
 
 @dataclass(frozen=True)
 class SynthJob:
-    """Say ``text`` with ``engine`` ("flite"/"festival") voice ``voice`` into ``wav``.
+    """Say ``text`` with ``engine`` ("flite"/"festival"/"espeak") voice ``voice`` into ``wav``.
 
     ``phones``: where flite's phone durations go (written before the wav, so an
     existing wav always has its durations beside it).
@@ -59,6 +68,10 @@ def check_voice(engine: str, voice: str) -> None:
             raise SpeechkdError(f"unknown festival voice '{voice}' (use one of {', '.join(FESTIVAL_VOICES)})")
         _, path, package = FESTIVAL_VOICES[voice]
         require_path(path, package)
+    elif engine == "espeak":
+        require_binary("espeak-ng", "espeak-ng")
+        if voice not in ESPEAK_VOICES:
+            raise SpeechkdError(f"unknown espeak voice '{voice}' (use one of {', '.join(ESPEAK_VOICES)})")
     else:
         raise SpeechkdError(f"unknown synthesis engine '{engine}'")
 
@@ -105,13 +118,16 @@ def synthesize(job: SynthJob) -> None:
                 if not phones:
                     raise SpeechkdError("flite printed no phone durations", path=job.wav)
                 atomic_write_text(job.phones, format_phones(phones) + "\n")
+        elif job.engine == "espeak":
+            # "--" ends the options: a text starting with "-" is still text
+            run_cmd(["espeak-ng", "-v", ESPEAK_VOICES[job.voice], "-w", tmp, "--", job.text], what=job.wav)
         else:
             fn = FESTIVAL_VOICES[job.voice][0]
             run_cmd(["text2wave", "-eval", f"({fn})", "-o", tmp], input=job.text.encode(), what=job.wav)
         wav, sr = sf.read(tmp, dtype="int16")
         if wav.ndim > 1:
             wav = wav[:, 0]
-        if sr != SR:  # festival's HTS voice: 32 kHz
+        if sr != SR:  # festival's HTS voice: 32 kHz; espeak-ng: 22.05 kHz
             wav = resample(wav.astype(np.float32) / 32768.0, sr, SR)
         if len(wav) == 0:
             raise SpeechkdError(f"{job.engine} voice {job.voice} produced no audio for '{job.text}'",
