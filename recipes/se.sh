@@ -39,7 +39,7 @@ premixed=false              # true: the corpus is published as noisy/clean pairs
                             # (local/data.sh) writes data/se itself and stage 1 mixes nothing, only validates
 speech_dirs=data/speech     # speech corpus roots of stage 0 (several: merged by speechkd se-data)
 se_data_opts=""             # e.g. "--train-snr -5 10 --test-snrs 0 5 10"; the generalisation test sets:
-                            # "--unseen-speakers rms ked --unseen-noise-types pink babble" (and add the
+                            # "--unseen-speakers rms ked --unseen-noise-types pink lmms" (and add the
                             # test_unseen_* sets to test_sets)
 students="student_remix student_small"   # conf/<name>_<preset>.yaml each, trained into exp/<name>;
                             # add student_remix_ema for EMA-teacher rounds (RemixIT)

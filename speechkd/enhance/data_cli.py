@@ -3,7 +3,7 @@
     speechkd se-data --speech data/speech --noise data/noise --out data/se [--seed 1] \
         [--train-snr -5 10] [--test-snrs 0 5 10]
     speechkd se-data --speech data/speech_multi data/speech_asterisk --noise data/noise --out data/se \
-        --unseen-speakers rms ked --unseen-noise-types pink babble   # the generalisation test sets
+        --unseen-speakers rms ked --unseen-noise-types pink lmms   # the generalisation test sets
 
 See :mod:`speechkd.enhance.prepare` for what it writes. Deterministic: the same
 inputs and seed give byte-identical audio. An --out made with other inputs or settings
