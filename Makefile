@@ -32,9 +32,10 @@ demo: install
 	@echo "  ./run.sh --stage 7 --stop_stage 8   diffusion teacher + progressive distillation"
 	@echo "  ./run.sh --stage 9 --stop_stage 9   neural vocoder (Vocos-like), then ./run.sh --stage 10 --force true"
 
-# two workers (pytest-xdist; one per core here), each test module whole on one of them (tests/conftest.py)
+# two workers (pytest-xdist; one per core here), each test module whole on one of them (tests/conftest.py);
+# the 20 slowest tests are listed at the end (what to trim when the suite outgrows its ~6 minutes)
 test: install-espnet
-	$(VENV)/bin/pytest -q -n auto --dist loadgroup
+	$(VENV)/bin/pytest -q -n auto --dist loadgroup --durations=20
 
 test-fast: install-espnet
 	$(VENV)/bin/pytest -q -n auto --dist loadgroup -m "not slow"
