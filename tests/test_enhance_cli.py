@@ -219,6 +219,22 @@ def test_se_summary(trained, tmp_path):
     assert abs(noisy["si_sdr_delta"]["mean"]) < 1e-9 and set(noisy["si_sdri_by_snr"]) == {"0", "5", "10"}
     hpf = next(r for r in rows if r["system"] == "hpf80")  # paired difference to noisy == its SI-SDRi
     assert abs(hpf["paired"]["si_sdr"]["mean"] - hpf["si_sdr_delta"]["mean"]) < 1e-6
+    # by noise type: se-data's utt2noise_type, split here into two made-up types to have several
+    from speechkd.data.kaldi import read_table
+    from speechkd.eval.se_summary import summarize_se
+
+    utts = sorted(read_table(se / "test_in_domain" / "utt2noise_type"))
+    types = {u: ("odd" if i % 2 else "even") for i, u in enumerate(utts)}
+    summarize_se([str(ev / "test_in_domain" / n / "results.json") for n in ("noisy", "hpf80")], str(tmp_path / "t"),
+                 noise_types={"test_in_domain": types})
+    hpf = next(r for r in json.loads((tmp_path / "t" / "results.json").read_text())["systems"]
+               if r["system"] == "hpf80")
+    per_utt = {r["utt"]: r["si_sdr_delta"] for r in json.loads(
+        (ev / "test_in_domain" / "hpf80" / "results.json").read_text())["utts"]}
+    for kind in ("odd", "even"):
+        mine = [v for u, v in per_utt.items() if types[u] == kind]
+        assert hpf["si_sdri_by_noise_type"][kind] == {"mean": pytest.approx(sum(mine) / len(mine)), "n": len(mine)}
+    assert "SI-SDRi dB by noise type" in (tmp_path / "t" / "results.md").read_text()
 
 
 def test_single_checkpoints_and_their_spread_in_the_summary(trained, tmp_path, capsys):

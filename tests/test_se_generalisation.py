@@ -80,6 +80,9 @@ def test_noise_types_held_out_and_the_grid(grid):
         assert {kind[c] for c in read_table(grid / name / "utt2noise").values()} == {"white"}, name
     for name in ("test_unseen_noise", "test_unseen_voice_noise"):
         assert {kind[c] for c in read_table(grid / name / "utt2noise").values()} == {"pink"}, name
+    for name in ("train_noisy", "dev_noisy") + GRID:  # each mixture's noise type, for the per-type tables
+        types = read_table(grid / name / "utt2noise_type")
+        assert types == {u: kind[c] for u, c in read_table(grid / name / "utt2noise").items()}, name
     for name in GRID:  # every cell at 0, 5 and 10 dB, with its clean references
         assert sorted({float(v) for v in read_table(grid / name / "utt2snr").values()}) == [0.0, 5.0, 10.0]
         assert read_datadir(grid / name / "ref").utts == read_datadir(grid / name).utts

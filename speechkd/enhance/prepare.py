@@ -7,7 +7,8 @@ be unique across them) and the noise corpus (``<noise>/in_domain``, ``<noise>/ex
     noise_train/            in-domain clips mixed into train_noisy and dev_noisy
     extra_noise/            held-out in-domain clips, in no mixture: NyTT's extra noise n'
     noise_test/             held-out in-domain clips, used only by test_in_domain
-    train_noisy/            y = s + n at SNR ~ U[snr_low, snr_high]; wav.scp, text, utt2spk, utt2snr, utt2noise
+    train_noisy/            y = s + n at SNR ~ U[snr_low, snr_high]; wav.scp, text, utt2spk, utt2snr, utt2noise,
+                            utt2noise_type (the clip's type: the noise corpus's utt2spk)
     train_clean_eval_only/  the s and n of train_noisy (clean.scp == wav.scp, noise.scp): for
                             evaluation and the clean-trained upper bound only; noisy-target and
                             remix training never open it (tests/test_enhance_data.py proves it)
@@ -120,7 +121,7 @@ def _write_mix(out: Path, name: str, speech: DataDir, utts: list[tuple[str, str,
     """Mix (new utt, source utt, snr) triples; write the noisy data dir ``out/name`` and the clean
     side either into ``clean_dir`` (training splits) or beside the noisy audio (test sets)."""
     noisy_dir = out / name
-    wav_scp, clean_scp, noise_scp, text, utt2spk, utt2snr, utt2noise = {}, {}, {}, {}, {}, {}, {}
+    wav_scp, clean_scp, noise_scp, text, utt2spk, utt2snr, utt2noise, utt2type = {}, {}, {}, {}, {}, {}, {}, {}
     clean_root = clean_dir if clean_dir is not None else noisy_dir
     measured = []
     for new, src, snr in utts:
@@ -138,10 +139,11 @@ def _write_mix(out: Path, name: str, speech: DataDir, utts: list[tuple[str, str,
         measured.append(snr_db(s16.astype(np.float64), n16.astype(np.float64)) - snr)
         wav_scp[new], clean_scp[new], noise_scp[new] = (str(paths[k].resolve()) for k in ("noisy", "clean", "noise"))
         text[new], utt2spk[new] = speech.text.get(src, ""), speech.utt2spk[src]
-        utt2snr[new], utt2noise[new] = f"{snr:.2f}", clip
+        utt2snr[new], utt2noise[new], utt2type[new] = f"{snr:.2f}", clip, noise.dd.utt2spk[clip]
     write_datadir(noisy_dir, DataDir(wav_scp=wav_scp, text=text, utt2spk=utt2spk))
     write_table(noisy_dir / "utt2snr", utt2snr)
     write_table(noisy_dir / "utt2noise", utt2noise)
+    write_table(noisy_dir / "utt2noise_type", utt2type)  # eval se-systems: SI-SDRi per noise type
     if clean_dir is not None:
         write_datadir(clean_dir, DataDir(wav_scp=clean_scp, text=text, utt2spk=utt2spk))
         write_table(clean_dir / "clean.scp", clean_scp)

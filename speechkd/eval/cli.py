@@ -38,7 +38,7 @@ import argparse
 import os
 
 from speechkd.audio import audio_info
-from speechkd.data.kaldi import read_datadir
+from speechkd.data.kaldi import read_datadir, read_table
 from speechkd.enhance import systems as se_systems
 from speechkd.eval.durations import durations_markdown, evaluate_dump
 from speechkd.eval.intelligibility import asr_markdown, evaluate_asr
@@ -303,7 +303,9 @@ def _main_se_systems(args: argparse.Namespace) -> int:
                         "--out", j.out, "--nj", args.nj, "--num-utts", args.num_utts, "--title", j.title,
                         "--dnsmos", "off" if "@" in j.system else args.dnsmos,
                         "--dnsmos-utts", args.dnsmos_utts, *reuse))
-    path = summarize_se([j.results for j in jobs], args.out, args.title, args.paired_against)
+    types = {t: read_table(f) for t in test_sets
+             if os.path.isfile(f := os.path.join(args.data_root, t, "utt2noise_type"))}
+    path = summarize_se([j.results for j in jobs], args.out, args.title, args.paired_against, types)
     print(open(path, encoding="utf-8").read())
     print(f"-> {path}")
     return 0

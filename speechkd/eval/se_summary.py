@@ -3,7 +3,8 @@
 Results live at ``<eval dir>/<test set>/<system>/results.json`` (the layout of
 recipes/se.sh stage 6); other paths are named by their directory. Besides the
 means over all utterances, the SI-SDR improvement is broken down by input SNR
-when utterance ids end in ``_snrNN`` (``speechkd se-data`` test sets).
+when utterance ids end in ``_snrNN`` (``speechkd se-data`` test sets), and by noise type when the
+test set's ``utt2noise_type`` is given (``speechkd se-data`` writes it; ``eval se-systems`` reads it).
 
 Systems named ``<system>@<tag>`` (e.g. ``teacher_nytt@ckpt2``: one single checkpoint of a model
 whose row shows its averaged weights) are not rows of their own: their SI-SDRi and PESQ means
@@ -40,8 +41,9 @@ def utt_snr(utt: str) -> float | None:
     return -v if m.group(1) else v
 
 
-def system_row(path: str) -> dict:
-    """Test set, system, means (and CIs) and per-SNR SI-SDRi of one ``eval se`` results.json."""
+def system_row(path: str, noise_types: dict[str, str] | None = None) -> dict:
+    """Test set, system, means (and CIs) and per-SNR SI-SDRi of one ``eval se`` results.json; with
+    ``noise_types`` (utt -> noise type), the SI-SDRi mean per noise type too."""
     res = read_results(path)
     summ = res.get("summary") or {}
     if "si_sdr" not in summ:
@@ -62,6 +64,12 @@ def system_row(path: str) -> dict:
         if snr is not None and v is not None and np.isfinite(v):
             by_snr[snr].append(float(v))
     row["si_sdri_by_snr"] = {f"{k:g}": float(np.mean(v)) for k, v in sorted(by_snr.items())}
+    by_type: dict[str, list[float]] = defaultdict(list)
+    for r in res.get("utts", []) if noise_types else []:
+        kind, v = noise_types.get(str(r.get("utt", ""))), r.get("si_sdr_delta")
+        if kind is not None and v is not None and np.isfinite(v):
+            by_type[kind].append(float(v))
+    row["si_sdri_by_noise_type"] = {k: {"mean": float(np.mean(v)), "n": len(v)} for k, v in sorted(by_type.items())}
     row["_per_utt"] = {str(r["utt"]): (r.get("si_sdr"), r.get("pesq")) for r in res.get("utts", []) if "utt" in r}
     return row
 
@@ -144,14 +152,34 @@ def overview(rows: list[dict], tests: list[str]) -> list[str]:
     return ["## All test sets", ""] + out
 
 
+def by_noise_type(trows: list[dict]) -> list[str]:
+    """SI-SDRi per noise type of one test set's rows (systems x types), when it mixes several types."""
+    kinds = list(dict.fromkeys(k for r in trows for k in r.get("si_sdri_by_noise_type", {})))
+    if len(kinds) < 2:
+        return []
+    n = {k: next(r["si_sdri_by_noise_type"][k]["n"] for r in trows if k in r.get("si_sdri_by_noise_type", {}))
+         for k in kinds}
+    out = ["SI-SDRi dB by noise type (mixtures):", "", "| system | " + " | ".join(f"{k} ({n[k]})" for k in kinds)
+           + " |", "|---|" + "---:|" * len(kinds)]
+    for r in trows:
+        t = r.get("si_sdri_by_noise_type", {})
+        out.append(f"| {r['system']} | " + " | ".join(f"{t[k]['mean']:+.2f}" if k in t else "–" for k in kinds)
+                   + " |")
+    return out + [""]
+
+
 def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancement",
-                 paired_against: str | None = None) -> str:
+                 paired_against: str | None = None, noise_types: dict[str, dict[str, str]] | None = None) -> str:
     """Write ``out_dir/results.{json,md}``: one table per test set, systems in the given order;
     with ``paired_against``, per-utterance paired differences to that system as two more columns;
-    ``<system>@<tag>`` results as the spread of ``<system>``'s single checkpoints."""
+    ``<system>@<tag>`` results as the spread of ``<system>``'s single checkpoints; with
+    ``noise_types`` ({test set: {utt: noise type}}), SI-SDRi per noise type of each test set."""
     if not paths:
         raise SpeechkdError("no results files given", field="--results")
-    rows = fold_single_checkpoints([system_row(p) for p in paths])
+    types = noise_types or {}
+    rows = fold_single_checkpoints(
+        [system_row(p, types.get(os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(p))))))
+         for p in paths])
     if paired_against:
         for r in rows:
             base = next((b for b in rows if b["system"] == paired_against and b["test_set"] == r["test_set"]), None)
@@ -186,6 +214,7 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
                 cells += [_spread_cell(sc.get(k), f) + (f" ({sc['n']})" if sc.get(k) else "") for k, _, f in SPREAD]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        lines += by_noise_type(trows)
     lines += ["Means over utterances; SI-SDRi = SI-SDR(enhanced) − SI-SDR(noisy input) per utterance "
               "(Le Roux et al. 2019), with a Student-t 95% CI; PESQ wide band (P.862.2); STOI/ESTOI "
               "(pystoi). `hpf80` is the trivial 80 Hz high-pass baseline; `rnnoise` is RNNoise (Valin 2018), "
