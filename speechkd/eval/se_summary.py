@@ -41,9 +41,9 @@ def utt_snr(utt: str) -> float | None:
     return -v if m.group(1) else v
 
 
-def system_row(path: str, noise_types: dict[str, str] | None = None) -> dict:
+def system_row(path: str, noise_types: dict[str, dict[str, str]] | None = None) -> dict:
     """Test set, system, means (and CIs) and per-SNR SI-SDRi of one ``eval se`` results.json; with
-    ``noise_types`` (utt -> noise type), the SI-SDRi mean per noise type too."""
+    ``noise_types`` ({test set: {utt: noise type}}), the SI-SDRi mean per noise type of its test set too."""
     res = read_results(path)
     summ = res.get("summary") or {}
     if "si_sdr" not in summ:
@@ -65,8 +65,9 @@ def system_row(path: str, noise_types: dict[str, str] | None = None) -> dict:
             by_snr[snr].append(float(v))
     row["si_sdri_by_snr"] = {f"{k:g}": float(np.mean(v)) for k, v in sorted(by_snr.items())}
     by_type: dict[str, list[float]] = defaultdict(list)
-    for r in res.get("utts", []) if noise_types else []:
-        kind, v = noise_types.get(str(r.get("utt", ""))), r.get("si_sdr_delta")
+    types = (noise_types or {}).get(row["test_set"], {})
+    for r in res.get("utts", []):
+        kind, v = types.get(str(r.get("utt", ""))), r.get("si_sdr_delta")
         if kind is not None and v is not None and np.isfinite(v):
             by_type[kind].append(float(v))
     row["si_sdri_by_noise_type"] = {k: {"mean": float(np.mean(v)), "n": len(v)} for k, v in sorted(by_type.items())}
@@ -176,10 +177,7 @@ def summarize_se(paths: list[str], out_dir: str, title: str = "Speech enhancemen
     ``noise_types`` ({test set: {utt: noise type}}), SI-SDRi per noise type of each test set."""
     if not paths:
         raise SpeechkdError("no results files given", field="--results")
-    types = noise_types or {}
-    rows = fold_single_checkpoints(
-        [system_row(p, types.get(os.path.basename(os.path.dirname(os.path.dirname(os.path.abspath(p))))))
-         for p in paths])
+    rows = fold_single_checkpoints([system_row(p, noise_types) for p in paths])
     if paired_against:
         for r in rows:
             base = next((b for b in rows if b["system"] == paired_against and b["test_set"] == r["test_set"]), None)
