@@ -247,6 +247,14 @@ def test_noise_is_highpassed_and_labelled(tmp_path):
         assert (tmp_path / "again.wav").read_bytes() == (out / "wav" / f"{uid}.wav").read_bytes(), uid
 
 
+def test_noise_dir_of_other_babble_voices_is_refused(tmp_path):
+    # a dir built before the babble moved to espeak-ng: its babble clips would be reused, so it is refused
+    (tmp_path / "wav").mkdir()
+    (tmp_path / common._PARAMS).write_text(json.dumps({"name": "noise", "seed": SEED}))
+    with pytest.raises(SpeechkdError, match=r"other settings \(babble None there, 'espeak: es_"):
+        noise.build(str(tmp_path), num_utts=1, seed=SEED)
+
+
 def test_registry_lists_all_corpora():
     assert list(CORPORA) == ["mini_en", "mini_multi", "asterisk_en", "noise"]
     assert all(callable(f) for f in CORPORA.values())

@@ -137,21 +137,23 @@ def split_items(items: Sequence[T], num_dev: int | None = None, num_test: int | 
 
 # --------------------------------------------------------------------------- output dir
 
-def prepare_out(out: str | os.PathLike, name: str, seed: int) -> Path:
-    """Create ``out``; refuse a dir built by another corpus or seed (its wavs would be wrong).
+def prepare_out(out: str | os.PathLike, name: str, seed: int, **settings) -> Path:
+    """Create ``out``; refuse a dir built by another corpus, seed or generation ``settings`` (its wavs
+    would be wrong: an existing wav is reused, not made again).
 
     Utterance ids are a function of (corpus, seed), so an existing wav is reused only
-    when both match. Temporary files left by a killed run are removed.
+    when these match. Temporary files left by a killed run are removed.
     """
     out = Path(out)
     (out / "wav").mkdir(parents=True, exist_ok=True)
-    params = {"name": name, "seed": seed}
+    params = {"name": name, "seed": seed, **settings}
     p = out / _PARAMS
     if p.exists():
         old = json.loads(p.read_text())
         if old != params:
-            raise SpeechkdError(f"holds corpus '{old.get('name')}' seed {old.get('seed')}, "
-                                f"not '{name}' seed {seed}", path=str(out),
+            diff = ", ".join(f"{k} {old.get(k)!r} there, {params.get(k)!r} here"
+                             for k in dict.fromkeys([*params, *old]) if old.get(k) != params.get(k))
+            raise SpeechkdError(f"holds corpus '{old.get('name')}' built with other settings ({diff})", path=str(out),
                                 hint="use another --out or delete that directory")
     else:
         atomic_write_json(p, params)

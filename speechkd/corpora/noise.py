@@ -213,7 +213,8 @@ def build(out: str, *, num_utts: int | None = None, seed: int = 1, nj: int = 1,
         check_voice(BABBLE_ENGINE, v)
     sources = {k: source_files(k) for k in SOURCES}
     texts = wordnet.heldout_sentences(len(BABBLE_VOICES) * BABBLE_PER_VOICE, seed)
-    outp = prepare_out(out, NAME, seed)
+    # the babble voices are a setting: a dir whose babble another version spoke is refused, not reused
+    outp = prepare_out(out, NAME, seed, babble=f"{BABBLE_ENGINE}: {' '.join(BABBLE_VOICES)}")
 
     # Held-out speech for babble and the speech-shaped spectrum.
     voices = [BABBLE_VOICES[i % len(BABBLE_VOICES)] for i in range(len(texts))]
