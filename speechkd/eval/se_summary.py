@@ -41,6 +41,16 @@ def utt_snr(utt: str) -> float | None:
     return -v if m.group(1) else v
 
 
+def _si_sdri_by(res: dict, key) -> dict:
+    """The finite per-utterance SI-SDRi values of a results.json, grouped by ``key(utt)`` (None: left out)."""
+    groups: dict = defaultdict(list)
+    for r in res.get("utts", []):
+        k, v = key(str(r.get("utt", ""))), r.get("si_sdr_delta")
+        if k is not None and v is not None and np.isfinite(v):
+            groups[k].append(float(v))
+    return groups
+
+
 def system_row(path: str, noise_types: dict[str, dict[str, str]] | None = None) -> dict:
     """Test set, system, means (and CIs) and per-SNR SI-SDRi of one ``eval se`` results.json; with
     ``noise_types`` ({test set: {utt: noise type}}), the SI-SDRi mean per noise type of its test set too."""
@@ -57,19 +67,10 @@ def system_row(path: str, noise_types: dict[str, dict[str, str]] | None = None) 
             row[key] = {"mean": summ[key]["mean"], "ci95": summ[key].get("ci95")}
     if "dnsmos_ovrl" in summ:
         row["dnsmos_n"] = summ["dnsmos_ovrl"].get("n")  # DNSMOS may score a subset (eval se --dnsmos-utts)
-    by_snr: dict[float, list[float]] = defaultdict(list)
-    for r in res.get("utts", []):
-        snr = utt_snr(str(r.get("utt", "")))
-        v = r.get("si_sdr_delta")
-        if snr is not None and v is not None and np.isfinite(v):
-            by_snr[snr].append(float(v))
+    by_snr = _si_sdri_by(res, utt_snr)
     row["si_sdri_by_snr"] = {f"{k:g}": float(np.mean(v)) for k, v in sorted(by_snr.items())}
-    by_type: dict[str, list[float]] = defaultdict(list)
     types = (noise_types or {}).get(row["test_set"], {})
-    for r in res.get("utts", []):
-        kind, v = types.get(str(r.get("utt", ""))), r.get("si_sdr_delta")
-        if kind is not None and v is not None and np.isfinite(v):
-            by_type[kind].append(float(v))
+    by_type = _si_sdri_by(res, types.get)
     row["si_sdri_by_noise_type"] = {k: {"mean": float(np.mean(v)), "n": len(v)} for k, v in sorted(by_type.items())}
     row["_per_utt"] = {str(r["utt"]): (r.get("si_sdr"), r.get("pesq")) for r in res.get("utts", []) if "utt" in r}
     return row
