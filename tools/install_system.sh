@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(
   espeak-ng libespeak-ng1            # phonemizer backend
   flite                              # synthetic voices (slt, kal16, awb, rms)
-  festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+  festival festvox-kallpc16k festvox-kdlpc16k
   sox libsndfile1 ffmpeg             # audio tools; ffmpeg decodes G.722
   asterisk-core-sounds-en-g722 asterisk-core-sounds-en   # real speech + transcripts
   wordnet-base                       # prompt sentences

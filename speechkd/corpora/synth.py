@@ -3,13 +3,13 @@
 flite: ``flite -voice V -psdur -t TEXT -o out.wav`` writes 16 kHz audio
 (``kal`` is 8 kHz and not used) and, with ``-psdur``, prints every phone with
 its end time (``pau:0.184 dh:0.241 ...``) in the same call, at no extra cost.
-festival: ``text2wave -eval "(voice_X)"`` reads the text on stdin; the HTS
-voice writes 32 kHz, which is resampled explicitly to 16 kHz. espeak-ng:
+festival: ``text2wave -eval "(voice_X)"`` reads the text on stdin. espeak-ng:
 ``espeak-ng -v VARIANT -w out.wav TEXT`` (formant synthesis, 22.05 kHz, resampled);
 its voices sound like no flite or festival voice, which is why the noise corpus's
 babble uses them (a babble talker is never a target voice). Festival's
 ``kal_diphone`` is left out: it is the diphone set flite's ``kal16`` is built
-from, so the two would be one speaker under two ids.
+from, so the two would be one speaker under two ids; so is the HTS voice
+``cmu_us_slt_arctic_hts``, the talent of flite ``slt``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ FLITE_VOICES = ("slt", "kal16", "awb", "rms")
 # speaker id -> (festival voice function, its directory, its Debian package)
 FESTIVAL_VOICES = {
     "ked": ("voice_ked_diphone", "/usr/share/festival/voices/english/ked_diphone", "festvox-kdlpc16k"),
-    "slthts": ("voice_cmu_us_slt_arctic_hts", "/usr/share/festival/voices/us/cmu_us_slt_arctic_hts",
-               "festvox-us-slt-hts"),
 }
 
 # speaker id -> espeak-ng voice (language + variant): three male, three female, four accents
@@ -127,7 +125,7 @@ def synthesize(job: SynthJob) -> None:
         wav, sr = sf.read(tmp, dtype="int16")
         if wav.ndim > 1:
             wav = wav[:, 0]
-        if sr != SR:  # festival's HTS voice: 32 kHz; espeak-ng: 22.05 kHz
+        if sr != SR:  # espeak-ng: 22.05 kHz
             wav = resample(wav.astype(np.float32) / 32768.0, sr, SR)
         if len(wav) == 0:
             raise SpeechkdError(f"{job.engine} voice {job.voice} produced no audio for '{job.text}'",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mini_en speech enhancement: built-in speech of many voices (the six mini_multi voices, flite and
+# mini_en speech enhancement: built-in speech of many voices (the five mini_multi voices, flite and
 # festival, and the real Asterisk recordings) mixed with built-in noise (synthetic noises
 # high-passed at 100 Hz, babble of espeak-ng voices, freely licensed recordings). Voices rms and ked,
 # pink noise and the lmms samples (music loops, instruments) are kept out of training, so the test
