@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mini_multi: several synthetic voices (flite kal16/awb/rms/slt, festival diphone and HTS voices),
+# mini_multi: five synthetic voices of five people (flite kal16/awb/rms/slt, festival's ked diphones),
 # speaker ids in utt2spk. Built-in, 16 kHz.
 set -euo pipefail
 cd "$(dirname "$0")"
