@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 0 of mini_en/se1: speech of every built-in voice and the noise corpus.
-#   data/speech_multi     mini_multi: flite slt, kal16, awb, rms and festival ked, slt (HTS), WordNet sentences
+#   data/speech_multi     mini_multi: flite slt, kal16, awb, rms and festival ked, WordNet sentences
 #   data/speech_asterisk  asterisk_en: real recordings of one talker (Allison), telephony prompts
 #   data/noise            the noise corpus (in-domain types and event sounds)
 # Which voices and noise types stay out of training is decided by stage 1 (run.sh: --se_data_opts).
