@@ -336,3 +336,18 @@ def test_aggregate_escapes_html_and_markdown(tmp_path, capsys):
     assert "<script" not in md and "<img" not in md
     assert not re.search(r"(?<!\\)\]\(javascript", md)  # a link only when the ] is not escaped
     assert "&lt;script&gt;" in md and "L\\|3" in md
+
+
+def test_atomic_writes_get_the_mode_open_would_give(tmp_path):
+    """mkstemp makes 0600 files: results, wavs and pages written through it would be unreadable to
+    anyone else on a shared machine (a listening server run as another user, a colleague)."""
+    from speechkd.utils import io
+
+    io.atomic_write_text(tmp_path / "results.md", "x\n")
+    io.atomic_write_wav(tmp_path / "a.wav", np.zeros(160, dtype=np.float32), 16000)
+    with open(tmp_path / "plain.txt", "w") as f:  # the process's umask, as io read it
+        f.write("x\n")
+    want = (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert want & 0o044, "this test needs a umask that lets others read (022 or 002)"
+    assert (tmp_path / "results.md").stat().st_mode & 0o777 == want
+    assert (tmp_path / "a.wav").stat().st_mode & 0o777 == want
