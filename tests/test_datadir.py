@@ -326,3 +326,38 @@ def test_cli_split_subset_and_user_errors(tiny_datadir, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert cli(["data", "split", str(tiny_datadir), "--num", "9"]) == 2
     assert cli(["data", "subset", str(tiny_datadir), str(tmp_path / "t"), "--first", "0"]) == 2
+
+
+def test_resample_writes_every_recording_at_the_new_rate_and_resumes(tiny_datadir, tmp_path, capsys):
+    """`speechkd data resample`: the explicit step feature extraction asks for. Every recording at the new
+    rate and the same length in seconds, the sine still at its frequency, the other files copied, the
+    frame counts of old features dropped; a rerun keeps what is done; another data dir is refused."""
+    import numpy as np
+    import soundfile as sf
+
+    (tiny_datadir / "utt2dur").write_text("".join(f"{u} 0.25\n" for u in read_datadir(tiny_datadir).utts))
+    (tiny_datadir / "utt2num_frames").write_text("spkA_000 16\n")
+    out = tmp_path / "data22"
+    assert cli(["data", "resample", str(tiny_datadir), str(out), "--rate", "22050", "--nj", "2"]) == 0
+    assert "6 recordings at 22050 Hz (6 resampled now, 0 kept)" in capsys.readouterr().out
+    dd = read_datadir(out)
+    assert dd.text == read_datadir(tiny_datadir).text and dd.utt2spk == read_datadir(tiny_datadir).utt2spk
+    assert (out / "utt2dur").read_text() == (tiny_datadir / "utt2dur").read_text()
+    assert not (out / "utt2num_frames").exists()
+    for utt, entry in dd.wav_scp.items():
+        assert Path(entry).parent == out / "wav"
+        y, sr = sf.read(entry)
+        assert sr == 22050 and len(y) == int(np.ceil(0.25 * 22050))
+    y, _ = sf.read(dd.wav_scp["spkA_000"])  # a 220 Hz sine (conftest.write_wav, seed 0)
+    assert abs(np.argmax(np.abs(np.fft.rfft(y))) * 22050 / len(y) - 220) < 8
+    assert validate_datadir(out, sample_rate=22050).ok
+    # a rerun (a killed one, say) keeps the finished wavs
+    (out / "wav" / "spkB_005.wav").unlink()
+    assert cli(["data", "resample", str(tiny_datadir), str(out), "--rate", "22050"]) == 0
+    assert "(1 resampled now, 5 kept)" in capsys.readouterr().out
+    # another data dir at OUT, or OUT = DIR, is refused without writing a wav into it
+    assert cli(["data", "resample", str(out), str(tiny_datadir), "--rate", "24000"]) == 2
+    assert "another data dir" in capsys.readouterr().err
+    assert cli(["data", "resample", str(out), str(out), "--rate", "24000"]) == 2
+    assert "the output is the input" in capsys.readouterr().err
+    assert sf.info(dd.wav_scp["spkA_000"]).samplerate == 22050

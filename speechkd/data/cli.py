@@ -6,11 +6,12 @@
     speechkd data split DIR --ratio train=0.9 dev=0.1 --out ROOT [--seed 0]
     speechkd data subset DIR OUT (--first K | --last K | --utt-list FILE)
     speechkd data info DIR [--no-audio]
+    speechkd data resample DIR OUT --rate 22050 [--nj N]          # audio to another rate, OUT/wav/
 
 validate exits 1 when the dir has errors; user errors (e.g. no such dir) exit 2.
 Pipes: ``validate`` and ``info`` never run the ``cmd |`` entries of wav.scp unless given
 ``--read-pipes``; ``fix`` runs them (it must read every utterance's audio to decide what to
-drop); ``split`` and ``subset`` read no audio. Outputs are never written over the input
+drop), and so does ``resample``; ``split`` and ``subset`` read no audio. Outputs are never written over the input
 dir or over another data dir without ``--overwrite``.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from speechkd.data.resample import resample_datadir
 from speechkd.data.split import split_by_ratio, split_datadir, subset_datadir
 from speechkd.data.validate import fix_datadir, validate_datadir
 from speechkd.errors import DataDirError
@@ -71,6 +73,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                             "copied into OUT/.backup/ first); OUT = DIR is "
                                                             "always refused")
 
+    p = sub.add_parser("resample", help="write a copy with every recording at another sample rate",
+                       epilog="Feature extraction refuses audio at another rate than its config's; this is the "
+                              "explicit step. It runs the 'cmd |' entries of wav.scp to read their audio: only "
+                              "resample data dirs you trust.")
+    p.add_argument("dir", type=av.existing_dir)
+    p.add_argument("out", type=av.output_dir, help="output data dir; the wavs go to OUT/wav/")
+    p.add_argument("--rate", type=av.sample_rate, required=True, help="new sample rate in Hz (e.g. 22050)")
+    p.add_argument("--nj", type=av.jobs, default=1, help="parallel processes")
+    p.add_argument("--overwrite", action="store_true", help="replace another data dir at OUT (its files are "
+                                                            "copied into OUT/.backup/ first)")
+
     p = sub.add_parser("info", help="print counts: utterances, speakers, minutes")
     p.add_argument("dir", type=av.existing_dir)
     p.add_argument("--no-audio", action="store_true", help="skip minutes (no audio headers read)")
@@ -81,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
     if not Path(args.dir).is_dir():
         raise DataDirError("data dir does not exist", path=args.dir)
     return {"validate": _validate, "fix": _fix, "split": _split, "subset": _subset,
-            "info": _info}[args.action](args)
+            "resample": _resample, "info": _info}[args.action](args)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -129,6 +142,12 @@ def _subset(args: argparse.Namespace) -> int:
         utts = [line.split()[0] for line in lines if line.strip()]
     n = subset_datadir(args.dir, args.out, first=args.first, last=args.last, utts=utts, overwrite=args.overwrite)
     print(f"{args.out}: {n} utterances")
+    return 0
+
+
+def _resample(args: argparse.Namespace) -> int:
+    ran, kept = resample_datadir(args.dir, args.out, args.rate, nj=args.nj, overwrite=args.overwrite)
+    print(f"{args.out}: {ran + kept} recordings at {args.rate} Hz ({ran} resampled now, {kept} kept)")
     return 0
 
 
