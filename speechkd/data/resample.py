@@ -32,8 +32,8 @@ from speechkd.utils.paths import safe_child
 
 logger = logging.getLogger(__name__)
 
-# written anew (wav.scp, spk2utt) or no longer true at the new rate (frame counts of old features)
-NOT_COPIED = ("wav.scp", "spk2utt", "feats.scp", "utt2num_frames")
+# written by write_new_datadir, or no longer true at the new rate (frame counts of old features)
+NOT_COPIED = ("wav.scp", "text", "utt2spk", "spk2utt", "segments", "feats.scp", "utt2num_frames")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def resample_datadir(path: str | os.PathLike, out: str | os.PathLike, rate: int,
     write_new_datadir(src, out, new, overwrite=overwrite)
     for name in sorted(os.listdir(src)):
         p = os.path.join(src, name)
-        if os.path.isfile(p) and name not in NOT_COPIED and name not in ("text", "utt2spk", "segments"):
+        if os.path.isfile(p) and name not in NOT_COPIED:
             shutil.copyfile(p, os.path.join(out, name))
     ran = sum(done)
     logger.info("%s -> %s: %d recordings at %d Hz (%d resampled now, %d kept)", src, out, len(jobs), rate,
