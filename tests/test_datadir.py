@@ -361,3 +361,12 @@ def test_resample_writes_every_recording_at_the_new_rate_and_resumes(tiny_datadi
     assert cli(["data", "resample", str(out), str(out), "--rate", "24000"]) == 2
     assert "the output is the input" in capsys.readouterr().err
     assert sf.info(dd.wav_scp["spkA_000"]).samplerate == 22050
+    # --overwrite from another source with the same recording ids: every wav made anew, none kept
+    other = tmp_path / "other"
+    shutil.copytree(tiny_datadir, other)
+    (other / "text").write_text((other / "text").read_text().replace("sentence", "phrase"))
+    assert cli(["data", "resample", str(other), str(out), "--rate", "22050"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert cli(["data", "resample", str(other), str(out), "--rate", "22050", "--overwrite"]) == 0
+    assert "(6 resampled now, 0 kept)" in capsys.readouterr().out
+    assert read_datadir(out).text == read_datadir(other).text

@@ -6,11 +6,14 @@ run: resample only data dirs you trust), resampled with soxr's HQ filter
 (:func:`speechkd.audio.resample`) and written as 16-bit PCM to ``OUT/wav/<recording>.wav``; the
 other files are copied (``segments`` and durations are in seconds and stay valid), except those
 counting frames of features made at the old rate (``feats.scp``, ``utt2num_frames``), which are
-dropped. A killed run resumes: a wav already at the new rate is kept.
+dropped. A killed run resumes: a wav already at the new rate is kept. ``OUT/wav/`` records the source
+and the rate (:func:`speechkd.utils.outputs.claim_output_dir`), so a wav is only ever kept by a rerun of
+the same command, never by one from another source that happens to share a recording id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -26,7 +29,7 @@ from speechkd.data.split import read_valid
 from speechkd.data.validate import write_new_datadir
 from speechkd.errors import DataDirError
 from speechkd.utils.io import atomic_write_wav
-from speechkd.utils.outputs import same_path
+from speechkd.utils.outputs import claim_output_dir, same_path
 from speechkd.utils.parallel import process_map
 from speechkd.utils.paths import safe_child
 
@@ -84,7 +87,10 @@ def resample_datadir(path: str | os.PathLike, out: str | os.PathLike, rate: int,
             raise DataDirError("is another data dir (its wav.scp lists other audio)", path=os.fspath(out),
                                hint="pass --overwrite to replace it (its files are copied into .backup/ "
                                     "first) or choose another output dir")
-    wav_dir.mkdir(parents=True, exist_ok=True)
+    with open(scp, "rb") as f:
+        scp_sha1 = hashlib.sha1(f.read()).hexdigest()
+    claim_output_dir(wav_dir, {"source": os.path.abspath(src), "wav_scp_sha1": scp_sha1, "rate": rate},
+                     verb="data resample", overwrite=overwrite)
     jobs = [_Job(rec, entry, new_scp[rec], rate) for rec, entry in dd.wav_scp.items()]
     done = process_map(_resample_one, jobs, nj)
     write_new_datadir(src, out, new, overwrite=overwrite)
